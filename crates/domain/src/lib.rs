@@ -1,0 +1,26 @@
+//! opsd's domain: the operation record, its life cycle, validation and list cursors.
+//!
+//! Nothing here does I/O; the store and the HTTP layer build on these pure types.
+//! Read in this order: `operation` (the record), `state_machine` (how it moves),
+//! `new_operation` and `validate` (what producers may send), `list` and `cursor`
+//! (how lists are asked for and paged).
+
+mod cursor;
+mod error;
+mod list;
+mod new_operation;
+mod operation;
+pub mod state_machine;
+pub mod validate;
+
+pub use cursor::{Cursor, Direction, KeyValue, Position};
+pub use error::{ChangeError, ValidationError};
+pub use list::{
+    DEFAULT_LIMIT, ListFilter, MAX_LIMIT, Page, PageRequest, Sort, SortField, SortTerm, micros,
+};
+pub use new_operation::NewOperation;
+pub use operation::{
+    Details, DiffValue, ErrorItem, Event, FieldDiff, Kind, OpType, Operation, OperationError,
+    Status, Warning, WarningData, now, truncate_micros,
+};
+pub use state_machine::Patch;

@@ -1,0 +1,262 @@
+//! The canonical operation record (DESIGN §1). Both HTTP dialects render this one type;
+//! the store persists it. Wire names of the Nirvana dialect are the serde names here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Declares a closed string enum with its wire names, `as_str`, `parse` and `ALL`.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        pub enum $name { $(#[serde(rename = $wire)] $variant),+ }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire (and storage) name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            /// Parses a wire name; `None` for anything else.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($wire => Some($name::$variant),)+ _ => None }
+            }
+
+            /// The accepted wire names joined for error messages.
+            pub fn expected() -> String {
+                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// Kind of resource the operation acts on.
+    Kind {
+        Vm = "vm",
+        Volume = "volume",
+        Vpc = "vpc",
+        FirewallRule = "firewall_rule",
+        NksCluster = "nks_cluster",
+        NksNodePool = "nks_node_pool",
+        ConnectConnection = "connect_connection",
+        NksLoadBalancer = "nks_load_balancer",
+        NksNode = "nks_node",
+    }
+}
+
+wire_enum! {
+    /// What the operation does to its resource.
+    OpType {
+        Create = "create",
+        Update = "update",
+        Delete = "delete",
+        Restart = "restart",
+    }
+}
+
+wire_enum! {
+    /// Lifecycle state; see `state` for the allowed transitions.
+    Status {
+        Pending = "pending",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Unknown = "unknown",
+    }
+}
+
+impl Status {
+    /// `done` and `failed` accept no further change.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Done | Status::Failed)
+    }
+}
+
+/// One side of a field diff: a string, a number, a boolean or an array of strings.
+///
+/// Numbers keep their JSON spelling (`4` stays `4`, not `4.0`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum DiffValue {
+    /// A boolean value.
+    Bool(bool),
+    /// A numeric value.
+    Number(serde_json::Number),
+    /// A string value.
+    String(String),
+    /// An array of strings.
+    Strings(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for DiffValue {
+    // Hand-written so that a wrong type gets a message stating the rule, rather than
+    // serde's "did not match any variant of untagged enum".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde_json::Value;
+        const RULE: &str = "must be a string, a number, a boolean or an array of strings";
+        match Value::deserialize(d)? {
+            Value::Bool(b) => Ok(DiffValue::Bool(b)),
+            Value::Number(n) => Ok(DiffValue::Number(n)),
+            Value::String(s) => Ok(DiffValue::String(s)),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(serde::de::Error::custom(RULE)),
+                })
+                .collect::<Result<_, _>>()
+                .map(DiffValue::Strings),
+            Value::Null | Value::Object(_) => Err(serde::de::Error::custom(RULE)),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for DiffValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let scalar = |t| ObjectBuilder::new().schema_type(t);
+        OneOfBuilder::new()
+            .item(scalar(Type::String))
+            .item(scalar(Type::Number))
+            .item(scalar(Type::Boolean))
+            .item(ArrayBuilder::new().items(scalar(Type::String)))
+            .description(Some("A string, a number, a boolean or an array of strings."))
+            .into()
+    }
+}
+
+impl ToSchema for DiffValue {}
+
+/// A single field's before/after pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDiff {
+    /// Previous value.
+    pub from: DiffValue,
+    /// New value.
+    pub to: DiffValue,
+}
+
+/// Structured details about what an operation is changing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Details {
+    /// Map of changed field names to their from/to diffs.
+    #[serde(default)]
+    pub changes: BTreeMap<String, FieldDiff>,
+}
+
+/// One error met while processing the operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorItem {
+    /// Machine-readable error code.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// The request field that caused it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// Errors of a failed operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperationError {
+    /// The errors, at least one.
+    pub errors: Vec<ErrorItem>,
+}
+
+/// A key/value pair attached to a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarningData {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+/// A warning raised while processing the operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Warning {
+    /// Warning code.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Extra metadata.
+    #[serde(default)]
+    pub data: Vec<WarningData>,
+}
+
+/// The canonical operation, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    /// UUIDv7, server-assigned.
+    pub id: Uuid,
+    /// Strictly increasing, server-assigned; Google's numeric `id`.
+    pub seq: u64,
+    pub project_id: String,
+    pub kind: Kind,
+    pub op_type: OpType,
+    pub resource_id: String,
+    pub status: Status,
+    pub details: Details,
+    pub progress: u8,
+    pub status_message: Option<String>,
+    pub description: Option<String>,
+    pub error: Option<OperationError>,
+    pub warnings: Vec<Warning>,
+    pub http_error_status_code: Option<u16>,
+    pub http_error_message: Option<String>,
+    pub user: Option<String>,
+    pub request_id: Option<String>,
+    pub region: Option<String>,
+    pub zone: Option<String>,
+    pub target_link: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub ended_at: Option<OffsetDateTime>,
+    pub updated_at: OffsetDateTime,
+    /// +1 on every change; the ETag.
+    pub version: u64,
+}
+
+/// One entry of an operation's history: the state right after a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Global, strictly increasing event number (the watch stream's `id:`).
+    pub seq: u64,
+    pub operation_id: Uuid,
+    pub version: u64,
+    pub status: Status,
+    pub progress: u8,
+    pub status_message: Option<String>,
+    pub at: OffsetDateTime,
+}
+
+/// Current UTC time truncated to microseconds, the precision the store keeps.
+pub fn now() -> OffsetDateTime {
+    truncate_micros(OffsetDateTime::now_utc())
+}
+
+/// Drops sub-microsecond precision so that stored and in-memory times compare equal.
+pub fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let micros = t.nanosecond() / 1_000 * 1_000;
+    t.replace_nanosecond(micros).unwrap_or(t)
+}
