@@ -1,1 +1,57 @@
-fn main(){}
+//! `opsd`: one binary for the server and its tools. This file only parses flags; each
+//! subcommand lives in its own module.
+
+mod client;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// opsd — the operations service of a cloud control plane.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve(serve::ServeArgs),
+    /// Apply database migrations and exit (`serve` also applies them at start-up).
+    Migrate {
+        /// Directory holding opsd.db.
+        #[arg(long, env = "OPSD_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Talk to a running opsd: get and list operations.
+    Ops(client::OpsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("opsd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Migrate { data_dir } => serve::migrate(&data_dir),
+            Command::Ops(args) => client::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("opsd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `opsd serve`: open the store in the data directory, bind, serve until SIGINT/SIGTERM,
+//! then let in-flight requests finish.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use opsd_server::AppState;
+use opsd_store::sqlite::SqliteStore;
+use tracing_subscriber::EnvFilter;
+
+/// Flags of `opsd serve`; each also reads an `OPSD_*` environment variable.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "OPSD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for the database (created if missing).
+    #[arg(long, env = "OPSD_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Log format.
+    #[arg(long, env = "OPSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the server until a shutdown signal.
+pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
+    init_logging(args.log_format);
+    let store = open_store(&args.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), "opsd listening");
+    // Tests and scripts that pass port 0 read the chosen address from this line.
+    println!("opsd listening on http://{addr}");
+    opsd_server::serve(listener, AppState { store: Arc::new(store) }, shutdown_signal()).await?;
+    tracing::info!("opsd stopped");
+    Ok(())
+}
+
+/// `opsd migrate`.
+pub fn migrate(data_dir: &Path) -> Result<(), BoxError> {
+    open_store(data_dir)?;
+    println!("database in {} is up to date", data_dir.display());
+    Ok(())
+}
+
+fn open_store(data_dir: &Path) -> Result<SqliteStore, BoxError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    Ok(SqliteStore::open(&data_dir.join("opsd.db"))?)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("OPSD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,132 @@
+//! The HTTP layer's one error type. Handlers return `Result<T, ApiError>` and use `?`;
+//! the error becomes a response exactly once, here, in the Nirvana shape
+//! `{code, message, field?, request_id}`. Internal failures are logged with their
+//! detail and reach the client only as a generic message.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use opsd_domain::{ChangeError, ValidationError};
+use opsd_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::request_id;
+
+/// Result of a handler.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Everything a request can fail with, each mapped to one status and code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a field broke a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// 404: no such operation (or route).
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// 409: the state machine refuses the change.
+    #[error("{0}")]
+    Conflict(ChangeError),
+    /// 409: `request_id` reused with a different body.
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    /// 412: `If-Match` / `expected_version` is stale.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 413: body over the limit.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415: body is not JSON.
+    #[error("request body must be JSON: send the header content-type: application/json")]
+    UnsupportedMediaType,
+    /// 500: our fault; the detail goes to the log only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The error body of the Nirvana dialect and of opsd's own endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable code, e.g. `not_found`.
+    pub code: &'static str,
+    /// Human-readable message; what the SDKs print.
+    pub message: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The request id, as in the `x-request-id` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    /// Status and machine code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict(ChangeError::Transition { .. }) => (StatusCode::CONFLICT, "invalid_transition"),
+            ApiError::Conflict(ChangeError::ProgressDecrease { .. }) => (StatusCode::CONFLICT, "progress_decrease"),
+            ApiError::Conflict(ChangeError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            ApiError::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The offending field, when the error is about one.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            ApiError::Invalid(v) | ApiError::Conflict(ChangeError::Invalid(v)) => Some(v.field.clone()),
+            ApiError::Conflict(ChangeError::Transition { .. }) => Some("status".into()),
+            ApiError::Conflict(ChangeError::ProgressDecrease { .. }) => Some("progress".into()),
+            ApiError::IdempotencyConflict(_) => Some("request_id".into()),
+            _ => None,
+        }
+    }
+
+    /// Whether the official SDKs should retry: only when waiting could change the answer.
+    pub fn retryable(&self) -> bool {
+        matches!(self, ApiError::Internal(_))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => ApiError::NotFound(format!("operation {id} not found")),
+            StoreError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
+            StoreError::Change(ChangeError::Invalid(v)) | StoreError::Invalid(v) => ApiError::Invalid(v),
+            StoreError::Change(c) => ApiError::Conflict(c),
+            StoreError::IdempotencyConflict { .. } => ApiError::IdempotencyConflict(e.to_string()),
+            StoreError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let body = ErrorBody {
+            code,
+            message: self.to_string(),
+            field: self.field(),
+            request_id: request_id::current(),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if !self.retryable() {
+            // Stainless SDKs retry 409 and 5xx unless told not to.
+            response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        response
+    }
+}

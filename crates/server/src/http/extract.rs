@@ -1,0 +1,157 @@
+//! Strict request parsing. JSON bodies and query strings are decoded here so that every
+//! mistake becomes a 400 that names the field and the rule: unknown fields, wrong types,
+//! duplicate keys, repeated or unknown query parameters.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use opsd_domain::ValidationError;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON body decoded into `T`, whose errors carry the JSON path of the bad field.
+pub struct ValidJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+        // A missing content type is tolerated (curl without -H); a wrong one is not.
+        if json_type == Some(false) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+            } else {
+                ApiError::Invalid(ValidationError::new("body", rejection.body_text()))
+            }
+        })?;
+        parse_json(&bytes).map(ValidJson)
+    }
+}
+
+/// Decodes `bytes` as `T`, turning serde's error into one that names the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ValidationError::new("body", "must be a JSON object").into());
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let full = inner.to_string();
+        let message = match full.split(" at line ").next() {
+            // Position information helps with syntax errors only.
+            Some(short) if !(inner.is_syntax() || inner.is_eof()) => short.to_owned(),
+            _ => full.clone(),
+        };
+        // Unknown and duplicate keys of the top-level object come without a path; the
+        // key's name is in serde's message.
+        let named = ["unknown field `", "duplicate field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p).and_then(|m| m.split('`').next()));
+        let field = match (path.as_str(), named) {
+            _ if inner.is_syntax() || inner.is_eof() => "body".to_owned(),
+            (".", Some(name)) => name.to_owned(),
+            (".", None) => "body".to_owned(),
+            _ => path,
+        };
+        ApiError::Invalid(ValidationError::new(field, message))
+    })?;
+    Ok(value)
+}
+
+/// A query string checked against the parameters an endpoint accepts: each at most
+/// once, none unknown. Values are read by name and parsed by the handler.
+#[derive(Debug, Default)]
+pub struct QueryParams(BTreeMap<String, String>);
+
+impl QueryParams {
+    /// Parses `raw` (the part after `?`), accepting only names in `allowed`.
+    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut map = BTreeMap::new();
+        for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if !allowed.contains(&name.as_ref()) {
+                return Err(ValidationError::new(
+                    name.as_ref(),
+                    format!("unknown query parameter; accepted: {}", allowed.join(", ")),
+                )
+                .into());
+            }
+            if map.insert(name.to_string(), value.into_owned()).is_some() {
+                return Err(ValidationError::new(name.as_ref(), "may be given only once").into());
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// The raw value of `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Parses `name` with `parse`; `rule` says what was expected when it fails.
+    pub fn parse_with<T>(&self, name: &str, rule: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .map(|v| parse(v).ok_or_else(|| ValidationError::new(name, rule).into()))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u8,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Inner,
+        name: Option<String>,
+    }
+
+    fn field_of(json: &str) -> String {
+        match parse_json::<Outer>(json.as_bytes()) {
+            Err(ApiError::Invalid(v)) => v.field,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(field_of(r#"{"inner": {"n": 300}}"#), "inner.n");
+        assert_eq!(field_of(r#"{"inner": {"n": 1, "x": 2}}"#), "inner.x");
+        assert_eq!(field_of(r#"{"inner": {"n": 1}, "bogus": 1}"#), "bogus");
+        assert_eq!(field_of(r#"{"inner": {"n": 1}, "name": 5}"#), "name");
+        assert_eq!(field_of(r#"{"inner": {"n": 1}, "name": "a", "name": "b"}"#), "name");
+        assert_eq!(field_of(""), "body");
+        assert_eq!(field_of("[1"), "body");
+    }
+
+    #[test]
+    fn query_rejects_unknown_and_repeated() {
+        let allowed = ["a", "b"];
+        assert!(QueryParams::parse(Some("a=1&b=2"), &allowed).is_ok());
+        assert!(matches!(QueryParams::parse(Some("c=1"), &allowed), Err(ApiError::Invalid(v)) if v.field == "c"));
+        assert!(matches!(QueryParams::parse(Some("a=1&a=2"), &allowed), Err(ApiError::Invalid(v)) if v.field == "a"));
+    }
+}

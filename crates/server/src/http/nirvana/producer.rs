@@ -1,0 +1,93 @@
+//! The producer API (DESIGN §4): control-plane services create operations (idempotent by
+//! `request_id`), move them through the state machine (optionally conditional on the
+//! version), and read their history.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opsd_domain::ValidationError;
+
+use super::models::{EventList, EventOut, OperationIn, OperationOut, OperationPatch};
+use super::operations::{parse_operation_id, with_etag};
+use crate::http::AppState;
+use crate::http::error::{ErrorBody, Result};
+use crate::http::extract::ValidJson;
+
+/// Create an operation (status `pending`).
+#[utoipa::path(
+    post, path = "/v1/operations", tag = "producer", request_body = OperationIn,
+    responses(
+        (status = 201, body = OperationOut, description = "Created; `Location` names it"),
+        (status = 200, body = OperationOut, description = "A retry with the same request_id and body: the first operation"),
+        (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "request_id reused with a different body"),
+    )
+)]
+pub async fn create(State(state): State<AppState>, ValidJson(body): ValidJson<OperationIn>) -> Result<Response> {
+    let new = body.into_new()?;
+    let created = state.store.create(new).await?;
+    let op = created.operation;
+    let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/operations/{}", op.id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    Ok((status, headers, with_etag(op.version, Json(OperationOut::from(op)))).into_response())
+}
+
+/// Update an operation's status, progress, message, error or warnings.
+#[utoipa::path(
+    patch, path = "/v1/operations/{operation_id}", tag = "producer", request_body = OperationPatch,
+    params(
+        ("operation_id" = uuid::Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "Apply only at this version, e.g. \"3\""),
+    ),
+    responses(
+        (status = 200, body = OperationOut), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The state machine forbids the change"),
+        (status = 412, body = ErrorBody, description = "The operation is not at the expected version"),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ValidJson(body): ValidJson<OperationPatch>,
+) -> Result<impl IntoResponse> {
+    let id = parse_operation_id(&id)?;
+    let (patch, body_version) = body.into_patch()?;
+    let expected = match (if_match(&headers)?, body_version) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ValidationError::new("expected_version", "disagrees with the If-Match header").into());
+        }
+        (h, b) => h.or(b),
+    };
+    let op = state.store.update(id, patch, expected).await?;
+    Ok(with_etag(op.version, Json(OperationOut::from(op))))
+}
+
+/// Reads `If-Match: "<version>"` (quotes optional; `*` means any version).
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
+    let Some(raw) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let rule = || ValidationError::new("If-Match", "must be a version in quotes, e.g. \"3\"");
+    let s = raw.to_str().map_err(|_| rule())?.trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    let inner = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s);
+    inner.parse().map(Some).map_err(|_| rule().into())
+}
+
+/// The operation's history, oldest first.
+#[utoipa::path(
+    get, path = "/v1/operations/{operation_id}/events", tag = "producer",
+    params(("operation_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = EventList), (status = 404, body = ErrorBody))
+)]
+pub async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<EventList>> {
+    let id = parse_operation_id(&id)?;
+    let events = state.store.events(id).await?;
+    Ok(Json(EventList { items: events.into_iter().map(EventOut::from).collect() }))
+}

@@ -1,0 +1,242 @@
+//! The embedded SQLite backend: one database file in WAL mode with `synchronous=FULL`.
+//! Writes go through the group-commit writer thread (`writer`); reads run on a small
+//! pool of read-only connections on tokio's blocking threads, so a slow list never
+//! holds up a write and writes never wait for each other's fsync.
+
+mod migrations;
+mod query;
+mod rows;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use opsd_domain::{
+    Cursor, Direction, Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+pub use writer::Clock;
+use writer::{Job, Write, Written};
+
+use crate::{Created, Result, Store, StoreError};
+
+/// How many queued writes may wait for the writer before callers wait to enqueue.
+const QUEUE_DEPTH: usize = 4096;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 16;
+
+/// The embedded store.
+pub struct SqliteStore {
+    queue: mpsc::Sender<Job>,
+    readers: Arc<Readers>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies migrations and starts
+    /// the writer thread.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_clock(path, Arc::new(opsd_domain::now))
+    }
+
+    /// [`open`](Self::open) with a substitute clock (tests).
+    pub fn open_with_clock(path: &Path, clock: Clock) -> Result<Self> {
+        let mut conn = Connection::open(path).map_err(open_error(path))?;
+        // WAL lets readers run beside the writer; FULL syncs the WAL on every commit,
+        // which is what makes an acknowledged write survive power loss.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(open_error(path))?;
+        let applied = migrations::migrate(&mut conn).map_err(open_error(path))?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, path = %path.display(), "applied migrations");
+        }
+        let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("opsd-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx, clock))
+            .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
+        Ok(Self { queue, readers: Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) })
+    }
+
+    async fn write(&self, write: Write) -> Result<Written> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { write, reply })
+            .await
+            .map_err(|_| StoreError::Internal("writer thread has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Internal("writer thread dropped a write".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Internal(format!("cannot open {}: {e}", path.display()))
+}
+
+/// A pool of read-only connections, opened on demand.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let pooled = self.idle.lock().map_err(|_| poisoned())?.pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(open_error(&self.path))?;
+                c.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_error(&self.path))?;
+                c
+            }
+        };
+        let result = f(&mut conn).map_err(|e| StoreError::Internal(format!("read failed: {e}")));
+        let mut idle = self.idle.lock().map_err(|_| poisoned())?;
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Internal("reader pool lock poisoned".into())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(&self, new: NewOperation) -> Result<Created> {
+        match self.write(Write::Create(new)).await? {
+            Written::Created(c) => Ok(c),
+            Written::Updated(_) => Err(StoreError::Internal("writer answered a create with an update".into())),
+        }
+    }
+
+    async fn update(&self, id: Uuid, patch: Patch, expected_version: Option<u64>) -> Result<Operation> {
+        match self.write(Write::Update { id, patch, expected_version }).await? {
+            Written::Updated(op) => Ok(op),
+            Written::Created(_) => Err(StoreError::Internal("writer answered an update with a create".into())),
+        }
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Operation>> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {} FROM operations WHERE id = ?1", rows::OPERATION_COLUMNS))?
+                .query_row([id.to_string()], rows::operation_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page> {
+        let (filter, sort, page) = (filter.clone(), sort.clone(), page.clone());
+        self.read(move |conn| list_page(conn, &filter, &sort, &page)).await
+    }
+
+    async fn events(&self, id: Uuid) -> Result<Vec<Event>> {
+        let events = self
+            .read(move |conn| {
+                let tx = conn.transaction()?;
+                let exists = tx
+                    .prepare_cached("SELECT 1 FROM operations WHERE id = ?1")?
+                    .exists([id.to_string()])?;
+                if !exists {
+                    return Ok(None);
+                }
+                let events = tx
+                    .prepare_cached(
+                        "SELECT seq, operation_id, version, status, progress, status_message, at \
+                         FROM events WHERE operation_id = ?1 ORDER BY seq",
+                    )?
+                    .query_map([id.to_string()], rows::event_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(Some(events))
+            })
+            .await?;
+        events.ok_or(StoreError::NotFound(id))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+}
+
+/// One page: rows after the cursor in its direction (limit + 1 to learn whether more
+/// follow), a probe for rows on the other side, and the total — all in one read
+/// transaction, so the three agree with each other.
+fn list_page(conn: &mut Connection, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> rusqlite::Result<Page> {
+    let tx = conn.transaction()?;
+    let direction = page.cursor.as_ref().map_or(Direction::Next, |c| c.direction);
+
+    let mut w = query::filter_where(filter);
+    let total_count: i64 = tx.prepare_cached(&format!("SELECT COUNT(*) FROM operations WHERE {}", w.sql()))?.query_row(
+        rusqlite::params_from_iter(w.params()),
+        |r| r.get(0),
+    )?;
+
+    if let Some(c) = &page.cursor {
+        query::push_keyset(&mut w, sort, direction, &c.position);
+    }
+    let sql = format!(
+        "SELECT {} FROM operations WHERE {} ORDER BY {} LIMIT {}",
+        rows::OPERATION_COLUMNS,
+        w.sql(),
+        query::order_by(sort, direction),
+        page.limit + 1
+    );
+    let mut items = tx
+        .prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(w.params()), rows::operation_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more_this_way = items.len() > page.limit;
+    items.truncate(page.limit);
+    if direction == Direction::Prev {
+        items.reverse();
+    }
+
+    let (Some(first), Some(last)) = (items.first(), items.last()) else {
+        return Ok(Page { items, next: None, prev: None, total_count: total_count.unsigned_abs() });
+    };
+    let (first_pos, last_pos) = (sort.position_of(first), sort.position_of(last));
+    let (has_next, has_prev) = match (&page.cursor, direction) {
+        (None, _) => (more_this_way, false),
+        (Some(_), Direction::Next) => (more_this_way, exists_beyond(&tx, filter, sort, Direction::Prev, &first_pos)?),
+        (Some(_), Direction::Prev) => (exists_beyond(&tx, filter, sort, Direction::Next, &last_pos)?, more_this_way),
+    };
+    let next = has_next.then(|| Cursor { direction: Direction::Next, position: last_pos });
+    let prev = has_prev.then(|| Cursor { direction: Direction::Prev, position: first_pos });
+    Ok(Page { items, next, prev, total_count: total_count.unsigned_abs() })
+}
+
+/// Whether any matching row lies beyond `pos` walking in `direction`.
+fn exists_beyond(
+    conn: &Connection,
+    filter: &ListFilter,
+    sort: &Sort,
+    direction: Direction,
+    pos: &opsd_domain::Position,
+) -> rusqlite::Result<bool> {
+    let mut w = query::filter_where(filter);
+    query::push_keyset(&mut w, sort, direction, pos);
+    conn.prepare_cached(&format!("SELECT 1 FROM operations WHERE {} LIMIT 1", w.sql()))?
+        .exists(rusqlite::params_from_iter(w.params()))
+}

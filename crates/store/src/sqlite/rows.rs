@@ -1,0 +1,195 @@
+//! Conversion between rows of `operations`/`events` and domain types. Everything read
+//! back is checked: a value this build cannot interpret is an error, never a guess.
+
+use opsd_domain::{Event, Kind, OpType, Operation, Status, micros};
+use rusqlite::types::Type;
+use rusqlite::{Row, params};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The columns every operation SELECT reads, in `operation_from_row` order.
+pub const OPERATION_COLUMNS: &str = "seq, id, project_id, kind, type, resource_id, status, progress, \
+     status_message, description, details, error, warnings, http_error_status_code, \
+     http_error_message, user, request_id, region, zone, target_link, created_at, started_at, \
+     ended_at, updated_at, version";
+
+fn conversion(col: usize, msg: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, Type::Text, msg.into())
+}
+
+fn time_at(row: &Row, col: usize) -> rusqlite::Result<OffsetDateTime> {
+    from_micros(row.get(col)?).ok_or_else(|| conversion(col, "time out of range".into()))
+}
+
+fn opt_time_at(row: &Row, col: usize) -> rusqlite::Result<Option<OffsetDateTime>> {
+    row.get::<_, Option<i64>>(col)?
+        .map(|m| from_micros(m).ok_or_else(|| conversion(col, "time out of range".into())))
+        .transpose()
+}
+
+/// Microseconds since the epoch back to a time.
+pub fn from_micros(m: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000).ok()
+}
+
+fn enum_at<T>(row: &Row, col: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let s: String = row.get(col)?;
+    parse(&s).ok_or_else(|| conversion(col, format!("unknown value '{s}'")))
+}
+
+fn json_at<T: serde::de::DeserializeOwned>(row: &Row, col: usize) -> rusqlite::Result<T> {
+    let s: String = row.get(col)?;
+    serde_json::from_str(&s).map_err(|e| conversion(col, e.to_string()))
+}
+
+fn u64_at(row: &Row, col: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(col)?;
+    u64::try_from(v).map_err(|_| conversion(col, "negative value".into()))
+}
+
+fn uuid_at(row: &Row, col: usize) -> rusqlite::Result<Uuid> {
+    let s: String = row.get(col)?;
+    Uuid::parse_str(&s).map_err(|e| conversion(col, e.to_string()))
+}
+
+/// Reads one operation from a row selected with [`OPERATION_COLUMNS`].
+pub fn operation_from_row(row: &Row) -> rusqlite::Result<Operation> {
+    let error: Option<String> = row.get(11)?;
+    Ok(Operation {
+        seq: u64_at(row, 0)?,
+        id: uuid_at(row, 1)?,
+        project_id: row.get(2)?,
+        kind: enum_at(row, 3, Kind::parse)?,
+        op_type: enum_at(row, 4, OpType::parse)?,
+        resource_id: row.get(5)?,
+        status: enum_at(row, 6, Status::parse)?,
+        progress: row.get(7)?,
+        status_message: row.get(8)?,
+        description: row.get(9)?,
+        details: json_at(row, 10)?,
+        error: error.map(|e| serde_json::from_str(&e).map_err(|err| conversion(11, err.to_string()))).transpose()?,
+        warnings: json_at(row, 12)?,
+        http_error_status_code: row.get(13)?,
+        http_error_message: row.get(14)?,
+        user: row.get(15)?,
+        request_id: row.get(16)?,
+        region: row.get(17)?,
+        zone: row.get(18)?,
+        target_link: row.get(19)?,
+        created_at: time_at(row, 20)?,
+        started_at: opt_time_at(row, 21)?,
+        ended_at: opt_time_at(row, 22)?,
+        updated_at: time_at(row, 23)?,
+        version: u64_at(row, 24)?,
+    })
+}
+
+/// Reads one event from `SELECT seq, operation_id, version, status, progress, status_message, at`.
+pub fn event_from_row(row: &Row) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: u64_at(row, 0)?,
+        operation_id: uuid_at(row, 1)?,
+        version: u64_at(row, 2)?,
+        status: enum_at(row, 3, Status::parse)?,
+        progress: row.get(4)?,
+        status_message: row.get(5)?,
+        at: time_at(row, 6)?,
+    })
+}
+
+fn json(v: &impl serde::Serialize) -> String {
+    // Domain types are plain data with string keys: serialization cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn to_i64(v: u64) -> rusqlite::Result<i64> {
+    i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Inserts a new operation; returns its `seq`.
+pub fn insert_operation(
+    conn: &rusqlite::Connection,
+    op: &Operation,
+    request_hash: Option<&str>,
+) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "INSERT INTO operations (id, project_id, kind, type, resource_id, status, progress, \
+         status_message, description, details, error, warnings, http_error_status_code, \
+         http_error_message, user, request_id, request_hash, region, zone, target_link, \
+         created_at, started_at, ended_at, updated_at, version) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+         ?20, ?21, ?22, ?23, ?24, ?25)",
+    )?
+    .execute(params![
+        op.id.to_string(),
+        op.project_id,
+        op.kind.as_str(),
+        op.op_type.as_str(),
+        op.resource_id,
+        op.status.as_str(),
+        op.progress,
+        op.status_message,
+        op.description,
+        json(&op.details),
+        op.error.as_ref().map(json),
+        json(&op.warnings),
+        op.http_error_status_code,
+        op.http_error_message,
+        op.user,
+        op.request_id,
+        request_hash,
+        op.region,
+        op.zone,
+        op.target_link,
+        micros(op.created_at),
+        op.started_at.map(micros),
+        op.ended_at.map(micros),
+        micros(op.updated_at),
+        to_i64(op.version)?,
+    ])?;
+    u64::try_from(conn.last_insert_rowid())
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Writes the mutable part of an operation back (what a PATCH can change).
+pub fn update_operation(conn: &rusqlite::Connection, op: &Operation) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE operations SET status = ?1, progress = ?2, status_message = ?3, error = ?4, \
+         warnings = ?5, http_error_status_code = ?6, http_error_message = ?7, started_at = ?8, \
+         ended_at = ?9, updated_at = ?10, version = ?11 WHERE id = ?12",
+    )?
+    .execute(params![
+        op.status.as_str(),
+        op.progress,
+        op.status_message,
+        op.error.as_ref().map(json),
+        json(&op.warnings),
+        op.http_error_status_code,
+        op.http_error_message,
+        op.started_at.map(micros),
+        op.ended_at.map(micros),
+        micros(op.updated_at),
+        to_i64(op.version)?,
+        op.id.to_string(),
+    ])?;
+    Ok(())
+}
+
+/// Appends the event describing `op`'s current version.
+pub fn insert_event(conn: &rusqlite::Connection, op: &Operation) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "INSERT INTO events (operation_id, project_id, version, status, progress, status_message, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        op.id.to_string(),
+        op.project_id,
+        to_i64(op.version)?,
+        op.status.as_str(),
+        op.progress,
+        op.status_message,
+        micros(op.updated_at),
+    ])?;
+    u64::try_from(conn.last_insert_rowid())
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}

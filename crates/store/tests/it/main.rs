@@ -1,0 +1,12 @@
+//! Storage integration tests: everything goes through the `Store` trait, so the same
+//! suite can later run against PostgreSQL (select the backend with `OPSD_TEST_STORE`).
+//!
+//! - `story`: one operation's life (create, idempotency, updates, events, persistence)
+//!   and every list filter and sort checked against the in-memory model.
+//! - `pagination`: a property test walking cursors both ways over random data.
+
+#![allow(clippy::unwrap_used)]
+
+mod pagination;
+mod story;
+mod support;

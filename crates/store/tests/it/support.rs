@@ -1,0 +1,178 @@
+//! Shared test helpers: which backend to open, a clock the tests drive, request builders
+//! and the in-memory model a list is checked against.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use opsd_domain::{
+    Details, Kind, ListFilter, NewOperation, OpType, Operation, Page, PageRequest, Sort,
+};
+use opsd_store::Store;
+use opsd_store::sqlite::{Clock, SqliteStore};
+use tempfile::TempDir;
+use time::OffsetDateTime;
+
+/// Environment variable naming the backend under test. Only `sqlite` (the default)
+/// exists today; a PostgreSQL backend will add `postgres` here.
+pub const BACKEND_VAR: &str = "OPSD_TEST_STORE";
+
+/// 2026-01-01T00:00:00Z: where every fake clock starts.
+pub const CLOCK_START: i64 = 1_767_225_600;
+
+enum Backend {
+    Sqlite,
+}
+
+fn backend() -> Backend {
+    match std::env::var(BACKEND_VAR).as_deref() {
+        Err(_) | Ok("" | "sqlite") => Backend::Sqlite,
+        Ok(other) => panic!(
+            "{BACKEND_VAR}={other:?} is not a store backend these tests know; supported: sqlite"
+        ),
+    }
+}
+
+/// A clock that only moves when a test says so, in whole seconds, so that several writes
+/// share a timestamp and the `seq` tie-breaker of every sort gets exercised.
+#[derive(Clone)]
+pub struct FakeClock(Arc<AtomicI64>);
+
+impl Default for FakeClock {
+    fn default() -> Self {
+        Self(Arc::new(AtomicI64::new(CLOCK_START)))
+    }
+}
+
+impl FakeClock {
+    /// Moves the clock forward by `secs` seconds.
+    pub fn tick(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// The current fake time.
+    pub fn now(&self) -> OffsetDateTime {
+        at(self.0.load(Ordering::SeqCst) - CLOCK_START)
+    }
+
+    /// The clock as the store wants it.
+    pub fn clock(&self) -> Clock {
+        let me = self.clone();
+        Arc::new(move || me.now())
+    }
+}
+
+/// `CLOCK_START + secs`.
+pub fn at(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(CLOCK_START + secs).unwrap()
+}
+
+/// A fresh, empty store on the wall clock. The directory must outlive the store.
+pub fn open_store() -> (TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = match backend() {
+        Backend::Sqlite => Arc::new(SqliteStore::open(&db_path(&dir)).unwrap()),
+    };
+    (dir, store)
+}
+
+/// A fresh, empty store on `clock`.
+pub fn open_store_with_clock(clock: &FakeClock) -> (TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = reopen_store(&dir, clock);
+    (dir, store)
+}
+
+/// Opens the store kept in `dir` again (after the previous handle was dropped).
+pub fn reopen_store(dir: &TempDir, clock: &FakeClock) -> Arc<dyn Store> {
+    match backend() {
+        Backend::Sqlite => {
+            Arc::new(SqliteStore::open_with_clock(&db_path(dir), clock.clock()).unwrap())
+        }
+    }
+}
+
+fn db_path(dir: &TempDir) -> std::path::PathBuf {
+    dir.path().join("opsd.db")
+}
+
+/// A minimal create request.
+pub fn new_op(project: &str, kind: Kind, op_type: OpType, resource: &str) -> NewOperation {
+    NewOperation {
+        project_id: project.into(),
+        kind,
+        op_type,
+        resource_id: resource.into(),
+        details: Details::default(),
+        description: None,
+        request_id: None,
+        user: None,
+        region: None,
+        zone: None,
+        target_link: None,
+    }
+}
+
+/// The cursor scope the HTTP layer uses: filters and sort together.
+pub fn scope(filter: &ListFilter, sort: &Sort) -> String {
+    format!("{}|{}", filter.canonical(), sort.canonical())
+}
+
+/// What a list must return, computed in memory from the current state of `all`.
+pub fn expected(all: &[Operation], filter: &ListFilter, sort: &Sort) -> Vec<Operation> {
+    let mut out: Vec<Operation> = all.iter().filter(|o| filter.matches(o)).cloned().collect();
+    out.sort_by(|a, b| sort.compare(a, b));
+    out
+}
+
+pub fn ids(ops: &[Operation]) -> Vec<uuid::Uuid> {
+    ops.iter().map(|o| o.id).collect()
+}
+
+/// Fetches one page.
+pub async fn page(
+    store: &dyn Store,
+    filter: &ListFilter,
+    sort: &Sort,
+    cursor: Option<opsd_domain::Cursor>,
+    limit: usize,
+) -> Page {
+    store.list(filter, sort, &PageRequest { cursor, limit }).await.unwrap()
+}
+
+/// Walks every `next` cursor from the first page, checking the page invariants that do
+/// not depend on the expected contents: full pages except the last, `prev` only after
+/// the first, `next` only before the last, the same `total_count` on every page.
+pub async fn walk_forward(
+    store: &dyn Store,
+    filter: &ListFilter,
+    sort: &Sort,
+    limit: usize,
+) -> Vec<Page> {
+    let mut pages = vec![page(store, filter, sort, None, limit).await];
+    assert!(pages[0].prev.is_none(), "first page has a previous cursor");
+    let total = pages[0].total_count;
+    // Bounded, so that a cursor that never ends fails the test instead of hanging it.
+    let max_pages = usize::try_from(total).unwrap() / limit + 2;
+    while let Some(next) = pages.last().unwrap().next.clone() {
+        assert!(pages.len() <= max_pages, "more pages than {total} rows can fill");
+        let p = page(store, filter, sort, Some(next), limit).await;
+        assert!(p.prev.is_some(), "page {} has no previous cursor", pages.len());
+        pages.push(p);
+    }
+    for (i, p) in pages.iter().enumerate() {
+        assert_eq!(p.total_count, total, "total_count differs on page {i}");
+        let last = i + 1 == pages.len();
+        if last {
+            assert!(p.items.len() <= limit);
+            assert!(!p.items.is_empty() || total == 0, "empty last page of {total} rows");
+        } else {
+            assert_eq!(p.items.len(), limit, "short page {i} before the last");
+        }
+    }
+    pages
+}
+
+/// Every item of `pages`, in order.
+pub fn flatten(pages: &[Page]) -> Vec<Operation> {
+    pages.iter().flat_map(|p| p.items.iter().cloned()).collect()
+}
