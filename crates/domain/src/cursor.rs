@@ -57,7 +57,11 @@ struct Wire {
 impl Cursor {
     /// Encodes the cursor for a list whose filters and sort render as `scope`.
     pub fn encode(&self, scope: &str) -> String {
-        let wire = Wire { d: self.direction, p: self.position.clone(), f: fingerprint(scope) };
+        let wire = Wire {
+            d: self.direction,
+            p: self.position.clone(),
+            f: fingerprint(scope),
+        };
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap_or_default())
     }
 
@@ -72,7 +76,10 @@ impl Cursor {
                 "belongs to a list with other filters or sort; start again without it",
             ));
         }
-        Ok(Cursor { direction: wire.d, position: wire.p })
+        Ok(Cursor {
+            direction: wire.d,
+            position: wire.p,
+        })
     }
 }
 
@@ -94,7 +101,10 @@ mod tests {
     fn cursor() -> Cursor {
         Cursor {
             direction: Direction::Prev,
-            position: Position { keys: vec![KeyValue::Time(-5), KeyValue::Text("x".into())], seq: 42 },
+            position: Position {
+                keys: vec![KeyValue::Time(-5), KeyValue::Text("x".into())],
+                seq: 42,
+            },
         }
     }
 

@@ -13,7 +13,10 @@ pub struct ValidationError {
 impl ValidationError {
     /// Builds an error for `field` stating `message`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -31,14 +31,20 @@ impl ListFilter {
             && self.kind.is_none_or(|k| op.kind == k)
             && self.status.is_none_or(|s| op.status == s)
             && self.op_type.is_none_or(|t| op.op_type == t)
-            && self.resource_id.as_ref().is_none_or(|r| &op.resource_id == r)
+            && self
+                .resource_id
+                .as_ref()
+                .is_none_or(|r| &op.resource_id == r)
             && self.created_at_min.is_none_or(|t| op.created_at >= t)
             && self.created_at_max.is_none_or(|t| op.created_at <= t)
     }
 
     /// A canonical text of the filter, part of a cursor's scope.
     pub fn canonical(&self) -> String {
-        let t = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos().to_string()).unwrap_or_default();
+        let t = |t: Option<OffsetDateTime>| {
+            t.map(|t| t.unix_timestamp_nanos().to_string())
+                .unwrap_or_default()
+        };
         format!(
             "p={}&k={}&s={}&t={}&r={}&min={}&max={}",
             self.project_id,
@@ -78,14 +84,20 @@ pub struct Sort(Vec<SortTerm>);
 impl Default for Sort {
     /// `created_at:desc`, the Nirvana default.
     fn default() -> Self {
-        Sort(vec![SortTerm { field: SortField::CreatedAt, descending: true }])
+        Sort(vec![SortTerm {
+            field: SortField::CreatedAt,
+            descending: true,
+        }])
     }
 }
 
 impl Sort {
     /// A sort from explicit terms (at least one, no field twice).
     pub fn new(terms: Vec<SortTerm>) -> Option<Self> {
-        let unique = terms.iter().enumerate().all(|(i, t)| terms[..i].iter().all(|u| u.field != t.field));
+        let unique = terms
+            .iter()
+            .enumerate()
+            .all(|(i, t)| terms[..i].iter().all(|u| u.field != t.field));
         (!terms.is_empty() && unique).then_some(Sort(terms))
     }
 
@@ -99,12 +111,20 @@ impl Sort {
             let field = match field {
                 "created_at" => SortField::CreatedAt,
                 "updated_at" => SortField::UpdatedAt,
-                other => return Err(err(format!("unknown sort field '{other}'; expected created_at or updated_at"))),
+                other => {
+                    return Err(err(format!(
+                        "unknown sort field '{other}'; expected created_at or updated_at"
+                    )));
+                }
             };
             let descending = match dir {
                 "asc" => false,
                 "desc" => true,
-                other => return Err(err(format!("unknown direction '{other}'; expected asc or desc"))),
+                other => {
+                    return Err(err(format!(
+                        "unknown direction '{other}'; expected asc or desc"
+                    )));
+                }
             };
             terms.push(SortTerm { field, descending });
         }
@@ -125,7 +145,13 @@ impl Sort {
     pub fn canonical(&self) -> String {
         self.0
             .iter()
-            .map(|t| format!("{:?}:{}", t.field, if t.descending { "desc" } else { "asc" }))
+            .map(|t| {
+                format!(
+                    "{:?}:{}",
+                    t.field,
+                    if t.descending { "desc" } else { "asc" }
+                )
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -155,7 +181,11 @@ impl Sort {
             }
         }
         let o = a.seq.cmp(&b.seq);
-        if self.tie_descending() { o.reverse() } else { o }
+        if self.tie_descending() {
+            o.reverse()
+        } else {
+            o
+        }
     }
 }
 

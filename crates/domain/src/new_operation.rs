@@ -29,14 +29,22 @@ impl NewOperation {
         validate::project_id("project_id", &self.project_id)?;
         validate::resource_id("resource_id", &self.resource_id)?;
         validate::details(&self.details)?;
-        validate::opt_text("description", self.description.as_deref(), validate::MAX_TEXT_LEN)?;
+        validate::opt_text(
+            "description",
+            self.description.as_deref(),
+            validate::MAX_TEXT_LEN,
+        )?;
         if let Some(r) = &self.request_id {
             validate::request_id("request_id", r)?;
         }
         validate::opt_text("user", self.user.as_deref(), validate::MAX_LABEL_LEN)?;
         validate::opt_text("region", self.region.as_deref(), validate::MAX_LABEL_LEN)?;
         validate::opt_text("zone", self.zone.as_deref(), validate::MAX_LABEL_LEN)?;
-        validate::opt_text("target_link", self.target_link.as_deref(), validate::MAX_LINK_LEN)
+        validate::opt_text(
+            "target_link",
+            self.target_link.as_deref(),
+            validate::MAX_LINK_LEN,
+        )
     }
 
     /// A canonical JSON rendering of the request, used to tell whether a retried

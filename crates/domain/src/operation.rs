@@ -134,7 +134,9 @@ impl utoipa::PartialSchema for DiffValue {
             .item(scalar(Type::Number))
             .item(scalar(Type::Boolean))
             .item(ArrayBuilder::new().items(scalar(Type::String)))
-            .description(Some("A string, a number, a boolean or an array of strings."))
+            .description(Some(
+                "A string, a number, a boolean or an array of strings.",
+            ))
             .into()
     }
 }

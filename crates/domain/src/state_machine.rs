@@ -52,9 +52,16 @@ impl Patch {
         if let Some(p) = self.progress
             && p > 100
         {
-            return Err(ValidationError::new("progress", "must be between 0 and 100"));
+            return Err(ValidationError::new(
+                "progress",
+                "must be between 0 and 100",
+            ));
         }
-        validate::opt_text("status_message", self.status_message.as_deref(), validate::MAX_TEXT_LEN)?;
+        validate::opt_text(
+            "status_message",
+            self.status_message.as_deref(),
+            validate::MAX_TEXT_LEN,
+        )?;
         if let Some(e) = &self.error {
             validate::operation_error(e)?;
         }
@@ -76,7 +83,11 @@ impl Patch {
 }
 
 /// Applies `patch` to `current` at time `now`, returning the next version.
-pub fn apply(current: &Operation, patch: &Patch, now: OffsetDateTime) -> Result<Operation, ChangeError> {
+pub fn apply(
+    current: &Operation,
+    patch: &Patch,
+    now: OffsetDateTime,
+) -> Result<Operation, ChangeError> {
     patch.validate()?;
     let from = current.status;
     let to = patch.status.unwrap_or(from);
@@ -86,11 +97,16 @@ pub fn apply(current: &Operation, patch: &Patch, now: OffsetDateTime) -> Result<
     if to != Status::Failed {
         for (given, field) in [
             (patch.error.is_some(), "error"),
-            (patch.http_error_status_code.is_some(), "http_error_status_code"),
+            (
+                patch.http_error_status_code.is_some(),
+                "http_error_status_code",
+            ),
             (patch.http_error_message.is_some(), "http_error_message"),
         ] {
             if given {
-                return Err(ValidationError::new(field, "is only accepted with status failed").into());
+                return Err(
+                    ValidationError::new(field, "is only accepted with status failed").into(),
+                );
             }
         }
     }
@@ -100,7 +116,10 @@ pub fn apply(current: &Operation, patch: &Patch, now: OffsetDateTime) -> Result<
     if current.warnings.len() + patch.warnings.len() > validate::MAX_TOTAL_WARNINGS {
         return Err(ValidationError::new(
             "warnings",
-            format!("an operation holds at most {} warnings", validate::MAX_TOTAL_WARNINGS),
+            format!(
+                "an operation holds at most {} warnings",
+                validate::MAX_TOTAL_WARNINGS
+            ),
         )
         .into());
     }
@@ -108,7 +127,10 @@ pub fn apply(current: &Operation, patch: &Patch, now: OffsetDateTime) -> Result<
     let mut next = current.clone();
     if let Some(requested) = patch.progress {
         if requested < current.progress {
-            return Err(ChangeError::ProgressDecrease { current: current.progress, requested });
+            return Err(ChangeError::ProgressDecrease {
+                current: current.progress,
+                requested,
+            });
         }
         next.progress = requested;
     }
@@ -126,7 +148,8 @@ pub fn apply(current: &Operation, patch: &Patch, now: OffsetDateTime) -> Result<
         next.http_error_status_code = patch.http_error_status_code;
     }
     if patch.http_error_message.is_some() {
-        next.http_error_message.clone_from(&patch.http_error_message);
+        next.http_error_message
+            .clone_from(&patch.http_error_message);
     }
     if to == Status::Running && next.started_at.is_none() {
         next.started_at = Some(now);

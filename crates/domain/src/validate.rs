@@ -25,7 +25,12 @@ type Result<T = ()> = std::result::Result<T, ValidationError>;
 
 /// Project ids: 1–128 of `[A-Za-z0-9._-]`.
 pub fn project_id(field: &str, value: &str) -> Result {
-    id_chars(field, value, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'), "[A-Za-z0-9._-]")
+    id_chars(
+        field,
+        value,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'),
+        "[A-Za-z0-9._-]",
+    )
 }
 
 /// Resource ids: 1–128 of `[A-Za-z0-9._:/-]` (resource ids are sometimes paths).
@@ -40,15 +45,26 @@ pub fn resource_id(field: &str, value: &str) -> Result {
 
 /// Idempotency keys: 1–128 printable ASCII characters, no spaces.
 pub fn request_id(field: &str, value: &str) -> Result {
-    id_chars(field, value, |c| c.is_ascii_graphic(), "printable ASCII without spaces")
+    id_chars(
+        field,
+        value,
+        |c| c.is_ascii_graphic(),
+        "printable ASCII without spaces",
+    )
 }
 
 fn id_chars(field: &str, value: &str, ok: impl Fn(char) -> bool, set: &str) -> Result {
     if value.is_empty() || value.len() > MAX_ID_LEN {
-        return Err(ValidationError::new(field, format!("must be 1 to {MAX_ID_LEN} characters")));
+        return Err(ValidationError::new(
+            field,
+            format!("must be 1 to {MAX_ID_LEN} characters"),
+        ));
     }
     if !value.chars().all(ok) {
-        return Err(ValidationError::new(field, format!("may only contain {set}")));
+        return Err(ValidationError::new(
+            field,
+            format!("may only contain {set}"),
+        ));
     }
     Ok(())
 }
@@ -56,10 +72,19 @@ fn id_chars(field: &str, value: &str, ok: impl Fn(char) -> bool, set: &str) -> R
 /// Free text of at most `max` bytes, without control characters other than newline/tab.
 pub fn text(field: &str, value: &str, max: usize) -> Result {
     if value.len() > max {
-        return Err(ValidationError::new(field, format!("must be at most {max} bytes")));
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max} bytes"),
+        ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ValidationError::new(field, "must not contain control characters"));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -80,7 +105,10 @@ pub fn details(d: &Details) -> Result {
     for (key, diff) in &d.changes {
         let base = format!("details.changes.{key}");
         if key.is_empty() {
-            return Err(ValidationError::new("details.changes", "field names must not be empty"));
+            return Err(ValidationError::new(
+                "details.changes",
+                "field names must not be empty",
+            ));
         }
         text(&base, key, MAX_LABEL_LEN)?;
         for (side, v) in [("from", &diff.from), ("to", &diff.to)] {
@@ -117,7 +145,11 @@ pub fn operation_error(e: &OperationError) -> Result {
         let f = format!("error.errors[{i}]");
         non_empty_label(&format!("{f}.code"), &item.code)?;
         text(&format!("{f}.message"), &item.message, MAX_TEXT_LEN)?;
-        opt_text(&format!("{f}.location"), item.location.as_deref(), MAX_LABEL_LEN)?;
+        opt_text(
+            &format!("{f}.location"),
+            item.location.as_deref(),
+            MAX_LABEL_LEN,
+        )?;
     }
     Ok(())
 }
@@ -162,7 +194,10 @@ mod tests {
     #[test]
     fn project_ids() {
         assert!(project_id("project_id", "proj-1.a_b").is_ok());
-        assert_eq!(project_id("project_id", "").unwrap_err().field, "project_id");
+        assert_eq!(
+            project_id("project_id", "").unwrap_err().field,
+            "project_id"
+        );
         assert!(project_id("project_id", &"a".repeat(128)).is_ok());
         assert!(project_id("project_id", &"a".repeat(129)).is_err());
         assert!(project_id("project_id", "a b").is_err());

@@ -39,10 +39,15 @@ pub async fn run(args: OpsArgs) -> Result<(), BoxError> {
     let client = reqwest::Client::new();
     let request = match args.command {
         OpsCommand::Get { id } => client.get(format!("{base}/v1/operations/{id}")),
-        OpsCommand::List { project_id, filters } => {
+        OpsCommand::List {
+            project_id,
+            filters,
+        } => {
             let mut query = vec![("project_id".to_owned(), project_id)];
             for f in filters {
-                let (k, v) = f.split_once('=').ok_or_else(|| format!("--filter '{f}' is not NAME=VALUE"))?;
+                let (k, v) = f
+                    .split_once('=')
+                    .ok_or_else(|| format!("--filter '{f}' is not NAME=VALUE"))?;
                 query.push((k.to_owned(), v.to_owned()));
             }
             client.get(format!("{base}/v1/operations")).query(&query)
@@ -52,5 +57,9 @@ pub async fn run(args: OpsArgs) -> Result<(), BoxError> {
     let status = response.status();
     let body: serde_json::Value = response.json().await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
-    if status.is_success() { Ok(()) } else { Err(format!("server answered {status}").into()) }
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("server answered {status}").into())
+    }
 }

@@ -43,7 +43,14 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "opsd listening");
     // Tests and scripts that pass port 0 read the chosen address from this line.
     println!("opsd listening on http://{addr}");
-    opsd_server::serve(listener, AppState { store: Arc::new(store) }, shutdown_signal()).await?;
+    opsd_server::serve(
+        listener,
+        AppState {
+            store: Arc::new(store),
+        },
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("opsd stopped");
     Ok(())
 }

@@ -31,7 +31,9 @@ pub enum StoreError {
     #[error(transparent)]
     Change(#[from] ChangeError),
     /// A `request_id` was reused in the same project with a different body.
-    #[error("request_id '{request_id}' was already used for operation {existing} with a different body")]
+    #[error(
+        "request_id '{request_id}' was already used for operation {existing} with a different body"
+    )]
     IdempotencyConflict {
         /// The reused idempotency key.
         request_id: String,
@@ -69,7 +71,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `patch` through the state machine; with `expected_version`, only if the
     /// stored version still matches.
-    async fn update(&self, id: Uuid, patch: Patch, expected_version: Option<u64>) -> Result<Operation>;
+    async fn update(
+        &self,
+        id: Uuid,
+        patch: Patch,
+        expected_version: Option<u64>,
+    ) -> Result<Operation>;
 
     /// One operation by id.
     async fn get(&self, id: Uuid) -> Result<Option<Operation>>;

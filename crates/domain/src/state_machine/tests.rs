@@ -36,7 +36,11 @@ fn op(status: Status) -> Operation {
 
 fn err() -> OperationError {
     OperationError {
-        errors: vec![ErrorItem { code: "QUOTA".into(), message: "out of quota".into(), location: None }],
+        errors: vec![ErrorItem {
+            code: "QUOTA".into(),
+            message: "out of quota".into(),
+            location: None,
+        }],
     }
 }
 
@@ -76,7 +80,11 @@ fn every_pair_of_statuses() {
                 assert_eq!(next.version, 2);
                 assert_eq!(next.updated_at, now);
             } else {
-                assert_eq!(result, Err(ChangeError::Transition { from, to }), "{from} -> {to}");
+                assert_eq!(
+                    result,
+                    Err(ChangeError::Transition { from, to }),
+                    "{from} -> {to}"
+                );
             }
         }
     }
@@ -84,11 +92,25 @@ fn every_pair_of_statuses() {
 
 #[test]
 fn patch_without_status_is_a_self_transition() {
-    let p = Patch { progress: Some(50), ..Patch::default() };
+    let p = Patch {
+        progress: Some(50),
+        ..Patch::default()
+    };
     let now = datetime!(2026-01-02 00:00 UTC);
-    assert_eq!(apply(&op(Status::Running), &p, now).map(|o| o.progress), Ok(50));
-    for s in [Status::Pending, Status::Unknown, Status::Done, Status::Failed] {
-        assert_eq!(apply(&op(s), &p, now), Err(ChangeError::Transition { from: s, to: s }));
+    assert_eq!(
+        apply(&op(Status::Running), &p, now).map(|o| o.progress),
+        Ok(50)
+    );
+    for s in [
+        Status::Pending,
+        Status::Unknown,
+        Status::Done,
+        Status::Failed,
+    ] {
+        assert_eq!(
+            apply(&op(s), &p, now),
+            Err(ChangeError::Transition { from: s, to: s })
+        );
     }
 }
 
@@ -97,31 +119,59 @@ fn progress_never_decreases_and_done_sets_100() {
     let now = datetime!(2026-01-02 00:00 UTC);
     let mut running = op(Status::Running);
     running.progress = 40;
-    let down = Patch { progress: Some(39), ..Patch::default() };
+    let down = Patch {
+        progress: Some(39),
+        ..Patch::default()
+    };
     assert_eq!(
         apply(&running, &down, now),
-        Err(ChangeError::ProgressDecrease { current: 40, requested: 39 })
+        Err(ChangeError::ProgressDecrease {
+            current: 40,
+            requested: 39
+        })
     );
-    let same = Patch { progress: Some(40), ..Patch::default() };
+    let same = Patch {
+        progress: Some(40),
+        ..Patch::default()
+    };
     assert!(apply(&running, &same, now).is_ok());
     let done = apply(&running, &patch_to(Status::Done), now).expect("done");
     assert_eq!(done.progress, 100);
-    let over = Patch { progress: Some(101), ..Patch::default() };
-    assert!(matches!(apply(&running, &over, now), Err(ChangeError::Invalid(e)) if e.field == "progress"));
+    let over = Patch {
+        progress: Some(101),
+        ..Patch::default()
+    };
+    assert!(
+        matches!(apply(&running, &over, now), Err(ChangeError::Invalid(e)) if e.field == "progress")
+    );
 }
 
 #[test]
 fn failed_needs_an_error_and_only_failed_takes_one() {
     let now = datetime!(2026-01-02 00:00 UTC);
-    let bare = Patch { status: Some(Status::Failed), ..Patch::default() };
-    assert!(matches!(apply(&op(Status::Running), &bare, now), Err(ChangeError::Invalid(e)) if e.field == "error"));
+    let bare = Patch {
+        status: Some(Status::Failed),
+        ..Patch::default()
+    };
+    assert!(
+        matches!(apply(&op(Status::Running), &bare, now), Err(ChangeError::Invalid(e)) if e.field == "error")
+    );
     let failed = apply(&op(Status::Running), &patch_to(Status::Failed), now).expect("failed");
     assert_eq!(failed.error, Some(err()));
     assert_eq!(failed.ended_at, Some(now));
 
-    let stray = Patch { status: Some(Status::Done), error: Some(err()), ..Patch::default() };
-    assert!(matches!(apply(&op(Status::Running), &stray, now), Err(ChangeError::Invalid(e)) if e.field == "error"));
-    let code = Patch { http_error_status_code: Some(404), ..Patch::default() };
+    let stray = Patch {
+        status: Some(Status::Done),
+        error: Some(err()),
+        ..Patch::default()
+    };
+    assert!(
+        matches!(apply(&op(Status::Running), &stray, now), Err(ChangeError::Invalid(e)) if e.field == "error")
+    );
+    let code = Patch {
+        http_error_status_code: Some(404),
+        ..Patch::default()
+    };
     assert!(
         matches!(apply(&op(Status::Running), &code, now), Err(ChangeError::Invalid(e)) if e.field == "http_error_status_code")
     );
@@ -135,7 +185,11 @@ fn timestamps_follow_the_life_cycle() {
     assert_eq!(running.started_at, Some(t1));
     assert_eq!(running.ended_at, None);
     let again = apply(&running, &patch_to(Status::Running), t2).expect("running again");
-    assert_eq!(again.started_at, Some(t1), "started_at is set on the first running only");
+    assert_eq!(
+        again.started_at,
+        Some(t1),
+        "started_at is set on the first running only"
+    );
     let done = apply(&again, &patch_to(Status::Done), t2).expect("done");
     assert_eq!(done.ended_at, Some(t2));
     assert_eq!(done.version, 4);
@@ -144,8 +198,15 @@ fn timestamps_follow_the_life_cycle() {
 #[test]
 fn warnings_are_appended() {
     let now = datetime!(2026-01-02 00:00 UTC);
-    let w = Warning { code: "SLOW".into(), message: "slow disk".into(), data: vec![] };
-    let p = Patch { warnings: vec![w.clone()], ..Patch::default() };
+    let w = Warning {
+        code: "SLOW".into(),
+        message: "slow disk".into(),
+        data: vec![],
+    };
+    let p = Patch {
+        warnings: vec![w.clone()],
+        ..Patch::default()
+    };
     let once = apply(&op(Status::Running), &p, now).expect("once");
     let twice = apply(&once, &p, now).expect("twice");
     assert_eq!(twice.warnings, vec![w.clone(), w]);

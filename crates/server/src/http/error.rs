@@ -69,13 +69,23 @@ impl ApiError {
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::Conflict(ChangeError::Transition { .. }) => (StatusCode::CONFLICT, "invalid_transition"),
-            ApiError::Conflict(ChangeError::ProgressDecrease { .. }) => (StatusCode::CONFLICT, "progress_decrease"),
-            ApiError::Conflict(ChangeError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            ApiError::Conflict(ChangeError::Transition { .. }) => {
+                (StatusCode::CONFLICT, "invalid_transition")
+            }
+            ApiError::Conflict(ChangeError::ProgressDecrease { .. }) => {
+                (StatusCode::CONFLICT, "progress_decrease")
+            }
+            ApiError::Conflict(ChangeError::Invalid(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_argument")
+            }
             ApiError::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
-            ApiError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            ApiError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -83,7 +93,9 @@ impl ApiError {
     /// The offending field, when the error is about one.
     pub fn field(&self) -> Option<String> {
         match self {
-            ApiError::Invalid(v) | ApiError::Conflict(ChangeError::Invalid(v)) => Some(v.field.clone()),
+            ApiError::Invalid(v) | ApiError::Conflict(ChangeError::Invalid(v)) => {
+                Some(v.field.clone())
+            }
             ApiError::Conflict(ChangeError::Transition { .. }) => Some("status".into()),
             ApiError::Conflict(ChangeError::ProgressDecrease { .. }) => Some("progress".into()),
             ApiError::IdempotencyConflict(_) => Some("request_id".into()),
@@ -102,7 +114,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(id) => ApiError::NotFound(format!("operation {id} not found")),
             StoreError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
-            StoreError::Change(ChangeError::Invalid(v)) | StoreError::Invalid(v) => ApiError::Invalid(v),
+            StoreError::Change(ChangeError::Invalid(v)) | StoreError::Invalid(v) => {
+                ApiError::Invalid(v)
+            }
             StoreError::Change(c) => ApiError::Conflict(c),
             StoreError::IdempotencyConflict { .. } => ApiError::IdempotencyConflict(e.to_string()),
             StoreError::Internal(detail) => ApiError::Internal(detail),
@@ -125,7 +139,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         if !self.retryable() {
             // Stainless SDKs retry 409 and 5xx unless told not to.
-            response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
         }
         response
     }

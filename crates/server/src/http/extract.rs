@@ -26,7 +26,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
         // A missing content type is tolerated (curl without -H); a wrong one is not.
         if json_type == Some(false) {
             return Err(ApiError::UnsupportedMediaType);
@@ -44,7 +50,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
 
 /// Decodes `bytes` as `T`, turning serde's error into one that names the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // serde would also accept an array for a struct (as a tuple); the API takes objects.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ValidationError::new("body", "must be a JSON object").into());
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
@@ -103,7 +110,12 @@ impl QueryParams {
     }
 
     /// Parses `name` with `parse`; `rule` says what was expected when it fails.
-    pub fn parse_with<T>(&self, name: &str, rule: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+    pub fn parse_with<T>(
+        &self,
+        name: &str,
+        rule: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
         self.get(name)
             .map(|v| parse(v).ok_or_else(|| ValidationError::new(name, rule).into()))
             .transpose()
@@ -142,7 +154,10 @@ mod tests {
         assert_eq!(field_of(r#"{"inner": {"n": 1, "x": 2}}"#), "inner.x");
         assert_eq!(field_of(r#"{"inner": {"n": 1}, "bogus": 1}"#), "bogus");
         assert_eq!(field_of(r#"{"inner": {"n": 1}, "name": 5}"#), "name");
-        assert_eq!(field_of(r#"{"inner": {"n": 1}, "name": "a", "name": "b"}"#), "name");
+        assert_eq!(
+            field_of(r#"{"inner": {"n": 1}, "name": "a", "name": "b"}"#),
+            "name"
+        );
         assert_eq!(field_of(""), "body");
         assert_eq!(field_of("[1"), "body");
     }
@@ -151,7 +166,11 @@ mod tests {
     fn query_rejects_unknown_and_repeated() {
         let allowed = ["a", "b"];
         assert!(QueryParams::parse(Some("a=1&b=2"), &allowed).is_ok());
-        assert!(matches!(QueryParams::parse(Some("c=1"), &allowed), Err(ApiError::Invalid(v)) if v.field == "c"));
-        assert!(matches!(QueryParams::parse(Some("a=1&a=2"), &allowed), Err(ApiError::Invalid(v)) if v.field == "a"));
+        assert!(
+            matches!(QueryParams::parse(Some("c=1"), &allowed), Err(ApiError::Invalid(v)) if v.field == "c")
+        );
+        assert!(
+            matches!(QueryParams::parse(Some("a=1&a=2"), &allowed), Err(ApiError::Invalid(v)) if v.field == "a")
+        );
     }
 }

@@ -14,7 +14,10 @@ use super::error::ApiError;
 /// The OpenAPI description, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "opsd", description = "Operations service for cloud control planes."),
+    info(
+        title = "opsd",
+        description = "Operations service for cloud control planes."
+    ),
     paths(
         super::nirvana::operations::get,
         super::nirvana::operations::list,
@@ -81,7 +84,9 @@ pub async fn docs() -> Html<String> {
                     html.push_str(&format!(
                         "<li><code>{}</code> ({}) {}</li>",
                         escape(&p.name),
-                        serde_json::to_string(&p.parameter_in).unwrap_or_default().trim_matches('"'),
+                        serde_json::to_string(&p.parameter_in)
+                            .unwrap_or_default()
+                            .trim_matches('"'),
                         escape(p.description.as_deref().unwrap_or(""))
                     ));
                 }
@@ -96,7 +101,10 @@ pub async fn docs() -> Html<String> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Fallback for unknown paths.

@@ -4,7 +4,10 @@
 use rusqlite::{Connection, params};
 
 /// (version, SQL) in order. Versions are the file-name prefixes.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_operations.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../migrations/sqlite/0001_operations.sql"),
+)];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {
@@ -17,11 +20,18 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
-    let current: i64 =
-        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     if current > latest_version() {
         return Err(rusqlite::Error::ToSqlConversionFailure(
-            format!("database schema version {current} is newer than this opsd ({})", latest_version()).into(),
+            format!(
+                "database schema version {current} is newer than this opsd ({})",
+                latest_version()
+            )
+            .into(),
         ));
     }
     let mut applied = Vec::new();

@@ -61,7 +61,13 @@ impl SqliteStore {
             .name("opsd-sqlite-writer".into())
             .spawn(move || writer::run(conn, rx, clock))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { queue, readers: Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) })
+        Ok(Self {
+            queue,
+            readers: Arc::new(Readers {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
     }
 
     async fn write(&self, write: Write) -> Result<Written> {
@@ -70,7 +76,9 @@ impl SqliteStore {
             .send(Job { write, reply })
             .await
             .map_err(|_| StoreError::Internal("writer thread has stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Internal("writer thread dropped a write".into()))?
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("writer thread dropped a write".into()))?
     }
 
     async fn read<T: Send + 'static>(
@@ -105,7 +113,8 @@ impl Readers {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .map_err(open_error(&self.path))?;
-                c.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_error(&self.path))?;
+                c.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(open_error(&self.path))?;
                 c
             }
         };
@@ -127,29 +136,49 @@ impl Store for SqliteStore {
     async fn create(&self, new: NewOperation) -> Result<Created> {
         match self.write(Write::Create(new)).await? {
             Written::Created(c) => Ok(c),
-            Written::Updated(_) => Err(StoreError::Internal("writer answered a create with an update".into())),
+            Written::Updated(_) => Err(StoreError::Internal(
+                "writer answered a create with an update".into(),
+            )),
         }
     }
 
-    async fn update(&self, id: Uuid, patch: Patch, expected_version: Option<u64>) -> Result<Operation> {
-        match self.write(Write::Update { id, patch, expected_version }).await? {
+    async fn update(
+        &self,
+        id: Uuid,
+        patch: Patch,
+        expected_version: Option<u64>,
+    ) -> Result<Operation> {
+        match self
+            .write(Write::Update {
+                id,
+                patch,
+                expected_version,
+            })
+            .await?
+        {
             Written::Updated(op) => Ok(op),
-            Written::Created(_) => Err(StoreError::Internal("writer answered an update with a create".into())),
+            Written::Created(_) => Err(StoreError::Internal(
+                "writer answered an update with a create".into(),
+            )),
         }
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Operation>> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {} FROM operations WHERE id = ?1", rows::OPERATION_COLUMNS))?
-                .query_row([id.to_string()], rows::operation_from_row)
-                .optional()
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM operations WHERE id = ?1",
+                rows::OPERATION_COLUMNS
+            ))?
+            .query_row([id.to_string()], rows::operation_from_row)
+            .optional()
         })
         .await
     }
 
     async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page> {
         let (filter, sort, page) = (filter.clone(), sort.clone(), page.clone());
-        self.read(move |conn| list_page(conn, &filter, &sort, &page)).await
+        self.read(move |conn| list_page(conn, &filter, &sort, &page))
+            .await
     }
 
     async fn events(&self, id: Uuid) -> Result<Vec<Event>> {
@@ -176,22 +205,33 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
     }
 }
 
 /// One page: rows after the cursor in its direction (limit + 1 to learn whether more
 /// follow), a probe for rows on the other side, and the total — all in one read
 /// transaction, so the three agree with each other.
-fn list_page(conn: &mut Connection, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> rusqlite::Result<Page> {
+fn list_page(
+    conn: &mut Connection,
+    filter: &ListFilter,
+    sort: &Sort,
+    page: &PageRequest,
+) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
-    let direction = page.cursor.as_ref().map_or(Direction::Next, |c| c.direction);
+    let direction = page
+        .cursor
+        .as_ref()
+        .map_or(Direction::Next, |c| c.direction);
 
     let mut w = query::filter_where(filter);
-    let total_count: i64 = tx.prepare_cached(&format!("SELECT COUNT(*) FROM operations WHERE {}", w.sql()))?.query_row(
-        rusqlite::params_from_iter(w.params()),
-        |r| r.get(0),
-    )?;
+    let total_count: i64 = tx
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM operations WHERE {}",
+            w.sql()
+        ))?
+        .query_row(rusqlite::params_from_iter(w.params()), |r| r.get(0))?;
 
     if let Some(c) = &page.cursor {
         query::push_keyset(&mut w, sort, direction, &c.position);
@@ -205,7 +245,10 @@ fn list_page(conn: &mut Connection, filter: &ListFilter, sort: &Sort, page: &Pag
     );
     let mut items = tx
         .prepare_cached(&sql)?
-        .query_map(rusqlite::params_from_iter(w.params()), rows::operation_from_row)?
+        .query_map(
+            rusqlite::params_from_iter(w.params()),
+            rows::operation_from_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let more_this_way = items.len() > page.limit;
     items.truncate(page.limit);
@@ -214,17 +257,39 @@ fn list_page(conn: &mut Connection, filter: &ListFilter, sort: &Sort, page: &Pag
     }
 
     let (Some(first), Some(last)) = (items.first(), items.last()) else {
-        return Ok(Page { items, next: None, prev: None, total_count: total_count.unsigned_abs() });
+        return Ok(Page {
+            items,
+            next: None,
+            prev: None,
+            total_count: total_count.unsigned_abs(),
+        });
     };
     let (first_pos, last_pos) = (sort.position_of(first), sort.position_of(last));
     let (has_next, has_prev) = match (&page.cursor, direction) {
         (None, _) => (more_this_way, false),
-        (Some(_), Direction::Next) => (more_this_way, exists_beyond(&tx, filter, sort, Direction::Prev, &first_pos)?),
-        (Some(_), Direction::Prev) => (exists_beyond(&tx, filter, sort, Direction::Next, &last_pos)?, more_this_way),
+        (Some(_), Direction::Next) => (
+            more_this_way,
+            exists_beyond(&tx, filter, sort, Direction::Prev, &first_pos)?,
+        ),
+        (Some(_), Direction::Prev) => (
+            exists_beyond(&tx, filter, sort, Direction::Next, &last_pos)?,
+            more_this_way,
+        ),
     };
-    let next = has_next.then(|| Cursor { direction: Direction::Next, position: last_pos });
-    let prev = has_prev.then(|| Cursor { direction: Direction::Prev, position: first_pos });
-    Ok(Page { items, next, prev, total_count: total_count.unsigned_abs() })
+    let next = has_next.then_some(Cursor {
+        direction: Direction::Next,
+        position: last_pos,
+    });
+    let prev = has_prev.then_some(Cursor {
+        direction: Direction::Prev,
+        position: first_pos,
+    });
+    Ok(Page {
+        items,
+        next,
+        prev,
+        total_count: total_count.unsigned_abs(),
+    })
 }
 
 /// Whether any matching row lies beyond `pos` walking in `direction`.
@@ -237,6 +302,9 @@ fn exists_beyond(
 ) -> rusqlite::Result<bool> {
     let mut w = query::filter_where(filter);
     query::push_keyset(&mut w, sort, direction, pos);
-    conn.prepare_cached(&format!("SELECT 1 FROM operations WHERE {} LIMIT 1", w.sql()))?
-        .exists(rusqlite::params_from_iter(w.params()))
+    conn.prepare_cached(&format!(
+        "SELECT 1 FROM operations WHERE {} LIMIT 1",
+        w.sql()
+    ))?
+    .exists(rusqlite::params_from_iter(w.params()))
 }

@@ -15,12 +15,17 @@ pub struct Where {
 impl Where {
     fn push(&mut self, sql: &str, value: Value) {
         self.params.push(value);
-        self.terms.push(sql.replace('?', &format!("?{}", self.params.len())));
+        self.terms
+            .push(sql.replace('?', &format!("?{}", self.params.len())));
     }
 
     /// The clause text (`a AND b …`).
     pub fn sql(&self) -> String {
-        if self.terms.is_empty() { "1".into() } else { self.terms.join(" AND ") }
+        if self.terms.is_empty() {
+            "1".into()
+        } else {
+            self.terms.join(" AND ")
+        }
     }
 
     /// The bound values, in placeholder order.
@@ -98,7 +103,9 @@ pub fn push_keyset(w: &mut Where, sort: &Sort, direction: Direction, pos: &Posit
         .keys
         .iter()
         .map(key_value)
-        .chain(std::iter::once(Value::Integer(i64::try_from(pos.seq).unwrap_or(i64::MAX))))
+        .chain(std::iter::once(Value::Integer(
+            i64::try_from(pos.seq).unwrap_or(i64::MAX),
+        )))
         .collect();
     if order.iter().all(|(_, d)| *d == order[0].1) {
         // One direction for every column: a row-value comparison, which SQLite turns
@@ -106,7 +113,10 @@ pub fn push_keyset(w: &mut Where, sort: &Sort, direction: Direction, pos: &Posit
         let cols = order.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
         let op = if order[0].1 { "<" } else { ">" };
         let start = w.params.len();
-        let holes = (1..=values.len()).map(|i| format!("?{}", start + i)).collect::<Vec<_>>().join(", ");
+        let holes = (1..=values.len())
+            .map(|i| format!("?{}", start + i))
+            .collect::<Vec<_>>()
+            .join(", ");
         w.params.extend(values);
         w.terms.push(format!("({cols}) {op} ({holes})"));
         return;
@@ -117,8 +127,16 @@ pub fn push_keyset(w: &mut Where, sort: &Sort, direction: Direction, pos: &Posit
     let hole = |i: usize| format!("?{}", start + i + 1);
     let mut alternatives = Vec::new();
     for (i, (col, desc)) in order.iter().enumerate() {
-        let mut parts: Vec<String> = order[..i].iter().enumerate().map(|(j, (c, _))| format!("{c} = {}", hole(j))).collect();
-        parts.push(format!("{col} {} {}", if *desc { "<" } else { ">" }, hole(i)));
+        let mut parts: Vec<String> = order[..i]
+            .iter()
+            .enumerate()
+            .map(|(j, (c, _))| format!("{c} = {}", hole(j)))
+            .collect();
+        parts.push(format!(
+            "{col} {} {}",
+            if *desc { "<" } else { ">" },
+            hole(i)
+        ));
         alternatives.push(format!("({})", parts.join(" AND ")));
     }
     w.terms.push(format!("({})", alternatives.join(" OR ")));

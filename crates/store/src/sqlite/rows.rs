@@ -67,7 +67,9 @@ pub fn operation_from_row(row: &Row) -> rusqlite::Result<Operation> {
         status_message: row.get(8)?,
         description: row.get(9)?,
         details: json_at(row, 10)?,
-        error: error.map(|e| serde_json::from_str(&e).map_err(|err| conversion(11, err.to_string()))).transpose()?,
+        error: error
+            .map(|e| serde_json::from_str(&e).map_err(|err| conversion(11, err.to_string())))
+            .transpose()?,
         warnings: json_at(row, 12)?,
         http_error_status_code: row.get(13)?,
         http_error_message: row.get(14)?,

@@ -23,7 +23,11 @@ const MAX_BATCH: usize = 512;
 /// A write waiting for the writer.
 pub enum Write {
     Create(NewOperation),
-    Update { id: Uuid, patch: Patch, expected_version: Option<u64> },
+    Update {
+        id: Uuid,
+        patch: Patch,
+        expected_version: Option<u64>,
+    },
 }
 
 /// What a write produced.
@@ -84,7 +88,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, now: OffsetDateTime
         Err(e) => {
             tracing::error!(error = %e, writes = batch.len(), "write transaction failed");
             for job in batch.drain(..) {
-                let _ = job.reply.send(Err(StoreError::Internal(format!("write transaction failed: {e}"))));
+                let _ = job.reply.send(Err(StoreError::Internal(format!(
+                    "write transaction failed: {e}"
+                ))));
             }
         }
     }
@@ -97,34 +103,54 @@ fn internal(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 fn apply(conn: &Connection, write: &Write, now: OffsetDateTime) -> Result<Written> {
     match write {
         Write::Create(new) => create(conn, new, now).map(Written::Created),
-        Write::Update { id, patch, expected_version } => {
-            update(conn, *id, patch, *expected_version, now).map(Written::Updated)
-        }
+        Write::Update {
+            id,
+            patch,
+            expected_version,
+        } => update(conn, *id, patch, *expected_version, now).map(Written::Updated),
     }
 }
 
 fn create(conn: &Connection, new: &NewOperation, now: OffsetDateTime) -> Result<Created> {
-    let hash = new.request_id.as_ref().map(|_| hex_sha256(&new.canonical_json()));
+    let hash = new
+        .request_id
+        .as_ref()
+        .map(|_| hex_sha256(&new.canonical_json()));
     if let (Some(request_id), Some(hash)) = (&new.request_id, &hash) {
         let existing: Option<(String, Option<String>)> = conn
-            .prepare_cached("SELECT id, request_hash FROM operations WHERE project_id = ?1 AND request_id = ?2")
+            .prepare_cached(
+                "SELECT id, request_hash FROM operations WHERE project_id = ?1 AND request_id = ?2",
+            )
             .and_then(|mut s| {
-                s.query_row(params![new.project_id, request_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                s.query_row(params![new.project_id, request_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
             })
             .map_err(internal("idempotency lookup"))?;
         if let Some((id, stored_hash)) = existing {
             let id = Uuid::parse_str(&id).map_err(|e| StoreError::Internal(e.to_string()))?;
             if stored_hash.as_deref() != Some(hash.as_str()) {
-                return Err(StoreError::IdempotencyConflict { request_id: request_id.clone(), existing: id });
+                return Err(StoreError::IdempotencyConflict {
+                    request_id: request_id.clone(),
+                    existing: id,
+                });
             }
             let operation = load(conn, id)?.ok_or(StoreError::NotFound(id))?;
-            return Ok(Created { operation, created: false });
+            return Ok(Created {
+                operation,
+                created: false,
+            });
         }
     }
     let mut op = new.clone().into_operation(Uuid::now_v7(), now);
-    op.seq = rows::insert_operation(conn, &op, hash.as_deref()).map_err(internal("insert operation"))?;
+    op.seq =
+        rows::insert_operation(conn, &op, hash.as_deref()).map_err(internal("insert operation"))?;
     rows::insert_event(conn, &op).map_err(internal("insert event"))?;
-    Ok(Created { operation: op, created: true })
+    Ok(Created {
+        operation: op,
+        created: true,
+    })
 }
 
 fn update(
@@ -138,7 +164,10 @@ fn update(
     if let Some(expected) = expected_version
         && expected != current.version
     {
-        return Err(StoreError::VersionMismatch { expected, current: current.version });
+        return Err(StoreError::VersionMismatch {
+            expected,
+            current: current.version,
+        });
     }
     let next = state_machine::apply(&current, patch, now)?;
     rows::update_operation(conn, &next).map_err(internal("update operation"))?;
@@ -148,11 +177,20 @@ fn update(
 
 /// Reads one operation on the given connection (inside the writer's transaction).
 pub fn load(conn: &Connection, id: Uuid) -> Result<Option<Operation>> {
-    conn.prepare_cached(&format!("SELECT {} FROM operations WHERE id = ?1", rows::OPERATION_COLUMNS))
-        .and_then(|mut s| s.query_row([id.to_string()], rows::operation_from_row).optional())
-        .map_err(internal("load operation"))
+    conn.prepare_cached(&format!(
+        "SELECT {} FROM operations WHERE id = ?1",
+        rows::OPERATION_COLUMNS
+    ))
+    .and_then(|mut s| {
+        s.query_row([id.to_string()], rows::operation_from_row)
+            .optional()
+    })
+    .map_err(internal("load operation"))
 }
 
 fn hex_sha256(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -13,7 +13,16 @@ use super::AppState;
 /// Routes under `/v1/operations`.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/operations", get(operations::list).post(producer::create))
-        .route("/v1/operations/{operation_id}", get(operations::get).patch(producer::update))
-        .route("/v1/operations/{operation_id}/events", get(producer::events))
+        .route(
+            "/v1/operations",
+            get(operations::list).post(producer::create),
+        )
+        .route(
+            "/v1/operations/{operation_id}",
+            get(operations::get).patch(producer::update),
+        )
+        .route(
+            "/v1/operations/{operation_id}/events",
+            get(producer::events),
+        )
 }

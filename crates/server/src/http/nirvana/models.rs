@@ -73,10 +73,16 @@ pub struct OperationOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_link: Option<String>,
     /// When the operation first started running.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<OffsetDateTime>,
     /// When the operation reached done or failed.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ended_at: Option<OffsetDateTime>,
 }
 
@@ -217,7 +223,10 @@ impl OperationPatch {
             .map(|c| u16::try_from(c).ok().filter(|c| (400..=599).contains(c)))
             .map(|c| {
                 c.ok_or_else(|| {
-                    ValidationError::new("http_error_status_code", "must be an HTTP error status between 400 and 599")
+                    ValidationError::new(
+                        "http_error_status_code",
+                        "must be an HTTP error status between 400 and 599",
+                    )
                 })
             })
             .transpose()?;

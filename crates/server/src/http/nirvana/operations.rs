@@ -41,7 +41,10 @@ const LIST_PARAMS: &[&str] = &[
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
     )
 )]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse> {
     let id = parse_operation_id(&id)?;
     let op = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
     Ok(with_etag(op.version, Json(OperationOut::from(op))))
@@ -62,14 +65,27 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     ),
     responses((status = 200, body = OperationList), (status = 400, body = ErrorBody))
 )]
-pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<OperationList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<OperationList>> {
     let q = QueryParams::parse(raw.as_deref(), LIST_PARAMS)?;
     let filter = parse_filter(&q)?;
-    let sort = q.get("sort").map(Sort::parse_nirvana).transpose()?.unwrap_or_default();
+    let sort = q
+        .get("sort")
+        .map(Sort::parse_nirvana)
+        .transpose()?
+        .unwrap_or_default();
     let limit = q
-        .parse_with("limit", &format!("must be an integer from 1 to {MAX_LIMIT}"), |v| {
-            v.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n))
-        })?
+        .parse_with(
+            "limit",
+            &format!("must be an integer from 1 to {MAX_LIMIT}"),
+            |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+            },
+        )?
         .unwrap_or(DEFAULT_LIMIT);
     // A cursor is only valid for the filters and sort it was made for; the page size
     // may change from page to page.
@@ -79,7 +95,10 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
         .filter(|c| !c.is_empty())
         .map(|c| Cursor::decode("cursor", c, &scope))
         .transpose()?;
-    let page = state.store.list(&filter, &sort, &PageRequest { cursor, limit }).await?;
+    let page = state
+        .store
+        .list(&filter, &sort, &PageRequest { cursor, limit })
+        .await?;
     Ok(Json(OperationList {
         items: page.items.into_iter().map(OperationOut::from).collect(),
         pagination: Pagination {
@@ -115,7 +134,9 @@ pub fn parse_filter(q: &QueryParams) -> Result<ListFilter> {
     if let (Some(min), Some(max)) = (filter.created_at_min, filter.created_at_max)
         && min > max
     {
-        return Err(ValidationError::new("created_at_min", "must not be after created_at_max").into());
+        return Err(
+            ValidationError::new("created_at_min", "must not be after created_at_max").into(),
+        );
     }
     Ok(filter)
 }

@@ -24,16 +24,28 @@ use crate::http::extract::ValidJson;
         (status = 409, body = ErrorBody, description = "request_id reused with a different body"),
     )
 )]
-pub async fn create(State(state): State<AppState>, ValidJson(body): ValidJson<OperationIn>) -> Result<Response> {
+pub async fn create(
+    State(state): State<AppState>,
+    ValidJson(body): ValidJson<OperationIn>,
+) -> Result<Response> {
     let new = body.into_new()?;
     let created = state.store.create(new).await?;
     let op = created.operation;
-    let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/operations/{}", op.id)) {
         headers.insert(header::LOCATION, v);
     }
-    Ok((status, headers, with_etag(op.version, Json(OperationOut::from(op)))).into_response())
+    Ok((
+        status,
+        headers,
+        with_etag(op.version, Json(OperationOut::from(op))),
+    )
+        .into_response())
 }
 
 /// Update an operation's status, progress, message, error or warnings.
@@ -60,7 +72,11 @@ pub async fn update(
     let (patch, body_version) = body.into_patch()?;
     let expected = match (if_match(&headers)?, body_version) {
         (Some(h), Some(b)) if h != b => {
-            return Err(ValidationError::new("expected_version", "disagrees with the If-Match header").into());
+            return Err(ValidationError::new(
+                "expected_version",
+                "disagrees with the If-Match header",
+            )
+            .into());
         }
         (h, b) => h.or(b),
     };
@@ -70,13 +86,18 @@ pub async fn update(
 
 /// Reads `If-Match: "<version>"` (quotes optional; `*` means any version).
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
-    let Some(raw) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
     let rule = || ValidationError::new("If-Match", "must be a version in quotes, e.g. \"3\"");
     let s = raw.to_str().map_err(|_| rule())?.trim();
     if s == "*" {
         return Ok(None);
     }
-    let inner = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s);
+    let inner = s
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s);
     inner.parse().map(Some).map_err(|_| rule().into())
 }
 
@@ -86,8 +107,13 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
     params(("operation_id" = uuid::Uuid, Path)),
     responses((status = 200, body = EventList), (status = 404, body = ErrorBody))
 )]
-pub async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<EventList>> {
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EventList>> {
     let id = parse_operation_id(&id)?;
     let events = state.store.events(id).await?;
-    Ok(Json(EventList { items: events.into_iter().map(EventOut::from).collect() }))
+    Ok(Json(EventList {
+        items: events.into_iter().map(EventOut::from).collect(),
+    }))
 }

@@ -1,0 +1,5 @@
+//! End-to-end tests of the real `opsd` binary.
+#![allow(clippy::unwrap_used)]
+
+mod durability;
+mod process;
