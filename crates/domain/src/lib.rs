@@ -7,6 +7,7 @@
 
 mod cursor;
 mod error;
+pub mod google_filter;
 mod list;
 mod new_operation;
 mod operation;
