@@ -8,6 +8,7 @@
 mod cursor;
 mod error;
 pub mod google_filter;
+pub mod google_view;
 mod list;
 mod new_operation;
 mod operation;

@@ -22,6 +22,8 @@ pub struct ListFilter {
     pub created_at_min: Option<OffsetDateTime>,
     /// Inclusive upper bound on `created_at`.
     pub created_at_max: Option<OffsetDateTime>,
+    /// A Google `filter` expression (Google dialect only), matched against the Google view.
+    pub expr: Option<crate::google_filter::Filter>,
 }
 
 impl ListFilter {
@@ -37,6 +39,10 @@ impl ListFilter {
                 .is_none_or(|r| &op.resource_id == r)
             && self.created_at_min.is_none_or(|t| op.created_at >= t)
             && self.created_at_max.is_none_or(|t| op.created_at <= t)
+            && self
+                .expr
+                .as_ref()
+                .is_none_or(|f| crate::google_view::matches(f, op))
     }
 
     /// A canonical text of the filter, part of a cursor's scope.
@@ -46,7 +52,7 @@ impl ListFilter {
                 .unwrap_or_default()
         };
         format!(
-            "p={}&k={}&s={}&t={}&r={}&min={}&max={}",
+            "p={}&k={}&s={}&t={}&r={}&min={}&max={}&f={}",
             self.project_id,
             self.kind.map(Kind::as_str).unwrap_or_default(),
             self.status.map(Status::as_str).unwrap_or_default(),
@@ -54,6 +60,10 @@ impl ListFilter {
             self.resource_id.as_deref().unwrap_or_default(),
             t(self.created_at_min),
             t(self.created_at_max),
+            self.expr
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         )
     }
 }

@@ -1,9 +1,10 @@
 //! The HTTP layer. Read in this order: `error` (how failures become responses),
 //! `extract` (strict JSON and query parsing), `nirvana` (the `/v1/operations` dialect and
-//! producer API), `system` (health, OpenAPI, docs), `request_id` (ids and access logs).
+//! producer API), `google` (the Deployment Manager dialect), `system` (health, OpenAPI, docs), `request_id` (ids and access logs).
 
 pub mod error;
 pub mod extract;
+pub mod google;
 pub mod nirvana;
 pub mod request_id;
 pub mod system;
@@ -26,6 +27,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(nirvana::router())
+        .merge(google::router())
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))

@@ -24,6 +24,8 @@ use super::error::ApiError;
         super::nirvana::producer::create,
         super::nirvana::producer::update,
         super::nirvana::producer::events,
+        super::google::operations::get,
+        super::google::operations::list,
         healthz,
         readyz,
     )

@@ -3,6 +3,7 @@
 //! pool of read-only connections on tokio's blocking threads, so a slow list never
 //! holds up a write and writes never wait for each other's fsync.
 
+mod google_filter;
 mod migrations;
 mod query;
 mod rows;
@@ -115,6 +116,7 @@ impl Readers {
                 .map_err(open_error(&self.path))?;
                 c.busy_timeout(std::time::Duration::from_secs(5))
                     .map_err(open_error(&self.path))?;
+                google_filter::register_regexp(&c).map_err(open_error(&self.path))?;
                 c
             }
         };

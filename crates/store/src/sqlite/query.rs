@@ -14,9 +14,14 @@ pub struct Where {
 
 impl Where {
     fn push(&mut self, sql: &str, value: Value) {
+        let hole = self.bind(value);
+        self.terms.push(sql.replace('?', &hole));
+    }
+
+    /// Binds `value` and returns its placeholder (`?N`).
+    pub fn bind(&mut self, value: Value) -> String {
         self.params.push(value);
-        self.terms
-            .push(sql.replace('?', &format!("?{}", self.params.len())));
+        format!("?{}", self.params.len())
     }
 
     /// The clause text (`a AND b …`).
@@ -56,6 +61,10 @@ pub fn filter_where(filter: &ListFilter) -> Where {
     }
     if let Some(t) = filter.created_at_max {
         w.push("created_at <= ?", Value::Integer(micros(t)));
+    }
+    if let Some(expr) = &filter.expr {
+        let sql = super::google_filter::condition(expr, &mut w);
+        w.terms.push(sql);
     }
     w
 }

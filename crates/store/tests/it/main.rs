@@ -3,10 +3,12 @@
 //!
 //! - `story`: one operation's life (create, idempotency, updates, events, persistence)
 //!   and every list filter and sort checked against the in-memory model.
+//! - `google_filter`: Google filters in SQL select what they select in memory.
 //! - `pagination`: a property test walking cursors both ways over random data.
 
 #![allow(clippy::unwrap_used)]
 
+mod google_filter;
 mod pagination;
 mod story;
 mod support;

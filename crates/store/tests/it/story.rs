@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use opsd_domain::{
-    ChangeError, DiffValue, FieldDiff, Kind, ListFilter, MAX_LIMIT, OpType, Operation, Patch,
-    Sort, Status,
+    ChangeError, DiffValue, FieldDiff, Kind, ListFilter, MAX_LIMIT, OpType, Operation, Patch, Sort,
+    Status,
 };
 use opsd_store::{Store, StoreError};
 use tokio::task::JoinSet;
@@ -18,7 +18,10 @@ use crate::support::{
 };
 
 fn status(s: Status) -> Patch {
-    Patch { status: Some(s), ..Patch::default() }
+    Patch {
+        status: Some(s),
+        ..Patch::default()
+    }
 }
 
 /// A request with a non-empty body, so that idempotency compares more than the ids.
@@ -26,7 +29,10 @@ fn resize(project: &str, request_id: &str, to: &str) -> opsd_domain::NewOperatio
     let mut new = new_op(project, Kind::Volume, OpType::Update, "vol-1");
     new.request_id = Some(request_id.into());
     new.description = Some("grow the volume".into());
-    let diff = FieldDiff { from: DiffValue::String("10Gi".into()), to: DiffValue::String(to.into()) };
+    let diff = FieldDiff {
+        from: DiffValue::String("10Gi".into()),
+        to: DiffValue::String(to.into()),
+    };
     new.details.changes = BTreeMap::from([("size".to_owned(), diff)]);
     new
 }
@@ -36,10 +42,16 @@ async fn create_starts_pending_with_increasing_seq() {
     let (_dir, store) = open_store();
     let mut last_seq = 0;
     for i in 0..5 {
-        let c = store.create(new_op("p", Kind::Vm, OpType::Create, &format!("vm-{i}"))).await.unwrap();
+        let c = store
+            .create(new_op("p", Kind::Vm, OpType::Create, &format!("vm-{i}")))
+            .await
+            .unwrap();
         assert!(c.created);
         let op = c.operation;
-        assert_eq!((op.status, op.version, op.progress), (Status::Pending, 1, 0));
+        assert_eq!(
+            (op.status, op.version, op.progress),
+            (Status::Pending, 1, 0)
+        );
         assert!(op.seq > last_seq, "seq {} after {last_seq}", op.seq);
         last_seq = op.seq;
         assert_eq!(op.created_at, op.updated_at);
@@ -49,7 +61,10 @@ async fn create_starts_pending_with_increasing_seq() {
         let events = store.events(op.id).await.unwrap();
         assert_eq!(events.len(), 1);
         let e = &events[0];
-        assert_eq!((e.operation_id, e.version, e.status, e.progress), (op.id, 1, Status::Pending, 0));
+        assert_eq!(
+            (e.operation_id, e.version, e.status, e.progress),
+            (op.id, 1, Status::Pending, 0)
+        );
         assert_eq!(e.at, op.created_at);
     }
 }
@@ -64,25 +79,43 @@ async fn idempotent_create_returns_the_first_operation() {
     assert_eq!(again.operation, first.operation);
 
     // The replay returns the operation as it is now, not as it was created.
-    let moved = store.update(first.operation.id, status(Status::Running), None).await.unwrap();
+    let moved = store
+        .update(first.operation.id, status(Status::Running), None)
+        .await
+        .unwrap();
     let replay = store.create(resize("p", "req-1", "20Gi")).await.unwrap();
     assert!(!replay.created);
     assert_eq!(replay.operation, moved);
-    assert_eq!(store.events(moved.id).await.unwrap().len(), 2, "a replay must not add events");
+    assert_eq!(
+        store.events(moved.id).await.unwrap().len(),
+        2,
+        "a replay must not add events"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_request_id_with_another_body_conflicts() {
     let (_dir, store) = open_store();
-    let first = store.create(resize("p", "req-1", "20Gi")).await.unwrap().operation;
+    let first = store
+        .create(resize("p", "req-1", "20Gi"))
+        .await
+        .unwrap()
+        .operation;
     match store.create(resize("p", "req-1", "30Gi")).await {
-        Err(StoreError::IdempotencyConflict { request_id, existing }) => {
+        Err(StoreError::IdempotencyConflict {
+            request_id,
+            existing,
+        }) => {
             assert_eq!((request_id.as_str(), existing), ("req-1", first.id));
         }
         other => panic!("expected IdempotencyConflict, got {other:?}"),
     }
     let list = page(&*store, &project("p"), &Sort::default(), None, MAX_LIMIT).await;
-    assert_eq!(ids(&list.items), vec![first.id], "the conflicting create left a row");
+    assert_eq!(
+        ids(&list.items),
+        vec![first.id],
+        "the conflicting create left a row"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,12 +134,29 @@ async fn concurrent_identical_creates_make_one_operation() {
     let mut tasks = JoinSet::new();
     for _ in 0..20 {
         let store = Arc::clone(&store);
-        tasks.spawn(async move { store.create(resize("p", "req-burst", "20Gi")).await.unwrap() });
+        tasks.spawn(async move {
+            store
+                .create(resize("p", "req-burst", "20Gi"))
+                .await
+                .unwrap()
+        });
     }
     let results = tasks.join_all().await;
-    assert_eq!(results.iter().filter(|c| c.created).count(), 1, "exactly one create wins");
-    let winner = results.iter().find(|c| c.created).unwrap().operation.clone();
-    assert!(results.iter().all(|c| c.operation == winner), "all callers see the same operation");
+    assert_eq!(
+        results.iter().filter(|c| c.created).count(),
+        1,
+        "exactly one create wins"
+    );
+    let winner = results
+        .iter()
+        .find(|c| c.created)
+        .unwrap()
+        .operation
+        .clone();
+    assert!(
+        results.iter().all(|c| c.operation == winner),
+        "all callers see the same operation"
+    );
     let list = page(&*store, &project("p"), &Sort::default(), None, MAX_LIMIT).await;
     assert_eq!(list.total_count, 1);
 }
@@ -115,36 +165,75 @@ async fn concurrent_identical_creates_make_one_operation() {
 async fn updates_follow_the_state_machine() {
     let clock = FakeClock::default();
     let (_dir, store) = open_store_with_clock(&clock);
-    let op = store.create(new_op("p", Kind::Vm, OpType::Create, "vm-1")).await.unwrap().operation;
+    let op = store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .unwrap()
+        .operation;
 
     clock.tick(5);
     let started = clock.now();
-    let running = store.update(op.id, status(Status::Running), Some(1)).await.unwrap();
+    let running = store
+        .update(op.id, status(Status::Running), Some(1))
+        .await
+        .unwrap();
     assert_eq!((running.status, running.version), (Status::Running, 2));
-    assert_eq!((running.started_at, running.ended_at), (Some(started), None));
-    assert_eq!((running.created_at, running.updated_at), (op.created_at, started));
+    assert_eq!(
+        (running.started_at, running.ended_at),
+        (Some(started), None)
+    );
+    assert_eq!(
+        (running.created_at, running.updated_at),
+        (op.created_at, started)
+    );
 
     clock.tick(1);
-    let patch = Patch { progress: Some(40), status_message: Some("copying".into()), ..Patch::default() };
+    let patch = Patch {
+        progress: Some(40),
+        status_message: Some("copying".into()),
+        ..Patch::default()
+    };
     let progressed = store.update(op.id, patch, None).await.unwrap();
     assert_eq!((progressed.progress, progressed.version), (40, 3));
     assert_eq!(progressed.status_message.as_deref(), Some("copying"));
-    assert_eq!(progressed.started_at, Some(started), "started_at is set once");
+    assert_eq!(
+        progressed.started_at,
+        Some(started),
+        "started_at is set once"
+    );
 
     clock.tick(1);
-    let done = store.update(op.id, status(Status::Done), Some(3)).await.unwrap();
-    assert_eq!((done.status, done.progress, done.version), (Status::Done, 100, 4));
-    assert_eq!((done.started_at, done.ended_at), (Some(started), Some(clock.now())));
+    let done = store
+        .update(op.id, status(Status::Done), Some(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.status, done.progress, done.version),
+        (Status::Done, 100, 4)
+    );
+    assert_eq!(
+        (done.started_at, done.ended_at),
+        (Some(started), Some(clock.now()))
+    );
     assert_eq!(store.get(op.id).await.unwrap(), Some(done));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_expected_version_changes_nothing() {
     let (_dir, store) = open_store();
-    let op = store.create(new_op("p", Kind::Vm, OpType::Create, "vm-1")).await.unwrap().operation;
-    let running = store.update(op.id, status(Status::Running), Some(1)).await.unwrap();
+    let op = store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .unwrap()
+        .operation;
+    let running = store
+        .update(op.id, status(Status::Running), Some(1))
+        .await
+        .unwrap();
     match store.update(op.id, status(Status::Done), Some(1)).await {
-        Err(StoreError::VersionMismatch { expected, current }) => assert_eq!((expected, current), (1, 2)),
+        Err(StoreError::VersionMismatch { expected, current }) => {
+            assert_eq!((expected, current), (1, 2))
+        }
         other => panic!("expected VersionMismatch, got {other:?}"),
     }
     assert_eq!(store.get(op.id).await.unwrap(), Some(running));
@@ -154,8 +243,15 @@ async fn stale_expected_version_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_transition_changes_nothing() {
     let (_dir, store) = open_store();
-    let op = store.create(new_op("p", Kind::Vm, OpType::Create, "vm-1")).await.unwrap().operation;
-    let done = store.update(op.id, status(Status::Done), None).await.unwrap();
+    let op = store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .unwrap()
+        .operation;
+    let done = store
+        .update(op.id, status(Status::Done), None)
+        .await
+        .unwrap();
     match store.update(op.id, status(Status::Running), None).await {
         Err(StoreError::Change(ChangeError::Transition { from, to })) => {
             assert_eq!((from, to), (Status::Done, Status::Running));
@@ -169,10 +265,15 @@ async fn forbidden_transition_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_ids_are_absent() {
     let (_dir, store) = open_store();
-    store.create(new_op("p", Kind::Vm, OpType::Create, "vm-1")).await.unwrap();
+    store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .unwrap();
     let id = Uuid::now_v7();
     assert_eq!(store.get(id).await.unwrap(), None);
-    assert!(matches!(store.update(id, status(Status::Running), None).await, Err(StoreError::NotFound(x)) if x == id));
+    assert!(
+        matches!(store.update(id, status(Status::Running), None).await, Err(StoreError::NotFound(x)) if x == id)
+    );
     assert!(matches!(store.events(id).await, Err(StoreError::NotFound(x)) if x == id));
 }
 
@@ -180,12 +281,25 @@ async fn unknown_ids_are_absent() {
 async fn events_are_the_full_history_oldest_first() {
     let clock = FakeClock::default();
     let (_dir, store) = open_store_with_clock(&clock);
-    let mut states = vec![store.create(new_op("p", Kind::Vm, OpType::Create, "vm-1")).await.unwrap().operation];
+    let mut states = vec![
+        store
+            .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+            .await
+            .unwrap()
+            .operation,
+    ];
     let id = states[0].id;
     let patches = [
         status(Status::Running),
-        Patch { progress: Some(30), status_message: Some("a third".into()), ..Patch::default() },
-        Patch { progress: Some(60), ..Patch::default() },
+        Patch {
+            progress: Some(30),
+            status_message: Some("a third".into()),
+            ..Patch::default()
+        },
+        Patch {
+            progress: Some(60),
+            ..Patch::default()
+        },
         status(Status::Done),
     ];
     for p in patches {
@@ -196,10 +310,16 @@ async fn events_are_the_full_history_oldest_first() {
     assert_eq!(events.len(), states.len());
     for (i, (e, s)) in events.iter().zip(&states).enumerate() {
         assert_eq!(e.version, u64::try_from(i).unwrap() + 1);
-        assert_eq!((e.operation_id, e.status, e.progress), (id, s.status, s.progress));
+        assert_eq!(
+            (e.operation_id, e.status, e.progress),
+            (id, s.status, s.progress)
+        );
         assert_eq!((&e.status_message, e.at), (&s.status_message, s.updated_at));
     }
-    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "event seq increases");
+    assert!(
+        events.windows(2).all(|w| w[0].seq < w[1].seq),
+        "event seq increases"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,11 +333,20 @@ async fn everything_survives_a_reopen() {
         new.user = Some("alice".into());
         ops.push(store.create(new).await.unwrap().operation);
     }
-    store.update(ops[1].id, status(Status::Running), None).await.unwrap();
-    store.update(ops[2].id, status(Status::Done), None).await.unwrap();
+    store
+        .update(ops[1].id, status(Status::Running), None)
+        .await
+        .unwrap();
+    store
+        .update(ops[2].id, status(Status::Done), None)
+        .await
+        .unwrap();
     let mut before = Vec::new();
     for op in &ops {
-        before.push((store.get(op.id).await.unwrap().unwrap(), store.events(op.id).await.unwrap()));
+        before.push((
+            store.get(op.id).await.unwrap().unwrap(),
+            store.events(op.id).await.unwrap(),
+        ));
     }
     drop(store);
 
@@ -232,12 +361,19 @@ async fn everything_survives_a_reopen() {
     let replay = store.create(same).await.unwrap();
     assert!(!replay.created);
     assert_eq!(replay.operation.id, ops[0].id);
-    let fresh = store.create(new_op("p", Kind::Vm, OpType::Create, "vm-9")).await.unwrap().operation;
+    let fresh = store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-9"))
+        .await
+        .unwrap()
+        .operation;
     assert!(fresh.seq > ops[3].seq);
 }
 
 fn project(p: &str) -> ListFilter {
-    ListFilter { project_id: p.into(), ..ListFilter::default() }
+    ListFilter {
+        project_id: p.into(),
+        ..ListFilter::default()
+    }
 }
 
 /// 40 operations over two projects, created three to a second and then partly moved on,
@@ -251,7 +387,12 @@ async fn seed(store: &dyn Store, clock: &FakeClock) -> Vec<Operation> {
             clock.tick(1);
         }
         let proj = if i % 5 == 4 { "beta" } else { "alpha" };
-        let new = new_op(proj, kinds[i % 3], types[(i / 3) % 3], &format!("r-{}", i % 4));
+        let new = new_op(
+            proj,
+            kinds[i % 3],
+            types[(i / 3) % 3],
+            &format!("r-{}", i % 4),
+        );
         ops.push(store.create(new).await.unwrap().operation);
     }
     // Later ops are updated first, so updated_at order differs from created_at order.
@@ -260,17 +401,25 @@ async fn seed(store: &dyn Store, clock: &FakeClock) -> Vec<Operation> {
             clock.tick(1);
         }
         if i % 2 == 0 {
-            ops[i] = store.update(ops[i].id, status(Status::Running), None).await.unwrap();
+            ops[i] = store
+                .update(ops[i].id, status(Status::Running), None)
+                .await
+                .unwrap();
         }
         if i % 6 == 0 {
-            ops[i] = store.update(ops[i].id, status(Status::Done), None).await.unwrap();
+            ops[i] = store
+                .update(ops[i].id, status(Status::Done), None)
+                .await
+                .unwrap();
         }
     }
     ops
 }
 
 fn has_ties(ops: &[Operation], key: fn(&Operation) -> time::OffsetDateTime) -> bool {
-    ops.iter().enumerate().any(|(i, a)| ops[i + 1..].iter().any(|b| key(a) == key(b)))
+    ops.iter()
+        .enumerate()
+        .any(|(i, a)| ops[i + 1..].iter().any(|b| key(a) == key(b)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +427,11 @@ async fn every_filter_and_sort_matches_the_model() {
     let clock = FakeClock::default();
     let (_dir, store) = open_store_with_clock(&clock);
     let ops = seed(&*store, &clock).await;
-    let alpha: Vec<_> = ops.iter().filter(|o| o.project_id == "alpha").cloned().collect();
+    let alpha: Vec<_> = ops
+        .iter()
+        .filter(|o| o.project_id == "alpha")
+        .cloned()
+        .collect();
     assert!(has_ties(&alpha, |o| o.created_at) && has_ties(&alpha, |o| o.updated_at));
 
     // Bounds equal to real created_at values, so inclusiveness is what decides.
@@ -298,11 +451,30 @@ async fn every_filter_and_sort_matches_the_model() {
         with(|f| f.status = Some(Status::Done)),
         with(|f| f.op_type = Some(OpType::Delete)),
         with(|f| f.resource_id = Some("r-2".into())),
-        ListFilter { created_at_min: Some(lo), ..project("alpha") },
-        ListFilter { created_at_max: Some(hi), ..project("alpha") },
-        ListFilter { created_at_min: Some(lo), created_at_max: Some(hi), ..project("alpha") },
-        ListFilter { created_at_min: Some(lo), created_at_max: Some(lo), ..project("alpha") },
-        ListFilter { kind: Some(Kind::Vm), status: Some(Status::Running), created_at_min: Some(lo), ..project("alpha") },
+        ListFilter {
+            created_at_min: Some(lo),
+            ..project("alpha")
+        },
+        ListFilter {
+            created_at_max: Some(hi),
+            ..project("alpha")
+        },
+        ListFilter {
+            created_at_min: Some(lo),
+            created_at_max: Some(hi),
+            ..project("alpha")
+        },
+        ListFilter {
+            created_at_min: Some(lo),
+            created_at_max: Some(lo),
+            ..project("alpha")
+        },
+        ListFilter {
+            kind: Some(Kind::Vm),
+            status: Some(Status::Running),
+            created_at_min: Some(lo),
+            ..project("alpha")
+        },
     ];
     let sorts = [
         "created_at:asc",
@@ -318,22 +490,38 @@ async fn every_filter_and_sort_matches_the_model() {
         let want = expected(&ops, filter, &Sort::default());
         let only_time = filter.kind.is_none() && filter.status.is_none();
         if only_time && filter.created_at_min == Some(lo) {
-            assert!(want.iter().any(|o| o.created_at == lo), "lower bound not exercised");
+            assert!(
+                want.iter().any(|o| o.created_at == lo),
+                "lower bound not exercised"
+            );
         }
         if only_time && filter.created_at_max == Some(hi) {
-            assert!(want.iter().any(|o| o.created_at == hi), "upper bound not exercised");
+            assert!(
+                want.iter().any(|o| o.created_at == hi),
+                "upper bound not exercised"
+            );
         }
         for sort in std::iter::once(&Sort::default()).chain(&sorts) {
             let want = expected(&ops, filter, sort);
             let one = page(&*store, filter, sort, None, MAX_LIMIT).await;
             assert_eq!(ids(&one.items), ids(&want), "{filter:?} sorted {sort:?}");
-            assert_eq!(one.items, want, "stored operations differ from what writes returned");
+            assert_eq!(
+                one.items, want,
+                "stored operations differ from what writes returned"
+            );
             assert_eq!(one.total_count, u64::try_from(want.len()).unwrap());
             assert!(one.next.is_none() && one.prev.is_none());
             // The same list in small pages, crossing tie groups at page edges.
             let small = flatten(&walk_forward(&*store, filter, sort, 4).await);
-            assert_eq!(ids(&small), ids(&want), "{filter:?} sorted {sort:?} in pages of 4");
-            assert!(small.iter().all(|o| o.project_id == filter.project_id), "another project leaked");
+            assert_eq!(
+                ids(&small),
+                ids(&want),
+                "{filter:?} sorted {sort:?} in pages of 4"
+            );
+            assert!(
+                small.iter().all(|o| o.project_id == filter.project_id),
+                "another project leaked"
+            );
         }
     }
 }

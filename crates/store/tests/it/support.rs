@@ -136,7 +136,10 @@ pub async fn page(
     cursor: Option<opsd_domain::Cursor>,
     limit: usize,
 ) -> Page {
-    store.list(filter, sort, &PageRequest { cursor, limit }).await.unwrap()
+    store
+        .list(filter, sort, &PageRequest { cursor, limit })
+        .await
+        .unwrap()
 }
 
 /// Walks every `next` cursor from the first page, checking the page invariants that do
@@ -154,9 +157,16 @@ pub async fn walk_forward(
     // Bounded, so that a cursor that never ends fails the test instead of hanging it.
     let max_pages = usize::try_from(total).unwrap() / limit + 2;
     while let Some(next) = pages.last().unwrap().next.clone() {
-        assert!(pages.len() <= max_pages, "more pages than {total} rows can fill");
+        assert!(
+            pages.len() <= max_pages,
+            "more pages than {total} rows can fill"
+        );
         let p = page(store, filter, sort, Some(next), limit).await;
-        assert!(p.prev.is_some(), "page {} has no previous cursor", pages.len());
+        assert!(
+            p.prev.is_some(),
+            "page {} has no previous cursor",
+            pages.len()
+        );
         pages.push(p);
     }
     for (i, p) in pages.iter().enumerate() {
@@ -164,7 +174,10 @@ pub async fn walk_forward(
         let last = i + 1 == pages.len();
         if last {
             assert!(p.items.len() <= limit);
-            assert!(!p.items.is_empty() || total == 0, "empty last page of {total} rows");
+            assert!(
+                !p.items.is_empty() || total == 0,
+                "empty last page of {total} rows"
+            );
         } else {
             assert_eq!(p.items.len(), limit, "short page {i} before the last");
         }

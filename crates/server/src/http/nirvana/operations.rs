@@ -130,6 +130,7 @@ pub fn parse_filter(q: &QueryParams) -> Result<ListFilter> {
         resource_id,
         created_at_min: q.parse_with("created_at_min", time_rule, parse_time)?,
         created_at_max: q.parse_with("created_at_max", time_rule, parse_time)?,
+        expr: None,
     };
     if let (Some(min), Some(max)) = (filter.created_at_min, filter.created_at_max)
         && min > max

@@ -1,0 +1,186 @@
+//! `operations.get` and `operations.list` of Deployment Manager v2, served from the same
+//! store as the Nirvana dialect. Filters become part of the store's query, so a page holds
+//! `maxResults` items whenever that many match.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use opsd_domain::google_filter;
+use opsd_domain::{
+    Cursor, ListFilter, PageRequest, Sort, SortField, SortTerm, ValidationError, google_view,
+    validate,
+};
+
+use super::error::GoogleError;
+use super::models::{GoogleOperation, GoogleOperationList};
+use super::params::{STANDARD_PARAMS, base_url, render};
+use crate::http::AppState;
+use crate::http::extract::QueryParams;
+
+type Result<T> = std::result::Result<T, GoogleError>;
+
+/// Largest and default `maxResults`.
+const MAX_RESULTS: usize = 500;
+
+/// Gets information about a specific operation.
+#[utoipa::path(
+    get, path = "/deploymentmanager/v2/projects/{project}/global/operations/{operation}", tag = "google",
+    params(
+        ("project" = String, Path, description = "The project ID"),
+        ("operation" = String, Path, description = "The operation name, `operation-<uuid>`"),
+    ),
+    responses((status = 200, body = GoogleOperation), (status = 404, description = "Google error body"))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Path((project, operation)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let q = QueryParams::parse(raw.as_deref(), &allowed(&[]))?;
+    validate::project_id("project", &project)?;
+    let op = find(&state, &project, &operation).await?;
+    render(&q, &GoogleOperation::new(op, &base_url(&headers)))
+}
+
+/// Loads an operation of `project` by its Google name; 404 if it is in another project.
+pub async fn find(
+    state: &AppState,
+    project: &str,
+    operation: &str,
+) -> Result<opsd_domain::Operation> {
+    let id = google_view::parse_name(operation).ok_or_else(|| {
+        ValidationError::new("operation", "must be an operation name, operation-<uuid>")
+    })?;
+    let not_found =
+        || crate::http::error::ApiError::NotFound(format!("operation {operation} not found"));
+    match state.store.get(id).await? {
+        Some(op) if op.project_id == project => Ok(op),
+        _ => Err(not_found().into()),
+    }
+}
+
+/// Lists all operations for a project.
+#[utoipa::path(
+    get, path = "/deploymentmanager/v2/projects/{project}/global/operations", tag = "google",
+    params(
+        ("project" = String, Path, description = "The project ID"),
+        ("filter" = Option<String>, Query, description = "AIP-160 or regular-expression filter"),
+        ("maxResults" = Option<u32>, Query, description = "0–500, default 500 (0 means the default)"),
+        ("orderBy" = Option<String>, Query, description = "`name` (default) or `creationTimestamp desc`; `asc`/`desc` accepted on both"),
+        ("pageToken" = Option<String>, Query, description = "nextPageToken of the previous page"),
+    ),
+    responses((status = 200, body = GoogleOperationList), (status = 400, description = "Google error body"))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let q = QueryParams::parse(
+        raw.as_deref(),
+        &allowed(&["filter", "maxResults", "orderBy", "pageToken"]),
+    )?;
+    validate::project_id("project", &project)?;
+    let expr = match q.get("filter") {
+        Some(text) => google_filter::parse(text)
+            .map_err(|e| ValidationError::new("filter", e.to_string()))?
+            .map(google_view::truncate_times),
+        None => None,
+    };
+    let limit = q
+        .parse_with(
+            "maxResults",
+            &format!("must be an integer from 0 to {MAX_RESULTS}"),
+            |v| v.parse::<usize>().ok().filter(|n| *n <= MAX_RESULTS),
+        )?
+        .filter(|n| *n > 0)
+        .unwrap_or(MAX_RESULTS);
+    let sort = q
+        .get("orderBy")
+        .map(parse_order_by)
+        .transpose()?
+        .unwrap_or_else(|| by(SortField::Name, false));
+    let filter = ListFilter {
+        project_id: project,
+        expr,
+        ..ListFilter::default()
+    };
+    let scope = format!("{}|{}", filter.canonical(), sort.canonical());
+    let cursor = q
+        .get("pageToken")
+        .filter(|t| !t.is_empty())
+        .map(|t| Cursor::decode("pageToken", t, &scope))
+        .transpose()?;
+    let page = state
+        .store
+        .list(&filter, &sort, &PageRequest { cursor, limit })
+        .await?;
+    let base = base_url(&headers);
+    let body = GoogleOperationList {
+        operations: page
+            .items
+            .into_iter()
+            .map(|op| GoogleOperation::new(op, &base))
+            .collect(),
+        next_page_token: page.next.map(|c| c.encode(&scope)),
+    };
+    render(&q, &body)
+}
+
+fn by(field: SortField, descending: bool) -> Sort {
+    Sort::new(vec![SortTerm { field, descending }]).unwrap_or_default()
+}
+
+/// `name` or `creationTimestamp`, optionally followed by `asc` or `desc`.
+fn parse_order_by(s: &str) -> std::result::Result<Sort, ValidationError> {
+    let mut words = s.split_whitespace();
+    let field = match words.next() {
+        Some("name") => SortField::Name,
+        Some("creationTimestamp") => SortField::CreatedAt,
+        _ => {
+            return Err(ValidationError::new(
+                "orderBy",
+                "must be 'name' or 'creationTimestamp desc'",
+            ));
+        }
+    };
+    let descending = match (words.next(), words.next()) {
+        (None | Some("asc"), None) => false,
+        (Some("desc"), None) => true,
+        _ => {
+            return Err(ValidationError::new(
+                "orderBy",
+                "the direction must be 'asc' or 'desc'",
+            ));
+        }
+    };
+    Ok(by(field, descending))
+}
+
+/// The standard parameters plus a method's own.
+fn allowed(own: &[&'static str]) -> Vec<&'static str> {
+    STANDARD_PARAMS.iter().chain(own).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_by_forms() {
+        assert_eq!(parse_order_by("name").unwrap(), by(SortField::Name, false));
+        assert_eq!(
+            parse_order_by("creationTimestamp desc").unwrap(),
+            by(SortField::CreatedAt, true)
+        );
+        assert_eq!(
+            parse_order_by("name  asc").unwrap(),
+            by(SortField::Name, false)
+        );
+        assert!(parse_order_by("status").is_err());
+        assert!(parse_order_by("name sideways").is_err());
+        assert!(parse_order_by("name desc extra").is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! Google's standard query parameters and how answers are written: `alt` (JSON only),
+//! `prettyPrint` (default true, as Google's servers do), `fields` (partial responses).
+//! `key`, `access_token`, `oauth_token`, `quotaUser`, `$.xgafv`, `uploadType` and
+//! `upload_protocol` are accepted; credentials are checked by the security layer.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opsd_domain::ValidationError;
+use serde::Serialize;
+
+use super::error::GoogleError;
+use super::fields::Selection;
+use crate::http::extract::QueryParams;
+
+/// Parameters every Google method accepts.
+pub const STANDARD_PARAMS: &[&str] = &[
+    "$.xgafv",
+    "access_token",
+    "alt",
+    "callback",
+    "fields",
+    "key",
+    "oauth_token",
+    "prettyPrint",
+    "quotaUser",
+    "uploadType",
+    "upload_protocol",
+    "header.bypassBillingFilter",
+];
+
+/// Serializes `body` as the standard parameters ask.
+pub fn render(q: &QueryParams, body: &impl Serialize) -> Result<Response, GoogleError> {
+    if let Some(alt) = q.get("alt")
+        && alt != "json"
+    {
+        return Err(ValidationError::new("alt", "only 'json' is supported").into());
+    }
+    if q.get("callback").is_some() {
+        return Err(ValidationError::new("callback", "JSONP is not supported").into());
+    }
+    let pretty = q
+        .parse_with("prettyPrint", "must be true or false", |v| match v {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        })?
+        .unwrap_or(true);
+    let mut value = serde_json::to_value(body)
+        .map_err(|e| crate::http::error::ApiError::Internal(e.to_string()))?;
+    if let Some(fields) = q.get("fields") {
+        let selection = Selection::parse(fields).map_err(|e| ValidationError::new("fields", e))?;
+        value = selection.apply(value);
+    }
+    let text = if pretty {
+        serde_json::to_string_pretty(&value)
+    } else {
+        serde_json::to_string(&value)
+    }
+    .map_err(|e| crate::http::error::ApiError::Internal(e.to_string()))?;
+    let mut response = (StatusCode::OK, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    Ok(response)
+}
+
+/// Scheme and host the client used, for `selfLink`.
+pub fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
