@@ -14,13 +14,15 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 class Opsd:
-    def __init__(self, base):
+    def __init__(self, base, key):
         self.base = base
+        self.key = key
 
     def request(self, method, path, body=None, headers=None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("content-type", "application/json")
+        req.add_header("authorization", f"Bearer {self.key}")
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
@@ -51,10 +53,14 @@ def opsd():
             text=True,
         )
         try:
-            line = proc.stdout.readline().strip()
+            # The first start prints the new admin key, then the listening line.
             prefix = "opsd listening on "
-            assert line.startswith(prefix), f"unexpected first line from opsd: {line!r}"
-            yield Opsd(line[len(prefix):])
+            line = ""
+            while not line.startswith(prefix):
+                line = proc.stdout.readline()
+                assert line, "opsd exited before listening"
+            key = pathlib.Path(data_dir, "admin.key").read_text().strip()
+            yield Opsd(line.strip()[len(prefix):], key)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

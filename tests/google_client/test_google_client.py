@@ -3,6 +3,7 @@ static discovery document) against opsd, with only the endpoint changed."""
 
 import json
 
+import httplib2
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
@@ -11,12 +12,15 @@ from googleapiclient.errors import HttpError
 PROJECT = "google-compat"
 
 
-def client(opsd):
+def client(opsd, key=None):
+    """The library's client with only the endpoint changed; the opsd key goes as Google's
+    API key (`?key=`), as developerKey does for Google's own APIs."""
     return discovery.build(
         "deploymentmanager",
         "v2",
         client_options={"api_endpoint": opsd.base + "/"},
         credentials=AnonymousCredentials(),
+        developerKey=key or opsd.key,
         static_discovery=True,
     )
 
@@ -172,3 +176,20 @@ def test_malformed_filter_is_a_400_that_says_where(opsd, seeded):
     with pytest.raises(HttpError) as err:
         client(opsd).operations().list(project=PROJECT, filter="(name eq 'a') AND status = DONE").execute()
     assert err.value.resp.status == 400
+
+
+def test_a_missing_or_wrong_key_is_a_401(opsd, seeded):
+    # With credentials, the library answers a 401 by trying to refresh them; a plain
+    # transport shows the 401 itself.
+    service = discovery.build(
+        "deploymentmanager",
+        "v2",
+        client_options={"api_endpoint": opsd.base + "/"},
+        http=httplib2.Http(),
+        developerKey="opsd_not-a-key",
+        static_discovery=True,
+    )
+    with pytest.raises(HttpError) as err:
+        service.operations().list(project=PROJECT).execute()
+    assert err.value.resp.status == 401
+    assert json.loads(err.value.content)["error"]["status"] == "UNAUTHENTICATED"

@@ -5,6 +5,7 @@
 //! `new_operation` and `validate` (what producers may send), `list` and `cursor`
 //! (how lists are asked for and paged).
 
+mod auth;
 mod cursor;
 mod error;
 pub mod google_filter;
@@ -15,6 +16,7 @@ mod operation;
 pub mod state_machine;
 pub mod validate;
 
+pub use auth::{ApiKey, Denied, NewApiKey, Principal, ProjectScope, Role};
 pub use cursor::{Cursor, Direction, KeyValue, Position};
 pub use error::{ChangeError, ValidationError};
 pub use list::{

@@ -3,6 +3,8 @@
 
 use clap::{Args, Subcommand};
 
+use crate::BoxError;
+
 /// Flags of `opsd ops`.
 #[derive(Args)]
 pub struct OpsArgs {
@@ -30,8 +32,6 @@ enum OpsCommand {
         filters: Vec<String>,
     },
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs one client command.
 pub async fn run(args: OpsArgs) -> Result<(), BoxError> {

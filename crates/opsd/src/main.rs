@@ -2,7 +2,11 @@
 //! subcommand lives in its own module.
 
 mod client;
+mod keys;
 mod serve;
+
+/// Errors of the subcommands, printed by `main`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +31,8 @@ enum Command {
         #[arg(long, env = "OPSD_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Manage API keys directly in the data directory.
+    Keys(keys::KeysArgs),
     /// Talk to a running opsd: get and list operations.
     Ops(client::OpsArgs),
 }
@@ -47,6 +53,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Migrate { data_dir } => serve::migrate(&data_dir),
+            Command::Keys(args) => keys::run(args).await,
             Command::Ops(args) => client::run(args).await,
         }
     });

@@ -4,11 +4,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use opsd_server::AppState;
+use opsd_server::{AppState, Config, RateLimit};
 use opsd_store::sqlite::SqliteStore;
 use tracing_subscriber::EnvFilter;
+
+use crate::BoxError;
 
 /// Flags of `opsd serve`; each also reads an `OPSD_*` environment variable.
 #[derive(Args)]
@@ -19,6 +22,21 @@ pub struct ServeArgs {
     /// Directory for the database (created if missing).
     #[arg(long, env = "OPSD_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// Longest an ordinary request may take (wait and watch excepted), e.g. 30s.
+    #[arg(long, env = "OPSD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// Ordinary requests served at once; more are refused with 503 + Retry-After.
+    #[arg(long, env = "OPSD_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    max_concurrent_requests: usize,
+    /// Waits and watch streams open at once; more are refused with 503 + Retry-After.
+    #[arg(long, env = "OPSD_MAX_LONG_LIVED_REQUESTS", default_value_t = 20_000)]
+    max_long_lived_requests: usize,
+    /// Requests per second each API key may make (0 disables the limit).
+    #[arg(long, env = "OPSD_RATE_LIMIT", default_value_t = 50_000.0)]
+    rate_limit: f64,
+    /// Requests a key may make at once before its rate applies.
+    #[arg(long, env = "OPSD_RATE_BURST", default_value_t = 50_000.0)]
+    rate_burst: f64,
     /// Log format.
     #[arg(long, env = "OPSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -30,12 +48,20 @@ enum LogFormat {
     Json,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     init_logging(args.log_format);
-    let store = open_store(&args.data_dir)?;
+    let store = Arc::new(open_store(&args.data_dir)?);
+    crate::keys::ensure_first_admin(&store, &args.data_dir).await?;
+    let config = Config {
+        request_timeout: args.request_timeout,
+        max_concurrent_requests: args.max_concurrent_requests,
+        max_long_lived_requests: args.max_long_lived_requests,
+        rate_limit: (args.rate_limit > 0.0).then_some(RateLimit {
+            per_second: args.rate_limit,
+            burst: args.rate_burst.max(1.0),
+        }),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -43,14 +69,7 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "opsd listening");
     // Tests and scripts that pass port 0 read the chosen address from this line.
     println!("opsd listening on http://{addr}");
-    opsd_server::serve(
-        listener,
-        AppState {
-            store: Arc::new(store),
-        },
-        shutdown_signal(),
-    )
-    .await?;
+    opsd_server::serve(listener, AppState::new(store, &config), shutdown_signal()).await?;
     tracing::info!("opsd stopped");
     Ok(())
 }
@@ -62,7 +81,7 @@ pub fn migrate(data_dir: &Path) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn open_store(data_dir: &Path) -> Result<SqliteStore, BoxError> {
+pub fn open_store(data_dir: &Path) -> Result<SqliteStore, BoxError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     Ok(SqliteStore::open(&data_dir.join("opsd.db"))?)

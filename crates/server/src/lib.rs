@@ -5,7 +5,7 @@ pub mod http;
 
 use std::future::Future;
 
-pub use http::{AppState, router};
+pub use http::{AppState, Config, RateLimit, router};
 use tokio::net::TcpListener;
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting and lets

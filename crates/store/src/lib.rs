@@ -6,16 +6,20 @@
 
 use async_trait::async_trait;
 use opsd_domain::{
-    ChangeError, Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort,
-    ValidationError,
+    ApiKey, ChangeError, Event, ListFilter, NewApiKey, NewOperation, Operation, Page, PageRequest,
+    Patch, Sort, ValidationError,
 };
 use uuid::Uuid;
 
+pub mod api_keys;
 pub mod sqlite;
 
 /// What can go wrong in a store call, in terms a handler can map to a status code.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No API key has this id.
+    #[error("api key {0} not found")]
+    KeyNotFound(Uuid),
     /// No operation has this id.
     #[error("operation {0} not found")]
     NotFound(Uuid),
@@ -89,4 +93,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+}
+
+/// API keys: created with a secret shown once, listed without secrets, revoked at once.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Creates a key; returns it with its secret, which is stored only as a hash.
+    async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)>;
+
+    /// Every key, revoked ones included, oldest first.
+    async fn list_keys(&self) -> Result<Vec<ApiKey>>;
+
+    /// Revokes a key (idempotent); `KeyNotFound` if there is no such key.
+    async fn revoke_key(&self, id: Uuid) -> Result<ApiKey>;
+
+    /// The live (not revoked) key whose secret is `secret`, if any.
+    async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>>;
+
+    /// Whether any key was ever created (the first start creates an admin key).
+    async fn has_ever_had_keys(&self) -> Result<bool>;
 }

@@ -13,8 +13,7 @@ use crate::process::Opsd;
 /// Writes acknowledged so far: operation id → highest acknowledged version and status.
 type Acked = Arc<Mutex<HashMap<String, (u64, String)>>>;
 
-async fn writer(base: String, worker: usize, acked: Acked) {
-    let client = reqwest::Client::new();
+async fn writer(base: String, client: reqwest::Client, worker: usize, acked: Acked) {
     for i in 0.. {
         let body = json!({
             "project_id": "durability",
@@ -66,7 +65,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let opsd = Opsd::start(dir.path());
     let acked: Acked = Arc::default();
     let writers: Vec<_> = (0..8)
-        .map(|w| tokio::spawn(writer(opsd.base.clone(), w, acked.clone())))
+        .map(|w| tokio::spawn(writer(opsd.base.clone(), opsd.client(), w, acked.clone())))
         .collect();
 
     // Let a few hundred writes through, then pull the plug while others are in flight.
@@ -86,7 +85,7 @@ async fn acknowledged_writes_survive_kill_9() {
     );
 
     let opsd = Opsd::start(dir.path());
-    let client = reqwest::Client::new();
+    let client = opsd.client();
     for (id, (version, status)) in &acked {
         let resp = client
             .get(format!("{}/v1/operations/{id}", opsd.base))

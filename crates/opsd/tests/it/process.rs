@@ -8,30 +8,70 @@ use std::process::{Child, Command, Stdio};
 pub struct Opsd {
     pub child: Child,
     pub base: String,
+    /// The admin key the first start wrote to `<data-dir>/admin.key`.
+    pub admin_key: String,
+    /// What the first start printed on stdout before listening (the admin key, once).
+    pub banner: Vec<String>,
 }
 
 impl Opsd {
     /// Starts `opsd serve` on 127.0.0.1:0 with `data_dir` and waits for its address.
     pub fn start(data_dir: &Path) -> Opsd {
+        Self::start_logging_to(data_dir, Stdio::inherit())
+    }
+
+    /// Like [`start`](Self::start), with the server's log (stderr) sent to `log`.
+    pub fn start_logging_to(data_dir: &Path, log: impl Into<Stdio>) -> Opsd {
         let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .env("OPSD_LOG", "warn")
+            .env("OPSD_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start opsd");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let base = line
+        // The first start prints the new admin key before the listening line.
+        let mut banner = Vec::new();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("opsd exited before listening")
+                .expect("read stdout");
+            if let Some(base) = line.strip_prefix("opsd listening on ") {
+                break base.to_owned();
+            }
+            banner.push(line);
+        };
+        let admin_key = std::fs::read_to_string(data_dir.join("admin.key"))
+            .expect("admin.key")
             .trim()
-            .strip_prefix("opsd listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from opsd: {line:?}"))
             .to_owned();
-        Opsd { child, base }
+        Opsd {
+            child,
+            base,
+            admin_key,
+            banner,
+        }
+    }
+
+    /// An HTTP client that sends `key` as a bearer token.
+    pub fn client_with(key: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {key}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// An HTTP client that sends the admin key.
+    pub fn client(&self) -> reqwest::Client {
+        Self::client_with(&self.admin_key)
     }
 
     /// SIGKILL: no chance to flush or clean up.

@@ -21,6 +21,12 @@ pub enum ApiError {
     /// 400: a field broke a rule.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// 401: no key, or not a live key.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// 403: the key's role or projects do not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such operation (or route).
     #[error("{0}")]
     NotFound(String),
@@ -42,6 +48,20 @@ pub enum ApiError {
     /// 415: body is not JSON.
     #[error("request body must be JSON: send the header content-type: application/json")]
     UnsupportedMediaType,
+    /// 429: the key sent more requests than its rate allows.
+    #[error("rate limit exceeded for this key; retry after {retry_after_s} s")]
+    RateLimited {
+        /// Seconds until a request would be admitted.
+        retry_after_s: u64,
+    },
+    /// 503: the server is at its concurrency limit or a request took too long.
+    #[error("{message}; retry after {retry_after_s} s")]
+    Overloaded {
+        /// What limit was met.
+        message: &'static str,
+        /// Seconds to wait before retrying.
+        retry_after_s: u64,
+    },
     /// 500: our fault; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -67,6 +87,8 @@ impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "permission_denied"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(ChangeError::Transition { .. }) => {
@@ -86,6 +108,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -105,7 +129,34 @@ impl ApiError {
 
     /// Whether the official SDKs should retry: only when waiting could change the answer.
     pub fn retryable(&self) -> bool {
-        matches!(self, ApiError::Internal(_))
+        matches!(
+            self,
+            ApiError::Internal(_) | ApiError::RateLimited { .. } | ApiError::Overloaded { .. }
+        )
+    }
+
+    /// Headers every rendering of this error carries (`Retry-After`, `WWW-Authenticate`).
+    pub fn extra_headers(&self, headers: &mut axum::http::HeaderMap) {
+        match self {
+            ApiError::RateLimited { retry_after_s }
+            | ApiError::Overloaded { retry_after_s, .. } => {
+                headers.insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(*retry_after_s),
+                );
+            }
+            ApiError::Unauthenticated(_) => {
+                headers.insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"opsd\""),
+                );
+            }
+            _ => {}
+        }
+        if !self.retryable() {
+            // Stainless SDKs retry 409 and 5xx unless told not to.
+            headers.insert("x-should-retry", HeaderValue::from_static("false"));
+        }
     }
 }
 
@@ -113,6 +164,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(id) => ApiError::NotFound(format!("operation {id} not found")),
+            StoreError::KeyNotFound(id) => ApiError::NotFound(format!("api key {id} not found")),
             StoreError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::Change(ChangeError::Invalid(v)) | StoreError::Invalid(v) => {
                 ApiError::Invalid(v)
@@ -137,12 +189,7 @@ impl IntoResponse for ApiError {
             request_id: request_id::current(),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if !self.retryable() {
-            // Stainless SDKs retry 409 and 5xx unless told not to.
-            response
-                .headers_mut()
-                .insert("x-should-retry", HeaderValue::from_static("false"));
-        }
+        self.extra_headers(response.headers_mut());
         response
     }
 }

@@ -26,6 +26,9 @@ use super::error::ApiError;
         super::nirvana::producer::events,
         super::google::operations::get,
         super::google::operations::list,
+        super::keys::create,
+        super::keys::list,
+        super::keys::revoke,
         healthz,
         readyz,
     )

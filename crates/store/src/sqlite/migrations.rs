@@ -1,41 +1,42 @@
 //! Versioned schema migrations, embedded in the binary and applied at start-up inside
 //! one transaction each. The list is append-only: a released migration never changes.
+//! Every known version that the database lacks is applied, in version order, so two
+//! migrations written on parallel branches both land whatever order they merge in.
+
+use std::collections::BTreeSet;
 
 use rusqlite::{Connection, params};
 
 /// (version, SQL) in order. Versions are the file-name prefixes.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/sqlite/0001_operations.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/sqlite/0001_operations.sql"),
+    ),
+    (3, include_str!("../../migrations/sqlite/0003_api_keys.sql")),
+];
 
-/// The newest schema version this build knows.
-pub fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.0)
-}
-
-/// Applies every migration newer than the database's version. Refuses a database
-/// written by a newer opsd rather than guessing at its schema.
+/// Applies every migration the database lacks. Refuses a database that has versions
+/// this build does not know (written by a newer opsd) rather than guessing its schema.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
-    let current: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    if current > latest_version() {
+    let present: BTreeSet<i64> = conn
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let known: BTreeSet<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+    if let Some(unknown) = present.difference(&known).next() {
         return Err(rusqlite::Error::ToSqlConversionFailure(
             format!(
-                "database schema version {current} is newer than this opsd ({})",
-                latest_version()
+                "database has schema version {unknown}, which this opsd does not know; is it newer?"
             )
             .into(),
         ));
     }
     let mut applied = Vec::new();
-    for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for &(version, sql) in MIGRATIONS.iter().filter(|m| !present.contains(&m.0)) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.execute(
@@ -46,4 +47,20 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
         applied.push(version);
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_everything_once_and_refuses_unknown_versions() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let first = migrate(&mut conn).unwrap();
+        assert_eq!(first, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+        assert!(migrate(&mut conn).unwrap().is_empty());
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 0)", [])
+            .unwrap();
+        assert!(migrate(&mut conn).is_err());
+    }
 }

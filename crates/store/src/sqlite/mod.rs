@@ -4,6 +4,7 @@
 //! holds up a write and writes never wait for each other's fsync.
 
 mod google_filter;
+mod keys;
 mod migrations;
 mod query;
 mod rows;
@@ -71,7 +72,7 @@ impl SqliteStore {
         })
     }
 
-    async fn write(&self, write: Write) -> Result<Written> {
+    pub(crate) async fn write(&self, write: Write) -> Result<Written> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job { write, reply })
@@ -82,7 +83,7 @@ impl SqliteStore {
             .map_err(|_| StoreError::Internal("writer thread dropped a write".into()))?
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -129,6 +130,11 @@ impl Readers {
     }
 }
 
+/// The writer answered a write with the outcome of another kind of write (a bug).
+fn mismatched_answer() -> StoreError {
+    StoreError::Internal("writer answered with the outcome of another kind of write".into())
+}
+
 fn poisoned() -> StoreError {
     StoreError::Internal("reader pool lock poisoned".into())
 }
@@ -138,9 +144,7 @@ impl Store for SqliteStore {
     async fn create(&self, new: NewOperation) -> Result<Created> {
         match self.write(Write::Create(new)).await? {
             Written::Created(c) => Ok(c),
-            Written::Updated(_) => Err(StoreError::Internal(
-                "writer answered a create with an update".into(),
-            )),
+            _ => Err(mismatched_answer()),
         }
     }
 
@@ -159,9 +163,7 @@ impl Store for SqliteStore {
             .await?
         {
             Written::Updated(op) => Ok(op),
-            Written::Created(_) => Err(StoreError::Internal(
-                "writer answered an update with a create".into(),
-            )),
+            _ => Err(mismatched_answer()),
         }
     }
 

@@ -28,12 +28,15 @@ pub enum Write {
         patch: Patch,
         expected_version: Option<u64>,
     },
+    /// API key management (see `keys`).
+    Key(super::keys::KeyWrite),
 }
 
 /// What a write produced.
 pub enum Written {
     Created(Created),
     Updated(Operation),
+    Key(opsd_domain::ApiKey),
 }
 
 /// A queued write and where to send its outcome.
@@ -108,6 +111,7 @@ fn apply(conn: &Connection, write: &Write, now: OffsetDateTime) -> Result<Writte
             patch,
             expected_version,
         } => update(conn, *id, patch, *expected_version, now).map(Written::Updated),
+        Write::Key(k) => super::keys::apply(conn, k, now).map(Written::Key),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `{"error": {"code", "message", "errors": [{"domain", "reason", "message"}], "status"}}`.
 //! The status codes are the Nirvana side's; only the body differs.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -60,11 +60,7 @@ impl IntoResponse for GoogleError {
             }
         });
         let mut response = (status, axum::Json(body)).into_response();
-        if !self.0.retryable() {
-            response
-                .headers_mut()
-                .insert("x-should-retry", HeaderValue::from_static("false"));
-        }
+        self.0.extra_headers(response.headers_mut());
         response
     }
 }

@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use opsd_domain::google_filter;
 use opsd_domain::{
-    Cursor, ListFilter, PageRequest, Sort, SortField, SortTerm, ValidationError, google_view,
+    Cursor, ListFilter, PageRequest, Role, Sort, SortField, SortTerm, ValidationError, google_view,
     validate,
 };
 
@@ -15,6 +15,7 @@ use super::error::GoogleError;
 use super::models::{GoogleOperation, GoogleOperationList};
 use super::params::{STANDARD_PARAMS, base_url, render};
 use crate::http::AppState;
+use crate::http::auth::Caller;
 use crate::http::extract::QueryParams;
 
 type Result<T> = std::result::Result<T, GoogleError>;
@@ -33,6 +34,7 @@ const MAX_RESULTS: usize = 500;
 )]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path((project, operation)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -40,6 +42,7 @@ pub async fn get(
     let q = QueryParams::parse(raw.as_deref(), &allowed(&[]))?;
     validate::project_id("project", &project)?;
     let op = find(&state, &project, &operation).await?;
+    caller.require_operation(Role::Reader, &op)?;
     render(&q, &GoogleOperation::new(op, &base_url(&headers)))
 }
 
@@ -74,6 +77,7 @@ pub async fn find(
 )]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Path(project): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -83,6 +87,7 @@ pub async fn list(
         &allowed(&["filter", "maxResults", "orderBy", "pageToken"]),
     )?;
     validate::project_id("project", &project)?;
+    caller.require_project(Role::Reader, &project)?;
     let expr = match q.get("filter") {
         Some(text) => google_filter::parse(text)
             .map_err(|e| ValidationError::new("filter", e.to_string()))?

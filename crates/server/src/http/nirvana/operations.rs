@@ -6,8 +6,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
 use opsd_domain::{
-    Cursor, DEFAULT_LIMIT, Kind, ListFilter, MAX_LIMIT, OpType, PageRequest, Sort, Status,
-    ValidationError, validate,
+    Cursor, DEFAULT_LIMIT, Kind, ListFilter, MAX_LIMIT, OpType, Operation, PageRequest, Role, Sort,
+    Status, ValidationError, validate,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::models::{OperationList, OperationOut, Pagination};
 use crate::http::AppState;
+use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody, Result};
 use crate::http::extract::QueryParams;
 
@@ -43,10 +44,10 @@ const LIST_PARAMS: &[&str] = &[
 )]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse> {
-    let id = parse_operation_id(&id)?;
-    let op = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
+    let op = load_visible(&state, &caller, Role::Reader, &id).await?;
     Ok(with_etag(op.version, Json(OperationOut::from(op))))
 }
 
@@ -67,10 +68,12 @@ pub async fn get(
 )]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<OperationList>> {
     let q = QueryParams::parse(raw.as_deref(), LIST_PARAMS)?;
     let filter = parse_filter(&q)?;
+    caller.require_project(Role::Reader, &filter.project_id)?;
     let sort = q
         .get("sort")
         .map(Sort::parse_nirvana)
@@ -144,6 +147,21 @@ pub fn parse_filter(q: &QueryParams) -> Result<ListFilter> {
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// Loads the operation named in the path, if the caller may act on it with `role`;
+/// an operation the caller may not see is a 404, as if it did not exist.
+pub async fn load_visible(
+    state: &AppState,
+    caller: &Caller,
+    role: Role,
+    id: &str,
+) -> Result<Operation> {
+    caller.require(role)?;
+    let id = parse_operation_id(id)?;
+    let op = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
+    caller.require_operation(role, &op)?;
+    Ok(op)
 }
 
 /// Parses an operation id from the path.

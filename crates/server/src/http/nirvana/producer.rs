@@ -6,11 +6,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use opsd_domain::ValidationError;
+use opsd_domain::{Role, ValidationError};
 
 use super::models::{EventList, EventOut, OperationIn, OperationOut, OperationPatch};
-use super::operations::{parse_operation_id, with_etag};
+use super::operations::{load_visible, with_etag};
 use crate::http::AppState;
+use crate::http::auth::Caller;
 use crate::http::error::{ErrorBody, Result};
 use crate::http::extract::ValidJson;
 
@@ -26,11 +27,18 @@ use crate::http::extract::ValidJson;
 )]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     ValidJson(body): ValidJson<OperationIn>,
 ) -> Result<Response> {
-    let new = body.into_new()?;
+    let mut new = body.into_new()?;
+    caller.require_project(Role::Producer, &new.project_id)?;
+    // Who asked for the change: the producer may say; otherwise it is the key's name.
+    new.user.get_or_insert_with(|| caller.0.name.clone());
     let created = state.store.create(new).await?;
     let op = created.operation;
+    if created.created {
+        tracing::info!(operation = %op.id, project = %op.project_id, by = %caller.0.name, "operation created");
+    }
     let status = if created.created {
         StatusCode::CREATED
     } else {
@@ -66,9 +74,10 @@ pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    caller: Caller,
     ValidJson(body): ValidJson<OperationPatch>,
 ) -> Result<impl IntoResponse> {
-    let id = parse_operation_id(&id)?;
+    let id = load_visible(&state, &caller, Role::Producer, &id).await?.id;
     let (patch, body_version) = body.into_patch()?;
     let expected = match (if_match(&headers)?, body_version) {
         (Some(h), Some(b)) if h != b => {
@@ -109,9 +118,10 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
 )]
 pub async fn events(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<EventList>> {
-    let id = parse_operation_id(&id)?;
+    let id = load_visible(&state, &caller, Role::Reader, &id).await?.id;
     let events = state.store.events(id).await?;
     Ok(Json(EventList {
         items: events.into_iter().map(EventOut::from).collect(),

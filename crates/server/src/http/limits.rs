@@ -1,0 +1,75 @@
+//! Overload protection: a cap on concurrent ordinary requests that sheds load with 503 +
+//! `Retry-After` instead of queueing without bound, and a per-request timeout. Long-lived
+//! requests (wait, watch) have their own, much larger cap and no timeout: thousands of
+//! parked waiters are normal and cost almost nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::sync::Semaphore;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The limits, built once from the configuration.
+pub struct Limits {
+    request_timeout: Duration,
+    ordinary: Arc<Semaphore>,
+    long_lived: Arc<Semaphore>,
+}
+
+impl Limits {
+    /// `max_ordinary` concurrent ordinary requests, each at most `request_timeout`;
+    /// `max_long_lived` concurrent waits and watch streams.
+    pub fn new(request_timeout: Duration, max_ordinary: usize, max_long_lived: usize) -> Self {
+        Self {
+            request_timeout,
+            ordinary: Arc::new(Semaphore::new(max_ordinary)),
+            long_lived: Arc::new(Semaphore::new(max_long_lived)),
+        }
+    }
+}
+
+/// Waits and watch streams: held open by design.
+fn is_long_lived(path: &str) -> bool {
+    path.ends_with("/wait") || path == "/v1/operations/watch"
+}
+
+/// Middleware: admit or shed, then bound the time of ordinary requests.
+pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let long = is_long_lived(&path);
+    let limits = &state.limits;
+    let semaphore = if long {
+        &limits.long_lived
+    } else {
+        &limits.ordinary
+    };
+    let Ok(_permit) = semaphore.clone().try_acquire_owned() else {
+        return super::error_response(
+            &path,
+            ApiError::Overloaded {
+                message: "the server is at its concurrency limit",
+                retry_after_s: 1,
+            },
+        );
+    };
+    if long {
+        return next.run(request).await;
+    }
+    // A write already handed to the store still commits if its request times out: the
+    // caller learns the outcome by retrying with the same request_id.
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => super::error_response(
+            &path,
+            ApiError::Overloaded {
+                message: "the request took longer than the server's timeout",
+                retry_after_s: 1,
+            },
+        ),
+    }
+}

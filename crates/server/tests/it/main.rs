@@ -1,0 +1,13 @@
+//! HTTP integration tests of opsd-server: each test starts a real server on a loopback
+//! port over its own SQLite file (`support`) and talks to it with reqwest.
+#![allow(clippy::unwrap_used)]
+
+mod authz;
+mod errors;
+mod list;
+mod operations;
+mod pagination;
+mod shutdown;
+mod support;
+mod system;
+mod wire;

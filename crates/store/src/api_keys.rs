@@ -1,0 +1,48 @@
+//! API key secrets: how they are made and how they are hashed. Backend-agnostic; the
+//! backends store only [`hash`] of a key, never the key.
+
+use sha2::{Digest, Sha256};
+
+/// Every key starts with this, so leaked-secret scanners can recognise opsd keys.
+pub const KEY_PREFIX: &str = "opsd_";
+/// Random bytes per key (256 bits).
+const SECRET_BYTES: usize = 32;
+/// Characters of the key kept for display (`opsd_` plus 8).
+pub const DISPLAY_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
+
+/// A fresh random key: `opsd_` followed by 64 hex digits.
+pub fn generate() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; SECRET_BYTES];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("{KEY_PREFIX}{}", hex(&bytes)))
+}
+
+/// The stored form of a key.
+pub fn hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Compares two hashes in time independent of where they differ.
+pub fn hashes_equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_prefixed_random_and_long() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert!(a.starts_with(KEY_PREFIX));
+        assert_eq!(a.len(), KEY_PREFIX.len() + 64);
+        assert_ne!(a, b);
+        assert!(hashes_equal(&hash(&a), &hash(&a)));
+        assert!(!hashes_equal(&hash(&a), &hash(&b)));
+    }
+}
