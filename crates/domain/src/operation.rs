@@ -158,8 +158,36 @@ pub struct FieldDiff {
 #[serde(deny_unknown_fields)]
 pub struct Details {
     /// Map of changed field names to their from/to diffs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub changes: BTreeMap<String, FieldDiff>,
+}
+
+/// Reads a JSON object into a map, refusing a key that appears twice (serde_json would
+/// silently keep the last one, so a client's mistake would pass unnoticed).
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Visitor<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visitor(std::marker::PhantomData))
 }
 
 /// One error met while processing the operation.
