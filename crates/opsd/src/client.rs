@@ -11,6 +11,9 @@ pub struct OpsArgs {
     /// Base URL of the opsd server.
     #[arg(long, env = "OPSD_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// API key (default: the contents of ./data/admin.key, if readable).
+    #[arg(long, env = "OPSD_KEY", hide_env_values = true)]
+    key: Option<String>,
     #[command(subcommand)]
     command: OpsCommand,
 }
@@ -36,6 +39,12 @@ enum OpsCommand {
 /// Runs one client command.
 pub async fn run(args: OpsArgs) -> Result<(), BoxError> {
     let base = args.url.trim_end_matches('/');
+    let key = match args.key {
+        Some(k) => k,
+        None => std::fs::read_to_string("data/admin.key")
+            .map(|k| k.trim().to_owned())
+            .map_err(|_| "no API key: pass --key or set OPSD_KEY")?,
+    };
     let client = reqwest::Client::new();
     let request = match args.command {
         OpsCommand::Get { id } => client.get(format!("{base}/v1/operations/{id}")),
@@ -53,7 +62,7 @@ pub async fn run(args: OpsArgs) -> Result<(), BoxError> {
             client.get(format!("{base}/v1/operations")).query(&query)
         }
     };
-    let response = request.send().await?;
+    let response = request.bearer_auth(key).send().await?;
     let status = response.status();
     let body: serde_json::Value = response.json().await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
