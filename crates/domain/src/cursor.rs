@@ -65,6 +65,24 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap_or_default())
     }
 
+    /// Decodes a cursor for a list sorted by `sort`, refusing it unless it was made for
+    /// the same `scope` and holds a position that fits the sort.
+    pub fn decode_for(
+        field: &str,
+        token: &str,
+        scope: &str,
+        sort: &crate::Sort,
+    ) -> Result<Self, ValidationError> {
+        let cursor = Self::decode(field, token, scope)?;
+        if !sort.fits(&cursor.position) {
+            return Err(ValidationError::new(
+                field,
+                "is not a cursor returned by this list",
+            ));
+        }
+        Ok(cursor)
+    }
+
     /// Decodes a cursor, refusing it unless it was made for the same `scope`.
     pub fn decode(field: &str, token: &str, scope: &str) -> Result<Self, ValidationError> {
         let invalid = || ValidationError::new(field, "is not a cursor returned by this list");

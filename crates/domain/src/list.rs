@@ -166,6 +166,21 @@ impl Sort {
             .join(",")
     }
 
+    /// Whether `pos` has one key of the right type per sort term: a cursor that passed
+    /// its fingerprint check may still have been edited by hand.
+    pub fn fits(&self, pos: &crate::Position) -> bool {
+        pos.keys.len() == self.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&pos.keys)
+                .all(|(t, k)| match (t.field, k) {
+                    (SortField::CreatedAt | SortField::UpdatedAt, crate::KeyValue::Time(_)) => true,
+                    (SortField::Name, crate::KeyValue::Text(_)) => true,
+                    _ => false,
+                })
+    }
+
     /// The key of `op` under this sort, as a cursor stores it.
     pub fn position_of(&self, op: &Operation) -> crate::Position {
         let keys = self

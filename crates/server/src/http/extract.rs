@@ -57,30 +57,48 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ValidationError::new("body", "must be a JSON object").into());
     }
+    // Syntax first, over the whole body: otherwise a missing field would be reported for
+    // a body that is not even JSON (`{"a": 1} trailing`).
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ValidationError::new("body", e.to_string()).into());
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let full = inner.to_string();
-        let message = match full.split(" at line ").next() {
-            // Position information helps with syntax errors only.
-            Some(short) if !(inner.is_syntax() || inner.is_eof()) => short.to_owned(),
-            _ => full.clone(),
+        // The syntax is valid by now: the position adds nothing to a type error.
+        let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
+        // serde puts the name of an unknown or repeated struct field into the path, except
+        // at the top level; a missing field or a repeated map key is reported against its
+        // parent. Either way the name is in the message.
+        let named = |prefix: &str| {
+            message
+                .strip_prefix(prefix)
+                .and_then(|m| m.split('`').next())
         };
-        // Unknown and duplicate keys of the top-level object come without a path; the
-        // key's name is in serde's message.
-        let named = ["unknown field `", "duplicate field `"]
-            .iter()
-            .find_map(|p| message.strip_prefix(p).and_then(|m| m.split('`').next()));
-        let field = match (path.as_str(), named) {
-            _ if inner.is_syntax() || inner.is_eof() => "body".to_owned(),
+        let own = named("unknown field `").or_else(|| named("duplicate field `"));
+        let child = named("missing field `").or_else(|| named("duplicate key `"));
+        let field = match (path.as_str(), own.or(child)) {
             (".", Some(name)) => name.to_owned(),
             (".", None) => "body".to_owned(),
+            (_, Some(name)) if child.is_some() => format!("{path}.{name}"),
             _ => path,
         };
         ApiError::Invalid(ValidationError::new(field, message))
     })?;
     Ok(value)
+}
+
+/// A single path parameter as axum decoded it, or why it could not.
+pub type RawPath = Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>;
+
+/// Reads a UUID path parameter; anything else (not a UUID, not even UTF-8) is a 400 on
+/// `field` in the JSON error shape, not axum's plain-text rejection.
+pub fn uuid_param(path: RawPath, field: &str) -> Result<uuid::Uuid, ApiError> {
+    path.ok()
+        .and_then(|p| uuid::Uuid::parse_str(&p.0).ok())
+        .ok_or_else(|| ValidationError::new(field, "must be a UUID").into())
 }
 
 /// A query string checked against the parameters an endpoint accepts: each at most
@@ -93,7 +111,11 @@ impl QueryParams {
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
         let raw_len = raw.map_or(0, str::len);
         if raw_len > MAX_QUERY_BYTES {
-            return Err(ValidationError::new("query", format!("must be at most {MAX_QUERY_BYTES} bytes")).into());
+            return Err(ValidationError::new(
+                "query",
+                format!("must be at most {MAX_QUERY_BYTES} bytes"),
+            )
+            .into());
         }
         let mut map = BTreeMap::new();
         for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {

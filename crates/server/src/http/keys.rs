@@ -2,11 +2,11 @@
 //! (never their secrets), revoke a key (at once).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Router, response::IntoResponse};
-use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role, ValidationError};
+use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ErrorBody, Result};
-use super::extract::ValidJson;
+use super::extract::{RawPath, ValidJson, uuid_param};
 
 /// Body of `POST /v1/api_keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -134,10 +134,10 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    path: RawPath,
 ) -> Result<StatusCode> {
     caller.require(Role::Admin)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ValidationError::new("key_id", "must be a UUID"))?;
+    let id = uuid_param(path, "key_id")?;
     let key = state.keys.revoke_key(id).await?;
     state.auth.forget_cached_keys();
     tracing::info!(key_id = %key.id, name = %key.name, by = %caller.0.name, "api key revoked");

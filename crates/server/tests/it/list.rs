@@ -307,7 +307,6 @@ async fn unknown_and_repeated_parameters_are_400() {
 }
 
 #[tokio::test]
-#[ignore = "bug: created_at_min is truncated to whole microseconds, so a bound 1 ns after an operation still includes it"]
 async fn created_at_bounds_are_exact_below_a_microsecond() {
     let server = TestServer::start().await;
     let c = &server.client;

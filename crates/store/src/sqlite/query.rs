@@ -57,7 +57,10 @@ pub fn filter_where(filter: &ListFilter) -> Where {
         w.push("resource_id = ?", Value::Text(r.clone()));
     }
     if let Some(t) = filter.created_at_min {
-        w.push("created_at >= ?", Value::Integer(micros(t)));
+        // Times are kept to the microsecond: a bound between two microseconds must
+        // round up, or it would admit the operation just below it.
+        let rounded_up = micros(t) + i64::from(t.nanosecond() % 1_000 != 0);
+        w.push("created_at >= ?", Value::Integer(rounded_up));
     }
     if let Some(t) = filter.created_at_max {
         w.push("created_at <= ?", Value::Integer(micros(t)));

@@ -116,7 +116,7 @@ pub async fn list(
     let cursor = q
         .get("pageToken")
         .filter(|t| !t.is_empty())
-        .map(|t| Cursor::decode("pageToken", t, &scope))
+        .map(|t| Cursor::decode_for("pageToken", t, &scope, &sort))
         .transpose()?;
     let page = state
         .store

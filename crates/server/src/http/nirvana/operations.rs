@@ -2,7 +2,7 @@
 //! filters, sort and cursors in both directions.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
 use opsd_domain::{
@@ -17,7 +17,7 @@ use super::models::{OperationList, OperationOut, Pagination};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody, Result};
-use crate::http::extract::QueryParams;
+use crate::http::extract::{QueryParams, RawPath, uuid_param};
 
 /// Query parameters of the list (and, minus the paging ones, of watch).
 const LIST_PARAMS: &[&str] = &[
@@ -45,9 +45,9 @@ const LIST_PARAMS: &[&str] = &[
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    path: RawPath,
 ) -> Result<impl IntoResponse> {
-    let op = load_visible(&state, &caller, Role::Reader, &id).await?;
+    let op = load_visible(&state, &caller, Role::Reader, path).await?;
     Ok(with_etag(op.version, Json(OperationOut::from(op))))
 }
 
@@ -96,7 +96,7 @@ pub async fn list(
     let cursor = q
         .get("cursor")
         .filter(|c| !c.is_empty())
-        .map(|c| Cursor::decode("cursor", c, &scope))
+        .map(|c| Cursor::decode_for("cursor", c, &scope, &sort))
         .transpose()?;
     let page = state
         .store
@@ -155,18 +155,13 @@ pub async fn load_visible(
     state: &AppState,
     caller: &Caller,
     role: Role,
-    id: &str,
+    path: RawPath,
 ) -> Result<Operation> {
     caller.require(role)?;
-    let id = parse_operation_id(id)?;
+    let id = uuid_param(path, "operation_id")?;
     let op = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
     caller.require_operation(role, &op)?;
     Ok(op)
-}
-
-/// Parses an operation id from the path.
-pub fn parse_operation_id(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|_| ValidationError::new("operation_id", "must be a UUID").into())
 }
 
 /// The 404 for an operation that does not exist (or that the caller may not see).

@@ -3,7 +3,7 @@
 //! version), and read their history.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opsd_domain::{Role, ValidationError};
@@ -13,7 +13,7 @@ use super::operations::{load_visible, with_etag};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ErrorBody, Result};
-use crate::http::extract::ValidJson;
+use crate::http::extract::{RawPath, ValidJson};
 
 /// Create an operation (status `pending`).
 #[utoipa::path(
@@ -72,12 +72,14 @@ pub async fn create(
 )]
 pub async fn update(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    path: RawPath,
     headers: HeaderMap,
     caller: Caller,
     ValidJson(body): ValidJson<OperationPatch>,
 ) -> Result<impl IntoResponse> {
-    let id = load_visible(&state, &caller, Role::Producer, &id).await?.id;
+    let id = load_visible(&state, &caller, Role::Producer, path)
+        .await?
+        .id;
     let (patch, body_version) = body.into_patch()?;
     let expected = match (if_match(&headers)?, body_version) {
         (Some(h), Some(b)) if h != b => {
@@ -119,9 +121,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    path: RawPath,
 ) -> Result<Json<EventList>> {
-    let id = load_visible(&state, &caller, Role::Reader, &id).await?.id;
+    let id = load_visible(&state, &caller, Role::Reader, path).await?.id;
     let events = state.store.events(id).await?;
     Ok(Json(EventList {
         items: events.into_iter().map(EventOut::from).collect(),
