@@ -170,15 +170,15 @@ impl Sort {
     /// its fingerprint check may still have been edited by hand.
     pub fn fits(&self, pos: &crate::Position) -> bool {
         pos.keys.len() == self.0.len()
-            && self
-                .0
-                .iter()
-                .zip(&pos.keys)
-                .all(|(t, k)| match (t.field, k) {
-                    (SortField::CreatedAt | SortField::UpdatedAt, crate::KeyValue::Time(_)) => true,
-                    (SortField::Name, crate::KeyValue::Text(_)) => true,
-                    _ => false,
-                })
+            && self.0.iter().zip(&pos.keys).all(|(t, k)| {
+                matches!(
+                    (t.field, k),
+                    (
+                        SortField::CreatedAt | SortField::UpdatedAt,
+                        crate::KeyValue::Time(_)
+                    ) | (SortField::Name, crate::KeyValue::Text(_))
+                )
+            })
     }
 
     /// The key of `op` under this sort, as a cursor stores it.
