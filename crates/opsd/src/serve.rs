@@ -37,6 +37,12 @@ pub struct ServeArgs {
     /// Requests a key may make at once before its rate applies.
     #[arg(long, env = "OPSD_RATE_BURST", default_value_t = 50_000.0)]
     rate_burst: f64,
+    /// PEM certificate chain: serve HTTPS instead of HTTP (needs --tls-key).
+    #[arg(long, env = "OPSD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "OPSD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "OPSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -61,6 +67,12 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
             per_second: args.rate_limit,
             burst: args.rate_burst.max(1.0),
         }),
+        tls: args.tls_cert.is_some(),
+    };
+    // Read the certificate before binding, so a bad file fails the start cleanly.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(opsd_server::tls::load(cert, key)?),
+        _ => None,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -68,8 +80,15 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "opsd listening");
     // Tests and scripts that pass port 0 read the chosen address from this line.
-    println!("opsd listening on http://{addr}");
-    opsd_server::serve(listener, AppState::new(store, &config), shutdown_signal()).await?;
+    let state = AppState::new(store, &config);
+    println!("opsd listening on {}://{addr}", state.scheme);
+    match tls {
+        Some(tls) => {
+            let listener = opsd_server::tls::TlsListener::new(listener, tls);
+            opsd_server::serve(listener, state, shutdown_signal()).await?;
+        }
+        None => opsd_server::serve(listener, state, shutdown_signal()).await?,
+    }
     tracing::info!("opsd stopped");
     Ok(())
 }

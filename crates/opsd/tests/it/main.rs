@@ -4,3 +4,4 @@
 mod durability;
 mod keys;
 mod process;
+mod tls;

@@ -22,9 +22,15 @@ impl Opsd {
 
     /// Like [`start`](Self::start), with the server's log (stderr) sent to `log`.
     pub fn start_logging_to(data_dir: &Path, log: impl Into<Stdio>) -> Opsd {
+        Self::start_with(data_dir, log, &[])
+    }
+
+    /// Starts `opsd serve` with extra flags.
+    pub fn start_with(data_dir: &Path, log: impl Into<Stdio>, extra: &[&str]) -> Opsd {
         let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("OPSD_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -40,6 +46,7 @@ impl Opsd {
                 .expect("opsd exited before listening")
                 .expect("read stdout");
             if let Some(base) = line.strip_prefix("opsd listening on ") {
+                // `http://…` or `https://…`
                 break base.to_owned();
             }
             banner.push(line);

@@ -36,6 +36,8 @@ pub struct Config {
     pub max_long_lived_requests: usize,
     /// Per-key request rate; `None` disables it.
     pub rate_limit: Option<RateLimit>,
+    /// Whether the listener speaks TLS (links the server writes then start `https://`).
+    pub tls: bool,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
                 per_second: 50_000.0,
                 burst: 50_000.0,
             }),
+            tls: false,
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct AppState {
     pub auth: Arc<auth::Authenticator>,
     /// Concurrency caps and timeouts.
     pub limits: Arc<limits::Limits>,
+    /// `http` or `https`, for links the server writes (Google's `selfLink`).
+    pub scheme: &'static str,
 }
 
 impl AppState {
@@ -79,6 +84,7 @@ impl AppState {
                 config.max_concurrent_requests,
                 config.max_long_lived_requests,
             )),
+            scheme: if config.tls { "https" } else { "http" },
         }
     }
 }

@@ -43,7 +43,10 @@ pub async fn get(
     validate::project_id("project", &project)?;
     let op = find(&state, &project, &operation).await?;
     caller.require_operation(Role::Reader, &op)?;
-    render(&q, &GoogleOperation::new(op, &base_url(&headers)))
+    render(
+        &q,
+        &GoogleOperation::new(op, &base_url(state.scheme, &headers)),
+    )
 }
 
 /// Loads an operation of `project` by its Google name; 404 if it is in another project.
@@ -122,7 +125,7 @@ pub async fn list(
         .store
         .list(&filter, &sort, &PageRequest { cursor, limit })
         .await?;
-    let base = base_url(&headers);
+    let base = base_url(state.scheme, &headers);
     let body = GoogleOperationList {
         operations: page
             .items

@@ -66,11 +66,11 @@ pub fn render(q: &QueryParams, body: &impl Serialize) -> Result<Response, Google
 }
 
 /// Scheme and host the client used, for `selfLink`.
-pub fn base_url(headers: &HeaderMap) -> String {
+pub fn base_url(scheme: &str, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("localhost");
-    format!("http://{host}")
+    format!("{scheme}://{host}")
 }

@@ -1,0 +1,103 @@
+//! `opsd serve --tls-cert --tls-key`: the listener speaks TLS, and only TLS.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use crate::process::Opsd;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// One HTTP/1.1 request over TLS, trusting only the test certificate; returns the raw answer.
+async fn https_get(addr: &str, path: &str, key: &str) -> String {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixture("tls-cert.pem")).unwrap())
+        .unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let server_name = ServerName::try_from("localhost").unwrap();
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (fixture("tls-cert.pem"), fixture("tls-key.pem"));
+    let opsd = Opsd::start_with(
+        dir.path(),
+        Stdio::inherit(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let addr = opsd
+        .base
+        .strip_prefix("https://")
+        .expect("the listening line says https")
+        .to_owned();
+    let answer = https_get(&addr, "/v1/operations?project_id=p", &opsd.admin_key).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"total_count\":0"), "{answer}");
+
+    // Plain HTTP on the same port gets no HTTP answer.
+    let mut plain = TcpStream::connect(&addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw).await;
+    assert!(!String::from_utf8_lossy(&raw).contains("HTTP/1.1 200"));
+
+    // The server still serves TLS after a failed handshake.
+    let again = https_get(&addr, "/healthz", &opsd.admin_key).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}
+
+#[test]
+fn a_bad_certificate_file_fails_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opsd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--tls-cert")
+        .arg(&missing)
+        .arg("--tls-key")
+        .arg(fixture("tls-key.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.pem"), "{stderr}");
+}
