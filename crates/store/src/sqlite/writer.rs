@@ -60,8 +60,9 @@ pub fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: Clock) {
                 Err(_) => break,
             }
         }
-        // Timestamps never go backwards, even if the wall clock does.
-        last_now = clock().max(last_now);
+        // Timestamps never go backwards, even if the wall clock does, and carry the
+        // microsecond precision the store keeps, so a write returns what a read will see.
+        last_now = opsd_domain::truncate_micros(clock()).max(last_now);
         commit_batch(&mut conn, &mut batch, last_now);
     }
 }

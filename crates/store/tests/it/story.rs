@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::support::{
-    FakeClock, expected, flatten, ids, new_op, open_store, open_store_with_clock, page,
-    reopen_store, walk_forward,
+    FakeClock, expected, flatten, ids, new_op, open_store, open_store_on, open_store_with_clock,
+    page, reopen_store, walk_forward,
 };
 
 fn status(s: Status) -> Patch {
@@ -159,6 +159,118 @@ async fn concurrent_identical_creates_make_one_operation() {
     );
     let list = page(&*store, &project("p"), &Sort::default(), None, MAX_LIMIT).await;
     assert_eq!(list.total_count, 1);
+}
+
+/// Conditional updates racing on one version: the writer serializes them, so exactly
+/// one sees version 1 and every other one is told the version moved on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_conditional_updates_let_one_win() {
+    let (_dir, store) = open_store();
+    let op = store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .unwrap()
+        .operation;
+    let mut tasks = JoinSet::new();
+    for i in 0..10u8 {
+        let store = Arc::clone(&store);
+        let patch = Patch {
+            status: Some(Status::Running),
+            progress: Some(i * 10),
+            ..Patch::default()
+        };
+        tasks.spawn(async move { store.update(op.id, patch, Some(1)).await });
+    }
+    let results = tasks.join_all().await;
+    let winners: Vec<&Operation> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for r in &results {
+        assert!(
+            matches!(
+                r,
+                Ok(_)
+                    | Err(StoreError::VersionMismatch {
+                        expected: 1,
+                        current: 2
+                    })
+            ),
+            "{r:?}"
+        );
+    }
+    assert_eq!(store.get(op.id).await.unwrap().as_ref(), Some(winners[0]));
+    assert_eq!(store.events(op.id).await.unwrap().len(), 2);
+}
+
+/// Concurrent writes share one transaction; a refused one must roll back alone, never
+/// its neighbours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_writes_do_not_undo_their_neighbours() {
+    let (_dir, store) = open_store();
+    let done = store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-done"))
+        .await
+        .unwrap()
+        .operation;
+    store
+        .update(done.id, status(Status::Done), None)
+        .await
+        .unwrap();
+    let mut tasks = JoinSet::new();
+    for i in 0..30 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            match i % 3 {
+                0 => {
+                    let new = new_op("p", Kind::Vm, OpType::Create, &format!("vm-{i}"));
+                    store.create(new).await.map(|c| Some(c.operation))
+                }
+                1 => store
+                    .update(Uuid::now_v7(), status(Status::Running), None)
+                    .await
+                    .map(|_| None),
+                _ => store
+                    .update(done.id, status(Status::Running), None)
+                    .await
+                    .map(|_| None),
+            }
+        });
+    }
+    let mut created = Vec::new();
+    for r in tasks.join_all().await {
+        match r {
+            Ok(Some(op)) => created.push(op),
+            Err(StoreError::NotFound(_) | StoreError::Change(ChangeError::Transition { .. })) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 10);
+    for op in &created {
+        assert_eq!(store.get(op.id).await.unwrap().as_ref(), Some(op));
+    }
+    let list = page(&*store, &project("p"), &Sort::default(), None, MAX_LIMIT).await;
+    assert_eq!(list.total_count, 11);
+    assert_eq!(store.events(done.id).await.unwrap().len(), 2);
+}
+
+/// What a write returns must be what a read gives back. The store keeps microseconds,
+/// so a clock with finer resolution (the Linux wall clock has nanoseconds) must be
+/// truncated before its time goes into the returned operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_return_what_reads_see_on_a_fine_clock() {
+    let t = crate::support::at(0) + time::Duration::nanoseconds(1_500);
+    let (_dir, store) = open_store_on(Arc::new(move || t));
+    let created = store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .unwrap()
+        .operation;
+    let stored = store.get(created.id).await.unwrap().unwrap();
+    assert_eq!(stored.created_at, created.created_at);
+    let running = store
+        .update(created.id, status(Status::Running), None)
+        .await
+        .unwrap();
+    assert_eq!(store.get(created.id).await.unwrap(), Some(running));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,8 +546,11 @@ async fn every_filter_and_sort_matches_the_model() {
         .collect();
     assert!(has_ties(&alpha, |o| o.created_at) && has_ties(&alpha, |o| o.updated_at));
 
-    // Bounds equal to real created_at values, so inclusiveness is what decides.
+    // Bounds equal to real created_at values, so inclusiveness is what decides; and
+    // bounds a nanosecond off them, which the store (keeping microseconds) must round
+    // the way the in-memory comparison does.
     let (lo, hi) = (alpha[7].created_at, alpha[20].created_at);
+    let ns = time::Duration::nanoseconds(1);
     let with = |f: fn(&mut ListFilter)| {
         let mut filter = project("alpha");
         f(&mut filter);
@@ -467,6 +582,16 @@ async fn every_filter_and_sort_matches_the_model() {
         ListFilter {
             created_at_min: Some(lo),
             created_at_max: Some(lo),
+            ..project("alpha")
+        },
+        ListFilter {
+            created_at_min: Some(lo + ns),
+            created_at_max: Some(hi - ns),
+            ..project("alpha")
+        },
+        ListFilter {
+            created_at_min: Some(lo - ns),
+            created_at_max: Some(hi + ns),
             ..project("alpha")
         },
         ListFilter {

@@ -77,17 +77,24 @@ pub fn open_store() -> (TempDir, Arc<dyn Store>) {
 
 /// A fresh, empty store on `clock`.
 pub fn open_store_with_clock(clock: &FakeClock) -> (TempDir, Arc<dyn Store>) {
+    open_store_on(clock.clock())
+}
+
+/// A fresh, empty store on any clock.
+pub fn open_store_on(clock: Clock) -> (TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = reopen_store(&dir, clock);
+    let store = open_in(&dir, clock);
     (dir, store)
 }
 
 /// Opens the store kept in `dir` again (after the previous handle was dropped).
 pub fn reopen_store(dir: &TempDir, clock: &FakeClock) -> Arc<dyn Store> {
+    open_in(dir, clock.clock())
+}
+
+fn open_in(dir: &TempDir, clock: Clock) -> Arc<dyn Store> {
     match backend() {
-        Backend::Sqlite => {
-            Arc::new(SqliteStore::open_with_clock(&db_path(dir), clock.clock()).unwrap())
-        }
+        Backend::Sqlite => Arc::new(SqliteStore::open_with_clock(&db_path(dir), clock).unwrap()),
     }
 }
 
