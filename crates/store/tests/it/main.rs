@@ -3,11 +3,13 @@
 //!
 //! - `story`: one operation's life (create, idempotency, updates, events, persistence)
 //!   and every list filter and sort checked against the in-memory model.
+//! - `concurrency`: writes racing each other through the group-commit writer.
 //! - `google_filter`: Google filters in SQL select what they select in memory.
 //! - `pagination`: a property test walking cursors both ways over random data.
 
 #![allow(clippy::unwrap_used)]
 
+mod concurrency;
 mod google_filter;
 mod pagination;
 mod story;

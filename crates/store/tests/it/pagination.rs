@@ -2,12 +2,13 @@
 //! sizes, the cursors must walk exactly the in-memory filtered and sorted set, forwards
 //! and back, and keep doing so while new operations arrive mid-walk.
 
-use opsd_domain::{Cursor, Kind, ListFilter, OpType, Operation, Patch, Sort, Status};
+use opsd_domain::{Cursor, Kind, ListFilter, OpType, Operation, Sort, Status};
 use opsd_store::Store;
 use proptest::prelude::*;
 
 use crate::support::{
-    FakeClock, at, expected, flatten, ids, new_op, open_store_with_clock, page, scope, walk_forward,
+    FakeClock, at, expected, flatten, ids, new_op, open_store_with_clock, page, scope, status,
+    walk_forward,
 };
 
 // Small value sets, so that random filters match a useful share of the rows.
@@ -163,13 +164,6 @@ proptest! {
     fn cursors_walk_the_filtered_sorted_set(case in case()) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(check(case));
-    }
-}
-
-fn status(s: Status) -> Patch {
-    Patch {
-        status: Some(s),
-        ..Patch::default()
     }
 }
 

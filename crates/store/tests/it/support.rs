@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use std::collections::BTreeMap;
+
 use opsd_domain::{
-    Details, Kind, ListFilter, NewOperation, OpType, Operation, Page, PageRequest, Sort,
+    Details, DiffValue, FieldDiff, Kind, ListFilter, NewOperation, OpType, Operation, Page,
+    PageRequest, Patch, Sort, Status,
 };
 use opsd_store::Store;
 use opsd_store::sqlite::{Clock, SqliteStore};
@@ -116,6 +119,35 @@ pub fn new_op(project: &str, kind: Kind, op_type: OpType, resource: &str) -> New
         region: None,
         zone: None,
         target_link: None,
+    }
+}
+
+/// A request with a non-empty body, so that idempotency compares more than the ids.
+pub fn resize(project: &str, request_id: &str, to: &str) -> NewOperation {
+    let mut new = new_op(project, Kind::Volume, OpType::Update, "vol-1");
+    new.request_id = Some(request_id.into());
+    new.description = Some("grow the volume".into());
+    let diff = FieldDiff {
+        from: DiffValue::String("10Gi".into()),
+        to: DiffValue::String(to.into()),
+    };
+    new.details.changes = BTreeMap::from([("size".to_owned(), diff)]);
+    new
+}
+
+/// A patch that only moves the status.
+pub fn status(s: Status) -> Patch {
+    Patch {
+        status: Some(s),
+        ..Patch::default()
+    }
+}
+
+/// Every operation of project `p`, unfiltered.
+pub fn project(p: &str) -> ListFilter {
+    ListFilter {
+        project_id: p.into(),
+        ..ListFilter::default()
     }
 }
 
