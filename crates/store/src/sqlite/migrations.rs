@@ -4,10 +4,13 @@
 use rusqlite::{Connection, params};
 
 /// (version, SQL) in order. Versions are the file-name prefixes.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/sqlite/0001_operations.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/sqlite/0001_operations.sql"),
+    ),
+    (2, include_str!("../../migrations/sqlite/0002_live.sql")),
+];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {

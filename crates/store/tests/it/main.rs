@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod live;
 mod pagination;
 mod story;
 mod support;
