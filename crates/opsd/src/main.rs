@@ -3,6 +3,7 @@
 
 mod client;
 mod serve;
+mod sse;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +28,7 @@ enum Command {
         #[arg(long, env = "OPSD_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
-    /// Talk to a running opsd: get and list operations.
+    /// Talk to a running opsd: get, list, wait for and watch operations.
     Ops(client::OpsArgs),
 }
 

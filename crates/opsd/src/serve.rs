@@ -1,12 +1,15 @@
 //! `opsd serve`: open the store in the data directory, bind, serve until SIGINT/SIGTERM,
-//! then let in-flight requests finish.
+//! then let in-flight requests finish. Beside the server run the background tasks of
+//! live operations (lease expiry, retention), stopped after the server.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use opsd_server::AppState;
+use opsd_server::live::{Background, LiveConfig};
 use opsd_store::sqlite::SqliteStore;
 use tracing_subscriber::EnvFilter;
 
@@ -22,6 +25,13 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "OPSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// How long done and failed operations are kept after they end (e.g. 30d, 12h, 3s).
+    #[arg(long, env = "OPSD_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    retention: Duration,
+}
+
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    opsd_domain::duration::parse_retention(s).map_err(|e| e.message)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -40,17 +50,22 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "opsd listening");
+    tracing::info!(
+        %addr,
+        data_dir = %args.data_dir.display(),
+        retention = %humantime::format_duration(args.retention),
+        "opsd listening"
+    );
     // Tests and scripts that pass port 0 read the chosen address from this line.
     println!("opsd listening on http://{addr}");
-    opsd_server::serve(
-        listener,
-        AppState {
-            store: Arc::new(store),
-        },
-        shutdown_signal(),
-    )
-    .await?;
+    let state = AppState::new(Arc::new(store));
+    let config = LiveConfig {
+        retention: args.retention,
+    };
+    let background = Background::start(state.store.clone(), state.metrics.clone(), &config);
+    let served = opsd_server::serve(listener, state, shutdown_signal()).await;
+    background.stop().await;
+    served?;
     tracing::info!("opsd stopped");
     Ok(())
 }

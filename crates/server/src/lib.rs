@@ -2,6 +2,8 @@
 //! with graceful shutdown. The binary (`crates/opsd`) only parses flags and calls [`serve`].
 
 pub mod http;
+pub mod live;
+pub mod metrics;
 
 use std::future::Future;
 
@@ -9,12 +11,19 @@ pub use http::{AppState, router};
 use tokio::net::TcpListener;
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests — and so their writes — finish before returning.
+/// in-flight requests — and so their writes — finish before returning. Waiters are
+/// answered with the state they have and watch streams end, so that long-lived
+/// requests do not hold shutdown up.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let live = state.live.clone();
+    let shutdown = async move {
+        shutdown.await;
+        live.shut_down();
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -24,8 +24,13 @@ use super::error::ApiError;
         super::nirvana::producer::create,
         super::nirvana::producer::update,
         super::nirvana::producer::events,
+        super::live::wait::wait,
+        super::live::watch::watch,
+        super::live::leases::claim,
+        super::live::leases::heartbeat,
         healthz,
         readyz,
+        super::metrics::export,
     )
 )]
 pub struct ApiDoc;

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opsd_domain::ValidationError;
+use opsd_store::Preconditions;
 
 use super::models::{EventList, EventOut, OperationIn, OperationOut, OperationPatch};
 use super::operations::{parse_operation_id, with_etag};
@@ -58,7 +59,7 @@ pub async fn create(
     responses(
         (status = 200, body = OperationOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "The state machine forbids the change"),
+        (status = 409, body = ErrorBody, description = "The state machine forbids the change, or the operation is leased and the lease_token is missing or wrong"),
         (status = 412, body = ErrorBody, description = "The operation is not at the expected version"),
     )
 )]
@@ -69,6 +70,7 @@ pub async fn update(
     ValidJson(body): ValidJson<OperationPatch>,
 ) -> Result<impl IntoResponse> {
     let id = parse_operation_id(&id)?;
+    let lease_token = body.lease_token.clone();
     let (patch, body_version) = body.into_patch()?;
     let expected = match (if_match(&headers)?, body_version) {
         (Some(h), Some(b)) if h != b => {
@@ -80,7 +82,11 @@ pub async fn update(
         }
         (h, b) => h.or(b),
     };
-    let op = state.store.update(id, patch, expected).await?;
+    let pre = Preconditions {
+        expected_version: expected,
+        lease_token,
+    };
+    let op = state.store.update_with(id, patch, pre).await?;
     Ok(with_etag(op.version, Json(OperationOut::from(op))))
 }
 
