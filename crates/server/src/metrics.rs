@@ -163,6 +163,12 @@ mod tests {
         }
         assert_eq!((m.waiters.get(), m.watch_streams.get()), (0, 0));
         m.lease_expirations.inc();
+        // Labelled families appear with their first series.
+        let labels = RouteLabels {
+            method: "GET".into(),
+            route: "/healthz".into(),
+        };
+        m.request_duration.get_or_create(&labels).observe(0.002);
         let text = m.encode().expect("encode");
         for line in [
             "opsd_waiters 0",
@@ -170,10 +176,11 @@ mod tests {
             "opsd_leases_held 0",
             "opsd_lease_expirations_total 1",
             "opsd_retention_deleted_operations_total 0",
-            "# TYPE opsd_http_requests counter",
-            "# TYPE opsd_http_request_duration_seconds histogram",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        assert!(text.contains(
+            "opsd_http_request_duration_seconds_bucket{le=\"0.002\",method=\"GET\",route=\"/healthz\"} 1"
+        ), "{text}");
     }
 }
