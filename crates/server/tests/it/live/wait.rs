@@ -147,7 +147,7 @@ async fn a_wait_that_times_out_returns_the_current_state() {
     let waited = started.elapsed();
     assert_eq!(answer, op);
     assert!(
-        waited >= Duration::from_secs(1) && waited < Duration::from_secs(3),
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
 
@@ -164,7 +164,10 @@ async fn a_wait_that_times_out_returns_the_current_state() {
         .call(Method::GET, &wait_path(id, "2m"), None, StatusCode::OK)
         .await;
     assert_eq!(answer["status"], "failed");
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a finished operation waited"
+    );
     // The default timeout applies without the parameter; a done op still answers at once.
     let answer = server
         .call(
