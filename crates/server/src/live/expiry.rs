@@ -21,9 +21,14 @@ const BATCH: usize = 500;
 pub async fn run(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     loop {
         let pause = match store.next_lease_expiry().await {
+            // Look again at once after a successful reap; after a failure, wait a tick
+            // rather than hammer a failing store.
             Ok(Some(at)) if at <= OffsetDateTime::now_utc() => {
-                reap(&*store, &metrics).await;
-                Duration::ZERO
+                if reap(&*store, &metrics).await {
+                    Duration::ZERO
+                } else {
+                    TICK
+                }
             }
             Ok(Some(at)) => (at - OffsetDateTime::now_utc())
                 .try_into()
@@ -42,7 +47,8 @@ pub async fn run(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut stop: watch::
     }
 }
 
-async fn reap(store: &dyn Store, metrics: &Metrics) {
+/// Reaps every lease that is due; `false` if the store failed.
+async fn reap(store: &dyn Store, metrics: &Metrics) -> bool {
     // Bounded: each round reaps up to BATCH; stop early when a round finds fewer.
     for _ in 0..1000 {
         match store.expire_leases(BATCH).await {
@@ -56,13 +62,14 @@ async fn reap(store: &dyn Store, metrics: &Metrics) {
                 }
                 metrics.lease_expirations.inc_by(expired.len() as u64);
                 if expired.len() < BATCH {
-                    return;
+                    return true;
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "lease expiry failed; retrying on the next tick");
-                return;
+                return false;
             }
         }
     }
+    true
 }

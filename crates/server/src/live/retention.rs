@@ -41,7 +41,12 @@ async fn purge(
     retention: Duration,
     stop: &watch::Receiver<bool>,
 ) {
-    let before = OffsetDateTime::now_utc() - retention;
+    // A period longer than the calendar reaches (`--retention 100000y`) keeps everything.
+    let Some(before) =
+        OffsetDateTime::now_utc().checked_sub(retention.try_into().unwrap_or(time::Duration::MAX))
+    else {
+        return;
+    };
     // Bounded per pass; whatever is left waits for the next pass.
     for _ in 0..200 {
         if *stop.borrow() {
