@@ -3,13 +3,16 @@
 //! Nothing here does I/O; the store and the HTTP layer build on these pure types.
 //! Read in this order: `operation` (the record), `state_machine` (how it moves),
 //! `new_operation` and `validate` (what producers may send), `list` and `cursor`
-//! (how lists are asked for and paged).
+//! (how lists are asked for and paged), `lease` and `duration` (the rules of live
+//! operations: worker leases, wait timeouts, retention).
 
 mod auth;
 mod cursor;
+pub mod duration;
 mod error;
 pub mod google_filter;
 pub mod google_view;
+pub mod lease;
 mod list;
 mod new_operation;
 mod operation;

@@ -238,7 +238,11 @@ pub struct Warning {
 }
 
 /// The canonical operation, as stored.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its serde form (snake_case, RFC 3339 times, `type` for `op_type`) is the canonical
+/// snapshot the store keeps with every event, so that a watch resuming from an old
+/// event replays exactly the version GET returned then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
     /// UUIDv7, server-assigned.
     pub id: Uuid,
@@ -246,6 +250,7 @@ pub struct Operation {
     pub seq: u64,
     pub project_id: String,
     pub kind: Kind,
+    #[serde(rename = "type")]
     pub op_type: OpType,
     pub resource_id: String,
     pub status: Status,
@@ -262,9 +267,13 @@ pub struct Operation {
     pub region: Option<String>,
     pub zone: Option<String>,
     pub target_link: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     /// +1 on every change; the ETag.
     pub version: u64,
@@ -292,4 +301,41 @@ pub fn now() -> OffsetDateTime {
 pub fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
     let micros = t.nanosecond() / 1_000 * 1_000;
     t.replace_nanosecond(micros).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NewOperation;
+
+    #[test]
+    fn snapshot_serde_round_trips() {
+        let t = truncate_micros(OffsetDateTime::now_utc());
+        let new = NewOperation {
+            project_id: "p".into(),
+            kind: Kind::NksNodePool,
+            op_type: OpType::Restart,
+            resource_id: "np-1".into(),
+            details: Details::default(),
+            description: Some("d".into()),
+            request_id: None,
+            user: Some("u".into()),
+            region: None,
+            zone: Some("z".into()),
+            target_link: None,
+        };
+        let mut op = new.into_operation(Uuid::now_v7(), t);
+        op.started_at = Some(t);
+        op.warnings = vec![Warning {
+            code: "W".into(),
+            message: "m".into(),
+            data: vec![],
+        }];
+        let json = serde_json::to_value(&op).expect("serialize");
+        assert_eq!(json["type"], "restart");
+        assert_eq!(json["kind"], "nks_node_pool");
+        assert!(json["ended_at"].is_null());
+        let back: Operation = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back, op);
+    }
 }

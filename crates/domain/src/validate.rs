@@ -53,6 +53,16 @@ pub fn request_id(field: &str, value: &str) -> Result {
     )
 }
 
+/// Worker names (leases): 1–128 of `[A-Za-z0-9._:/@-]`, e.g. `host-3:4711`.
+pub fn worker(field: &str, value: &str) -> Result {
+    id_chars(
+        field,
+        value,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@'),
+        "[A-Za-z0-9._:/@-]",
+    )
+}
+
 fn id_chars(field: &str, value: &str, ok: impl Fn(char) -> bool, set: &str) -> Result {
     if value.is_empty() || value.len() > MAX_ID_LEN {
         return Err(ValidationError::new(

@@ -4,6 +4,7 @@
 mod client;
 mod keys;
 mod serve;
+mod sse;
 
 /// Errors of the subcommands, printed by `main`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -33,7 +34,7 @@ enum Command {
     },
     /// Manage API keys directly in the data directory.
     Keys(keys::KeysArgs),
-    /// Talk to a running opsd: get and list operations.
+    /// Talk to a running opsd: get, list, wait for and watch operations.
     Ops(client::OpsArgs),
 }
 

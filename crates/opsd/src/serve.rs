@@ -1,5 +1,6 @@
 //! `opsd serve`: open the store in the data directory, bind, serve until SIGINT/SIGTERM,
-//! then let in-flight requests finish.
+//! then let in-flight requests finish. Beside the server run the background tasks of
+//! live operations (lease expiry, retention), stopped after the server.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use opsd_server::live::{Background, LiveConfig};
 use opsd_server::{AppState, Config, RateLimit};
 use opsd_store::sqlite::SqliteStore;
 use tracing_subscriber::EnvFilter;
@@ -46,6 +48,13 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "OPSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// How long done and failed operations are kept after they end (e.g. 30d, 12h, 3s).
+    #[arg(long, env = "OPSD_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    retention: Duration,
+}
+
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    opsd_domain::duration::parse_retention(s).map_err(|e| e.message)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -78,17 +87,28 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "opsd listening");
+    tracing::info!(
+        %addr,
+        data_dir = %args.data_dir.display(),
+        retention = %humantime::format_duration(args.retention),
+        "opsd listening"
+    );
     // Tests and scripts that pass port 0 read the chosen address from this line.
     let state = AppState::new(store, &config);
     println!("opsd listening on {}://{addr}", state.scheme);
-    match tls {
+    let live_config = LiveConfig {
+        retention: args.retention,
+    };
+    let background = Background::start(state.store.clone(), state.metrics.clone(), &live_config);
+    let served = match tls {
         Some(tls) => {
             let listener = opsd_server::tls::TlsListener::new(listener, tls);
-            opsd_server::serve(listener, state, shutdown_signal()).await?;
+            opsd_server::serve(listener, state, shutdown_signal()).await
         }
-        None => opsd_server::serve(listener, state, shutdown_signal()).await?,
-    }
+        None => opsd_server::serve(listener, state, shutdown_signal()).await,
+    };
+    background.stop().await;
+    served?;
     tracing::info!("opsd stopped");
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! with graceful shutdown. The binary (`crates/opsd`) only parses flags and calls [`serve`].
 
 pub mod http;
+pub mod live;
+pub mod metrics;
 pub mod tls;
 
 use std::future::Future;
@@ -9,7 +11,9 @@ use std::future::Future;
 pub use http::{AppState, Config, RateLimit, router};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests — and so their writes — finish before returning.
+/// in-flight requests — and so their writes — finish before returning. Waiters are
+/// answered with the state they have and watch streams end, so that long-lived
+/// requests do not hold shutdown up.
 pub async fn serve<L>(
     listener: L,
     state: AppState,
@@ -19,6 +23,11 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
+    let live = state.live.clone();
+    let shutdown = async move {
+        shutdown.await;
+        live.shut_down();
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -5,14 +5,20 @@
 //! that group-commits, readers on their own connections).
 
 use async_trait::async_trait;
+use opsd_domain::lease::{ClaimRequest, LeaseError};
 use opsd_domain::{
     ApiKey, ChangeError, Event, ListFilter, NewApiKey, NewOperation, Operation, Page, PageRequest,
     Patch, Sort, ValidationError,
 };
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub mod api_keys;
+mod live;
 pub mod sqlite;
+
+pub use live::{Backfill, Change, Claimed, FEED_CAPACITY, Heartbeat, Preconditions, Renewed};
 
 /// What can go wrong in a store call, in terms a handler can map to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,9 @@ pub enum StoreError {
         /// The operation it created first.
         existing: Uuid,
     },
+    /// The operation's lease refuses the change (missing, wrong or expired token).
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     /// The query itself is invalid (for example a cursor from another list).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -74,13 +83,23 @@ pub trait Store: Send + Sync + 'static {
     async fn create(&self, new: NewOperation) -> Result<Created>;
 
     /// Applies `patch` through the state machine; with `expected_version`, only if the
-    /// stored version still matches.
+    /// stored version still matches. A leased operation refuses it (no token given).
     async fn update(
         &self,
         id: Uuid,
         patch: Patch,
         expected_version: Option<u64>,
-    ) -> Result<Operation>;
+    ) -> Result<Operation> {
+        let pre = Preconditions {
+            expected_version,
+            lease_token: None,
+        };
+        self.update_with(id, patch, pre).await
+    }
+
+    /// [`update`](Self::update) with every precondition: the expected version and the
+    /// lease token, which a leased operation requires and an unleased one refuses.
+    async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation>;
 
     /// One operation by id.
     async fn get(&self, id: Uuid) -> Result<Option<Operation>>;
@@ -93,6 +112,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+
+    /// The change feed: every committed change, published after its COMMIT, in commit
+    /// order. A receiver that falls more than [`FEED_CAPACITY`] behind gets `Lagged`.
+    fn subscribe(&self) -> broadcast::Receiver<Change>;
+
+    /// Up to `limit` of `project_id`'s changes with an event seq above `after_seq`,
+    /// oldest first, with the history's horizon and head (one consistent read).
+    async fn events_since(
+        &self,
+        project_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Backfill>;
+
+    /// Atomically moves the oldest matching operation to `running` under a new lease;
+    /// `None` when nothing matches.
+    async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>>;
+
+    /// Renews the lease of `id` (and applies progress or a message, if given).
+    async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed>;
+
+    /// Moves up to `limit` operations whose lease has run out (by the store's clock) to
+    /// `unknown`, oldest expiry first; returns them as changed.
+    async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>>;
+
+    /// When the next lease runs out, if any is held.
+    async fn next_lease_expiry(&self) -> Result<Option<OffsetDateTime>>;
+
+    /// How many leases are held now.
+    async fn leases_held(&self) -> Result<u64>;
+
+    /// Deletes up to `batch_size` terminal operations that ended before `before`, with
+    /// their events, advancing the feed horizon; returns how many were deleted.
+    /// Unfinished operations are never deleted.
+    async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64>;
 }
 
 /// API keys: created with a secret shown once, listed without secrets, revoked at once.

@@ -5,6 +5,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use opsd_domain::lease::LeaseError;
 use opsd_domain::{ChangeError, ValidationError};
 use opsd_store::StoreError;
 use serde::Serialize;
@@ -39,6 +40,9 @@ pub enum ApiError {
     /// 409: `request_id` reused with a different body.
     #[error("{0}")]
     IdempotencyConflict(String),
+    /// 409: the operation's lease refuses the request.
+    #[error("{0}")]
+    Lease(LeaseError),
     /// 412: `If-Match` / `expected_version` is stale.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -101,6 +105,12 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
             }
             ApiError::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::Lease(LeaseError::Required { .. }) => {
+                (StatusCode::CONFLICT, "lease_required")
+            }
+            ApiError::Lease(LeaseError::Mismatch) => (StatusCode::CONFLICT, "lease_mismatch"),
+            ApiError::Lease(LeaseError::NotHeld) => (StatusCode::CONFLICT, "lease_not_held"),
+            ApiError::Lease(LeaseError::Expired { .. }) => (StatusCode::CONFLICT, "lease_expired"),
             ApiError::PreconditionFailed(_) => {
                 (StatusCode::PRECONDITION_FAILED, "precondition_failed")
             }
@@ -123,6 +133,7 @@ impl ApiError {
             ApiError::Conflict(ChangeError::Transition { .. }) => Some("status".into()),
             ApiError::Conflict(ChangeError::ProgressDecrease { .. }) => Some("progress".into()),
             ApiError::IdempotencyConflict(_) => Some("request_id".into()),
+            ApiError::Lease(_) => Some("lease_token".into()),
             _ => None,
         }
     }
@@ -171,6 +182,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Change(c) => ApiError::Conflict(c),
             StoreError::IdempotencyConflict { .. } => ApiError::IdempotencyConflict(e.to_string()),
+            StoreError::Lease(l) => ApiError::Lease(l),
             StoreError::Internal(detail) => ApiError::Internal(detail),
         }
     }

@@ -1,8 +1,9 @@
 //! The HTTP layer. Read in this order: `error` (how failures become responses),
 //! `extract` (strict JSON and query parsing), `auth` (keys, roles, project scopes),
 //! `nirvana` (the `/v1/operations` dialect and producer API), `google` (the Deployment
-//! Manager dialect), `keys` (key management), `system` (health, OpenAPI, docs),
-//! `limits` (overload protection), `request_id` (ids and access logs).
+//! Manager dialect), `live` (wait, watch, claim and heartbeat), `keys` (key management),
+//! `system` (health, OpenAPI, docs), `limits` (overload protection), `request_id` (ids
+//! and access logs), `metrics` (`/metrics` and request metrics).
 
 pub mod auth;
 pub mod error;
@@ -10,6 +11,8 @@ pub mod extract;
 pub mod google;
 pub mod keys;
 pub mod limits;
+pub mod live;
+pub mod metrics;
 pub mod nirvana;
 pub mod request_id;
 pub mod system;
@@ -56,6 +59,9 @@ impl Default for Config {
     }
 }
 
+use crate::live::Live;
+use crate::metrics::Metrics;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -69,12 +75,23 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// `http` or `https`, for links the server writes (Google's `selfLink`).
     pub scheme: &'static str,
+    /// Waiters, the wait dispatcher and the shutdown signal of live requests.
+    pub live: Arc<Live>,
+    /// The exported metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// State over one backend that stores both operations and keys.
+    /// State over one backend that stores both operations and keys. Starts the wait
+    /// dispatcher, so it must be called inside a Tokio runtime.
     pub fn new<S: Store + KeyStore>(store: Arc<S>, config: &Config) -> Self {
-        let keys: Arc<dyn KeyStore> = store.clone();
+        Self::from_parts(store.clone(), store, config)
+    }
+
+    /// State over separate operation and key stores (tests wrap one and not the other).
+    pub fn from_parts(store: Arc<dyn Store>, keys: Arc<dyn KeyStore>, config: &Config) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let live = Arc::new(Live::start(&*store, metrics.clone()));
         AppState {
             store,
             auth: Arc::new(auth::Authenticator::new(keys.clone(), config.rate_limit)),
@@ -85,6 +102,8 @@ impl AppState {
                 config.max_long_lived_requests,
             )),
             scheme: if config.tls { "https" } else { "http" },
+            live,
+            metrics,
         }
     }
 }
@@ -104,10 +123,12 @@ pub fn router(state: AppState) -> Router {
         .merge(nirvana::router())
         .merge(google::router())
         .merge(keys::router())
+        .merge(live::router())
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))
         .route("/docs", get(system::docs))
+        .route("/metrics", get(metrics::export))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -118,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::layer,
         ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)

@@ -26,11 +26,17 @@ use super::error::ApiError;
         super::nirvana::producer::events,
         super::google::operations::get,
         super::google::operations::list,
+        super::google::operations::wait,
         super::keys::create,
         super::keys::list,
         super::keys::revoke,
+        super::live::wait::wait,
+        super::live::watch::watch,
+        super::live::leases::claim,
+        super::live::leases::heartbeat,
         healthz,
         readyz,
+        super::metrics::export,
     )
 )]
 pub struct ApiDoc;

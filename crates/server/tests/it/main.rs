@@ -4,8 +4,12 @@
 
 mod authz;
 mod errors;
+mod fuzz;
+mod hostile;
 mod list;
+mod live;
 mod operations;
+mod overload;
 mod pagination;
 mod shutdown;
 mod support;

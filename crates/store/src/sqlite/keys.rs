@@ -112,7 +112,7 @@ impl KeyStore for SqliteStore {
             .await?
         {
             Written::Key(key) => Ok((key, secret)),
-            _ => Err(mismatched_answer()),
+            _ => Err(mismatched_answer("key revocation")),
         }
     }
 
@@ -130,7 +130,7 @@ impl KeyStore for SqliteStore {
     async fn revoke_key(&self, id: Uuid) -> Result<ApiKey> {
         match self.write(Write::Key(KeyWrite::Revoke(id))).await? {
             Written::Key(key) => Ok(key),
-            _ => Err(mismatched_answer()),
+            _ => Err(mismatched_answer("key revocation")),
         }
     }
 

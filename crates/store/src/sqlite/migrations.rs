@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         1,
         include_str!("../../migrations/sqlite/0001_operations.sql"),
     ),
+    (2, include_str!("../../migrations/sqlite/0002_live.sql")),
     (3, include_str!("../../migrations/sqlite/0003_api_keys.sql")),
 ];
 

@@ -3,10 +3,13 @@
 //! pool of read-only connections on tokio's blocking threads, so a slow list never
 //! holds up a write and writes never wait for each other's fsync.
 
+mod feed;
 mod google_filter;
 mod keys;
+mod leases;
 mod migrations;
 mod query;
+mod retention;
 mod rows;
 mod writer;
 
@@ -14,17 +17,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{
     Cursor, Direction, Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 pub use writer::Clock;
 use writer::{Job, Write, Written};
 
-use crate::{Created, Result, Store, StoreError};
+use crate::{
+    Backfill, Change, Claimed, Created, FEED_CAPACITY, Heartbeat, Preconditions, Renewed, Result,
+    Store, StoreError,
+};
 
 /// How many queued writes may wait for the writer before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
@@ -35,6 +43,7 @@ const MAX_IDLE_READERS: usize = 16;
 pub struct SqliteStore {
     queue: mpsc::Sender<Job>,
     readers: Arc<Readers>,
+    feed: broadcast::Sender<Change>,
 }
 
 impl SqliteStore {
@@ -59,9 +68,11 @@ impl SqliteStore {
             tracing::info!(?applied, path = %path.display(), "applied migrations");
         }
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        let writer_feed = feed.clone();
         std::thread::Builder::new()
             .name("opsd-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, clock))
+            .spawn(move || writer::run(conn, rx, clock, writer_feed))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             queue,
@@ -69,6 +80,7 @@ impl SqliteStore {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
             }),
+            feed,
         })
     }
 
@@ -130,11 +142,6 @@ impl Readers {
     }
 }
 
-/// The writer answered a write with the outcome of another kind of write (a bug).
-fn mismatched_answer() -> StoreError {
-    StoreError::Internal("writer answered with the outcome of another kind of write".into())
-}
-
 fn poisoned() -> StoreError {
     StoreError::Internal("reader pool lock poisoned".into())
 }
@@ -144,26 +151,14 @@ impl Store for SqliteStore {
     async fn create(&self, new: NewOperation) -> Result<Created> {
         match self.write(Write::Create(new)).await? {
             Written::Created(c) => Ok(c),
-            _ => Err(mismatched_answer()),
+            _ => Err(mismatched_answer("create")),
         }
     }
 
-    async fn update(
-        &self,
-        id: Uuid,
-        patch: Patch,
-        expected_version: Option<u64>,
-    ) -> Result<Operation> {
-        match self
-            .write(Write::Update {
-                id,
-                patch,
-                expected_version,
-            })
-            .await?
-        {
+    async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation> {
+        match self.write(Write::Update { id, patch, pre }).await? {
             Written::Updated(op) => Ok(op),
-            _ => Err(mismatched_answer()),
+            _ => Err(mismatched_answer("update")),
         }
     }
 
@@ -212,6 +207,62 @@ impl Store for SqliteStore {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
     }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.feed.subscribe()
+    }
+
+    async fn events_since(
+        &self,
+        project_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Backfill> {
+        let project_id = project_id.to_owned();
+        self.read(move |conn| feed::events_since(conn, &project_id, after_seq, limit))
+            .await
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
+        match self.write(Write::Claim(request)).await? {
+            Written::Claimed(c) => Ok(c),
+            _ => Err(mismatched_answer("claim")),
+        }
+    }
+
+    async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
+        match self.write(Write::Heartbeat { id, heartbeat }).await? {
+            Written::Renewed(r) => Ok(r),
+            _ => Err(mismatched_answer("heartbeat")),
+        }
+    }
+
+    async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
+        match self.write(Write::ExpireLeases { limit }).await? {
+            Written::Expired(ops) => Ok(ops),
+            _ => Err(mismatched_answer("lease expiry")),
+        }
+    }
+
+    async fn next_lease_expiry(&self) -> Result<Option<OffsetDateTime>> {
+        self.read(|conn| leases::next_expiry(conn)).await
+    }
+
+    async fn leases_held(&self) -> Result<u64> {
+        self.read(|conn| leases::held_count(conn)).await
+    }
+
+    async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
+        match self.write(Write::Purge { before, batch_size }).await? {
+            Written::Purged(n) => Ok(n),
+            _ => Err(mismatched_answer("purge")),
+        }
+    }
+}
+
+/// The writer answered a write with the outcome of another kind of write (a bug).
+fn mismatched_answer(what: &str) -> StoreError {
+    StoreError::Internal(format!("writer answered a {what} with something else"))
 }
 
 /// One page: rows after the cursor in its direction (limit + 1 to learn whether more

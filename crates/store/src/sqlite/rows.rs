@@ -177,11 +177,14 @@ pub fn update_operation(conn: &rusqlite::Connection, op: &Operation) -> rusqlite
     Ok(())
 }
 
-/// Appends the event describing `op`'s current version.
+/// Appends the event describing `op`'s current version, with `op` itself as its
+/// snapshot; returns the event's seq.
 pub fn insert_event(conn: &rusqlite::Connection, op: &Operation) -> rusqlite::Result<u64> {
+    let snapshot = serde_json::to_string(op)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.prepare_cached(
-        "INSERT INTO events (operation_id, project_id, version, status, progress, status_message, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (operation_id, project_id, version, status, progress, status_message, \
+         at, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         op.id.to_string(),
@@ -191,6 +194,7 @@ pub fn insert_event(conn: &rusqlite::Connection, op: &Operation) -> rusqlite::Re
         op.progress,
         op.status_message,
         micros(op.updated_at),
+        snapshot,
     ])?;
     u64::try_from(conn.last_insert_rowid())
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))

@@ -4,18 +4,24 @@
 //! each inside its own savepoint so one refused write never undoes its neighbours. A
 //! caller hears back only after the COMMIT (with `synchronous=FULL`) returned, so every
 //! acknowledged write is on disk.
+//!
+//! The same thread publishes every committed change on the store's feed (`feed`), after
+//! the COMMIT and in commit order, so nobody hears of a change that could still roll
+//! back. Lease and retention writes live in `leases` and `retention`; they join the
+//! batches like any other write.
 
 use std::sync::Arc;
 
+use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{NewOperation, Operation, Patch, state_machine};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::rows;
-use crate::{Created, Result, StoreError};
+use super::{feed, leases, retention, rows};
+use crate::{Change, Claimed, Created, Heartbeat, Preconditions, Renewed, Result, StoreError};
 
 /// The most writes one transaction takes; bounds the latency of the first in the batch.
 const MAX_BATCH: usize = 512;
@@ -26,7 +32,19 @@ pub enum Write {
     Update {
         id: Uuid,
         patch: Patch,
-        expected_version: Option<u64>,
+        pre: Preconditions,
+    },
+    Claim(ClaimRequest),
+    Heartbeat {
+        id: Uuid,
+        heartbeat: Heartbeat,
+    },
+    ExpireLeases {
+        limit: usize,
+    },
+    Purge {
+        before: OffsetDateTime,
+        batch_size: usize,
     },
     /// API key management (see `keys`).
     Key(super::keys::KeyWrite),
@@ -37,6 +55,10 @@ pub enum Written {
     Created(Created),
     Updated(Operation),
     Key(opsd_domain::ApiKey),
+    Claimed(Option<Claimed>),
+    Renewed(Renewed),
+    Expired(Vec<Operation>),
+    Purged(u64),
 }
 
 /// A queued write and where to send its outcome.
@@ -49,7 +71,12 @@ pub struct Job {
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
 /// Runs the writer loop until every sender is dropped.
-pub fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: Clock) {
+pub fn run(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    clock: Clock,
+    feed: broadcast::Sender<Change>,
+) {
     let mut last_now = OffsetDateTime::UNIX_EPOCH;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -63,20 +90,31 @@ pub fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, clock: Clock) {
         // Timestamps never go backwards, even if the wall clock does, and carry the
         // microsecond precision the store keeps, so a write returns what a read will see.
         last_now = opsd_domain::truncate_micros(clock()).max(last_now);
-        commit_batch(&mut conn, &mut batch, last_now);
+        commit_batch(&mut conn, &mut batch, last_now, &feed);
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, now: OffsetDateTime) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Job>,
+    now: OffsetDateTime,
+    feed: &broadcast::Sender<Change>,
+) {
+    let mut changes = Vec::new();
     let outcome = (|| -> rusqlite::Result<Vec<Result<Written>>> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
         for job in batch.iter() {
             let sp = tx.savepoint()?;
-            let result = apply(&sp, &job.write, now);
+            let mark = changes.len();
+            let result = apply(&sp, &job.write, now, &mut changes);
             if result.is_ok() {
                 sp.commit()?;
-            } // else: dropping the savepoint rolls back this write alone.
+            } else {
+                // Dropping the savepoint rolls back this write alone, and its changes
+                // were never made.
+                changes.truncate(mark);
+            }
             results.push(result);
         }
         tx.commit()?;
@@ -84,6 +122,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, now: OffsetDateTime
     })();
     match outcome {
         Ok(results) => {
+            // Published before the callers hear back, so that a waiter is already being
+            // woken when the writer's HTTP response leaves.
+            feed::publish(feed, changes);
             for (job, result) in batch.drain(..).zip(results) {
                 // A caller that went away no longer needs the answer; the write stands.
                 let _ = job.reply.send(result);
@@ -100,23 +141,41 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, now: OffsetDateTime
     }
 }
 
-fn internal(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+pub(super) fn internal(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::Internal(format!("{context}: {e}"))
 }
 
-fn apply(conn: &Connection, write: &Write, now: OffsetDateTime) -> Result<Written> {
+fn apply(
+    conn: &Connection,
+    write: &Write,
+    now: OffsetDateTime,
+    changes: &mut Vec<Change>,
+) -> Result<Written> {
     match write {
-        Write::Create(new) => create(conn, new, now).map(Written::Created),
-        Write::Update {
-            id,
-            patch,
-            expected_version,
-        } => update(conn, *id, patch, *expected_version, now).map(Written::Updated),
+        Write::Create(new) => create(conn, new, now, changes).map(Written::Created),
+        Write::Update { id, patch, pre } => {
+            update(conn, *id, patch, pre, now, changes).map(Written::Updated)
+        }
+        Write::Claim(request) => leases::claim(conn, request, now, changes).map(Written::Claimed),
+        Write::Heartbeat { id, heartbeat } => {
+            leases::heartbeat(conn, *id, heartbeat, now, changes).map(Written::Renewed)
+        }
+        Write::ExpireLeases { limit } => {
+            leases::expire(conn, *limit, now, changes).map(Written::Expired)
+        }
+        Write::Purge { before, batch_size } => {
+            retention::purge(conn, *before, *batch_size).map(Written::Purged)
+        }
         Write::Key(k) => super::keys::apply(conn, k, now).map(Written::Key),
     }
 }
 
-fn create(conn: &Connection, new: &NewOperation, now: OffsetDateTime) -> Result<Created> {
+fn create(
+    conn: &Connection,
+    new: &NewOperation,
+    now: OffsetDateTime,
+    changes: &mut Vec<Change>,
+) -> Result<Created> {
     let hash = new
         .request_id
         .as_ref()
@@ -151,7 +210,7 @@ fn create(conn: &Connection, new: &NewOperation, now: OffsetDateTime) -> Result<
     let mut op = new.clone().into_operation(Uuid::now_v7(), now);
     op.seq =
         rows::insert_operation(conn, &op, hash.as_deref()).map_err(internal("insert operation"))?;
-    rows::insert_event(conn, &op).map_err(internal("insert event"))?;
+    feed::record(conn, &op, changes)?;
     Ok(Created {
         operation: op,
         created: true,
@@ -162,11 +221,13 @@ fn update(
     conn: &Connection,
     id: Uuid,
     patch: &Patch,
-    expected_version: Option<u64>,
+    pre: &Preconditions,
     now: OffsetDateTime,
+    changes: &mut Vec<Change>,
 ) -> Result<Operation> {
-    let current = load(conn, id)?.ok_or(StoreError::NotFound(id))?;
-    if let Some(expected) = expected_version
+    let (current, lease) = leases::load_leased(conn, id)?.ok_or(StoreError::NotFound(id))?;
+    leases::authorize(lease.as_ref(), pre.lease_token.as_deref(), now)?;
+    if let Some(expected) = pre.expected_version
         && expected != current.version
     {
         return Err(StoreError::VersionMismatch {
@@ -176,7 +237,8 @@ fn update(
     }
     let next = state_machine::apply(&current, patch, now)?;
     rows::update_operation(conn, &next).map_err(internal("update operation"))?;
-    rows::insert_event(conn, &next).map_err(internal("insert event"))?;
+    leases::release_unless_running(conn, &next, lease.as_ref())?;
+    feed::record(conn, &next, changes)?;
     Ok(next)
 }
 
@@ -193,7 +255,7 @@ pub fn load(conn: &Connection, id: Uuid) -> Result<Option<Operation>> {
     .map_err(internal("load operation"))
 }
 
-fn hex_sha256(s: &str) -> String {
+pub(super) fn hex_sha256(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

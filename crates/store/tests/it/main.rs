@@ -11,6 +11,7 @@
 
 mod concurrency;
 mod google_filter;
+mod live;
 mod pagination;
 mod story;
 mod support;

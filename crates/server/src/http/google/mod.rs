@@ -11,7 +11,7 @@ pub mod operations;
 pub mod params;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use super::AppState;
 use crate::http::error::ApiError;
@@ -30,6 +30,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/projects/{project}/global/operations/{operation}",
             get(operations::get),
+        )
+        .route(
+            "/projects/{project}/global/operations/{operation}/wait",
+            post(operations::wait),
         )
         .fallback(|| async { GoogleError(ApiError::NotFound("no such endpoint".into())) })
         .method_not_allowed_fallback(|| async { GoogleError(ApiError::MethodNotAllowed) });

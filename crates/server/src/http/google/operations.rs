@@ -5,6 +5,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use opsd_domain::duration::{DEFAULT_WAIT, parse_wait_timeout};
 use opsd_domain::google_filter;
 use opsd_domain::{
     Cursor, ListFilter, PageRequest, Role, Sort, SortField, SortTerm, ValidationError, google_view,
@@ -17,6 +18,7 @@ use super::params::{STANDARD_PARAMS, base_url, render};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::extract::QueryParams;
+use crate::http::live::wait::wait_for_operation;
 
 type Result<T> = std::result::Result<T, GoogleError>;
 
@@ -43,6 +45,42 @@ pub async fn get(
     validate::project_id("project", &project)?;
     let op = find(&state, &project, &operation).await?;
     caller.require_operation(Role::Reader, &op)?;
+    render(
+        &q,
+        &GoogleOperation::new(op, &base_url(state.scheme, &headers)),
+    )
+}
+
+/// Waits for an operation to finish, as Compute Engine's `operations.wait`: answers as
+/// soon as it is DONE, or with its current state when `timeout` (an opsd extension, 0s–120s,
+/// default 60s) passes.
+#[utoipa::path(
+    post, path = "/deploymentmanager/v2/projects/{project}/global/operations/{operation}/wait", tag = "google",
+    params(
+        ("project" = String, Path, description = "The project ID"),
+        ("operation" = String, Path, description = "The operation name, `operation-<uuid>`"),
+        ("timeout" = Option<String>, Query, description = "How long to wait, 0s–120s; default 60s"),
+    ),
+    responses((status = 200, body = GoogleOperation), (status = 404, description = "Google error body"))
+)]
+pub async fn wait(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((project, operation)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let q = QueryParams::parse(raw.as_deref(), &allowed(&["timeout"]))?;
+    validate::project_id("project", &project)?;
+    let timeout = q
+        .get("timeout")
+        .map(|t| parse_wait_timeout("timeout", t))
+        .transpose()?
+        .unwrap_or(DEFAULT_WAIT);
+    // Visibility first: a hidden operation answers 404 at once, like a missing one.
+    let op = find(&state, &project, &operation).await?;
+    caller.require_operation(Role::Reader, &op)?;
+    let op = wait_for_operation(&state, op.id, timeout).await?;
     render(
         &q,
         &GoogleOperation::new(op, &base_url(state.scheme, &headers)),

@@ -208,6 +208,9 @@ pub struct OperationPatch {
     pub http_error_message: Option<String>,
     /// Apply only if the operation is at this version (like `If-Match`).
     pub expected_version: Option<u64>,
+    /// The lease token from `POST /v1/operations/claim`; required while the operation is
+    /// leased, refused when it is not.
+    pub lease_token: Option<String>,
 }
 
 impl OperationPatch {

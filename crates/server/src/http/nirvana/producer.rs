@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opsd_domain::{Role, ValidationError};
+use opsd_store::Preconditions;
 
 use super::models::{EventList, EventOut, OperationIn, OperationOut, OperationPatch};
 use super::operations::{load_visible, with_etag};
@@ -66,7 +67,7 @@ pub async fn create(
     responses(
         (status = 200, body = OperationOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "The state machine forbids the change"),
+        (status = 409, body = ErrorBody, description = "The state machine forbids the change, or the operation is leased and the lease_token is missing or wrong"),
         (status = 412, body = ErrorBody, description = "The operation is not at the expected version"),
     )
 )]
@@ -80,6 +81,7 @@ pub async fn update(
     let id = load_visible(&state, &caller, Role::Producer, path)
         .await?
         .id;
+    let lease_token = body.lease_token.clone();
     let (patch, body_version) = body.into_patch()?;
     let expected = match (if_match(&headers)?, body_version) {
         (Some(h), Some(b)) if h != b => {
@@ -91,7 +93,11 @@ pub async fn update(
         }
         (h, b) => h.or(b),
     };
-    let op = state.store.update(id, patch, expected).await?;
+    let pre = Preconditions {
+        expected_version: expected,
+        lease_token,
+    };
+    let op = state.store.update_with(id, patch, pre).await?;
     Ok(with_etag(op.version, Json(OperationOut::from(op))))
 }
 

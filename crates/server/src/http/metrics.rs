@@ -1,0 +1,83 @@
+//! Request metrics (a middleware) and `GET /metrics`. Requests are labelled with the
+//! route pattern the router matched (`/v1/operations/{operation_id}`), never the raw
+//! path, so the number of series stays bounded whatever clients send.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+
+/// The content type of the OpenMetrics text format, which Prometheus scrapes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Middleware: counts every request by method, route and status, and observes its
+/// latency to the response head.
+pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = method_label(request.method()).to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = RouteLabels { method, route };
+    metrics
+        .request_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: labels.method,
+            route: labels.route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// Standard methods by name; anything else as `other`, so labels stay bounded.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "system",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String))
+)]
+pub async fn export(State(state): State<AppState>) -> Response {
+    // The lease count lives in the store (leases outlive restarts); read it per scrape.
+    match state.store.leases_held().await {
+        Ok(n) => {
+            state
+                .metrics
+                .leases_held
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot count leases for /metrics"),
+    }
+    match state.metrics.encode() {
+        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

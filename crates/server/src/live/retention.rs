@@ -1,0 +1,86 @@
+//! Retention: every few seconds, delete terminal operations that ended more than the
+//! retention period ago, in batches of a few hundred. Each batch is one job in the
+//! writer's queue, so producers' writes interleave with it and never wait long.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsd_store::Store;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// Operations deleted per write.
+pub const BATCH: usize = 500;
+
+/// How often retention looks: a tenth of the period, between 1 s and 1 min.
+pub fn interval(retention: Duration) -> Duration {
+    (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        purge(&*store, &metrics, retention, &stop).await;
+        tokio::select! {
+            () = tokio::time::sleep(interval(retention)) => {}
+            () = super::stopping(&mut stop) => return,
+        }
+    }
+}
+
+async fn purge(
+    store: &dyn Store,
+    metrics: &Metrics,
+    retention: Duration,
+    stop: &watch::Receiver<bool>,
+) {
+    // A period longer than the calendar reaches (`--retention 100000y`) keeps everything.
+    let Some(before) =
+        OffsetDateTime::now_utc().checked_sub(retention.try_into().unwrap_or(time::Duration::MAX))
+    else {
+        return;
+    };
+    // Bounded per pass; whatever is left waits for the next pass.
+    for _ in 0..200 {
+        if *stop.borrow() {
+            return;
+        }
+        match store.purge_terminal(before, BATCH).await {
+            Ok(deleted) => {
+                metrics.retention_deleted.inc_by(deleted);
+                if deleted > 0 {
+                    tracing::info!(deleted, "retention deleted terminal operations");
+                }
+                if deleted < BATCH as u64 {
+                    return;
+                }
+                // Let queued producer writes go first.
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention failed; retrying on the next pass");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_is_a_tenth_of_the_period_within_bounds() {
+        let s = Duration::from_secs;
+        assert_eq!(interval(s(3)), s(1));
+        assert_eq!(interval(s(300)), s(30));
+        assert_eq!(interval(s(30 * 24 * 3600)), s(60));
+    }
+}

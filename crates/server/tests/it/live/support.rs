@@ -1,0 +1,446 @@
+//! A minimal in-process server for the live-operations tests: a temporary SQLite store
+//! wrapped in a read-counting decorator, `opsd_server::serve` on 127.0.0.1:0, optional
+//! background tasks, a client that asserts the status of every call, and a small SSE
+//! reader.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opsd_domain::lease::ClaimRequest;
+use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
+use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort};
+use opsd_server::live::{Background, LiveConfig};
+use opsd_server::{AppState, Config};
+use opsd_store::sqlite::SqliteStore;
+use opsd_store::{
+    Backfill, Change, Claimed, Created, Heartbeat, KeyStore, Preconditions, Renewed, Result, Store,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// A store that counts the reads made through it (`get`, `list`, `events`,
+/// `events_since`, …), so a test can prove that a waiting request reads nothing. It can
+/// also slow watch backfills down, to widen the window in which a write commits between
+/// a watch's subscription and its backfill read.
+pub struct CountingStore<S> {
+    inner: S,
+    reads: AtomicUsize,
+    feed: Option<broadcast::Sender<Change>>,
+    backfill_delay_ms: AtomicU64,
+}
+
+impl<S> CountingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            reads: AtomicUsize::new(0),
+            feed: None,
+            backfill_delay_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes every `events_since` wait this long before reading.
+    pub fn delay_backfills(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap();
+        self.backfill_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Wraps `inner`, with `feed` in place of its change feed (tests that need a tiny
+    /// feed, or full control of what it carries).
+    pub fn with_feed(inner: S, feed: broadcast::Sender<Change>) -> Self {
+        Self {
+            feed: Some(feed),
+            ..Self::new(inner)
+        }
+    }
+
+    /// Reads so far.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Keys are not counted: they pass straight through.
+#[async_trait]
+impl<S: KeyStore> KeyStore for CountingStore<S> {
+    async fn create_key(&self, new: NewApiKey) -> opsd_store::Result<(ApiKey, String)> {
+        self.inner.create_key(new).await
+    }
+    async fn list_keys(&self) -> opsd_store::Result<Vec<ApiKey>> {
+        self.inner.list_keys().await
+    }
+    async fn revoke_key(&self, id: Uuid) -> opsd_store::Result<ApiKey> {
+        self.inner.revoke_key(id).await
+    }
+    async fn authenticate(&self, secret: &str) -> opsd_store::Result<Option<ApiKey>> {
+        self.inner.authenticate(secret).await
+    }
+    async fn has_ever_had_keys(&self) -> opsd_store::Result<bool> {
+        self.inner.has_ever_had_keys().await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for CountingStore<S> {
+    async fn create(&self, new: NewOperation) -> Result<Created> {
+        self.inner.create(new).await
+    }
+    async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation> {
+        self.inner.update_with(id, patch, pre).await
+    }
+    async fn get(&self, id: Uuid) -> Result<Option<Operation>> {
+        self.read();
+        self.inner.get(id).await
+    }
+    async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page> {
+        self.read();
+        self.inner.list(filter, sort, page).await
+    }
+    async fn events(&self, id: Uuid) -> Result<Vec<Event>> {
+        self.read();
+        self.inner.events(id).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.read();
+        self.inner.ping().await
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        match &self.feed {
+            Some(feed) => feed.subscribe(),
+            None => self.inner.subscribe(),
+        }
+    }
+    async fn events_since(&self, project: &str, after: u64, limit: usize) -> Result<Backfill> {
+        self.read();
+        let delay = self.backfill_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.inner.events_since(project, after, limit).await
+    }
+    async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
+        self.inner.claim(request).await
+    }
+    async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
+        self.inner.heartbeat(id, heartbeat).await
+    }
+    async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
+        self.inner.expire_leases(limit).await
+    }
+    async fn next_lease_expiry(&self) -> Result<Option<OffsetDateTime>> {
+        self.read();
+        self.inner.next_lease_expiry().await
+    }
+    async fn leases_held(&self) -> Result<u64> {
+        self.read();
+        self.inner.leases_held().await
+    }
+    async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
+        self.inner.purge_terminal(before, batch_size).await
+    }
+}
+
+/// A running server on its own fresh store.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The server's state (store, waiters, metrics).
+    pub state: AppState,
+    /// The store, with its read counter.
+    pub store: Arc<CountingStore<SqliteStore>>,
+    /// A client with a large connection pool.
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    served: Option<JoinHandle<std::io::Result<()>>>,
+    background: Option<Background>,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    /// A server without background tasks (no lease expiry, no retention).
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A server with lease expiry and retention running as `opsd serve` runs them.
+    pub async fn with_background(retention: Duration) -> Self {
+        Self::start_with(Some(LiveConfig { retention })).await
+    }
+
+    async fn start_with(background: Option<LiveConfig>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CountingStore::new(
+            SqliteStore::open(&dir.path().join("opsd.db")).unwrap(),
+        ));
+        let state = AppState::new(store.clone(), &Config::default());
+        let (_, admin) = store
+            .create_key(NewApiKey {
+                name: "live-admin".into(),
+                role: Role::Admin,
+                projects: ProjectScope::All,
+            })
+            .await
+            .unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {admin}").parse().unwrap(),
+        );
+        let background = background
+            .map(|config| Background::start(state.store.clone(), state.metrics.clone(), &config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let served = tokio::spawn(opsd_server::serve(listener, state.clone(), async move {
+            let _ = stop.await;
+        }));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_max_idle_per_host(2048)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Self {
+            base,
+            state,
+            store,
+            http,
+            shutdown: Some(shutdown),
+            served: Some(served),
+            background,
+            _dir: dir,
+        }
+    }
+
+    /// Shuts the server down gracefully; panics if that takes more than `within`.
+    pub async fn stop(mut self, within: Duration) {
+        let _ = self.shutdown.take().unwrap().send(());
+        tokio::time::timeout(within, self.served.take().unwrap())
+            .await
+            .expect("graceful shutdown took too long")
+            .unwrap()
+            .unwrap();
+        if let Some(bg) = self.background.take() {
+            bg.stop().await;
+        }
+    }
+
+    /// Sends a request and asserts its status; returns the JSON body (`Null` if none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        expect: StatusCode,
+    ) -> Value {
+        let (status, value) = self.try_call(method.clone(), path, body).await;
+        assert_eq!(status, expect, "{method} {path} answered {value}");
+        value
+    }
+
+    /// Sends a request; returns status and JSON body (`Null` if none).
+    pub async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, value)
+    }
+
+    /// Creates a `pending` operation.
+    pub async fn create(&self, project: &str, kind: &str, resource: &str) -> Value {
+        let body = serde_json::json!({
+            "project_id": project, "kind": kind, "type": "create", "resource_id": resource,
+        });
+        self.call(
+            Method::POST,
+            "/v1/operations",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    /// PATCHes an operation, asserting the status.
+    pub async fn patch(&self, id: &str, body: Value, expect: StatusCode) -> Value {
+        self.call(
+            Method::PATCH,
+            &format!("/v1/operations/{id}"),
+            Some(body),
+            expect,
+        )
+        .await
+    }
+
+    /// The operation as GET returns it.
+    pub async fn get(&self, id: &str) -> Value {
+        self.call(
+            Method::GET,
+            &format!("/v1/operations/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// The value of one metric line (`name{labels}`), if exported.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+/// Polls `check` every 20 ms until it holds; panics after `within`. (The test polls; the
+/// server never does.)
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<u64>,
+    pub data: Value,
+}
+
+/// What reading a stream gave.
+#[derive(Debug)]
+pub enum Next {
+    Event(SseEvent),
+    /// The server ended the stream.
+    End,
+    /// Nothing within the time given.
+    Idle,
+}
+
+/// A watch stream as a client reads it.
+pub struct SseStream {
+    response: reqwest::Response,
+    pending: Vec<u8>,
+    event: Option<String>,
+    id: Option<u64>,
+    data: Option<String>,
+    ready: VecDeque<SseEvent>,
+}
+
+impl SseStream {
+    /// Opens `GET /v1/operations/watch?<query>`, resuming after `last_event_id`.
+    pub async fn open(server: &TestServer, query: &str, last_event_id: Option<u64>) -> Self {
+        let mut request = server
+            .http
+            .get(format!("{}/v1/operations/watch?{query}", server.base));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Self {
+            response,
+            pending: Vec::new(),
+            event: None,
+            id: None,
+            data: None,
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// The next event, waiting at most `within`.
+    pub async fn next(&mut self, within: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Next::Event(e);
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return Next::Idle,
+                Ok(Ok(Some(bytes))) => self.feed(&bytes),
+                Ok(Ok(None) | Err(_)) => return Next::End,
+            }
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b != b'\n' {
+                self.pending.push(b);
+                continue;
+            }
+            let line = String::from_utf8(std::mem::take(&mut self.pending)).unwrap();
+            let line = line.strip_suffix('\r').unwrap_or(&line);
+            if line.is_empty() {
+                if let Some(data) = self.data.take() {
+                    self.ready.push_back(SseEvent {
+                        event: self.event.take().unwrap_or_else(|| "message".into()),
+                        id: self.id,
+                        data: serde_json::from_str(&data).unwrap(),
+                    });
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+            match field {
+                "event" => self.event = Some(value.into()),
+                "id" => self.id = Some(value.parse().unwrap()),
+                "data" => {
+                    assert!(self.data.is_none(), "multi-line data");
+                    self.data = Some(value.into());
+                }
+                other => panic!("unexpected SSE field {other}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! `GET /v1/operations/{id}/wait`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use super::support::{TestServer, eventually};
+
+fn wait_path(id: &str, timeout: &str) -> String {
+    format!("/v1/operations/{id}/wait?timeout={timeout}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_released_by_the_write_and_reads_nothing_while_it_waits() {
+    let server = Arc::new(TestServer::start().await);
+    let op = server.create("p", "vm", "vm-1").await;
+    let id = op["id"].as_str().unwrap().to_owned();
+
+    let before = server.store.reads();
+    let waiter = {
+        let server = server.clone();
+        let path = wait_path(&id, "30s");
+        tokio::spawn(async move {
+            let answer = server.call(Method::GET, &path, None, StatusCode::OK).await;
+            (answer, Instant::now())
+        })
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the waiter to register",
+        || async {
+            // Two reads up front: the visibility check, then the registered read.
+            server.state.live.waiters.operations_waited_on() == 1
+                && server.store.reads() == before + 2
+        },
+    )
+    .await;
+    assert_eq!(server.metric("opsd_waiters").await, Some(1.0));
+    let reads = server.store.reads();
+
+    // A change that does not finish the operation wakes the waiter, which goes back
+    // to sleep without reading.
+    server
+        .patch(
+            &id,
+            json!({"status": "running", "progress": 10}),
+            StatusCode::OK,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "released by a non-final change");
+    // (`metric` above read the lease count: one read, before this baseline. The PATCH
+    // reads the operation once to check the caller may change it.)
+    assert_eq!(
+        server.store.reads(),
+        reads + 1,
+        "the waiting path read the store"
+    );
+
+    let patched_at = Instant::now();
+    let done = server
+        .patch(&id, json!({"status": "done"}), StatusCode::OK)
+        .await;
+    let (answer, answered_at) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter was not released")
+        .unwrap();
+    assert_eq!(answer, done);
+    assert_eq!(answer["status"], "done");
+    let latency = answered_at.duration_since(patched_at);
+    assert!(
+        latency < Duration::from_secs(1),
+        "released {latency:?} after the write"
+    );
+    // Only the two PATCHes' own visibility checks.
+    assert_eq!(
+        server.store.reads(),
+        reads + 2,
+        "the waiting path read the store"
+    );
+    assert_eq!(server.state.live.waiters.operations_waited_on(), 0);
+    assert_eq!(server.metric("opsd_waiters").await, Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_waiters_are_released_by_one_write() {
+    const WAITERS: usize = 1000;
+    let server = Arc::new(TestServer::start().await);
+    let op = server.create("p", "vm", "vm-1").await;
+    let id = op["id"].as_str().unwrap().to_owned();
+    let before = server.store.reads();
+
+    let mut waiters = JoinSet::new();
+    for _ in 0..WAITERS {
+        let server = server.clone();
+        let path = wait_path(&id, "60s");
+        waiters.spawn(async move { server.call(Method::GET, &path, None, StatusCode::OK).await });
+    }
+    eventually(
+        Duration::from_secs(60),
+        "1,000 registered waiters",
+        || async { server.state.metrics.waiters.get() == WAITERS as i64 },
+    )
+    .await;
+    // One registry entry for the operation, two reads per waiter up front (the
+    // visibility check, then the registered read), then silence.
+    assert_eq!(server.state.live.waiters.operations_waited_on(), 1);
+    assert_eq!(server.store.reads(), before + 2 * WAITERS);
+
+    let patched_at = Instant::now();
+    server
+        .patch(&id, json!({"status": "done"}), StatusCode::OK)
+        .await;
+    let released = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut answers: Vec<Value> = Vec::new();
+        while let Some(answer) = waiters.join_next().await {
+            answers.push(answer.unwrap());
+        }
+        answers
+    })
+    .await
+    .expect("not every waiter was released");
+    let elapsed = patched_at.elapsed();
+    assert_eq!(released.len(), WAITERS);
+    assert!(
+        released
+            .iter()
+            .all(|a| a["status"] == "done" && a["version"] == 2)
+    );
+    // Nothing beyond the reads up front and the PATCH's own visibility check.
+    assert_eq!(
+        server.store.reads(),
+        before + 2 * WAITERS + 1,
+        "waiters read while waiting"
+    );
+    assert_eq!(server.state.live.waiters.operations_waited_on(), 0);
+    eprintln!("1,000 waiters released {elapsed:?} after the write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_that_times_out_returns_the_current_state() {
+    let server = TestServer::start().await;
+    let op = server.create("p", "vm", "vm-1").await;
+    let id = op["id"].as_str().unwrap();
+    let started = Instant::now();
+    let answer = server
+        .call(Method::GET, &wait_path(id, "1s"), None, StatusCode::OK)
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(answer, op);
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // A finished operation answers at once.
+    server
+        .patch(
+            id,
+            json!({"status": "failed", "error": {"errors": [{"code": "E", "message": "m"}]}}),
+            StatusCode::OK,
+        )
+        .await;
+    let started = Instant::now();
+    let answer = server
+        .call(Method::GET, &wait_path(id, "2m"), None, StatusCode::OK)
+        .await;
+    assert_eq!(answer["status"], "failed");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a finished operation waited"
+    );
+    // The default timeout applies without the parameter; a done op still answers at once.
+    let answer = server
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{id}/wait"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(answer["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_refuses_bad_timeouts_and_ids() {
+    let server = TestServer::start().await;
+    let op = server.create("p", "vm", "vm-1").await;
+    let id = op["id"].as_str().unwrap();
+    for bad in ["121s", "3m", "30", "abc", "-1s", ""] {
+        let body = server
+            .call(
+                Method::GET,
+                &wait_path(id, bad),
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert_eq!(body["field"], "timeout", "{bad}: {body}");
+    }
+    let body = server
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{id}/wait?timeout=1s&timeout=2s"),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    assert_eq!(body["field"], "timeout");
+    let body = server
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{id}/wait?deadline=1s"),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    assert_eq!(body["field"], "deadline");
+    let missing = uuid::Uuid::now_v7();
+    let body = server
+        .call(
+            Method::GET,
+            &wait_path(&missing.to_string(), "1s"),
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    assert_eq!(body["code"], "not_found");
+    server
+        .call(
+            Method::GET,
+            &wait_path("nope", "1s"),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_waiters_and_ends_watch_streams() {
+    let server = TestServer::start().await;
+    let op = server.create("p", "vm", "vm-1").await;
+    let id = op["id"].as_str().unwrap().to_owned();
+    let waiter = {
+        let http = server.http.clone();
+        let url = format!("{}{}", server.base, wait_path(&id, "2m"));
+        tokio::spawn(async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let mut stream = super::support::SseStream::open(&server, "project_id=p", None).await;
+    eventually(
+        Duration::from_secs(10),
+        "the waiter to register",
+        || async { server.state.metrics.waiters.get() == 1 },
+    )
+    .await;
+    server.stop(Duration::from_secs(5)).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer["status"], "pending");
+    assert!(matches!(
+        stream.next(Duration::from_secs(5)).await,
+        super::support::Next::End
+    ));
+}
