@@ -17,6 +17,7 @@ mod list;
 mod new_operation;
 mod operation;
 pub mod state_machine;
+pub mod strict;
 pub mod validate;
 
 pub use auth::{ApiKey, Denied, NewApiKey, Principal, ProjectScope, Role};

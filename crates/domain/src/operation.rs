@@ -184,8 +184,8 @@ where
                 if out.contains_key(&key) {
                     return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
                 }
-                let value = map.next_value()?;
-                out.insert(key, value);
+                let value: crate::strict::Object<V> = map.next_value()?;
+                out.insert(key, value.0);
             }
             Ok(out)
         }
@@ -211,6 +211,7 @@ pub struct ErrorItem {
 #[serde(deny_unknown_fields)]
 pub struct OperationError {
     /// The errors, at least one.
+    #[serde(deserialize_with = "crate::strict::objects")]
     pub errors: Vec<ErrorItem>,
 }
 
@@ -233,7 +234,7 @@ pub struct Warning {
     /// Human-readable message.
     pub message: String,
     /// Extra metadata.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::objects")]
     pub data: Vec<WarningData>,
 }
 

@@ -77,8 +77,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 .strip_prefix(prefix)
                 .and_then(|m| m.split('`').next())
         };
-        let own = named("unknown field `").or_else(|| named("duplicate field `"));
-        let child = named("missing field `").or_else(|| named("duplicate key `"));
+        let own = named("unknown field `");
+        let child = named("missing field `")
+            .or_else(|| named("duplicate field `"))
+            .or_else(|| named("duplicate key `"));
         let field = match (path.as_str(), own.or(child)) {
             (".", Some(name)) => name.to_owned(),
             (".", None) => "body".to_owned(),
@@ -101,6 +103,21 @@ pub fn uuid_param(path: RawPath, field: &str) -> Result<uuid::Uuid, ApiError> {
         .ok_or_else(|| ValidationError::new(field, "must be a UUID").into())
 }
 
+/// For endpoints that take no query parameters: any parameter is refused (400), so a
+/// misspelt or misplaced one never passes silently.
+pub struct NoQuery;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        QueryParams::parse(parts.uri.query(), &[]).map(|_| NoQuery)
+    }
+}
+
 /// A query string checked against the parameters an endpoint accepts: each at most
 /// once, none unknown. Values are read by name and parsed by the handler.
 #[derive(Debug, Default)]
@@ -120,9 +137,14 @@ impl QueryParams {
         let mut map = BTreeMap::new();
         for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             if !allowed.contains(&name.as_ref()) {
+                let accepted = if allowed.is_empty() {
+                    "this endpoint takes no query parameters".to_owned()
+                } else {
+                    format!("accepted: {}", allowed.join(", "))
+                };
                 return Err(ValidationError::new(
                     name.as_ref(),
-                    format!("unknown query parameter; accepted: {}", allowed.join(", ")),
+                    format!("unknown query parameter; {accepted}"),
                 )
                 .into());
             }

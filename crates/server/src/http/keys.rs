@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ErrorBody, Result};
-use super::extract::{RawPath, ValidJson, uuid_param};
+use super::extract::{NoQuery, RawPath, ValidJson, uuid_param};
 
 /// Body of `POST /v1/api_keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -90,6 +90,7 @@ pub struct ApiKeyList {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    _: NoQuery,
     ValidJson(body): ValidJson<ApiKeyIn>,
 ) -> Result<impl IntoResponse> {
     caller.require(Role::Admin)?;
@@ -117,7 +118,11 @@ pub async fn create(
     get, path = "/v1/api_keys", tag = "keys",
     responses((status = 200, body = ApiKeyList), (status = 403, body = ErrorBody))
 )]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ApiKeyList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoQuery,
+) -> Result<Json<ApiKeyList>> {
     caller.require(Role::Admin)?;
     let keys = state.keys.list_keys().await?;
     Ok(Json(ApiKeyList {
@@ -135,6 +140,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     path: RawPath,
+    _: NoQuery,
 ) -> Result<StatusCode> {
     caller.require(Role::Admin)?;
     let id = uuid_param(path, "key_id")?;

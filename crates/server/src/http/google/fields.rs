@@ -88,6 +88,10 @@ fn parse_list(chars: &[char], pos: &mut usize, depth: usize) -> Result<Selection
         while chars.get(*pos) == Some(&'/') {
             *pos += 1;
             path.push(parse_name(chars, pos)?);
+            // `a/b/c` nests as deep as `a(b(c))`: the same limit applies.
+            if depth + path.len() > MAX_DEPTH {
+                return Err(format!("nested deeper than {MAX_DEPTH} at position {pos}"));
+            }
         }
         let sub = if chars.get(*pos) == Some(&'(') {
             *pos += 1;

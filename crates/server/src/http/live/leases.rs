@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ErrorBody, Result};
-use crate::http::extract::{RawPath, ValidJson};
+use crate::http::extract::{NoQuery, RawPath, ValidJson};
 use crate::http::nirvana::models::OperationOut;
 use crate::http::nirvana::operations::{load_visible, with_etag};
 
@@ -84,6 +84,7 @@ pub struct HeartbeatOut {
 pub async fn claim(
     State(state): State<AppState>,
     caller: Caller,
+    _: NoQuery,
     ValidJson(body): ValidJson<ClaimIn>,
 ) -> Result<Response> {
     caller.require(Role::Producer)?;
@@ -134,6 +135,7 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
     path: RawPath,
+    _: NoQuery,
     ValidJson(body): ValidJson<HeartbeatIn>,
 ) -> Result<impl IntoResponse> {
     let id = load_visible(&state, &caller, Role::Producer, path)

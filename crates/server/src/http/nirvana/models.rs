@@ -151,7 +151,7 @@ pub struct OperationIn {
     /// The resource acted on.
     pub resource_id: String,
     /// Field diffs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opsd_domain::strict::opt_object")]
     pub details: Option<Details>,
     /// Free text, ≤ 4 KiB.
     pub description: Option<String>,
@@ -199,8 +199,10 @@ pub struct OperationPatch {
     /// New status message.
     pub status_message: Option<String>,
     /// Errors; required with `failed`, refused otherwise.
+    #[serde(default, deserialize_with = "opsd_domain::strict::opt_object")]
     pub error: Option<OperationError>,
     /// Warnings to append.
+    #[serde(default, deserialize_with = "opsd_domain::strict::opt_objects")]
     pub warnings: Option<Vec<Warning>>,
     /// HTTP status of the failure (400–599); only with `failed`.
     pub http_error_status_code: Option<i64>,

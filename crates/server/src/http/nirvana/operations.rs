@@ -17,7 +17,7 @@ use super::models::{OperationList, OperationOut, Pagination};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody, Result};
-use crate::http::extract::{QueryParams, RawPath, uuid_param};
+use crate::http::extract::{NoQuery, QueryParams, RawPath, uuid_param};
 
 /// Query parameters of the list (and, minus the paging ones, of watch).
 const LIST_PARAMS: &[&str] = &[
@@ -46,6 +46,7 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     path: RawPath,
+    _: NoQuery,
 ) -> Result<impl IntoResponse> {
     let op = load_visible(&state, &caller, Role::Reader, path).await?;
     Ok(with_etag(op.version, Json(OperationOut::from(op))))

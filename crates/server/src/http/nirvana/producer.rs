@@ -14,7 +14,7 @@ use super::operations::{load_visible, with_etag};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ErrorBody, Result};
-use crate::http::extract::{RawPath, ValidJson};
+use crate::http::extract::{NoQuery, RawPath, ValidJson};
 
 /// Create an operation (status `pending`).
 #[utoipa::path(
@@ -29,6 +29,7 @@ use crate::http::extract::{RawPath, ValidJson};
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    _: NoQuery,
     ValidJson(body): ValidJson<OperationIn>,
 ) -> Result<Response> {
     let mut new = body.into_new()?;
@@ -76,6 +77,7 @@ pub async fn update(
     path: RawPath,
     headers: HeaderMap,
     caller: Caller,
+    _: NoQuery,
     ValidJson(body): ValidJson<OperationPatch>,
 ) -> Result<impl IntoResponse> {
     let id = load_visible(&state, &caller, Role::Producer, path)
@@ -128,6 +130,7 @@ pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     path: RawPath,
+    _: NoQuery,
 ) -> Result<Json<EventList>> {
     let id = load_visible(&state, &caller, Role::Reader, path).await?.id;
     let events = state.store.events(id).await?;

@@ -1,0 +1,68 @@
+//! Strict JSON for nested objects. serde's derived structs also accept a JSON array of
+//! their fields in order (`[from, to]` for a diff), which would let a malformed request
+//! be stored; these helpers accept only objects, while keeping serde's duplicate-field
+//! and unknown-field checks (the object is handed to the derived code as a map).
+
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+/// A `T` that was written as a JSON object.
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+/// `deserialize_with` for an optional object field.
+pub fn opt_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+}
+
+/// `deserialize_with` for a list of objects.
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<Object<T>>::deserialize(d)?
+        .into_iter()
+        .map(|o| o.0)
+        .collect())
+}
+
+/// `deserialize_with` for an optional list of objects.
+pub fn opt_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    Ok(Option::<Vec<Object<T>>>::deserialize(d)?.map(|v| v.into_iter().map(|o| o.0).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FieldDiff;
+
+    #[test]
+    fn objects_pass_arrays_do_not() {
+        let ok: Object<FieldDiff> = serde_json::from_str(r#"{"from": 1, "to": 2}"#).unwrap();
+        assert_eq!(ok.0.to, crate::DiffValue::Number(2.into()));
+        let err = serde_json::from_str::<Object<FieldDiff>>("[1, 2]")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("expected a JSON object"), "{err}");
+        let dup = serde_json::from_str::<Object<FieldDiff>>(r#"{"from": 1, "from": 1, "to": 2}"#);
+        assert!(dup.err().unwrap().to_string().contains("duplicate field"));
+    }
+}
