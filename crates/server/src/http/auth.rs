@@ -37,7 +37,8 @@ pub struct RateLimit {
 /// Verifies keys (with a short cache) and meters each key's rate.
 pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
-    cache: Mutex<HashMap<String, (Principal, Instant)>>,
+    /// Keyed by the key's hash: no plaintext key is kept in memory beyond a request.
+    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     buckets: Mutex<HashMap<uuid::Uuid, Bucket>>,
     rate: Option<RateLimit>,
 }
@@ -60,8 +61,9 @@ impl Authenticator {
 
     /// The principal of a live key, or 401.
     async fn verify(&self, secret: &str) -> Result<Principal, ApiError> {
+        let hash = opsd_store::api_keys::hash(secret);
         let cached = self.cache.lock().ok().and_then(|c| {
-            c.get(secret)
+            c.get(&hash)
                 .filter(|(_, at)| at.elapsed() < CACHE_TTL)
                 .map(|(p, _)| p.clone())
         });
@@ -78,7 +80,7 @@ impl Authenticator {
             if c.len() > 10_000 {
                 c.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
             }
-            c.insert(secret.to_owned(), (principal.clone(), Instant::now()));
+            c.insert(hash, (principal.clone(), Instant::now()));
         }
         Ok(principal)
     }

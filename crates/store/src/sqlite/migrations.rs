@@ -15,6 +15,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (2, include_str!("../../migrations/sqlite/0002_live.sql")),
     (3, include_str!("../../migrations/sqlite/0003_api_keys.sql")),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_operation_counts.sql"),
+    ),
 ];
 
 /// Applies every migration the database lacks. Refuses a database that has versions

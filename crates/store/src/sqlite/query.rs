@@ -72,6 +72,30 @@ pub fn filter_where(filter: &ListFilter) -> Where {
     w
 }
 
+/// The conditions of `filter` over the `operation_counts` table, when every filter is one
+/// it keeps counts by (project, kind, type, status); `None` otherwise.
+pub fn counts_where(filter: &ListFilter) -> Option<Where> {
+    let countable = filter.resource_id.is_none()
+        && filter.created_at_min.is_none()
+        && filter.created_at_max.is_none()
+        && filter.expr.is_none();
+    if !countable {
+        return None;
+    }
+    let mut w = Where::default();
+    w.push("project_id = ?", Value::Text(filter.project_id.clone()));
+    if let Some(k) = filter.kind {
+        w.push("kind = ?", Value::Text(k.as_str().into()));
+    }
+    if let Some(s) = filter.status {
+        w.push("status = ?", Value::Text(s.as_str().into()));
+    }
+    if let Some(t) = filter.op_type {
+        w.push("type = ?", Value::Text(t.as_str().into()));
+    }
+    Some(w)
+}
+
 fn column(field: SortField) -> &'static str {
     match field {
         SortField::CreatedAt => "created_at",
