@@ -43,43 +43,31 @@ pub fn serve_http(body_file: &Path) -> Result<(), String> {
     })
 }
 
-/// What the storage ceiling measured.
-pub struct StorageCeiling {
-    /// Rows (operation + event) committed per second.
-    pub ops_per_s: f64,
-    /// Rows per transaction.
-    pub batch: usize,
-}
-
-/// Inserts batches of `batch` operations into `db` for `duration` (at most `max_rows`).
+/// Inserts batches of `batch` operations into `db` for `duration`, numbering rows from
+/// `first_row` (their idempotency keys must not repeat). Returns (rows, seconds).
 pub fn storage(
     db: &Path,
     batch: usize,
     duration: Duration,
-    max_rows: u64,
-) -> Result<StorageCeiling, String> {
+    first_row: u64,
+) -> Result<(u64, f64), String> {
     let err = |e: rusqlite::Error| format!("storage ceiling: {e}");
     let mut conn = Connection::open(db).map_err(err)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
         .map_err(err)?;
-    let batch = batch.max(1);
     let started = Instant::now();
     let mut rows = 0u64;
-    while started.elapsed() < duration && rows < max_rows {
+    while started.elapsed() < duration {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        for _ in 0..batch {
-            insert_row(&tx, rows).map_err(err)?;
+        for _ in 0..batch.max(1) {
+            insert_row(&tx, first_row + rows).map_err(err)?;
             rows += 1;
         }
         tx.commit().map_err(err)?;
     }
-    let secs = started.elapsed().as_secs_f64();
-    Ok(StorageCeiling {
-        ops_per_s: if secs > 0.0 { rows as f64 / secs } else { 0.0 },
-        batch,
-    })
+    Ok((rows, started.elapsed().as_secs_f64()))
 }
 
 /// One operation row and its creation event, with the columns and values opsd writes.

@@ -81,8 +81,9 @@ pub struct Ctx {
     /// Scratch space for data directories; removed at the end.
     pub work: TempDir,
     pub template: Template,
-    /// The storage ceiling, once measured (create_durable and transition share it).
-    pub storage_ceiling: Option<(f64, usize)>,
+    /// The storage ceiling in rows/s, once measured (create_durable and transition
+    /// share it).
+    pub storage_ceiling: Option<f64>,
     /// Open-loop rate and p50 of list_first_page, for list_deep_page to compare with.
     pub first_page: Option<(f64, f64)>,
     /// The CPUs the first opsd was actually allowed (proof of the pinning).
@@ -140,44 +141,92 @@ impl Ctx {
             .block_on(loadgen::open_loop(addr, conns, rate, limits, make))
     }
 
-    /// The HTTP ceiling for `body`: same requests, connections and limits, closed loop.
-    pub fn http_ceiling(
+    /// Closed-loop throughput of opsd at `opsd` and of the HTTP ceiling answering
+    /// `body`, with the same requests, connections and limits, measured alternately in
+    /// [`ROUNDS`] rounds so that a change in the shared machine's load hits both sides
+    /// alike. Returns opsd's stats and the ceiling's requests/s.
+    pub fn closed_vs_http_ceiling(
         &self,
+        opsd: SocketAddr,
         body: &[u8],
         conns: usize,
-        limits: Limits,
         make: MakeReq,
-    ) -> Result<f64, String> {
+    ) -> Result<(Stats, f64), String> {
         let file = self.work.path().join("ceiling-body.json");
         std::fs::write(&file, body).map_err(|e| e.to_string())?;
-        let server = Server::ceiling(&file, &self.pinning)?;
-        let stats = self.closed(server.addr, conns, limits, make);
-        server.stop();
-        if stats.errors > 0 {
+        let ceiling = Server::ceiling(&file, &self.pinning)?;
+        let round = round_of(self.plan.read);
+        let (mut ours, mut theirs) = (Stats::empty(), Stats::empty());
+        for _ in 0..ROUNDS {
+            ours = ours.combine(self.closed(opsd, conns, round, make.clone()));
+            theirs = theirs.combine(self.closed(ceiling.addr, conns, round, make.clone()));
+        }
+        ceiling.stop();
+        if theirs.errors > 0 {
             return Err(format!(
                 "HTTP ceiling had {} errors: {:?}",
-                stats.errors, stats.first_error
+                theirs.errors, theirs.first_error
             ));
         }
-        Ok(stats.ops_per_s())
+        Ok((ours, theirs.ops_per_s()))
     }
 
-    /// The storage ceiling with `batch` rows per transaction, measured once per run.
-    pub fn storage_ceiling(&mut self, batch: usize) -> Result<(f64, usize), String> {
+    /// Like [`closed_vs_http_ceiling`](Self::closed_vs_http_ceiling) for writes: opsd's
+    /// closed loop alternating with rounds of the storage ceiling (raw inserts in batches
+    /// of `batch` into a copy of the template, on the server core). The ceiling is kept
+    /// for later scenarios.
+    pub fn closed_vs_storage_ceiling(
+        &mut self,
+        opsd: SocketAddr,
+        conns: usize,
+        make: MakeReq,
+        batch: usize,
+    ) -> Result<(Stats, f64), String> {
+        let dir = self.copy_template("storage-ceiling")?;
+        let db = dir.path().join("opsd.db");
+        let round = round_of(self.plan.write);
+        let (mut ours, mut rows, mut secs) = (Stats::empty(), 0u64, 0.0);
+        for _ in 0..ROUNDS {
+            ours = ours.combine(self.closed(opsd, conns, round, make.clone()));
+            let (r, s) = self
+                .pinning
+                .run_on_server_core(|| crate::ceiling::storage(&db, batch, round.duration, rows))
+                .ok_or("storage ceiling thread panicked")??;
+            rows += r;
+            secs += s;
+        }
+        let ceiling = rows as f64 / secs.max(1e-9);
+        self.storage_ceiling = Some(ceiling);
+        Ok((ours, ceiling))
+    }
+
+    /// The storage ceiling measured alongside create_durable, or now on its own.
+    pub fn storage_ceiling(&mut self, batch: usize) -> Result<f64, String> {
         if let Some(c) = self.storage_ceiling {
             return Ok(c);
         }
         let dir = self.copy_template("storage-ceiling")?;
         let db = dir.path().join("opsd.db");
-        let limits = self.plan.write;
-        let measured = self
+        let duration = self.plan.write.duration;
+        let (rows, secs) = self
             .pinning
-            .run_on_server_core(|| {
-                crate::ceiling::storage(&db, batch, limits.warmup + limits.duration, u64::MAX)
-            })
+            .run_on_server_core(|| crate::ceiling::storage(&db, batch, duration, 0))
             .ok_or("storage ceiling thread panicked")??;
-        let c = (measured.ops_per_s, measured.batch);
+        let c = rows as f64 / secs.max(1e-9);
         self.storage_ceiling = Some(c);
         Ok(c)
+    }
+}
+
+/// Rounds of alternation between opsd and a ceiling.
+pub const ROUNDS: u32 = 3;
+
+/// One round's limits: a shorter warm-up (connections are already warm after the first)
+/// and a share of the measured time.
+fn round_of(limits: Limits) -> Limits {
+    Limits {
+        warmup: limits.warmup / 2,
+        duration: limits.duration / ROUNDS,
+        ..limits
     }
 }

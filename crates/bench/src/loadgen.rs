@@ -141,7 +141,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn empty() -> Self {
+    /// Nothing measured yet.
+    pub fn empty() -> Self {
         Stats {
             hist: histogram(),
             ok: 0,
@@ -157,6 +158,13 @@ impl Stats {
         self.ok += other.ok;
         self.errors += other.errors;
         self.first_error = self.first_error.take().or(other.first_error);
+    }
+
+    /// This phase and `other` as one (the rounds of an alternating measurement).
+    pub fn combine(mut self, other: Stats) -> Stats {
+        self.elapsed += other.elapsed;
+        self.merge(other);
+        self
     }
 
     /// Successful requests per second of measured time.

@@ -26,12 +26,15 @@ pub fn create_durable(ctx: &mut Ctx) -> Result<Outcome, String> {
             i,
         )))
     });
-    let closed = ctx.closed(server.addr, WRITE_CONNS, ctx.plan.write, make.clone());
+    let (closed, ceiling) =
+        ctx.closed_vs_storage_ceiling(server.addr, WRITE_CONNS, make.clone(), WRITE_CONNS)?;
     let rate = closed.ops_per_s() * ctx.plan.open_fraction;
     let open = ctx.open(server.addr, WRITE_CONNS, rate, ctx.plan.write, make);
     let mut o = Outcome::from_phases(&closed, Some((&open, rate)), WRITE_CONNS);
     o.peak_rss_mb = server.stop().map(r3);
-    storage_ratio(ctx, &mut o, Some(0.3))?;
+    o.with_ceiling(ceiling);
+    o.extra("ceiling_batch_rows", WRITE_CONNS);
+    o.ratio_target(0.3, "storage");
     Ok(o)
 }
 
@@ -66,17 +69,13 @@ pub fn transition(ctx: &mut Ctx) -> Result<Outcome, String> {
             "the pool of running operations ran out during the open-loop phase",
         );
     }
-    storage_ratio(ctx, &mut o, None)?;
+    storage_ratio(ctx, &mut o)?;
     Ok(o)
 }
 
-fn storage_ratio(ctx: &mut Ctx, o: &mut Outcome, min: Option<f64>) -> Result<(), String> {
-    let (ceiling, batch) = ctx.storage_ceiling(WRITE_CONNS)?;
-    o.with_ceiling(ceiling);
-    o.extra("ceiling_batch_rows", batch);
-    match min {
-        Some(min) => o.ratio_target(min, "storage"),
-        None => o.target = "reported (ratio to the storage ceiling)".into(),
-    }
+fn storage_ratio(ctx: &mut Ctx, o: &mut Outcome) -> Result<(), String> {
+    o.with_ceiling(ctx.storage_ceiling(WRITE_CONNS)?);
+    o.extra("ceiling_batch_rows", WRITE_CONNS);
+    o.target = "reported (ratio to the storage ceiling)".into();
     Ok(())
 }
