@@ -1,0 +1,192 @@
+//! SVG charts of a run (plotters, SVG backend only: no fonts or image libraries):
+//! `ratios.svg` (each scenario against its ceiling, with the target), `latency.svg`
+//! (open-loop latency by percentile) and `scale.svg` (list p50 as the database grows).
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::outcome::Entry;
+use crate::scale::ScalePoint;
+
+type Res = Result<(), String>;
+
+fn err(e: impl std::fmt::Debug) -> String {
+    format!("chart: {e:?}")
+}
+
+/// Targets of the scenarios that have a ratio target.
+fn ratio_target(name: &str) -> Option<f64> {
+    match name {
+        "get_by_id" => Some(0.6),
+        "list_first_page" | "create_durable" => Some(0.3),
+        _ => None,
+    }
+}
+
+/// Bars of `ratio` per scenario; a black tick marks the target.
+pub fn ratios(path: &Path, entries: &[(String, Entry)]) -> Res {
+    let bars: Vec<(&str, f64)> = entries
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Entry::Done(o) => o.ratio.map(|r| (n.as_str(), r)),
+            _ => None,
+        })
+        .collect();
+    let root = SVGBackend::new(path, (800, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let top = bars.iter().map(|b| b.1).fold(1.0f64, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Throughput as a fraction of the same-run ceiling",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..bars.len().max(1) as f64, 0f64..top)
+        .map_err(err)?;
+    let names: Vec<String> = bars.iter().map(|b| b.0.to_owned()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(bars.len().max(1) * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("ratio to ceiling")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, (_, r))| {
+            let x = i as f64;
+            Rectangle::new([(x + 0.2, 0.0), (x + 0.8, *r)], BLUE.mix(0.6).filled())
+        }))
+        .map_err(err)?;
+    chart
+        .draw_series(bars.iter().enumerate().filter_map(|(i, (n, _))| {
+            let x = i as f64;
+            ratio_target(n)
+                .map(|t| PathElement::new(vec![(x + 0.1, t), (x + 0.9, t)], BLACK.stroke_width(3)))
+        }))
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// Latency by percentile (x: "nines", 0 = p0, 2 = p99, 4 = p99.99) on a log scale.
+pub fn latency(path: &Path, entries: &[(String, Entry)]) -> Res {
+    let curves: Vec<(&str, Vec<(f64, f64)>)> = entries
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Entry::Done(o) if !o.percentiles.is_empty() && n != "scale" => Some((
+                n.as_str(),
+                o.percentiles
+                    .iter()
+                    .map(|(q, ms)| ((-(1.0 - q).max(1e-5).log10()).min(5.0), ms.max(0.001)))
+                    .collect(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let max = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| p.1))
+        .fold(1.0f64, f64::max);
+    let root = SVGBackend::new(path, (800, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Open-loop latency by percentile", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..5f64, (0.01f64..max * 2.0).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(6)
+        .x_label_formatter(&|x| match x.round() as i64 {
+            0 => "p0".into(),
+            1 => "p90".into(),
+            2 => "p99".into(),
+            3 => "p99.9".into(),
+            4 => "p99.99".into(),
+            _ => "max".into(),
+        })
+        .y_desc("ms")
+        .draw()
+        .map_err(err)?;
+    for (i, (name, points)) in curves.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// List p50 against database size, for the growing and the fixed project.
+pub fn scale(path: &Path, points: &[ScalePoint]) -> Res {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Ok(());
+    };
+    let max = points.iter().map(|p| p.1.max(p.2)).fold(0.1f64, f64::max);
+    let root = SVGBackend::new(path, (800, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "list_first_page p50 as the database grows",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (first.0 as f64 * 0.8..last.0 as f64 * 1.25).log_scale(),
+            0f64..max * 1.3,
+        )
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("operations in the database")
+        .y_desc("p50 ms")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(err)?;
+    let growing: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.1)).collect();
+    let fixed: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.2)).collect();
+    for (label, color, line) in [
+        ("project growing with the database", RED, growing),
+        ("project of fixed size", BLUE, fixed),
+    ] {
+        chart
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart
+            .draw_series(line.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}

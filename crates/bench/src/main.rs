@@ -1,0 +1,238 @@
+//! `opsd-bench`: opsd's benchmark harness (run it through `scripts/bench`).
+//!
+//! Every scenario starts a fresh `opsd serve` on a copy of a seeded data directory,
+//! drives it with the load generator in `loadgen`, and divides what it got by a ceiling
+//! measured in the same run with the same load (`ceiling`): numbers on a shared 2-core
+//! machine are noisy, ratios much less so. Read in this order: `plan` (sizes per mode),
+//! `loadgen`, `ceiling`, `seed` and `ctx`, then the scenarios (`reads`, `writes`,
+//! `wait`, `scale`), then `report` and `charts`.
+
+mod ceiling;
+mod charts;
+mod ctx;
+mod loadgen;
+mod machine;
+mod outcome;
+mod plan;
+mod reads;
+mod report;
+mod scale;
+mod seed;
+mod server;
+mod wait;
+mod workload;
+mod writes;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::ctx::{Ctx, LIST_PROJECT, RUN_PROJECT, Template};
+use crate::machine::{Machine, Pinning};
+use crate::outcome::Entry;
+use crate::plan::{Mode, Plan};
+use crate::report::{Report, SCENARIOS};
+
+/// opsd's benchmark harness.
+#[derive(Parser)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Sizes and durations.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    mode: Mode,
+    /// The opsd binary to measure.
+    #[arg(long, default_value = "target/release/opsd")]
+    opsd: PathBuf,
+    /// Where results.json, results.md and the charts go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Run only these scenarios (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Do not pin servers and load generator to separate CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// How the binaries were built, for the report (`release` or `debug`).
+    #[arg(long, default_value = "release")]
+    profile: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The HTTP ceiling server: answers every request with the given body.
+    CeilingHttp {
+        #[arg(long)]
+        body_file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::CeilingHttp { body_file }) => ceiling::serve_http(body_file),
+        None => run(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("opsd-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let started = Instant::now();
+    let plan = Plan::new(cli.mode);
+    if let Some(bad) = cli.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
+        return Err(format!(
+            "unknown scenario {bad}; known: {}",
+            SCENARIOS.join(", ")
+        ));
+    }
+    // 10,000 waiters are 10,000 sockets here and as many in opsd, which inherits this
+    // limit when it is spawned below.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).map_err(|e| e.to_string())?;
+    let machine = Machine::detect();
+    let pinning = Pinning::plan(!cli.no_pin);
+    let opsd = std::fs::canonicalize(&cli.opsd)
+        .map_err(|e| format!("opsd binary {}: {e}", cli.opsd.display()))?;
+    eprintln!(
+        "opsd-bench: mode {:?}, {} × {}, {}; open files ≤ {nofile}",
+        cli.mode, machine.cores, machine.cpu_model, pinning.note
+    );
+    if cli.mode == Mode::Smoke {
+        eprintln!("opsd-bench: smoke mode proves the harness works; its numbers mean nothing");
+    }
+    std::fs::create_dir_all(&cli.out).map_err(|e| e.to_string())?;
+    let seed_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let work = tempfile::Builder::new()
+        .prefix("opsd-bench-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    eprintln!("opsd-bench: seeding the template");
+    let template = Template::build(&plan, &work.path().join("template"), &seed_rt)?;
+    let template_note = format!(
+        "API scenarios start from one template database seeded in-process through \
+         opsd_store::sqlite::SqliteStore (opsd's own group-commit write path, 1,024 writes \
+         in flight): {} operations in '{LIST_PROJECT}' (every other one moved to running) \
+         and {} running in '{RUN_PROJECT}', {} writes in {:.1} s ({:.0} writes/s); each \
+         scenario copies it to a fresh data directory and starts a fresh opsd; \
+         create_durable, transition and wait_wakeup's releases go through the HTTP API",
+        plan.list_ops,
+        plan.running_ops,
+        template.writes,
+        template.secs,
+        template.writes as f64 / template.secs.max(1e-9),
+    );
+    let mut ctx = Ctx {
+        rt: pinning.client_runtime().map_err(|e| e.to_string())?,
+        plan,
+        pinning,
+        opsd,
+        work,
+        template,
+        storage_ceiling: None,
+        first_page: None,
+        opsd_cpus: std::sync::OnceLock::new(),
+    };
+    let mut entries = Vec::new();
+    let (mut db_per_million, mut scale_note, mut scale_points) = (None, String::new(), Vec::new());
+    for name in SCENARIOS {
+        if !cli.only.is_empty() && !cli.only.iter().any(|n| n == name) {
+            continue;
+        }
+        eprintln!(
+            "opsd-bench: {name} ({:.0} s in)",
+            started.elapsed().as_secs_f64()
+        );
+        let entry = match name {
+            "get_by_id" => reads::get_by_id(&ctx).map(done),
+            "list_first_page" => reads::list_first_page(&mut ctx).map(done),
+            "list_deep_page" => reads::list_deep_page(&ctx).map(done),
+            "create_durable" => writes::create_durable(&mut ctx).map(done),
+            "transition" => writes::transition(&mut ctx).map(done),
+            "wait_wakeup" => wait::wait_wakeup(&ctx),
+            _ => scale::scale(&ctx, &seed_rt).map(|s| {
+                db_per_million = Some(s.db_bytes_per_million_ops);
+                scale_note = format!(
+                    "; scale: its own database grown step by step the same way ({} writes \
+                     in {:.1} s, {:.0} writes/s), operations spread over 100 projects",
+                    s.seeding.0,
+                    s.seeding.1,
+                    s.seeding.0 as f64 / s.seeding.1.max(1e-9)
+                );
+                scale_points = s.points;
+                done(s.outcome)
+            }),
+        }
+        .unwrap_or_else(Entry::Failed);
+        eprintln!("  {}", entry.to_json());
+        entries.push((name.to_owned(), entry));
+    }
+    let report = Report {
+        mode: cli.mode,
+        machine,
+        pinning: match ctx.opsd_cpus.get() {
+            Some(cpus) => format!("{} (opsd's Cpus_allowed_list: {cpus})", ctx.pinning.note),
+            None => ctx.pinning.note.clone(),
+        },
+        seeding: format!("{template_note}{scale_note}"),
+        binaries: format!(
+            "{} build of opsd ({})",
+            cli.profile,
+            if cli.profile == "release" {
+                "numbers comparable between runs on the same machine"
+            } else {
+                "smoke run: numbers are meaningless, only the harness is tested"
+            }
+        ),
+        db_bytes_per_million_ops: db_per_million,
+        entries,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_outputs(cli, &report, &scale_points)?;
+    let failed: Vec<&str> = report
+        .entries
+        .iter()
+        .filter(|(_, e)| matches!(e, Entry::Failed(_)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("scenarios failed to run: {}", failed.join(", ")))
+    }
+}
+
+fn done(o: outcome::Outcome) -> Entry {
+    Entry::Done(Box::new(o))
+}
+
+fn write_outputs(
+    cli: &Cli,
+    report: &Report,
+    scale_points: &[scale::ScalePoint],
+) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(&report.to_json()).map_err(|e| e.to_string())?;
+    let out = &cli.out;
+    std::fs::write(out.join("results.json"), json + "\n").map_err(|e| e.to_string())?;
+    let table = report.markdown();
+    std::fs::write(out.join("results.md"), &table).map_err(|e| e.to_string())?;
+    charts::ratios(&out.join("ratios.svg"), &report.entries)?;
+    charts::latency(&out.join("latency.svg"), &report.entries)?;
+    charts::scale(&out.join("scale.svg"), scale_points)?;
+    println!("{table}");
+    println!(
+        "Results in {}: results.json, results.md, ratios.svg, latency.svg, scale.svg",
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Read scenarios: `get_by_id`, `list_first_page`, `list_deep_page`. Each measures
+//! throughput closed-loop (the most opsd serves with that many connections), then
+//! latency open-loop at a fraction of that throughput (so p50/p99 are what a caller
+//! sees at a steady load, not the length of a saturated queue), then the HTTP ceiling
+//! with the same requests, connections and response bytes.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::ctx::{Ctx, LIST_PROJECT, ROUNDS};
+use crate::loadgen::{Limits, MakeReq, Stats};
+use crate::outcome::{Outcome, r3};
+use crate::workload;
+
+/// Connections of the read scenarios (the 32 for get_by_id; lists use the same).
+const READ_CONNS: usize = 32;
+/// The list filter of both list scenarios: project + status.
+const LIST_STATUS: &str = "pending";
+const PAGE: usize = 10;
+
+/// `get_by_id`: random existing ids. Target: ratio ≥ 0.6 of the HTTP ceiling.
+pub fn get_by_id(ctx: &Ctx) -> Result<Outcome, String> {
+    let ids = ctx.template.all.clone();
+    let make: MakeReq = Arc::new(move |rng| Some(workload::get(ids[rng.below(ids.len())])));
+    let (mut o, body) = measure(ctx, "get_by_id", make)?;
+    o.ratio_target(0.6, "HTTP");
+    o.extra("response_bytes", body.len());
+    Ok(o)
+}
+
+/// `list_first_page`: limit 10 with a project + status filter. Target: ratio ≥ 0.3.
+pub fn list_first_page(ctx: &mut Ctx) -> Result<Outcome, String> {
+    let make: MakeReq = Arc::new(|_| Some(first_page()));
+    let (mut o, body) = measure(ctx, "list-first", make)?;
+    o.ratio_target(0.3, "HTTP");
+    o.extra("response_bytes", body.len());
+    o.extra("matching", total_count(&body));
+    if let Some(rate) = o.open_loop_rate {
+        ctx.first_page = Some((rate, o.p50_ms));
+    }
+    Ok(o)
+}
+
+fn first_page() -> crate::loadgen::Req {
+    workload::list(LIST_PROJECT, LIST_STATUS, PAGE, None)
+}
+
+/// `list_deep_page`: the same list from a cursor `plan.deep` items in. Its p50 is
+/// compared with the first page's measured on the same server in alternating open-loop
+/// rounds at the same rate (list_first_page's open-loop rate), so that machine noise
+/// hits both alike. Target: p50 ≤ 1.2 × list_first_page p50.
+pub fn list_deep_page(ctx: &Ctx) -> Result<Outcome, String> {
+    let (_dir, server) = ctx.fresh_opsd("list-deep")?;
+    // Walk to the depth with pages of 100 (a cursor is valid for any page size).
+    let mut cursor: Option<String> = None;
+    for _ in 0..ctx.plan.deep.div_ceil(100) {
+        let page = ctx.fetch(
+            server.addr,
+            workload::list(LIST_PROJECT, LIST_STATUS, 100, cursor.as_deref()),
+        )?;
+        cursor = next_cursor(&page);
+        if cursor.is_none() {
+            return Err(format!("the list ended before {} items", ctx.plan.deep));
+        }
+    }
+    let cursor = cursor.ok_or("no cursor")?;
+    let deep_page = ctx.fetch(
+        server.addr,
+        workload::list(LIST_PROJECT, LIST_STATUS, PAGE, Some(&cursor)),
+    )?;
+    let items = items(&deep_page);
+    if items != PAGE {
+        return Err(format!("the deep page has {items} items, not {PAGE}"));
+    }
+    let make: MakeReq = Arc::new(move |_| {
+        Some(workload::list(
+            LIST_PROJECT,
+            LIST_STATUS,
+            PAGE,
+            Some(&cursor),
+        ))
+    });
+    let closed = ctx.closed(server.addr, READ_CONNS, ctx.plan.read, make.clone());
+    let rate = ctx
+        .first_page
+        .map_or(closed.ops_per_s() * ctx.plan.open_fraction, |f| f.0);
+    let round = Limits {
+        warmup: ctx.plan.read.warmup / 2,
+        duration: ctx.plan.read.duration / ROUNDS,
+        ..ctx.plan.read
+    };
+    let first: MakeReq = Arc::new(|_| Some(first_page()));
+    let (mut deep, mut shallow) = (Stats::empty(), Stats::empty());
+    for _ in 0..ROUNDS {
+        deep = deep.combine(ctx.open(server.addr, READ_CONNS, rate, round, make.clone()));
+        shallow = shallow.combine(ctx.open(server.addr, READ_CONNS, rate, round, first.clone()));
+    }
+    let mut o = Outcome::from_phases(&closed, Some((&deep, rate)), READ_CONNS);
+    o.add_errors(&shallow);
+    o.peak_rss_mb = server.stop().map(r3);
+    let first_p50 = shallow.quantile_ms(0.5);
+    o.target = "p50 ≤ 1.2 × list_first_page p50 (same server, same open-loop rate)".into();
+    o.met = Some(o.p50_ms <= 1.2 * first_p50);
+    o.extra("first_page_p50_ms", r3(first_p50));
+    o.extra("p50_vs_first_page", r3(o.p50_ms / first_p50));
+    o.extra("depth_items", ctx.plan.deep);
+    o.extra("response_bytes", deep_page.len());
+    Ok(o)
+}
+
+/// Against a fresh opsd: one request (its answer is the ceiling's body), closed loop
+/// alternating with the HTTP ceiling, then the open loop. Returns the outcome and body.
+fn measure(ctx: &Ctx, name: &str, make: MakeReq) -> Result<(Outcome, Vec<u8>), String> {
+    let (_dir, server) = ctx.fresh_opsd(name)?;
+    let mut rng = crate::loadgen::Rng::new(99);
+    let req = make(&mut rng).ok_or("no request")?;
+    let body = ctx.fetch(server.addr, req)?.to_vec();
+    let (closed, ceiling) =
+        ctx.closed_vs_http_ceiling(server.addr, &body, READ_CONNS, make.clone())?;
+    let rate = closed.ops_per_s() * ctx.plan.open_fraction;
+    let open = ctx.open(server.addr, READ_CONNS, rate, ctx.plan.read, make);
+    let mut o = Outcome::from_phases(&closed, Some((&open, rate)), READ_CONNS);
+    o.with_ceiling(ceiling);
+    o.peak_rss_mb = server.stop().map(r3);
+    Ok((o, body))
+}
+
+fn parse(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
+}
+
+fn next_cursor(body: &[u8]) -> Option<String> {
+    parse(body)["pagination"]["next_cursor"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn items(body: &[u8]) -> usize {
+    parse(body)["items"].as_array().map_or(0, Vec::len)
+}
+
+fn total_count(body: &[u8]) -> u64 {
+    parse(body)["pagination"]["total_count"]
+        .as_u64()
+        .unwrap_or(0)
+}

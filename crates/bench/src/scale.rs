@@ -1,0 +1,143 @@
+//! `scale`: list_first_page p50 as the database grows (10k, 100k, 1M operations in the
+//! full run). The database is seeded through the store (see `seed`) in steps; after
+//! each step a fresh opsd serves it and two lists are timed open-loop at a low fixed
+//! rate (so p50 is service time, not queueing):
+//!
+//! - `growing`: a project that grows with the database (operations are spread over 100
+//!   projects, so it holds 1% of them; 90% pending) — how a tenant's own list ages;
+//! - `fixed`: a project of 1,000 operations (fewer in smoke runs) that does not grow while the others do —
+//!   whether other tenants' data slows a tenant down.
+//!
+//! The target (growth ≤ 1.5× from the smallest to the largest size) is judged on
+//! `growing`, the harder of the two.
+
+use std::sync::Arc;
+
+use opsd_domain::Status;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::ctx::Ctx;
+use crate::loadgen::MakeReq;
+use crate::outcome::{Outcome, r3};
+use crate::seed::{self, Seeder};
+use crate::server::Server;
+use crate::workload::{self, new_operation};
+
+const PROJECTS: u64 = 100;
+const FIXED_PROJECT: &str = "scale-fixed";
+const GROWING_PROJECT: &str = "scale-7";
+const CONNS: usize = 4;
+
+/// (operations, p50 ms of the growing project, p50 ms of the fixed project).
+pub type ScalePoint = (u64, f64, f64);
+
+/// What `scale` measured, plus what the run reports at top level.
+pub struct ScaleRun {
+    pub outcome: Outcome,
+    /// Database bytes per million operations at the largest size.
+    pub db_bytes_per_million_ops: f64,
+    /// (writes, seconds) spent seeding.
+    pub seeding: (u64, f64),
+    /// (operations, p50 growing, p50 fixed) per size, for the chart.
+    pub points: Vec<ScalePoint>,
+}
+
+/// Runs the scenario.
+pub fn scale(ctx: &Ctx, seed_rt: &tokio::runtime::Runtime) -> Result<ScaleRun, String> {
+    let dir = ctx.work.path().join("scale");
+    let fixed_ops = (ctx.plan.scale_sizes.first().copied().unwrap_or(0) / 10).clamp(10, 1_000);
+    let mut total = 0u64;
+    let (mut writes, mut secs) = (0u64, 0.0);
+    let mut points = Vec::new();
+    let mut json_points = Vec::new();
+    let mut last = None;
+    let mut peak_rss = 0.0f64;
+    for &size in &ctx.plan.scale_sizes {
+        let mut s = Seeder::open(&dir)?;
+        seed_rt.block_on(async {
+            if total == 0 {
+                let fixed = s
+                    .create(0..fixed_ops, |i| new_operation(FIXED_PROJECT, "fixed", i))
+                    .await?;
+                let every_other: Vec<Uuid> = fixed.iter().step_by(2).copied().collect();
+                s.set_status(&every_other, Status::Running).await?;
+            }
+            let to = size.saturating_sub(fixed_ops).max(total);
+            let ids = s
+                .create(total..to, |i| {
+                    new_operation(&format!("scale-{}", i % PROJECTS), "scale", i)
+                })
+                .await?;
+            // One in ten running, the rest pending: the filter keeps 90% of a project.
+            let running: Vec<Uuid> = ids.iter().step_by(10).copied().collect();
+            s.set_status(&running, Status::Running).await?;
+            total = to;
+            Ok::<_, String>(())
+        })?;
+        writes += s.writes;
+        secs += s.elapsed.as_secs_f64();
+        eprintln!(
+            "  scale: seeded {} operations ({} writes in {:.1} s so far)",
+            total + fixed_ops,
+            writes,
+            secs
+        );
+        s.close(&dir)?;
+        let server = Server::opsd(&ctx.opsd, &dir, &ctx.pinning)?;
+        let growing = timed_list(ctx, &server, GROWING_PROJECT);
+        let fixed = timed_list(ctx, &server, FIXED_PROJECT);
+        peak_rss = peak_rss.max(server.stop().unwrap_or(0.0));
+        let ops = total + fixed_ops;
+        let matching = ops.saturating_sub(fixed_ops) / PROJECTS * 9 / 10;
+        json_points.push(json!({
+            "operations": ops,
+            "growing_p50_ms": r3(growing.p50_ms), "growing_p99_ms": r3(growing.p99_ms),
+            "growing_matching": matching,
+            "fixed_p50_ms": r3(fixed.p50_ms), "fixed_p99_ms": r3(fixed.p99_ms),
+            "fixed_matching": fixed_ops / 2,
+            "errors": growing.errors + fixed.errors,
+        }));
+        points.push((ops, growing.p50_ms, fixed.p50_ms));
+        last = Some((growing, fixed));
+    }
+    let (growing, fixed) = last.ok_or("no scale sizes")?;
+    let ops = total + fixed_ops;
+    let db_bytes = seed::db_bytes(&dir);
+    let mut o = growing;
+    o.errors += fixed.errors;
+    o.peak_rss_mb = Some(r3(peak_rss));
+    let first = points.first().map_or(f64::NAN, |p| p.1);
+    let growth = o.p50_ms / first;
+    o.target = format!(
+        "p50 growth ≤ 1.5× from {} to {} operations (growing project)",
+        points.first().map_or(0, |p| p.0),
+        ops
+    );
+    o.met = growth.is_finite().then_some(growth <= 1.5);
+    o.extra("growth", r3(growth));
+    o.extra(
+        "fixed_growth",
+        r3(fixed.p50_ms / points.first().map_or(f64::NAN, |p| p.2)),
+    );
+    o.extra("points", json_points);
+    o.extra("db_bytes", db_bytes);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ScaleRun {
+        outcome: o,
+        db_bytes_per_million_ops: r3(db_bytes as f64 / ops as f64 * 1e6),
+        seeding: (writes, secs),
+        points,
+    })
+}
+
+/// The list's first page (project + `pending`), open loop at the plan's scale rate.
+fn timed_list(ctx: &Ctx, server: &Server, project: &str) -> Outcome {
+    let project = project.to_owned();
+    let make: MakeReq = Arc::new(move |_| Some(workload::list(&project, "pending", 10, None)));
+    let rate = ctx.plan.scale_rate;
+    let stats = ctx.open(server.addr, CONNS, rate, ctx.plan.scale, make);
+    let mut o = Outcome::from_phases(&stats, None, CONNS);
+    o.open_loop_rate = Some(rate);
+    o
+}

@@ -1,0 +1,209 @@
+//! `wait_wakeup`: `plan.waiters` clients each hold a `GET /v1/operations/{id}/wait`
+//! (DESIGN §5) on its own connection, then 64 producers finish those operations with
+//! PATCH. A waiter's release latency is the time from its write's acknowledgement to
+//! its own answer. Target: p99 ≤ 100 ms. A build without the endpoint (404/405 on the
+//! route) records the scenario as skipped rather than failing the run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::StatusCode;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::ctx::Ctx;
+use crate::loadgen::{Conn, histogram};
+use crate::outcome::{Entry, Outcome, r3};
+use crate::workload;
+
+/// The wait timeout asked of the server; the whole scenario is bounded by twice that.
+const WAIT_TIMEOUT_S: u64 = 60;
+/// Connections opened at once (the server's accept backlog is finite).
+const CONNECTING: usize = 256;
+const WRITERS: usize = 64;
+
+/// Per-waiter timestamps in nanoseconds since the scenario's start (0 = not yet).
+struct Times {
+    base: Instant,
+    write_sent: Vec<AtomicU64>,
+    write_acked: Vec<AtomicU64>,
+    released: Vec<AtomicU64>,
+}
+
+impl Times {
+    fn stamp(&self, slot: &[AtomicU64], i: usize) {
+        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if let Some(s) = slot.get(i) {
+            s.store(ns.max(1), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs the scenario.
+pub fn wait_wakeup(ctx: &Ctx) -> Result<Entry, String> {
+    let n = ctx.plan.waiters.min(ctx.template.running.len());
+    let ids: Vec<_> = ctx.template.running[..n].to_vec();
+    let (_dir, server) = ctx.fresh_opsd("wait")?;
+    let addr = server.addr;
+    let first = *ids.first().ok_or("no running operations to wait for")?;
+
+    let probe = ctx.rt.block_on(async move {
+        let mut conn = Conn::new(addr);
+        tokio::time::timeout(Duration::from_secs(10), conn.send(workload::wait(first, 1))).await
+    });
+    match probe {
+        Ok(Ok((StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED, _))) => {
+            server.stop();
+            return Ok(Entry::Skipped("wait endpoint not available".into()));
+        }
+        Ok(Ok((s, _))) if s.is_success() => {}
+        other => return Err(format!("wait probe failed: {other:?}")),
+    }
+
+    let times = Arc::new(Times {
+        base: Instant::now(),
+        write_sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        write_acked: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        released: (0..n).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let ids = Arc::new(ids);
+    let bound = Duration::from_secs(2 * WAIT_TIMEOUT_S);
+    // The timeout is made inside the runtime: its timer needs one.
+    let run = ctx.rt.block_on({
+        let (ids, times) = (ids.clone(), times.clone());
+        async move { tokio::time::timeout(bound, run(addr, ids, times)).await }
+    });
+    let peak = server.stop();
+    let (connected, failures, first_error) =
+        run.map_err(|_| "wait_wakeup exceeded its bound")??;
+
+    let mut hist = histogram();
+    let mut from_sent = histogram();
+    let (mut released, mut premature) = (0u64, 0u64);
+    let (mut first_write, mut last_release) = (u64::MAX, 0u64);
+    for i in 0..n {
+        let sent = times.write_sent[i].load(Ordering::Relaxed);
+        let acked = times.write_acked[i].load(Ordering::Relaxed);
+        let rel = times.released[i].load(Ordering::Relaxed);
+        if rel == 0 || acked == 0 {
+            continue;
+        }
+        if rel < sent {
+            premature += 1; // answered before its operation was finished
+            continue;
+        }
+        released += 1;
+        first_write = first_write.min(sent);
+        last_release = last_release.max(rel);
+        hist.saturating_record((rel.saturating_sub(acked) / 1000).max(1));
+        from_sent.saturating_record((rel.saturating_sub(sent) / 1000).max(1));
+    }
+    let window_s = last_release.saturating_sub(first_write) as f64 / 1e9;
+    let q = |h: &hdrhistogram::Histogram<u64>, q: f64| r3(h.value_at_quantile(q) as f64 / 1000.0);
+    let mut o = Outcome {
+        ops_per_s: if window_s > 0.0 {
+            r3(released as f64 / window_s)
+        } else {
+            0.0
+        },
+        p50_ms: q(&hist, 0.5),
+        p99_ms: q(&hist, 0.99),
+        peak_rss_mb: peak.map(r3),
+        connections: n + WRITERS,
+        errors: failures + premature,
+        first_error,
+        target: "p99 release ≤ 100 ms (from the write's acknowledgement)".into(),
+        ..Outcome::default()
+    };
+    o.met = Some(released == n as u64 && o.p99_ms <= 100.0);
+    o.extra("waiters", n);
+    o.extra("waiters_connected", connected);
+    o.extra("released", released);
+    o.extra("premature", premature);
+    o.extra("release_from_write_sent_p50_ms", q(&from_sent, 0.5));
+    o.extra("release_from_write_sent_p99_ms", q(&from_sent, 0.99));
+    o.extra("release_max_ms", q(&hist, 1.0));
+    Ok(Entry::Done(Box::new(o)))
+}
+
+/// Connects every waiter, lets the server register them, then finishes the operations.
+/// Returns (waiters connected, failed requests, one failure).
+async fn run(
+    addr: std::net::SocketAddr,
+    ids: Arc<Vec<uuid::Uuid>>,
+    times: Arc<Times>,
+) -> Result<(usize, u64, Option<String>), String> {
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let connected = Arc::new(AtomicUsize::new(0));
+    let mut waiters = JoinSet::new();
+    for i in 0..ids.len() {
+        let (ids, times, connecting, connected) = (
+            ids.clone(),
+            times.clone(),
+            connecting.clone(),
+            connected.clone(),
+        );
+        waiters.spawn(async move {
+            let mut conn = Conn::new(addr);
+            {
+                let _permit = connecting.acquire().await.map_err(|e| e.to_string())?;
+                conn.open().await?;
+            }
+            connected.fetch_add(1, Ordering::Relaxed);
+            let (status, body) = conn.send(workload::wait(ids[i], WAIT_TIMEOUT_S)).await?;
+            times.stamp(&times.released, i);
+            let done = serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["status"] == "done");
+            if status.is_success() && done {
+                Ok(())
+            } else {
+                Err(format!("waiter answered {status}, operation not done"))
+            }
+        });
+    }
+    // All connected, then a pause so that every request has reached the server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connected.load(Ordering::Relaxed) < ids.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready = connected.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut writers = JoinSet::new();
+    for _ in 0..WRITERS {
+        let (ids, times, next) = (ids.clone(), times.clone(), next.clone());
+        writers.spawn(async move {
+            let mut conn = Conn::new(addr);
+            let mut failures = (0u64, None);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = ids.get(i) else { break };
+                times.stamp(&times.write_sent, i);
+                match conn.send(workload::finish(*id, 2)).await {
+                    Ok((s, _)) if s.is_success() => times.stamp(&times.write_acked, i),
+                    other => {
+                        failures.0 += 1;
+                        failures.1.get_or_insert(format!("write: {other:?}"));
+                    }
+                }
+            }
+            failures
+        });
+    }
+    let (mut failed, mut first_error) = (0u64, None);
+    while let Some(w) = writers.join_next().await {
+        let (n, e) = w.map_err(|e| e.to_string())?;
+        failed += n;
+        first_error = first_error.or(e);
+    }
+    while let Some(w) = waiters.join_next().await {
+        if let Ok(Err(e)) = w {
+            failed += 1;
+            first_error.get_or_insert(e);
+        }
+    }
+    Ok((ready, failed, first_error))
+}
