@@ -38,10 +38,17 @@ enum Endpoint {
     KeysCreate,
     KeysRevoke,
     OpenApi,
+    Docs,
+    Metrics,
+    Wait,
+    GoogleWait,
+    Watch,
+    Claim,
+    Heartbeat,
     Health,
 }
 
-const ENDPOINTS: [Endpoint; 12] = [
+const ENDPOINTS: [Endpoint; 19] = [
     Endpoint::Get,
     Endpoint::List,
     Endpoint::Create,
@@ -53,6 +60,13 @@ const ENDPOINTS: [Endpoint; 12] = [
     Endpoint::KeysCreate,
     Endpoint::KeysRevoke,
     Endpoint::OpenApi,
+    Endpoint::Docs,
+    Endpoint::Metrics,
+    Endpoint::Wait,
+    Endpoint::GoogleWait,
+    Endpoint::Watch,
+    Endpoint::Claim,
+    Endpoint::Heartbeat,
     Endpoint::Health,
 ];
 
@@ -69,8 +83,10 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
         Who::Admin => Role::Admin,
     };
     let (needed, hidden_is_404, ok) = match endpoint {
-        Get | Events | GoogleGet => (Role::Reader, true, StatusCode::OK),
-        List | GoogleList => (Role::Reader, false, StatusCode::OK),
+        Get | Events | GoogleGet | Wait | GoogleWait => (Role::Reader, true, StatusCode::OK),
+        List | GoogleList | Watch => (Role::Reader, false, StatusCode::OK),
+        Claim => (Role::Producer, false, StatusCode::OK),
+        Heartbeat => (Role::Producer, true, StatusCode::OK),
         Create => (Role::Producer, false, StatusCode::CREATED),
         Patch => (Role::Producer, true, StatusCode::OK),
         KeysList => {
@@ -94,7 +110,7 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
                 StatusCode::FORBIDDEN
             };
         }
-        OpenApi | Health => return StatusCode::OK,
+        OpenApi | Docs | Metrics | Health => return StatusCode::OK,
     };
     if role < needed {
         StatusCode::FORBIDDEN
@@ -105,6 +121,19 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
     } else {
         StatusCode::FORBIDDEN
     }
+}
+
+/// An operation of `project` claimed by the admin: its id and lease token.
+async fn leased_op(admin: &TestClient, project: &str) -> (String, String) {
+    create_op(admin, project).await;
+    let claim = json!({"project_id": project, "lease_seconds": 300, "worker": "w"});
+    let claimed = admin
+        .post_json("/v1/operations/claim", &claim, StatusCode::OK)
+        .await;
+    (
+        claimed["operation"]["id"].as_str().unwrap().to_owned(),
+        claimed["lease_token"].as_str().unwrap().to_owned(),
+    )
 }
 
 async fn create_op(admin: &TestClient, project: &str) -> Value {
@@ -200,6 +229,54 @@ async fn call(
             )
         }
         OpenApi => (Method::GET, "/openapi.json".into(), None),
+        Docs => (Method::GET, "/docs".into(), None),
+        Metrics => (Method::GET, "/metrics".into(), None),
+        Wait => {
+            let id = create_op(admin, project).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (
+                Method::GET,
+                format!("/v1/operations/{id}/wait?timeout=0s"),
+                None,
+            )
+        }
+        GoogleWait => {
+            let id = create_op(admin, project).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (
+                Method::POST,
+                format!(
+                    "/deploymentmanager/v2/projects/{project}/global/operations/operation-{id}/wait?timeout=0s"
+                ),
+                None,
+            )
+        }
+        // Only the status line matters: the stream itself is dropped unread.
+        Watch => (
+            Method::GET,
+            format!("/v1/operations/watch?project_id={project}"),
+            None,
+        ),
+        Claim => {
+            create_op(admin, project).await;
+            (
+                Method::POST,
+                "/v1/operations/claim".into(),
+                Some(json!({"project_id": project, "lease_seconds": 60, "worker": "w"})),
+            )
+        }
+        Heartbeat => {
+            let (id, token) = leased_op(admin, project).await;
+            (
+                Method::POST,
+                format!("/v1/operations/{id}/heartbeat"),
+                Some(json!({"lease_token": token})),
+            )
+        }
         Health => (Method::GET, "/healthz".into(), None),
     };
     let mut request = client.request(method, &path);
