@@ -1,7 +1,8 @@
 //! The embedded SQLite backend: one database file in WAL mode with `synchronous=FULL`.
-//! Writes go through the group-commit writer thread (`writer`); reads run on a small
-//! pool of read-only connections on tokio's blocking threads, so a slow list never
-//! holds up a write and writes never wait for each other's fsync.
+//! Writes go through the group-commit writer thread (`writer`); reads use a small pool
+//! of read-only connections (point reads on the calling task, lists on tokio's blocking
+//! threads), so a slow list never holds up a write and writes never wait for each
+//! other's fsync.
 
 mod feed;
 mod google_filter;
