@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::AppState;
@@ -52,7 +54,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     } else {
         &limits.ordinary
     };
-    let Ok(_permit) = semaphore.clone().try_acquire_owned() else {
+    let Ok(permit) = semaphore.clone().try_acquire_owned() else {
         return super::error_response(
             &path,
             ApiError::Overloaded {
@@ -62,7 +64,14 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         );
     };
     if long {
-        return next.run(request).await;
+        // A watch's response is a stream that outlives the handler: the permit goes with
+        // its body, so the cap counts open streams, not just requests being answered.
+        let (parts, body) = next.run(request).await.into_parts();
+        let held = body.into_data_stream().map(move |chunk| {
+            let _ = &permit;
+            chunk
+        });
+        return Response::from_parts(parts, Body::from_stream(held));
     }
     // A write already handed to the store still commits if its request times out: the
     // caller learns the outcome by retrying with the same request_id.

@@ -579,3 +579,35 @@ async fn a_limited_key_changes_nothing_and_costs_other_keys_nothing() {
             .await,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_long_lived_cap_counts_open_watch_streams() {
+    let server = TestServer::start_with(Config {
+        max_long_lived_requests: 1,
+        ..config(8, Duration::from_secs(30))
+    })
+    .await;
+    let c = &server.client;
+    let p = unique_project();
+    let key = TestClient::mint_key(&server.store, Role::Admin, &["*"]).await;
+    let url = format!("http://{}/v1/operations/watch?project_id={p}", raw::addr(c));
+    let http = http(5);
+    // An open stream holds the only long-lived permit after its headers were sent…
+    let open = http.get(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(open.status(), StatusCode::OK);
+    let second = http.get(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(second.headers().contains_key("retry-after"));
+    // …and gives it back when the client goes away.
+    drop(open);
+    let mut admitted = false;
+    for _ in 0..50 {
+        let again = http.get(&url).bearer_auth(&key).send().await.unwrap();
+        if again.status() == StatusCode::OK {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "the permit of a closed stream was never released");
+}
