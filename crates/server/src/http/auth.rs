@@ -118,7 +118,7 @@ impl Authenticator {
 }
 
 /// Paths anyone may call: liveness and readiness probes.
-fn is_public(path: &str) -> bool {
+pub fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
 }
 
