@@ -42,9 +42,7 @@ pub async fn get(
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let q = QueryParams::parse(raw.as_deref(), &allowed(&[]))?;
-    validate::project_id("project", &project)?;
-    let op = find(&state, &project, &operation).await?;
-    caller.require_operation(Role::Reader, &op)?;
+    let op = find_visible(&state, &caller, &project, &operation).await?;
     render(
         &q,
         &GoogleOperation::new(op, &base_url(state.scheme, &headers)),
@@ -71,15 +69,13 @@ pub async fn wait(
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let q = QueryParams::parse(raw.as_deref(), &allowed(&["timeout"]))?;
-    validate::project_id("project", &project)?;
     let timeout = q
         .get("timeout")
         .map(|t| parse_wait_timeout("timeout", t))
         .transpose()?
         .unwrap_or(DEFAULT_WAIT);
     // Visibility first: a hidden operation answers 404 at once, like a missing one.
-    let op = find(&state, &project, &operation).await?;
-    caller.require_operation(Role::Reader, &op)?;
+    let op = find_visible(&state, &caller, &project, &operation).await?;
     let op = wait_for_operation(&state, op.id, timeout).await?;
     render(
         &q,
@@ -87,21 +83,26 @@ pub async fn wait(
     )
 }
 
-/// Loads an operation of `project` by its Google name; 404 if it is in another project.
-pub async fn find(
+/// Loads an operation of `project` by its Google name, if the caller may read it; 404 if
+/// it is missing, in another project, or hidden from the caller.
+pub async fn find_visible(
     state: &AppState,
+    caller: &Caller,
     project: &str,
     operation: &str,
 ) -> Result<opsd_domain::Operation> {
+    validate::project_id("project", project)?;
     let id = google_view::parse_name(operation).ok_or_else(|| {
         ValidationError::new("operation", "must be an operation name, operation-<uuid>")
     })?;
     let not_found =
         || crate::http::error::ApiError::NotFound(format!("operation {operation} not found"));
-    match state.store.get(id).await? {
-        Some(op) if op.project_id == project => Ok(op),
-        _ => Err(not_found().into()),
-    }
+    let op = match state.store.get(id).await? {
+        Some(op) if op.project_id == project => op,
+        _ => return Err(not_found().into()),
+    };
+    caller.require_operation(Role::Reader, &op)?;
+    Ok(op)
 }
 
 /// Lists all operations for a project.
