@@ -121,7 +121,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let template = Template::build(&plan, &work.path().join("template"), &seed_rt)?;
     let template_note = format!(
         "API scenarios start from one template database seeded in-process through \
-         opsd_store::sqlite::SqliteStore (opsd's own group-commit write path, 1,024 writes \
+         opsd_store_sqlite::SqliteStore (opsd's own group-commit write path, 1,024 writes \
          in flight): {} operations in '{LIST_PROJECT}' (every other one moved to running) \
          and {} running in '{RUN_PROJECT}', {} writes in {:.1} s ({:.0} writes/s); each \
          scenario copies it to a fresh data directory and starts a fresh opsd; \

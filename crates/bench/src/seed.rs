@@ -1,5 +1,5 @@
 //! Seeding through opsd's own write path without HTTP: the harness opens
-//! `opsd_store::sqlite::SqliteStore` in-process on the data directory and issues creates
+//! `opsd_store_sqlite::SqliteStore` in-process on the data directory and issues creates
 //! and updates many at a time, so its group-commit writer batches them exactly as it
 //! batches a busy server's writes. The rows are therefore what opsd itself writes
 //! (same schema, indexes, events, idempotency hashes), at a fraction of the HTTP cost.
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use opsd_domain::{NewOperation, Patch, Status};
 use opsd_store::Store;
-use opsd_store::sqlite::SqliteStore;
+use opsd_store_sqlite::SqliteStore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 

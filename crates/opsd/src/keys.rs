@@ -1,15 +1,15 @@
-//! `opsd keys create|list|revoke`: key management straight on the data directory, for
-//! when the server is down (or not yet started). A running server trusts a key it has
+//! `opsd keys create|list|revoke`: key management straight on the store (the data
+//! directory, or the PostgreSQL database with `--database-url`), for when the server is
+//! down (or not yet started). A running server trusts a key it has
 //! verified for up to 5 s, so a revocation made here reaches it within that time; the
 //! HTTP API (`DELETE /v1/api_keys/{id}`) revokes at once.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::{Args, Subcommand};
 use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
 use opsd_store::KeyStore;
-use opsd_store::sqlite::SqliteStore;
 use time::format_description::well_known::Rfc3339;
 
 use crate::BoxError;
@@ -17,9 +17,8 @@ use crate::BoxError;
 /// Flags of `opsd keys`.
 #[derive(Args)]
 pub struct KeysArgs {
-    /// Directory holding opsd.db.
-    #[arg(long, env = "OPSD_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    store: crate::storage::StoreArgs,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -53,7 +52,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 
 /// Runs one key command.
 pub async fn run(args: KeysArgs) -> Result<(), BoxError> {
-    let store = crate::serve::open_store(&args.data_dir)?;
+    let store = args.store.open().await?;
     match args.command {
         KeysCommand::Create {
             name,
@@ -108,7 +107,7 @@ fn describe(k: &ApiKey) -> String {
 
 /// On the very first start (no key was ever created), creates an admin key for all
 /// projects, prints it once on stdout and writes it to `<data-dir>/admin.key` (0600).
-pub async fn ensure_first_admin(store: &SqliteStore, data_dir: &Path) -> Result<(), BoxError> {
+pub async fn ensure_first_admin(store: &dyn KeyStore, data_dir: &Path) -> Result<(), BoxError> {
     if store.has_ever_had_keys().await? {
         return Ok(());
     }

@@ -5,11 +5,11 @@ mod client;
 mod keys;
 mod serve;
 mod sse;
+mod storage;
 
 /// Errors of the subcommands, printed by `main`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -27,12 +27,8 @@ enum Command {
     /// Run the HTTP server.
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit (`serve` also applies them at start-up).
-    Migrate {
-        /// Directory holding opsd.db.
-        #[arg(long, env = "OPSD_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
-    },
-    /// Manage API keys directly in the data directory.
+    Migrate(storage::StoreArgs),
+    /// Manage API keys directly in the store (the server may be down).
     Keys(keys::KeysArgs),
     /// Talk to a running opsd: get, list, wait for and watch operations.
     Ops(client::OpsArgs),
@@ -53,7 +49,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            Command::Migrate { data_dir } => serve::migrate(&data_dir),
+            Command::Migrate(store) => serve::migrate(&store).await,
             Command::Keys(args) => keys::run(args).await,
             Command::Ops(args) => client::run(args).await,
         }

@@ -1,19 +1,18 @@
-//! `opsd serve`: open the store in the data directory, bind, serve until SIGINT/SIGTERM,
+//! `opsd serve`: open the store (SQLite in the data directory, or PostgreSQL), bind, serve until SIGINT/SIGTERM,
 //! then let in-flight requests finish. Beside the server run the background tasks of
 //! live operations (lease expiry, retention), stopped after the server.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use opsd_server::live::{Background, LiveConfig};
 use opsd_server::{AppState, Config, RateLimit};
-use opsd_store::sqlite::SqliteStore;
 use tracing_subscriber::EnvFilter;
 
 use crate::BoxError;
+use crate::storage::StoreArgs;
 
 /// Flags of `opsd serve`; each also reads an `OPSD_*` environment variable.
 #[derive(Args)]
@@ -21,9 +20,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OPSD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Directory for the database (created if missing).
-    #[arg(long, env = "OPSD_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Longest an ordinary request may take (wait and watch excepted), e.g. 30s.
     #[arg(long, env = "OPSD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
@@ -66,8 +64,8 @@ enum LogFormat {
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     init_logging(args.log_format);
-    let store = Arc::new(open_store(&args.data_dir)?);
-    crate::keys::ensure_first_admin(&store, &args.data_dir).await?;
+    let store = args.store.open().await?;
+    crate::keys::ensure_first_admin(&*store, &args.store.data_dir).await?;
     let config = Config {
         request_timeout: args.request_timeout,
         max_concurrent_requests: args.max_concurrent_requests,
@@ -89,12 +87,12 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
-        data_dir = %args.data_dir.display(),
+        store = %args.store.config().describe(),
         retention = %humantime::format_duration(args.retention),
         "opsd listening"
     );
     // Tests and scripts that pass port 0 read the chosen address from this line.
-    let state = AppState::new(store, &config);
+    let state = AppState::from_parts(store.clone(), store, &config);
     println!("opsd listening on {}://{addr}", state.scheme);
     let live_config = LiveConfig {
         retention: args.retention,
@@ -114,16 +112,10 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
 }
 
 /// `opsd migrate`.
-pub fn migrate(data_dir: &Path) -> Result<(), BoxError> {
-    open_store(data_dir)?;
-    println!("database in {} is up to date", data_dir.display());
+pub async fn migrate(store: &StoreArgs) -> Result<(), BoxError> {
+    store.open().await?;
+    println!("database {} is up to date", store.config().describe());
     Ok(())
-}
-
-pub fn open_store(data_dir: &Path) -> Result<SqliteStore, BoxError> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
-    Ok(SqliteStore::open(&data_dir.join("opsd.db"))?)
 }
 
 fn init_logging(format: LogFormat) {

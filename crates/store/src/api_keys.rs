@@ -1,7 +1,12 @@
 //! API key secrets: how they are made and how they are hashed. Backend-agnostic; the
 //! backends store only [`hash`] of a key, never the key.
 
+use opsd_domain::{ApiKey, NewApiKey};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Result, StoreError};
 
 /// Every key starts with this, so leaked-secret scanners can recognise opsd keys.
 pub const KEY_PREFIX: &str = "opsd_";
@@ -25,6 +30,33 @@ pub fn hash(key: &str) -> [u8; 32] {
 /// Compares two hashes in time independent of where they differ.
 pub fn hashes_equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A key about to be stored: the record, its secret (shown once) and the hash kept.
+pub struct Minted {
+    /// The key as listed (its `created_at` is set by the store when it is written).
+    pub key: ApiKey,
+    /// The secret, for the caller only.
+    pub secret: String,
+    /// What the store keeps instead of the secret.
+    pub hash: [u8; 32],
+}
+
+/// Validates `new` and makes its key: a fresh secret, its display prefix and its hash.
+pub fn mint(new: NewApiKey) -> Result<Minted> {
+    new.validate()?;
+    let secret = generate().map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
+    let key = ApiKey {
+        id: Uuid::now_v7(),
+        name: new.name,
+        role: new.role,
+        projects: new.projects,
+        prefix: secret[..DISPLAY_PREFIX_LEN].to_owned(),
+        created_at: OffsetDateTime::UNIX_EPOCH,
+        revoked_at: None,
+    };
+    let hash = hash(&secret);
+    Ok(Minted { key, secret, hash })
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,8 +1,17 @@
 //! opsd's storage layer: one async [`Store`] trait that the HTTP layer depends on, and
 //! its backends. Only backends see SQL; handlers see domain types and [`StoreError`].
 //!
-//! The embedded default is [`sqlite::SqliteStore`] (one durable file, one writer thread
-//! that group-commits, readers on their own connections).
+//! The backends live in their own crates (`opsd-store-sqlite`, the embedded default;
+//! `opsd-store-postgres`); what they share lives here so that both behave the same: the
+//! write rules (`rules`), API key minting (`api_keys`) and the SQL of lists and Google
+//! filters (`sql`).
+//!
+//! **Ordering rule, for every backend.** An event's sequence number follows commit
+//! order: a reader that has seen event seq *n* never later sees a committed change with
+//! a seq below *n*. Watch streams resume from the last seq they delivered
+//! (`Last-Event-ID`), so a backend that broke this rule would make them skip changes
+//! forever. A plain database sequence breaks it (its values are taken when a row is
+//! inserted but become visible at COMMIT); each backend documents how it keeps it.
 
 use async_trait::async_trait;
 use opsd_domain::lease::{ClaimRequest, LeaseError};
@@ -16,9 +25,11 @@ use uuid::Uuid;
 
 pub mod api_keys;
 mod live;
-pub mod sqlite;
+pub mod rules;
+pub mod sql;
 
 pub use live::{Backfill, Change, Claimed, FEED_CAPACITY, Heartbeat, Preconditions, Renewed};
+pub use rules::Clock;
 
 /// What can go wrong in a store call, in terms a handler can map to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +67,9 @@ pub enum StoreError {
     /// The query itself is invalid (for example a cursor from another list).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The backend cannot serve now (disk full, database unreachable); retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The backend failed; the message is for logs, not for clients.
     #[error("storage failure: {0}")]
     Internal(String),
@@ -75,7 +89,7 @@ pub struct Created {
 }
 
 /// Durable storage of operations and their history. Every write is durable when the
-/// returned future resolves.
+/// returned future resolves, and the change feed follows the ordering rule above.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates an operation in `pending`, or returns the one an earlier call with the same
@@ -118,7 +132,9 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<Change>;
 
     /// Up to `limit` of `project_id`'s changes with an event seq above `after_seq`,
-    /// oldest first, with the history's horizon and head (one consistent read).
+    /// oldest first, with the history's horizon and head (one consistent read). By the
+    /// ordering rule, no change with a seq at or below the last one returned can commit
+    /// later, so resuming from it loses nothing.
     async fn events_since(
         &self,
         project_id: &str,

@@ -30,6 +30,7 @@ impl Opsd {
         let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(opsd_backends::testing::process_store_args(data_dir))
             .args(extra)
             .env("OPSD_LOG", "info")
             .stdout(Stdio::piped())

@@ -66,10 +66,17 @@ pub enum ApiError {
         /// Seconds to wait before retrying.
         retry_after_s: u64,
     },
+    /// 503: the storage cannot serve now (database unreachable or restarting, disk
+    /// full); the detail goes to the log only.
+    #[error("storage is unavailable; retry after {UNAVAILABLE_RETRY_AFTER_S} s")]
+    Unavailable(String),
     /// 500: our fault; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
 }
+
+/// Seconds a client is asked to wait when the storage is unavailable.
+pub const UNAVAILABLE_RETRY_AFTER_S: u64 = 1;
 
 /// The error body of the Nirvana dialect and of opsd's own endpoints.
 #[derive(Debug, Serialize, ToSchema)]
@@ -120,6 +127,7 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -142,7 +150,10 @@ impl ApiError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            ApiError::Internal(_) | ApiError::RateLimited { .. } | ApiError::Overloaded { .. }
+            ApiError::Internal(_)
+                | ApiError::Unavailable(_)
+                | ApiError::RateLimited { .. }
+                | ApiError::Overloaded { .. }
         )
     }
 
@@ -154,6 +165,12 @@ impl ApiError {
                 headers.insert(
                     axum::http::header::RETRY_AFTER,
                     HeaderValue::from(*retry_after_s),
+                );
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S),
                 );
             }
             ApiError::Unauthenticated(_) => {
@@ -183,6 +200,7 @@ impl From<StoreError> for ApiError {
             StoreError::Change(c) => ApiError::Conflict(c),
             StoreError::IdempotencyConflict { .. } => ApiError::IdempotencyConflict(e.to_string()),
             StoreError::Lease(l) => ApiError::Lease(l),
+            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             StoreError::Internal(detail) => ApiError::Internal(detail),
         }
     }
@@ -191,8 +209,10 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Unavailable(detail) => tracing::warn!(%detail, "storage unavailable"),
+            _ => {}
         }
         let body = ErrorBody {
             code,

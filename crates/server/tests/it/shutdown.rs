@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use opsd_store::Store;
-use opsd_store::sqlite::SqliteStore;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -41,7 +39,7 @@ async fn acknowledged_creates_survive_a_shutdown_in_flight() {
     let acknowledged: Vec<String> = set.join_all().await.into_iter().flatten().collect();
     assert!(!acknowledged.is_empty());
 
-    let store = SqliteStore::open(&server.db_path()).unwrap();
+    let store = server.db().open().await;
     for id in &acknowledged {
         let id = uuid::Uuid::parse_str(id).unwrap();
         let op = store.get(id).await.unwrap();

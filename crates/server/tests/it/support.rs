@@ -2,18 +2,16 @@
 //! whose every call states the status it expects, so that a failing test prints the
 //! response body instead of a bare status mismatch.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use opsd_backends::Backend;
+use opsd_backends::testing::TestDb;
 use opsd_domain::{NewApiKey, ProjectScope, Role};
 use opsd_server::{AppState, Config};
-use opsd_store::KeyStore;
-use opsd_store::sqlite::SqliteStore;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -23,8 +21,8 @@ pub struct TestServer {
     /// A client holding an admin key for all projects.
     pub client: TestClient,
     /// The store behind the server, to mint other keys.
-    pub store: Arc<SqliteStore>,
-    dir: TempDir,
+    pub store: Arc<dyn Backend>,
+    db: TestDb,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -37,12 +35,12 @@ impl TestServer {
 
     /// Starts a server over an empty store with the given limits.
     pub async fn start_with(config: Config) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&db_file(dir.path())).unwrap());
+        let db = TestDb::new().await;
+        let store = db.open().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), &config);
+        let state = AppState::from_parts(store.clone(), store.clone(), &config);
         let (_, admin) = store
             .create_key(NewApiKey {
                 name: "test-admin".into(),
@@ -58,15 +56,15 @@ impl TestServer {
         TestServer {
             client: TestClient::new(&format!("http://{addr}"), Some(&admin)),
             store,
-            dir,
+            db,
             shutdown: Some(tx),
             task: Some(task),
         }
     }
 
-    /// The database file, to reopen the store after the server stopped.
-    pub fn db_path(&self) -> PathBuf {
-        db_file(self.dir.path())
+    /// The server's database, to reopen the store after the server stopped.
+    pub fn db(&self) -> &TestDb {
+        &self.db
     }
 
     /// Asks the server to stop accepting; in-flight requests go on.
@@ -91,10 +89,6 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.trigger_shutdown();
     }
-}
-
-fn db_file(dir: &Path) -> PathBuf {
-    dir.join("opsd.db")
 }
 
 /// A response, read to the end.
@@ -181,7 +175,7 @@ impl TestClient {
     }
 
     /// Mints a key on `server`'s store and returns its secret.
-    pub async fn mint_key(store: &SqliteStore, role: Role, projects: &[&str]) -> String {
+    pub async fn mint_key(store: &Arc<dyn Backend>, role: Role, projects: &[&str]) -> String {
         let list: Vec<String> = projects.iter().map(|p| p.to_string()).collect();
         let projects = ProjectScope::from_list("projects", &list).unwrap();
         store

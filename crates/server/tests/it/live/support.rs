@@ -9,18 +9,18 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use opsd_backends::Backend;
+use opsd_backends::testing::TestDb;
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
 use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort};
 use opsd_server::live::{Background, LiveConfig};
 use opsd_server::{AppState, Config};
-use opsd_store::sqlite::SqliteStore;
 use opsd_store::{
     Backfill, Change, Claimed, Created, Heartbeat, KeyStore, Preconditions, Renewed, Result, Store,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tempfile::TempDir;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -30,16 +30,16 @@ use uuid::Uuid;
 /// `events_since`, …), so a test can prove that a waiting request reads nothing. It can
 /// also slow watch backfills down, to widen the window in which a write commits between
 /// a watch's subscription and its backfill read.
-pub struct CountingStore<S> {
-    inner: S,
+pub struct CountingStore {
+    inner: Arc<dyn Backend>,
     reads: AtomicUsize,
     feed: Option<broadcast::Sender<Change>>,
     backfill_delay_ms: AtomicU64,
 }
 
-impl<S> CountingStore<S> {
+impl CountingStore {
     /// Wraps `inner`.
-    pub fn new(inner: S) -> Self {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
         Self {
             inner,
             reads: AtomicUsize::new(0),
@@ -56,7 +56,7 @@ impl<S> CountingStore<S> {
 
     /// Wraps `inner`, with `feed` in place of its change feed (tests that need a tiny
     /// feed, or full control of what it carries).
-    pub fn with_feed(inner: S, feed: broadcast::Sender<Change>) -> Self {
+    pub fn with_feed(inner: Arc<dyn Backend>, feed: broadcast::Sender<Change>) -> Self {
         Self {
             feed: Some(feed),
             ..Self::new(inner)
@@ -75,7 +75,7 @@ impl<S> CountingStore<S> {
 
 /// Keys are not counted: they pass straight through.
 #[async_trait]
-impl<S: KeyStore> KeyStore for CountingStore<S> {
+impl KeyStore for CountingStore {
     async fn create_key(&self, new: NewApiKey) -> opsd_store::Result<(ApiKey, String)> {
         self.inner.create_key(new).await
     }
@@ -94,7 +94,7 @@ impl<S: KeyStore> KeyStore for CountingStore<S> {
 }
 
 #[async_trait]
-impl<S: Store> Store for CountingStore<S> {
+impl Store for CountingStore {
     async fn create(&self, new: NewOperation) -> Result<Created> {
         self.inner.create(new).await
     }
@@ -160,13 +160,13 @@ pub struct TestServer {
     /// The server's state (store, waiters, metrics).
     pub state: AppState,
     /// The store, with its read counter.
-    pub store: Arc<CountingStore<SqliteStore>>,
+    pub store: Arc<CountingStore>,
     /// A client with a large connection pool.
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<std::io::Result<()>>>,
     background: Option<Background>,
-    _dir: TempDir,
+    _db: TestDb,
 }
 
 impl TestServer {
@@ -181,10 +181,8 @@ impl TestServer {
     }
 
     async fn start_with(background: Option<LiveConfig>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(CountingStore::new(
-            SqliteStore::open(&dir.path().join("opsd.db")).unwrap(),
-        ));
+        let db = TestDb::new().await;
+        let store = Arc::new(CountingStore::new(db.open().await));
         let state = AppState::new(store.clone(), &Config::default());
         let (_, admin) = store
             .create_key(NewApiKey {
@@ -221,7 +219,7 @@ impl TestServer {
             shutdown: Some(shutdown),
             served: Some(served),
             background,
-            _dir: dir,
+            _db: db,
         }
     }
 

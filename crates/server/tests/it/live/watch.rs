@@ -8,7 +8,6 @@ use opsd_domain::{Kind, ListFilter, Status};
 use opsd_server::http::nirvana::models::OperationOut;
 use opsd_server::live::watch::stream;
 use opsd_server::metrics::Metrics;
-use opsd_store::sqlite::SqliteStore;
 use opsd_store::{Change, Store};
 use proptest::prelude::*;
 use reqwest::{Method, StatusCode};
@@ -155,12 +154,9 @@ async fn a_resume_past_the_retention_horizon_gets_a_reset() {
 /// Last-Event-ID) instead of making the server buffer for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_that_falls_behind_the_feed_ends() {
-    let dir = tempfile::tempdir().unwrap();
+    let db = opsd_backends::testing::TestDb::new().await;
     let (feed, _) = broadcast::channel::<Change>(4);
-    let store: Arc<dyn Store> = Arc::new(CountingStore::with_feed(
-        SqliteStore::open(&dir.path().join("opsd.db")).unwrap(),
-        feed.clone(),
-    ));
+    let store: Arc<dyn Store> = Arc::new(CountingStore::with_feed(db.open().await, feed.clone()));
     let op = store
         .create(opsd_domain::NewOperation {
             project_id: "p".into(),

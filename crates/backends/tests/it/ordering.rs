@@ -1,0 +1,120 @@
+//! The ordering rule on PostgreSQL, forced: two write transactions in flight, the one
+//! that took the later seq trying to commit first, and a watch backfill reading in
+//! between. With a plain sequence the backfill would see the later seq, move its
+//! position past it, and never see the earlier one when it commits. The feed head lock
+//! makes the later writer wait, so nothing is lost. (SQLite has one writer, so there
+//! the interleaving cannot happen; this test is skipped.)
+
+use std::time::Duration;
+
+use opsd_backends::StoreConfig;
+use opsd_backends::testing::{TestBackend, TestDb, backend};
+use opsd_domain::{Kind, OpType, Operation};
+use opsd_store_postgres::feed;
+
+use crate::support::new_op;
+
+async fn connect(db: &TestDb) -> tokio_postgres::Client {
+    let StoreConfig::Postgres { url, .. } = &db.config else {
+        unreachable!("PostgreSQL only")
+    };
+    let (client, connection) = url
+        .config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+fn next_version(op: &Operation, v: u64) -> Operation {
+    Operation {
+        version: v,
+        ..op.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_seq_never_becomes_visible_before_an_earlier_one() {
+    if backend() != TestBackend::Postgres {
+        eprintln!("skipped: the interleaving exists only with concurrent writers (PostgreSQL)");
+        return;
+    }
+    let db = TestDb::new().await;
+    let store = db.open().await;
+    let op = store
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .expect("create")
+        .operation;
+    let mut seen: Vec<u64> = store
+        .events_since("p", 0, 100)
+        .await
+        .expect("backfill")
+        .changes
+        .iter()
+        .map(|c| c.event_seq)
+        .collect();
+    let mut position = *seen.last().expect("the create's event");
+
+    // Writer 1 takes the next seq and holds its transaction open.
+    let mut c1 = connect(&db).await;
+    let tx1 = c1.transaction().await.expect("begin 1");
+    let mut head1 = feed::lock_head(&tx1, None).await.expect("lock 1");
+    feed::record(&tx1, &mut head1, &next_version(&op, 2), &mut Vec::new())
+        .await
+        .expect("event 1");
+
+    // Writer 2 starts later (so its seq is higher) and tries to commit first.
+    let mut c2 = connect(&db).await;
+    let op2 = next_version(&op, 3);
+    let writer2 = tokio::spawn(async move {
+        let tx2 = c2.transaction().await.expect("begin 2");
+        let mut head2 = feed::lock_head(&tx2, None).await.expect("lock 2");
+        feed::record(&tx2, &mut head2, &op2, &mut Vec::new())
+            .await
+            .expect("event 2");
+        feed::store_head(&tx2, &head2).await.expect("head 2");
+        tx2.commit().await.expect("commit 2");
+        head2.last_event_seq
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A watch backfills while writer 1 is still open.
+    for c in store
+        .events_since("p", position, 100)
+        .await
+        .expect("mid")
+        .changes
+    {
+        seen.push(c.event_seq);
+        position = c.event_seq;
+    }
+
+    feed::store_head(&tx1, &head1).await.expect("head 1");
+    tx1.commit().await.expect("commit 1");
+    let seq2 = tokio::time::timeout(Duration::from_secs(10), writer2)
+        .await
+        .expect("writer 2 finishes once writer 1 committed")
+        .expect("writer 2");
+    for c in store
+        .events_since("p", position, 100)
+        .await
+        .expect("after")
+        .changes
+    {
+        seen.push(c.event_seq);
+    }
+    let seq1 = head1.last_event_seq;
+    assert!(
+        seq1 < seq2,
+        "writer 1 took the earlier seq ({seq1} vs {seq2})"
+    );
+    for seq in [seq1, seq2] {
+        assert!(
+            seen.contains(&seq),
+            "event {seq} was never delivered to a resuming watch: saw {seen:?}"
+        );
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+}

@@ -1,0 +1,12 @@
+-- API keys. Only a SHA-256 of the secret is stored; `key_prefix` is the recognisable
+-- start of the key, shown in listings.
+CREATE TABLE api_keys (
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    projects    TEXT NOT NULL, -- JSON array of project ids, or ["*"]
+    key_hash    BYTEA NOT NULL UNIQUE,
+    key_prefix  TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    revoked_at  BIGINT
+);

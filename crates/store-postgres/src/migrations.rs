@@ -1,0 +1,64 @@
+//! Versioned schema migrations for PostgreSQL, embedded in the binary. They carry the
+//! same version numbers as the SQLite backend's (a test fails when the two folders
+//! drift). Several opsd processes may start at once on one database: the migration runs
+//! in one transaction under an advisory lock, so exactly one applies what is missing and
+//! the others then find nothing to do. DDL is transactional in PostgreSQL, so a failed
+//! migration leaves nothing half-applied.
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::Client;
+
+/// (version, SQL) in order. Versions are the file-name prefixes.
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_operations.sql")),
+    (2, include_str!("../migrations/0002_live.sql")),
+    (3, include_str!("../migrations/0003_api_keys.sql")),
+    (4, include_str!("../migrations/0004_operation_counts.sql")),
+];
+
+/// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").
+const MIGRATION_LOCK: i64 = 0x6f70_7364;
+
+/// Applies every migration the database lacks; returns the versions applied. Refuses a
+/// database that has versions this build does not know (written by a newer opsd).
+pub async fn migrate(client: &mut Client) -> Result<Vec<i64>, String> {
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|e| format!("migration lock: {e}"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations \
+         (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(|e| format!("schema_migrations: {e}"))?;
+    let present: BTreeSet<i64> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let known: BTreeSet<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+    if let Some(unknown) = present.difference(&known).next() {
+        return Err(format!(
+            "database has schema version {unknown}, which this opsd does not know; is it newer?"
+        ));
+    }
+    let mut applied = Vec::new();
+    for &(version, sql) in MIGRATIONS.iter().filter(|m| !present.contains(&m.0)) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| format!("migration {version}: {e}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        applied.push(version);
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(applied)
+}

@@ -1,0 +1,137 @@
+//! The change feed of the SQLite backend. The writer records each change as an event
+//! carrying a snapshot of the operation, collects the changes of a batch, and publishes
+//! them on a `tokio::sync::broadcast` channel once the batch has committed. Watch
+//! streams that resume read the same history back with [`events_since`].
+
+use std::sync::Arc;
+
+use opsd_domain::Operation;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::broadcast;
+
+use crate::rows;
+use crate::writer::internal;
+use opsd_store::{Backfill, Change, Result};
+
+/// Key of the feed horizon in `meta`.
+pub const HORIZON_KEY: &str = "feed_horizon";
+
+/// Appends the event for `op`'s new version and remembers the change for publishing.
+pub fn record(conn: &Connection, op: &Operation, changes: &mut Vec<Change>) -> Result<()> {
+    let event_seq = rows::insert_event(conn, op).map_err(internal("insert event"))?;
+    changes.push(Change {
+        event_seq,
+        operation: Arc::new(op.clone()),
+    });
+    Ok(())
+}
+
+/// Publishes a committed batch's changes, in commit order. Nobody listening is fine.
+pub fn publish(feed: &broadcast::Sender<Change>, changes: Vec<Change>) {
+    for change in changes {
+        let _ = feed.send(change);
+    }
+}
+
+/// The feed horizon: events at or below it may be missing.
+pub fn horizon(conn: &Connection) -> rusqlite::Result<u64> {
+    let v: Option<i64> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([HORIZON_KEY], |r| r.get(0))
+        .optional()?;
+    Ok(v.unwrap_or(0).unsigned_abs())
+}
+
+/// Raises the feed horizon to `seq` (never lowers it).
+pub fn raise_horizon(conn: &Connection, seq: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+    )?
+    .execute(params![HORIZON_KEY, i64::try_from(seq).unwrap_or(i64::MAX)])?;
+    Ok(())
+}
+
+/// Up to `limit` of a project's changes after `after_seq`, with horizon and head, in one
+/// read transaction so the three agree. Nothing at or below the horizon is returned: it
+/// may be incomplete, and a caller resuming from there must re-list anyway.
+pub fn events_since(
+    conn: &mut Connection,
+    project_id: &str,
+    after_seq: u64,
+    limit: usize,
+) -> rusqlite::Result<Backfill> {
+    let tx = conn.transaction()?;
+    let horizon = horizon(&tx)?;
+    // AUTOINCREMENT's counter, not MAX(seq): retention may have deleted the newest events.
+    let head: Option<i64> = tx
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let changes = tx
+        .prepare_cached(
+            "SELECT seq, snapshot FROM events WHERE project_id = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT ?3",
+        )?
+        .query_map(
+            params![
+                project_id,
+                i64::try_from(after_seq.max(horizon)).unwrap_or(i64::MAX),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            change_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Backfill {
+        changes,
+        horizon,
+        head: head.unwrap_or(0).unsigned_abs(),
+    })
+}
+
+fn change_from_row(row: &rusqlite::Row) -> rusqlite::Result<Change> {
+    let seq: i64 = row.get(0)?;
+    let snapshot: Option<String> = row.get(1)?;
+    let conversion = |msg: String| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, msg.into())
+    };
+    let snapshot = snapshot.ok_or_else(|| conversion(format!("event {seq} has no snapshot")))?;
+    let operation: Operation =
+        serde_json::from_str(&snapshot).map_err(|e| conversion(e.to_string()))?;
+    Ok(Change {
+        event_seq: seq.unsigned_abs(),
+        operation: Arc::new(operation),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events written before snapshots existed cannot be replayed: the migration puts
+    /// the horizon after them, so a watch resuming from there is told to re-list.
+    #[test]
+    fn migration_puts_the_horizon_after_events_without_snapshots() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(include_str!("../migrations/0001_operations.sql"))
+            .expect("0001");
+        for v in 1..=3 {
+            conn.execute(
+                "INSERT INTO events (operation_id, project_id, version, status, progress, at) \
+                 VALUES ('x', 'p', ?1, 'pending', 0, 0)",
+                [v],
+            )
+            .expect("old event");
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL); \
+             INSERT INTO schema_migrations VALUES (1, 0);",
+        )
+        .expect("mark 0001 applied");
+        let applied = crate::migrations::migrate(&mut conn).expect("migrate");
+        assert!(applied.contains(&2), "{applied:?}");
+        let backfill = events_since(&mut conn, "p", 0, 10).expect("events_since");
+        assert_eq!((backfill.horizon, backfill.head), (3, 3));
+        assert!(backfill.changes.is_empty());
+    }
+}

@@ -1,0 +1,65 @@
+//! Versioned schema migrations, embedded in the binary and applied at start-up inside
+//! one transaction each. The list is append-only: a released migration never changes.
+//! Every known version that the database lacks is applied, in version order, so two
+//! migrations written on parallel branches both land whatever order they merge in.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, params};
+
+/// (version, SQL) in order. Versions are the file-name prefixes.
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_operations.sql")),
+    (2, include_str!("../migrations/0002_live.sql")),
+    (3, include_str!("../migrations/0003_api_keys.sql")),
+    (4, include_str!("../migrations/0004_operation_counts.sql")),
+];
+
+/// Applies every migration the database lacks. Refuses a database that has versions
+/// this build does not know (written by a newer opsd) rather than guessing its schema.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let present: BTreeSet<i64> = conn
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let known: BTreeSet<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+    if let Some(unknown) = present.difference(&known).next() {
+        return Err(rusqlite::Error::ToSqlConversionFailure(
+            format!(
+                "database has schema version {unknown}, which this opsd does not know; is it newer?"
+            )
+            .into(),
+        ));
+    }
+    let mut applied = Vec::new();
+    for &(version, sql) in MIGRATIONS.iter().filter(|m| !present.contains(&m.0)) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, opsd_domain::micros(opsd_domain::now())],
+        )?;
+        tx.commit()?;
+        applied.push(version);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_everything_once_and_refuses_unknown_versions() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let first = migrate(&mut conn).unwrap();
+        assert_eq!(first, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+        assert!(migrate(&mut conn).unwrap().is_empty());
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 0)", [])
+            .unwrap();
+        assert!(migrate(&mut conn).is_err());
+    }
+}

@@ -1,0 +1,54 @@
+//! Retention: deletes terminal operations that ended before a cut-off, with their
+//! events. One call is one small write on the writer thread (a bounded batch, so it
+//! never holds the writer for long); the caller repeats it until nothing is left.
+//! Deleting events raises the feed horizon, so a watch that would resume inside the
+//! deleted range is told to re-list instead of silently missing changes.
+
+use opsd_domain::micros;
+use rusqlite::{Connection, params};
+use time::OffsetDateTime;
+
+use crate::feed;
+use crate::writer::internal;
+use opsd_store::Result;
+
+/// Deletes up to `batch_size` `done`/`failed` operations whose `ended_at` is before
+/// `before`, oldest first, and all their events. Returns how many were deleted.
+pub fn purge(conn: &Connection, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT id FROM operations WHERE ended_at IS NOT NULL AND ended_at < ?1 \
+             AND status IN ('done', 'failed') ORDER BY ended_at, seq LIMIT ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(
+                params![
+                    micros(before),
+                    i64::try_from(batch_size).unwrap_or(i64::MAX)
+                ],
+                |r| r.get::<_, String>(0),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(internal("find expired operations"))?;
+    let mut highest_event = 0u64;
+    for id in &ids {
+        delete_one(conn, id, &mut highest_event).map_err(internal("delete operation"))?;
+    }
+    if highest_event > 0 {
+        feed::raise_horizon(conn, highest_event).map_err(internal("raise feed horizon"))?;
+    }
+    Ok(ids.len() as u64)
+}
+
+fn delete_one(conn: &Connection, id: &str, highest_event: &mut u64) -> rusqlite::Result<()> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT MAX(seq) FROM events WHERE operation_id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    *highest_event = (*highest_event).max(last.unwrap_or(0).unsigned_abs());
+    conn.prepare_cached("DELETE FROM events WHERE operation_id = ?1")?
+        .execute([id])?;
+    conn.prepare_cached("DELETE FROM operations WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The single writer. SQLite allows one writer at a time, so instead of many connections
+//! fighting over the lock, one thread owns the write connection and drains a queue:
+//! every write waiting in the queue joins one `BEGIN IMMEDIATE … COMMIT` (group commit),
+//! each inside its own savepoint so one refused write never undoes its neighbours. A
+//! caller hears back only after the COMMIT (with `synchronous=FULL`) returned, so every
+//! acknowledged write is on disk.
+//!
+//! The same thread publishes every committed change on the store's feed (`feed`), after
+//! the COMMIT and in commit order, so nobody hears of a change that could still roll
+//! back. Lease and retention writes live in `leases` and `retention`; they join the
+//! batches like any other write.
+
+use opsd_domain::lease::ClaimRequest;
+use opsd_domain::{NewOperation, Operation, Patch};
+use opsd_store::rules;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::{feed, leases, retention, rows};
+use opsd_store::{
+    Change, Claimed, Clock, Created, Heartbeat, Preconditions, Renewed, Result, StoreError,
+};
+
+/// The most writes one transaction takes; bounds the latency of the first in the batch.
+const MAX_BATCH: usize = 512;
+
+/// A write waiting for the writer.
+pub enum Write {
+    Create(NewOperation),
+    Update {
+        id: Uuid,
+        patch: Patch,
+        pre: Preconditions,
+    },
+    Claim(ClaimRequest),
+    Heartbeat {
+        id: Uuid,
+        heartbeat: Heartbeat,
+    },
+    ExpireLeases {
+        limit: usize,
+    },
+    Purge {
+        before: OffsetDateTime,
+        batch_size: usize,
+    },
+    /// API key management (see `keys`).
+    Key(crate::keys::KeyWrite),
+}
+
+/// What a write produced.
+pub enum Written {
+    Created(Created),
+    Updated(Operation),
+    Key(opsd_domain::ApiKey),
+    Claimed(Option<Claimed>),
+    Renewed(Renewed),
+    Expired(Vec<Operation>),
+    Purged(u64),
+}
+
+/// A queued write and where to send its outcome.
+pub struct Job {
+    pub write: Write,
+    pub reply: oneshot::Sender<Result<Written>>,
+}
+
+/// Runs the writer loop until every sender is dropped.
+pub fn run(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    clock: Clock,
+    feed: broadcast::Sender<Change>,
+) {
+    let mut last_now = OffsetDateTime::UNIX_EPOCH;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // Timestamps never go backwards, even if the wall clock does, and carry the
+        // microsecond precision the store keeps, so a write returns what a read will see.
+        last_now = rules::next_stamp(clock(), last_now);
+        commit_batch(&mut conn, &mut batch, last_now, &feed);
+    }
+}
+
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Job>,
+    now: OffsetDateTime,
+    feed: &broadcast::Sender<Change>,
+) {
+    let mut changes = Vec::new();
+    let outcome = (|| -> rusqlite::Result<Vec<Result<Written>>> {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(batch.len());
+        for job in batch.iter() {
+            let sp = tx.savepoint()?;
+            let mark = changes.len();
+            let result = apply(&sp, &job.write, now, &mut changes);
+            if result.is_ok() {
+                sp.commit()?;
+            } else {
+                // Dropping the savepoint rolls back this write alone, and its changes
+                // were never made.
+                changes.truncate(mark);
+            }
+            results.push(result);
+        }
+        tx.commit()?;
+        Ok(results)
+    })();
+    match outcome {
+        Ok(results) => {
+            // Published before the callers hear back, so that a waiter is already being
+            // woken when the writer's HTTP response leaves.
+            feed::publish(feed, changes);
+            for (job, result) in batch.drain(..).zip(results) {
+                // A caller that went away no longer needs the answer; the write stands.
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, writes = batch.len(), "write transaction failed");
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(StoreError::Internal(format!(
+                    "write transaction failed: {e}"
+                ))));
+            }
+        }
+    }
+}
+
+pub(crate) fn internal(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Internal(format!("{context}: {e}"))
+}
+
+fn apply(
+    conn: &Connection,
+    write: &Write,
+    now: OffsetDateTime,
+    changes: &mut Vec<Change>,
+) -> Result<Written> {
+    match write {
+        Write::Create(new) => create(conn, new, now, changes).map(Written::Created),
+        Write::Update { id, patch, pre } => {
+            update(conn, *id, patch, pre, now, changes).map(Written::Updated)
+        }
+        Write::Claim(request) => leases::claim(conn, request, now, changes).map(Written::Claimed),
+        Write::Heartbeat { id, heartbeat } => {
+            leases::heartbeat(conn, *id, heartbeat, now, changes).map(Written::Renewed)
+        }
+        Write::ExpireLeases { limit } => {
+            leases::expire(conn, *limit, now, changes).map(Written::Expired)
+        }
+        Write::Purge { before, batch_size } => {
+            retention::purge(conn, *before, *batch_size).map(Written::Purged)
+        }
+        Write::Key(k) => crate::keys::apply(conn, k, now).map(Written::Key),
+    }
+}
+
+fn create(
+    conn: &Connection,
+    new: &NewOperation,
+    now: OffsetDateTime,
+    changes: &mut Vec<Change>,
+) -> Result<Created> {
+    let hash = rules::request_hash(new);
+    let existing = match &new.request_id {
+        Some(request_id) => conn
+            .prepare_cached(
+                "SELECT id, request_hash FROM operations WHERE project_id = ?1 AND request_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![new.project_id, request_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })
+                .optional()
+            })
+            .map_err(internal("idempotency lookup"))?
+            .map(|(id, stored)| Ok::<_, StoreError>((parse_uuid(&id)?, stored)))
+            .transpose()?,
+        None => None,
+    };
+    if let Some(id) = rules::idempotent_replay(new, hash.as_deref(), existing)? {
+        let operation = load(conn, id)?.ok_or(StoreError::NotFound(id))?;
+        return Ok(Created {
+            operation,
+            created: false,
+        });
+    }
+    let mut op = new.clone().into_operation(Uuid::now_v7(), now);
+    op.seq =
+        rows::insert_operation(conn, &op, hash.as_deref()).map_err(internal("insert operation"))?;
+    feed::record(conn, &op, changes)?;
+    Ok(Created {
+        operation: op,
+        created: true,
+    })
+}
+
+fn update(
+    conn: &Connection,
+    id: Uuid,
+    patch: &Patch,
+    pre: &Preconditions,
+    now: OffsetDateTime,
+    changes: &mut Vec<Change>,
+) -> Result<Operation> {
+    let (current, lease) = leases::load_leased(conn, id)?.ok_or(StoreError::NotFound(id))?;
+    let rules::Updated {
+        next,
+        release_lease,
+    } = rules::update(&current, lease.as_ref(), patch, pre, now)?;
+    rows::update_operation(conn, &next).map_err(internal("update operation"))?;
+    if release_lease {
+        leases::write_lease(conn, id, None)?;
+    }
+    feed::record(conn, &next, changes)?;
+    Ok(next)
+}
+
+/// Reads one operation on the given connection (inside the writer's transaction).
+pub fn load(conn: &Connection, id: Uuid) -> Result<Option<Operation>> {
+    conn.prepare_cached(&format!(
+        "SELECT {} FROM operations WHERE id = ?1",
+        rows::OPERATION_COLUMNS
+    ))
+    .and_then(|mut s| {
+        s.query_row([id.to_string()], rows::operation_from_row)
+            .optional()
+    })
+    .map_err(internal("load operation"))
+}
+
+/// An id read back from a row.
+pub fn parse_uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Internal(format!("bad id {s:?}: {e}")))
+}

@@ -1,0 +1,286 @@
+//! The list query: filters, keyset condition and order. Page *n* costs what page 1 costs
+//! because a cursor becomes a range condition on an indexed
+//! `(project_id, [filter,] sort_column, seq)` key, never an OFFSET.
+
+use opsd_domain::{
+    Cursor, Direction, KeyValue, ListFilter, Operation, Page, PageRequest, Position, Sort,
+    SortField, micros,
+};
+
+use super::{Dialect, Param, Statement, Where};
+
+/// The conditions of the filters. `project_id` always comes first, so every query is one
+/// tenant's and lands on a project-prefixed index.
+fn filter_where(dialect: Dialect, filter: &ListFilter) -> Where {
+    let mut w = counted_columns_where(dialect, filter);
+    if let Some(r) = &filter.resource_id {
+        w.push("resource_id = ?", Param::Text(r.clone()));
+    }
+    if let Some(t) = filter.created_at_min {
+        // Times are kept to the microsecond: a bound between two microseconds must
+        // round up, or it would admit the operation just below it.
+        let rounded_up = micros(t) + i64::from(t.nanosecond() % 1_000 != 0);
+        w.push("created_at >= ?", Param::Int(rounded_up));
+    }
+    if let Some(t) = filter.created_at_max {
+        w.push("created_at <= ?", Param::Int(micros(t)));
+    }
+    if let Some(expr) = &filter.expr {
+        let sql = super::google_filter::condition(expr, &mut w);
+        w.push_raw(sql);
+    }
+    w
+}
+
+/// The conditions on the columns the maintained counts are kept by.
+fn counted_columns_where(dialect: Dialect, filter: &ListFilter) -> Where {
+    let mut w = Where::new(dialect);
+    w.push("project_id = ?", Param::Text(filter.project_id.clone()));
+    if let Some(k) = filter.kind {
+        w.push("kind = ?", Param::Text(k.as_str().into()));
+    }
+    if let Some(s) = filter.status {
+        w.push("status = ?", Param::Text(s.as_str().into()));
+    }
+    if let Some(t) = filter.op_type {
+        w.push("type = ?", Param::Text(t.as_str().into()));
+    }
+    w
+}
+
+/// `SELECT 1` of the statement returning the total: the sum of the maintained
+/// per-(project, kind, type, status) counts when every filter is one they are kept by (a
+/// few rows), else a count of the matching rows over the index the list pages on.
+pub fn count_query(dialect: Dialect, filter: &ListFilter) -> Statement {
+    let countable = filter.resource_id.is_none()
+        && filter.created_at_min.is_none()
+        && filter.created_at_max.is_none()
+        && filter.expr.is_none();
+    if countable {
+        counts_query(dialect, filter)
+    } else {
+        filter_where(dialect, filter)
+            .into_statement("SELECT COUNT(*) FROM operations WHERE {where}")
+    }
+}
+
+/// The sum of the maintained counts matching `filter`'s project, kind, type and status.
+pub fn counts_query(dialect: Dialect, filter: &ListFilter) -> Statement {
+    counted_columns_where(dialect, filter).into_statement(
+        "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM operation_counts WHERE {where}",
+    )
+}
+
+fn column(field: SortField) -> &'static str {
+    match field {
+        SortField::CreatedAt => "created_at",
+        SortField::UpdatedAt => "updated_at",
+        SortField::Name => "id",
+    }
+}
+
+/// (column, descending) for every sort term plus the `seq` tie-breaker, as walked in
+/// `direction` (walking backwards flips every term).
+fn walk_order(sort: &Sort, direction: Direction) -> Vec<(&'static str, bool)> {
+    let flip = direction == Direction::Prev;
+    sort.terms()
+        .iter()
+        .map(|t| (column(t.field), t.descending))
+        .chain(std::iter::once(("seq", sort.tie_descending())))
+        .map(|(c, d)| (c, d != flip))
+        .collect()
+}
+
+fn order_by(sort: &Sort, direction: Direction) -> String {
+    walk_order(sort, direction)
+        .iter()
+        .map(|(c, d)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn key_param(v: &KeyValue) -> Param {
+    match v {
+        KeyValue::Time(t) => Param::Int(*t),
+        KeyValue::Text(s) => Param::Text(s.clone()),
+    }
+}
+
+/// Adds "strictly after `pos` when walking in `direction`" to `w`.
+fn push_keyset(w: &mut Where, sort: &Sort, direction: Direction, pos: &Position) {
+    let order = walk_order(sort, direction);
+    let values: Vec<Param> = pos
+        .keys
+        .iter()
+        .map(key_param)
+        .chain(std::iter::once(Param::Int(
+            i64::try_from(pos.seq).unwrap_or(i64::MAX),
+        )))
+        .collect();
+    let holes: Vec<String> = values.into_iter().map(|v| w.bind(v)).collect();
+    if order.iter().all(|(_, d)| *d == order[0].1) {
+        // One direction for every column: a row-value comparison, which the databases
+        // turn into a single index range.
+        let cols = order.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+        let op = if order[0].1 { "<" } else { ">" };
+        w.push_raw(format!("({cols}) {op} ({})", holes.join(", ")));
+        return;
+    }
+    // Mixed directions: (a ⋚ x) OR (a = x AND b ⋚ y) OR (a = x AND b = y AND seq ⋚ z).
+    let mut alternatives = Vec::new();
+    for (i, (col, desc)) in order.iter().enumerate() {
+        let mut parts: Vec<String> = order[..i]
+            .iter()
+            .zip(&holes)
+            .map(|((c, _), h)| format!("{c} = {h}"))
+            .collect();
+        parts.push(format!(
+            "{col} {} {}",
+            if *desc { "<" } else { ">" },
+            holes[i]
+        ));
+        alternatives.push(format!("({})", parts.join(" AND ")));
+    }
+    w.push_raw(format!("({})", alternatives.join(" OR ")));
+}
+
+/// Up to `limit` rows (`columns` of `operations`) matching `filter`, walking `sort` in
+/// `direction` from strictly after `after` (from the start without one).
+pub fn page_query(
+    dialect: Dialect,
+    columns: &str,
+    filter: &ListFilter,
+    sort: &Sort,
+    direction: Direction,
+    after: Option<&Position>,
+    limit: usize,
+) -> Statement {
+    let mut w = filter_where(dialect, filter);
+    if let Some(pos) = after {
+        push_keyset(&mut w, sort, direction, pos);
+    }
+    let template = format!(
+        "SELECT {columns} FROM operations WHERE {{where}} ORDER BY {} LIMIT {limit}",
+        order_by(sort, direction)
+    );
+    w.into_statement(&template)
+}
+
+/// Whether any row matches beyond `pos` walking in `direction` (`SELECT 1 … LIMIT 1`).
+/// With `recheck` set the caller must use [`page_query`] instead and check rows.
+pub fn exists_beyond_query(
+    dialect: Dialect,
+    filter: &ListFilter,
+    sort: &Sort,
+    direction: Direction,
+    pos: &Position,
+) -> Statement {
+    page_query(dialect, "1", filter, sort, direction, Some(pos), 1)
+}
+
+/// How a page is cut from the rows read after its cursor: the part of a list that does
+/// not depend on the database. A backend reads `fetch()` rows in `direction()`, then
+/// [`PageShape::cut`] tells it whether to probe the other side, and
+/// [`PageShape::finish`] makes the page.
+#[derive(Debug)]
+pub struct PageShape<'a> {
+    sort: &'a Sort,
+    page: &'a PageRequest,
+}
+
+/// A page cut from its rows, waiting for the answer to its probe.
+#[derive(Debug)]
+pub struct CutPage {
+    items: Vec<Operation>,
+    has_this_way: bool,
+    direction: Direction,
+    /// Where to probe for rows on the other side of the page, when the answer matters:
+    /// walk `.0` from strictly after `.1`.
+    pub probe: Option<(Direction, Position)>,
+}
+
+impl<'a> PageShape<'a> {
+    /// The shape of `page` under `sort`.
+    pub fn new(sort: &'a Sort, page: &'a PageRequest) -> Self {
+        Self { sort, page }
+    }
+
+    /// The walking direction of the page.
+    pub fn direction(&self) -> Direction {
+        self.page
+            .cursor
+            .as_ref()
+            .map_or(Direction::Next, |c| c.direction)
+    }
+
+    /// Where the walk starts (strictly after).
+    pub fn after(&self) -> Option<&Position> {
+        self.page.cursor.as_ref().map(|c| &c.position)
+    }
+
+    /// How many rows to read: one more than the page, to learn whether more follow.
+    pub fn fetch(&self) -> usize {
+        self.page.limit + 1
+    }
+
+    /// Cuts the rows read (in walking order) into the page.
+    pub fn cut(&self, mut items: Vec<Operation>) -> CutPage {
+        let direction = self.direction();
+        let has_this_way = items.len() > self.page.limit;
+        items.truncate(self.page.limit);
+        if direction == Direction::Prev {
+            items.reverse();
+        }
+        let probe = match (&self.page.cursor, items.first(), items.last()) {
+            (Some(_), Some(first), Some(last)) => Some(match direction {
+                Direction::Next => (Direction::Prev, self.sort.position_of(first)),
+                Direction::Prev => (Direction::Next, self.sort.position_of(last)),
+            }),
+            _ => None,
+        };
+        CutPage {
+            items,
+            has_this_way,
+            direction,
+            probe,
+        }
+    }
+
+    /// The page, given whether rows exist where the probe looked (ignored without one)
+    /// and the total (when it was asked for).
+    pub fn finish(&self, cut: CutPage, beyond: bool, total_count: u64) -> Page {
+        let CutPage {
+            items,
+            has_this_way,
+            direction,
+            probe,
+        } = cut;
+        let (has_next, has_prev) = match (probe.is_some(), direction) {
+            (false, _) => (has_this_way, false),
+            (true, Direction::Next) => (has_this_way, beyond),
+            (true, Direction::Prev) => (beyond, has_this_way),
+        };
+        let (Some(first), Some(last)) = (items.first(), items.last()) else {
+            return Page {
+                items,
+                next: None,
+                prev: None,
+                total_count,
+            };
+        };
+        let next = has_next.then(|| Cursor {
+            direction: Direction::Next,
+            position: self.sort.position_of(last),
+        });
+        let prev = has_prev.then(|| Cursor {
+            direction: Direction::Prev,
+            position: self.sort.position_of(first),
+        });
+        Page {
+            items,
+            next,
+            prev,
+            total_count,
+        }
+    }
+}

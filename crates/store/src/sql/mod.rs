@@ -1,0 +1,106 @@
+//! SQL text shared by the backends: the list query (filters, keyset condition, order)
+//! and the Google `filter` translation, built once with bound parameters and rendered
+//! for a [`Dialect`]. Each backend only executes what comes out, so both select exactly
+//! the same rows.
+
+mod google_filter;
+mod list;
+
+pub use list::{PageShape, count_query, counts_query, exists_beyond_query, page_query};
+
+/// Which database the SQL is for. The differences are small: placeholders, and how a
+/// regular expression is matched (see `google_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `?1` placeholders; `regexp(pattern, text)` is a function opsd registers.
+    Sqlite,
+    /// `$1` placeholders with explicit types; text compared byte by byte
+    /// (`COLLATE "C"`); regular expressions are checked outside the database.
+    Postgres,
+}
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// Text.
+    Text(String),
+    /// A 64-bit integer (times are microseconds since the epoch).
+    Int(i64),
+}
+
+/// A statement and its parameters, in placeholder order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    /// The SQL text.
+    pub sql: String,
+    /// The bound values.
+    pub params: Vec<Param>,
+    /// The SQL selects a superset of the matching rows (PostgreSQL with a regular
+    /// expression in the filter): the caller must check each row with
+    /// `ListFilter::matches` and keep reading until it has enough.
+    pub recheck: bool,
+}
+
+/// A WHERE clause and its parameters, grown term by term.
+#[derive(Debug)]
+pub struct Where {
+    dialect: Dialect,
+    terms: Vec<String>,
+    params: Vec<Param>,
+    recheck: bool,
+}
+
+impl Where {
+    /// An empty clause (true) for `dialect`.
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            terms: Vec::new(),
+            params: Vec::new(),
+            recheck: false,
+        }
+    }
+
+    /// Adds `sql` (with one `?` standing for `value`) as a term.
+    fn push(&mut self, sql: &str, value: Param) {
+        let hole = self.bind(value);
+        self.terms.push(sql.replace('?', &hole));
+    }
+
+    /// Adds a term that binds nothing of its own.
+    fn push_raw(&mut self, sql: String) {
+        self.terms.push(sql);
+    }
+
+    /// Binds `value` and returns its placeholder.
+    pub fn bind(&mut self, value: Param) -> String {
+        let ty = match value {
+            Param::Text(_) => "text",
+            Param::Int(_) => "bigint",
+        };
+        self.params.push(value);
+        let n = self.params.len();
+        match self.dialect {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}::{ty}"),
+        }
+    }
+
+    /// The clause text (`a AND b …`).
+    pub fn sql(&self) -> String {
+        if self.terms.is_empty() {
+            "TRUE".into()
+        } else {
+            self.terms.join(" AND ")
+        }
+    }
+
+    /// Turns the clause into a statement around `template`, whose `{where}` is replaced.
+    fn into_statement(self, template: &str) -> Statement {
+        Statement {
+            sql: template.replace("{where}", &self.sql()),
+            params: self.params,
+            recheck: self.recheck,
+        }
+    }
+}
