@@ -1,4 +1,4 @@
-//! The authorization matrix (DESIGN §7): every endpoint × {no key, revoked key, reader,
+//! The authorization matrix (SECURITY.md): every endpoint × {no key, revoked key, reader,
 //! producer, admin} × {own project, other project}, each cell with its exact status.
 //! The scoped keys may touch only project `own`; operations exist in both projects.
 
