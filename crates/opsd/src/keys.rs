@@ -111,14 +111,20 @@ pub async fn ensure_first_admin(store: &dyn KeyStore, data_dir: &Path) -> Result
     if store.has_ever_had_keys().await? {
         return Ok(());
     }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let path = data_dir.join("admin.key");
-    let (key, secret) = store
-        .create_key(NewApiKey {
+    // Another process starting on the same empty database may have won the race.
+    let Some((key, secret)) = store
+        .create_first_key(NewApiKey {
             name: "admin".into(),
             role: Role::Admin,
             projects: ProjectScope::All,
         })
-        .await?;
+        .await?
+    else {
+        return Ok(());
+    };
     write_secret_file(&path, &secret)?;
     tracing::info!(key_id = %key.id, path = %path.display(), "created the first admin key");
     println!(

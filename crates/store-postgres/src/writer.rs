@@ -52,6 +52,8 @@ pub enum Write {
     CreateKey {
         key: ApiKey,
         hash: [u8; 32],
+        /// Only if no key was ever created (the first admin key).
+        only_first: bool,
     },
     RevokeKey(Uuid),
 }
@@ -60,7 +62,7 @@ pub enum Write {
 pub enum Written {
     Created(opsd_store::Created),
     Updated(opsd_domain::Operation),
-    Key(ApiKey),
+    Key(Option<ApiKey>),
     Claimed(Option<opsd_store::Claimed>),
     Renewed(opsd_store::Renewed),
     Expired(Vec<opsd_domain::Operation>),
@@ -231,9 +233,15 @@ async fn apply(
         Write::Purge { before, batch_size } => writes::purge(tx, *before, *batch_size)
             .await
             .map(Written::Purged),
-        Write::CreateKey { key, hash } => writes::create_key(tx, now, key, hash)
+        Write::CreateKey {
+            key,
+            hash,
+            only_first,
+        } => writes::create_key(tx, now, key, hash, *only_first)
             .await
             .map(Written::Key),
-        Write::RevokeKey(id) => writes::revoke_key(tx, now, *id).await.map(Written::Key),
+        Write::RevokeKey(id) => writes::revoke_key(tx, now, *id)
+            .await
+            .map(|k| Written::Key(Some(k))),
     }
 }

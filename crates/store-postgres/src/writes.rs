@@ -310,13 +310,25 @@ pub async fn purge(tx: &Transaction<'_>, before: OffsetDateTime, batch_size: usi
     Ok(ids.len() as u64)
 }
 
-/// Stores a minted key, stamped with the transaction's time.
+/// Stores a minted key, stamped with the transaction's time; with `only_first`, only if
+/// no key was ever created (`None` then). Atomic across processes: the transaction
+/// holds the feed head, which every write transaction takes first.
 pub async fn create_key(
     tx: &Transaction<'_>,
     now: OffsetDateTime,
     key: &ApiKey,
     hash: &[u8; 32],
-) -> Result<ApiKey> {
+    only_first: bool,
+) -> Result<Option<ApiKey>> {
+    if only_first
+        && tx
+            .query_opt("SELECT 1 FROM api_keys LIMIT 1", &[])
+            .await
+            .map_err(ctx("look for api keys"))?
+            .is_some()
+    {
+        return Ok(None);
+    }
     let mut key = key.clone();
     key.created_at = now;
     tx.execute(
@@ -334,7 +346,7 @@ pub async fn create_key(
     )
     .await
     .map_err(ctx("insert api key"))?;
-    Ok(key)
+    Ok(Some(key))
 }
 
 /// Revokes a key (keeping the first revocation time).

@@ -54,7 +54,7 @@ pub enum Write {
 pub enum Written {
     Created(Created),
     Updated(Operation),
-    Key(opsd_domain::ApiKey),
+    Key(Option<opsd_domain::ApiKey>),
     Claimed(Option<Claimed>),
     Renewed(Renewed),
     Expired(Vec<Operation>),

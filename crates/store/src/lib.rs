@@ -182,4 +182,9 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Whether any key was ever created (the first start creates an admin key).
     async fn has_ever_had_keys(&self) -> Result<bool>;
+
+    /// Creates `new` only if no key was ever created, atomically: several opsd
+    /// processes starting together on one empty database make one first admin key.
+    /// `None` when a key already existed.
+    async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>>;
 }

@@ -91,6 +91,12 @@ impl KeyStore for CountingStore {
     async fn has_ever_had_keys(&self) -> opsd_store::Result<bool> {
         self.inner.has_ever_had_keys().await
     }
+    async fn create_first_key(
+        &self,
+        new: NewApiKey,
+    ) -> opsd_store::Result<Option<(ApiKey, String)>> {
+        self.inner.create_first_key(new).await
+    }
 }
 
 #[async_trait]
