@@ -15,11 +15,15 @@ mod config;
 mod errors;
 pub mod feed;
 mod keys;
+mod listen;
 mod migrations;
+mod pump;
 mod rows;
 mod writer;
 mod writes;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -76,6 +80,10 @@ pub struct PostgresStore {
     pool: Pool,
     queue: mpsc::Sender<Job>,
     feed: broadcast::Sender<Change>,
+    /// Times the listening connection was lost and re-established.
+    gaps: Arc<AtomicU64>,
+    /// Dropped with the store: stops the listener.
+    _stop_listening: tokio::sync::watch::Sender<()>,
 }
 
 impl PostgresStore {
@@ -105,7 +113,7 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("connection pool: {e}")))?;
-        {
+        let (schema, head) = {
             let mut client = pool.get().await.map_err(errors::pool)?;
             let applied = migrations::migrate(&mut client)
                 .await
@@ -113,11 +121,52 @@ impl PostgresStore {
             if !applied.is_empty() {
                 tracing::info!(?applied, database = %url, "applied migrations");
             }
-        }
+            let row = client
+                .query_one(
+                    "SELECT current_schema()::text, last_event_seq FROM feed_head WHERE id = 1",
+                    &[],
+                )
+                .await
+                .map_err(ctx("read feed head"))?;
+            (row.get::<_, String>(0), row.get::<_, i64>(1).unsigned_abs())
+        };
+        let channel = listen::channel(&schema);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
-        tokio::spawn(writer::run(pool.clone(), rx, options.clock, feed.clone()));
-        Ok(Self { pool, queue, feed })
+        let (committed, committed_rx) = mpsc::channel(QUEUE_DEPTH);
+        let signals = Arc::new(pump::Signals::default());
+        let gaps = Arc::new(AtomicU64::new(0));
+        let (stop_listening, stop) = tokio::sync::watch::channel(());
+        // A watch without Last-Event-ID starts at the head as of now.
+        tokio::spawn(pump::run(
+            pool.clone(),
+            committed_rx,
+            signals.clone(),
+            feed.clone(),
+            head,
+        ));
+        let mut listener = pg.clone();
+        listener.application_name(listen::APPLICATION_NAME);
+        tokio::spawn(listen::run(
+            listener,
+            channel.clone(),
+            signals,
+            gaps.clone(),
+            stop,
+        ));
+        tokio::spawn(writer::run(
+            pool.clone(),
+            rx,
+            options.clock,
+            writer::Publish { committed, channel },
+        ));
+        Ok(Self {
+            pool,
+            queue,
+            feed,
+            gaps,
+            _stop_listening: stop_listening,
+        })
     }
 
     async fn write(&self, write: Write) -> Result<Written> {
@@ -350,6 +399,10 @@ impl Store for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.feed.subscribe()
+    }
+
+    fn feed_gaps(&self) -> u64 {
+        self.gaps.load(Ordering::Relaxed)
     }
 
     async fn events_since(

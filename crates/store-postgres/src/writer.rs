@@ -17,11 +17,12 @@ use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewOperation, Patch};
 use opsd_store::{Change, Clock, Heartbeat, Preconditions, Result, StoreError};
 use time::OffsetDateTime;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::errors;
 use crate::feed;
+use crate::pump::Committed;
 use crate::writes::{self, Batch};
 
 /// The most writes one transaction takes; bounds the latency of the first in the batch.
@@ -75,12 +76,19 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Written>>,
 }
 
+/// Where committed batches go: the pump (which publishes them on the feed) and, for the
+/// other processes on the database, a notification on `channel`.
+pub struct Publish {
+    pub committed: mpsc::Sender<Committed>,
+    pub channel: String,
+}
+
 /// Runs the writer until every sender is dropped.
 pub async fn run(
     pool: Pool,
     mut queue: mpsc::Receiver<Job>,
     clock: Option<Clock>,
-    feed: broadcast::Sender<Change>,
+    publish: Publish,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
@@ -91,7 +99,7 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &mut batch, clock.as_ref(), &feed).await;
+        commit_batch(&pool, &mut batch, clock.as_ref(), &publish).await;
     }
 }
 
@@ -121,16 +129,11 @@ impl From<StoreError> for BatchError {
     }
 }
 
-async fn commit_batch(
-    pool: &Pool,
-    batch: &mut Vec<Job>,
-    clock: Option<&Clock>,
-    feed: &broadcast::Sender<Change>,
-) {
+async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: Option<&Clock>, publish: &Publish) {
     let mut attempt = 0;
     let outcome = loop {
         attempt += 1;
-        match try_batch(pool, batch, clock).await {
+        match try_batch(pool, batch, clock, &publish.channel).await {
             Err(BatchError::Conflict(e)) if attempt < CONFLICT_RETRIES => {
                 tracing::debug!(error = %e, attempt, "write batch hit a conflict; retrying");
             }
@@ -142,8 +145,15 @@ async fn commit_batch(
         Ok((results, changes)) => {
             // Published before the callers hear back, so that a waiter is already being
             // woken when the writer's HTTP response leaves.
-            for change in changes {
-                let _ = feed.send(change);
+            if !changes.is_empty() {
+                let (published, done) = oneshot::channel();
+                let handed = publish
+                    .committed
+                    .send(Committed { changes, published })
+                    .await;
+                if handed.is_ok() {
+                    let _ = done.await;
+                }
             }
             for (job, result) in batch.drain(..).zip(results) {
                 // A caller that went away no longer needs the answer; the write stands.
@@ -168,6 +178,7 @@ async fn try_batch(
     pool: &Pool,
     batch: &[Job],
     clock: Option<&Clock>,
+    channel: &str,
 ) -> std::result::Result<BatchOutcome, BatchError> {
     let mut client = pool.get().await.map_err(errors::pool)?;
     let mut tx = client
@@ -210,6 +221,16 @@ async fn try_batch(
         results.push(result);
     }
     feed::store_head(&tx, &head).await?;
+    if !changes.is_empty() {
+        // Delivered to every listening process at COMMIT, in commit order; it carries
+        // only the new head (the changes are read from the store).
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&channel, &head.last_event_seq.to_string()],
+        )
+        .await
+        .map_err(BatchError::of("notify"))?;
+    }
     tx.commit().await.map_err(BatchError::of("commit"))?;
     Ok((results, changes))
 }

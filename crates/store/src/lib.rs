@@ -131,6 +131,14 @@ pub trait Store: Send + Sync + 'static {
     /// order. A receiver that falls more than [`FEED_CAPACITY`] behind gets `Lagged`.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
 
+    /// How many times this process may have missed notifications of other processes'
+    /// changes (its listening connection was lost and re-established), for the
+    /// `opsd_feed_gaps_total` metric. Each gap was caught up from the store. Always 0 for
+    /// a backend with one process.
+    fn feed_gaps(&self) -> u64 {
+        0
+    }
+
     /// Up to `limit` of `project_id`'s changes with an event seq above `after_seq`,
     /// oldest first, with the history's horizon and head (one consistent read). By the
     /// ordering rule, no change with a seq at or below the last one returned can commit

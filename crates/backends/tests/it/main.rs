@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod concurrency;
+mod feed_across;
 mod google_filter;
 mod live;
 mod migrations;
