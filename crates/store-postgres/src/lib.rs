@@ -43,6 +43,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 pub use config::DatabaseUrl;
+/// A pooled connection (see [`connect`]).
+pub use deadpool_postgres::Object as Client;
 pub use migrations::MIGRATIONS;
 
 use errors::ctx;
@@ -201,6 +203,28 @@ async fn begin_read(
 
 async fn end_read(tx: deadpool_postgres::Transaction<'_>) -> Result<()> {
     tx.commit().await.map_err(ctx("end read"))
+}
+
+/// One connection to `url` outside any store, of the kind the writer uses (for tests
+/// that drive the feed protocol by hand, such as the forced interleaving test).
+pub async fn connect(url: &DatabaseUrl) -> Result<deadpool_postgres::Object> {
+    let manager = Manager::new(url.config().clone(), tokio_postgres::NoTls);
+    let pool = Pool::builder(manager)
+        .max_size(1)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Internal(format!("connection pool: {e}")))?;
+    pool.get().await.map_err(errors::pool)
+}
+
+/// `sql` as a prepared statement cached on the connection (one round trip per use
+/// instead of two). Only for fixed statement texts: list queries vary with their
+/// filters and would grow the cache without bound.
+async fn prepared(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement> {
+    tx.prepare_cached(sql).await.map_err(ctx("prepare"))
 }
 
 /// The writer answered a write with the outcome of another kind of write (a bug).
