@@ -199,7 +199,7 @@ pub struct OperationPatch {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page {
     /// The operations of the page.
     pub items: Vec<Operation>,
@@ -208,7 +208,7 @@ pub struct Page {
 }
 
 /// Where a page sits in its list.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pagination {
     /// Cursor of the next page; `None` on the last.
     pub next_cursor: Option<String>,
@@ -242,7 +242,7 @@ pub(crate) struct EventList {
 }
 
 /// A claimed operation and its lease.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     /// The operation, now `running`.
     pub operation: Operation,
@@ -254,7 +254,7 @@ pub struct Lease {
 }
 
 /// A renewed lease.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Renewed {
     /// The operation (check `cancel_requested`).
     pub operation: Operation,
