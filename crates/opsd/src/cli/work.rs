@@ -125,8 +125,12 @@ fn progress_line(line: &str) -> Option<(u8, String)> {
     }
     let rest = rest[8..].trim_start_matches(':').trim_start();
     let (number, message) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let percent: u8 = number.trim_end_matches('%').parse().ok()?;
-    Some((percent.min(100), message.trim().to_owned()))
+    let percent: u8 = number
+        .trim_end_matches('%')
+        .parse()
+        .ok()
+        .filter(|p| *p <= 100)?;
+    Some((percent, message.trim().to_owned()))
 }
 
 async fn run_command(command: &[String], task: Task) -> Result<(), TaskError> {

@@ -85,7 +85,9 @@ pub struct OperationOut {
     )]
     pub ended_at: Option<OffsetDateTime>,
     /// Someone asked to cancel the operation (`POST /v1/operations/{id}/cancel`); its
-    /// worker should stop and fail it with the error code `CANCELLED`.
+    /// worker should stop and fail it with the error code `CANCELLED`. Omitted when
+    /// false, so an operation nobody cancelled has exactly its old fields.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
 }
 
