@@ -69,12 +69,16 @@ impl Driver {
         loop {
             tokio::select! {
                 result = &mut work => {
+                    // Progress reported just before the end is not lost: its message
+                    // goes with the finishing write.
+                    let last = progress_rx.borrow().clone();
+                    let unsent = (last.serial != sent_serial).then_some(last.message).flatten();
                     return match result {
-                        Ok(Ok(())) => self.finish(id, &token, None).await,
-                        Ok(Err(e)) => self.finish(id, &token, Some(e)).await,
+                        Ok(Ok(())) => self.finish(id, &token, None, unsent).await,
+                        Ok(Err(e)) => self.finish(id, &token, Some(e), None).await,
                         Err(panic) => {
                             let e = TaskError::new("HANDLER_PANICKED", panic.to_string());
-                            self.finish(id, &token, Some(e)).await
+                            self.finish(id, &token, Some(e), None).await
                         }
                     };
                 }
@@ -131,12 +135,20 @@ impl Driver {
         }
     }
 
-    /// Writes the handler's outcome: `done`, or `failed` with its error.
-    async fn finish(&self, id: uuid::Uuid, token: &str, error: Option<TaskError>) -> Outcome {
+    /// Writes the handler's outcome: `done` (with the last progress message not yet
+    /// sent), or `failed` with its error.
+    async fn finish(
+        &self,
+        id: uuid::Uuid,
+        token: &str,
+        error: Option<TaskError>,
+        message: Option<String>,
+    ) -> Outcome {
         let (patch, outcome) = match error {
             None => (
                 OperationPatch {
                     status: Some(Status::Done),
+                    status_message: message,
                     ..OperationPatch::default()
                 },
                 Outcome::Done,
