@@ -50,7 +50,7 @@ pub use types::{
     Renewed,
 };
 pub use watch::{WatchEvent, WatchQuery};
-pub use worker::{Task, TaskError, Worker, WorkerConfig};
+pub use worker::{Summary, Task, TaskError, Worker, WorkerConfig};
 
 use retry::Idempotency;
 

@@ -8,6 +8,7 @@
 //!   `OPSD_OPERATION`;
 //! - a line `progress N [message]` on its stdout reports progress; other lines are
 //!   copied to opsd's stdout and stderr, prefixed with the operation id;
+//! - `OPSD_KEY` is removed from its environment, and it never sees the lease token;
 //! - exit 0 finishes the operation `done`; any other exit fails it with error code
 //!   `EXIT_<code>` and the last lines of its stderr as the message;
 //! - a cancelled operation, a lost lease or the end of the shutdown grace period
@@ -145,7 +146,9 @@ async fn run_command(command: &[String], task: Task) -> Result<(), TaskError> {
         c.args(&command[1..]);
         c
     };
-    cmd.env("OPSD_OPERATION_ID", op.id.to_string())
+    // The worker's API key is not the command's business.
+    cmd.env_remove("OPSD_KEY")
+        .env("OPSD_OPERATION_ID", op.id.to_string())
         .env("OPSD_PROJECT_ID", &op.project_id)
         .env("OPSD_KIND", op.kind.as_str())
         .env("OPSD_TYPE", op.op_type.as_str())
