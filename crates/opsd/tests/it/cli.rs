@@ -273,7 +273,8 @@ async fn cancel_and_errors_carry_the_servers_message_and_field() {
 
 fn work(opsd: &Opsd, project: &str, lease: &str, command: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_opsd"))
-        .args(["work", "--url", &opsd.base, "--key", &opsd.admin_key])
+        .args(["work", "--url", &opsd.base])
+        .env("OPSD_KEY", &opsd.admin_key)
         .args([
             "--project-id",
             project,
@@ -309,7 +310,7 @@ async fn opsd_work_runs_a_command_per_operation() {
     let log = dir.path().join("ran.txt");
     let command = format!(
         "echo progress 50 halfway; sleep 0.3; case $OPSD_RESOURCE_ID in bad) echo boom >&2; exit 3;; esac; \
-         echo $OPSD_OPERATION_ID >> {}",
+         echo $OPSD_OPERATION_ID ${{OPSD_KEY:-no-key}} >> {}",
         log.display()
     );
     let worker = work(&opsd, "proj-work", "3s", &command);
@@ -338,9 +339,9 @@ async fn opsd_work_runs_a_command_per_operation() {
         .map(str::to_owned)
         .collect();
     ran.sort();
-    let mut expected = ids[..2].to_vec();
+    let mut expected: Vec<String> = ids[..2].iter().map(|id| format!("{id} no-key")).collect();
     expected.sort();
-    assert_eq!(ran, expected, "each once");
+    assert_eq!(ran, expected, "each once, without the worker's key");
     let events = cli.ok(&["events", &ids[0]]);
     assert!(
         events

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cancel;
 mod concurrency;
 mod google_filter;
 mod live;
