@@ -414,3 +414,43 @@ fn completions_for_three_shells() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_trusts_a_self_signed_server_only_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (cert, key) = (fixtures.join("tls-cert.pem"), fixtures.join("tls-key.pem"));
+    let opsd = Opsd::start_with(
+        dir.path(),
+        Stdio::null(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    // The test certificate names localhost.
+    let port = opsd.base.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}");
+    let list = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_opsd"))
+            .args(["ops", "--url", &url, "--key", &opsd.admin_key])
+            .args(extra)
+            .args(["list", "--project-id", "p", "-o", "json"])
+            .output()
+            .unwrap()
+    };
+    let trusted = list(&["--ca-cert", cert.to_str().unwrap()]);
+    assert!(trusted.status.success(), "{}", text(&trusted.stderr));
+    let page: Value = serde_json::from_slice(&trusted.stdout).unwrap();
+    assert_eq!(page["pagination"]["total_count"], 0);
+
+    let untrusted = list(&[]);
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(
+        text(&untrusted.stderr).contains("cannot reach opsd"),
+        "{}",
+        text(&untrusted.stderr)
+    );
+}
