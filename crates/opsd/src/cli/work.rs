@@ -59,6 +59,16 @@ pub struct WorkArgs {
 
 /// Runs the worker until Ctrl-C or SIGTERM.
 pub async fn run(args: WorkArgs) -> Result<(), BoxError> {
+    // The SDK reports failed claims and heartbeats, lost leases and unrecordable
+    // outcomes as warnings: show them (`OPSD_LOG` as for `serve`).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let client = args.conn.client()?;
     let mut config = WorkerConfig::new("")
         .kinds(args.kind)
