@@ -78,6 +78,7 @@ pub struct GoogleOperation {
     pub http_error_message: Option<String>,
     /// opsd extension: someone asked to cancel this operation (omitted when false).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
     pub cancel_requested: bool,
 }
 

@@ -88,6 +88,7 @@ pub struct OperationOut {
     /// worker should stop and fail it with the error code `CANCELLED`. Omitted when
     /// false, so an operation nobody cancelled has exactly its old fields.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
     pub cancel_requested: bool,
 }
 
