@@ -11,10 +11,10 @@ pub enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),
     /// The request timed out (after any retries).
-    #[error("request timed out: {0}")]
+    #[error("request timed out: {}", chain(.0))]
     Timeout(#[source] reqwest::Error),
     /// The server could not be reached or the connection broke (after any retries).
-    #[error("cannot reach opsd: {0}")]
+    #[error("cannot reach opsd: {}", chain(.0))]
     Connection(#[source] reqwest::Error),
     /// The server's answer was not what this SDK understands.
     #[error("unexpected answer from opsd: {0}")]
@@ -54,6 +54,19 @@ impl Error {
             Error::Connection(e)
         }
     }
+}
+
+/// reqwest's message followed by its causes ("error sending request …: client error
+/// (Connect): tcp connect error: Connection refused"), which say what actually failed.
+fn chain(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 /// An error answer of the server: `{code, message, field?, request_id?}` and its status.
