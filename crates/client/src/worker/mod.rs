@@ -7,6 +7,9 @@
 //! running handlers finish for a grace period, then stops them and marks their
 //! operations `unknown` with a message saying so, for a reconciler to settle.
 //!
+//! When there is nothing to claim it waits for a new pending operation on a watch of
+//! its project (or `idle_poll` at most), so new work starts at once without polling.
+//!
 //! ```no_run
 //! use opsd_client::{Client, Kind, Task, TaskError, Worker, WorkerConfig};
 //!
@@ -33,13 +36,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsd_domain::Kind;
+use futures_util::{FutureExt, Stream, StreamExt};
+use opsd_domain::{Kind, Status};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 pub use task::{Task, TaskError};
 
-use crate::{ClaimRequest, Client, Error, Result};
+use crate::{ClaimRequest, Client, Error, Result, WatchEvent, WatchQuery};
 use drive::Outcome;
 
 /// How a [`Worker`] works.
@@ -55,7 +59,9 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// The worker's name, shown on its operations (default `<host>-<pid>`).
     pub name: String,
-    /// Pause between claims when there is nothing to do (default 1 s).
+    /// Longest pause between claims when there is nothing to do (default 5 s). With a
+    /// `project_id`, a watch of its pending operations wakes the worker as soon as one
+    /// is created, so this is only the fallback.
     pub idle_poll: Duration,
     /// How long shutdown lets running handlers finish (default 30 s).
     pub shutdown_grace: Duration,
@@ -70,7 +76,7 @@ impl WorkerConfig {
             concurrency: 4,
             lease: Duration::from_secs(30),
             name: default_name(),
-            idle_poll: Duration::from_secs(1),
+            idle_poll: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -189,6 +195,7 @@ impl Worker {
         let mut running = JoinSet::new();
         let mut summary = Summary::default();
         let mut fatal = None;
+        let mut wakeups = self.wakeups();
         tokio::pin!(shutdown);
         loop {
             while let Some(done) = running.try_join_next() {
@@ -227,10 +234,19 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "claim failed; trying again"),
             }
             drop(slot);
+            let mut watch_failed = false;
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(self.config.idle_poll) => {}
+                event = next_wakeup(&mut wakeups) => watch_failed = !matches!(event, Some(Ok(_))),
+            }
+            if watch_failed {
+                // Polling alone still finds the work; the watch was only a shortcut.
+                wakeups = None;
+            } else if let Some(w) = wakeups.as_mut() {
+                // Creations seen while busy all wake for the same claim loop.
+                while let Some(Some(Ok(_))) = w.next().now_or_never() {}
             }
         }
         // Drain: running handlers get the grace period, then are stopped and released.
@@ -251,6 +267,30 @@ impl Worker {
             Some(e) => Err(e),
             None => Ok(summary),
         }
+    }
+}
+
+type Wakeups = std::pin::Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
+
+impl Worker {
+    /// The stream of new pending operations that ends an idle pause early (one project
+    /// only: watches are per project).
+    fn wakeups(&self) -> Option<Wakeups> {
+        let project = self.config.project_id.clone()?;
+        let mut query = WatchQuery::new(project);
+        query.status = Some(Status::Pending);
+        if let [kind] = self.config.kinds[..] {
+            query.kind = Some(kind);
+        }
+        Some(Box::pin(self.client.watch(query)))
+    }
+}
+
+/// The next wake-up; never resolves without a stream.
+async fn next_wakeup(wakeups: &mut Option<Wakeups>) -> Option<Result<WatchEvent>> {
+    match wakeups.as_mut() {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -310,3 +310,38 @@ async fn shutdown_finishes_what_it_can_and_releases_the_rest() {
             .contains("shut down before finishing")
     );
 }
+
+#[tokio::test]
+async fn an_idle_worker_is_woken_by_new_work_not_by_its_poll() {
+    let server = Server::start().await;
+    let client = server.client();
+    // A poll this slow would not find the operation within the test's limit.
+    let worker = Worker::new(
+        client.clone(),
+        config("proj-wake").idle_poll(Duration::from_secs(60)),
+    );
+    let stop = Arc::new(Notify::new());
+    let stopper = stop.clone();
+    let run = tokio::spawn(async move {
+        worker
+            .run(
+                |_task: Task| async { Ok::<(), TaskError>(()) },
+                async move { stopper.notified().await },
+            )
+            .await
+            .unwrap()
+    });
+    // Let it find nothing, go idle and open its watch.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        let op = create(&client, "proj-wake", &format!("vm-{i}")).await;
+        let done = client.wait(op.id, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            done.status,
+            Status::Done,
+            "picked up without waiting for the poll"
+        );
+    }
+    stop.notify_one();
+    assert_eq!(run.await.unwrap().done, 3);
+}

@@ -45,8 +45,9 @@ pub struct WorkArgs {
     /// Worker name shown on its operations (default: host-pid).
     #[arg(long)]
     name: Option<String>,
-    /// Pause between claims when there is nothing to do.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// Longest pause between claims when there is nothing to do (with --project-id, a
+    /// new pending operation wakes the worker at once).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     idle_poll: Duration,
     /// On Ctrl-C or SIGTERM, how long running commands may finish before they are
     /// killed and their operations marked unknown.
