@@ -162,19 +162,31 @@ pub fn change(out: Output, seq: u64, op: &Operation) -> Result<(), BoxError> {
         println!("{}", serde_json::to_string(op)?);
         return Ok(());
     }
-    let message = op
-        .status_message
-        .as_deref()
+    // Fixed columns, so lines stay aligned; a failure shows its error, not the last
+    // progress message.
+    let error = op
+        .error
+        .as_ref()
+        .and_then(|e| e.errors.first())
+        .map(|e| format!("{}: {}", e.code, e.message));
+    let message = error
+        .or_else(|| op.status_message.clone())
         .map(|m| format!("  {m}"))
         .unwrap_or_default();
+    let says_so = op.status_message.as_deref() == Some(opsd_domain::cancel::REQUESTED_MESSAGE);
+    let flag = if op.cancel_requested && !op.is_finished() && !says_so {
+        "  [cancel requested]"
+    } else {
+        ""
+    };
     println!(
-        "{}  #{seq:<6} {} {:<8} {:<7} {:<16} {:<8} {:>3}%{message}",
+        "{}  #{seq:<6} {} {:<13} {:<7} {:<16} {:<7} {:>3}%{message}{flag}",
         when(op.updated_at),
         op.id,
-        op.kind,
-        op.op_type,
+        op.kind.as_str(),
+        op.op_type.as_str(),
         op.resource_id,
-        status(op),
+        op.status.as_str(),
         op.progress,
     );
     Ok(())

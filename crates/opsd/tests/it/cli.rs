@@ -454,3 +454,66 @@ async fn the_cli_trusts_a_self_signed_server_only_when_told() {
         text(&untrusted.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_readable_lines_or_json_lines() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let opsd = start(dir.path());
+    let cli = Cli { opsd: &opsd };
+    let id = cli.create("proj-watch", "vm-1");
+    cli.ok(&[
+        "update",
+        &id,
+        "--status",
+        "running",
+        "--progress",
+        "30",
+        "--message",
+        "resizing",
+    ]);
+    for (format, check) in [
+        (
+            "table",
+            (|line: &str, id: &str| {
+                assert!(line.contains(id) && line.contains("vm-1"), "{line}");
+            }) as fn(&str, &str),
+        ),
+        ("json", |line: &str, id: &str| {
+            let op: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(op["id"], id);
+        }),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
+            .args([
+                "ops",
+                "--url",
+                &opsd.base,
+                "--key",
+                &opsd.admin_key,
+                "-o",
+                format,
+            ])
+            .args(["watch", "--project-id", "proj-watch", "--after", "0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let second = lines.next().unwrap().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        check(&first, &id);
+        check(&second, &id);
+        if format == "table" {
+            assert!(
+                first.contains("pending") && second.contains("running"),
+                "{first}\n{second}"
+            );
+            assert!(
+                second.contains("30%") && second.contains("resizing"),
+                "{second}"
+            );
+        }
+    }
+}
