@@ -170,6 +170,22 @@ async fn claim_heartbeat_cancel_finish() {
     let api = late.api().unwrap();
     assert_eq!((api.status, api.code.as_str()), (409, "already_finished"));
     assert_eq!(api.should_retry, Some(false));
+    // The server saw that request once: the SDK did not retry it.
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", server.base()))
+        .bearer_auth(&server.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = r#"opsd_http_requests_total{method="POST",route="/v1/operations/{operation_id}/cancel",status="409"}"#;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .expect(series);
+    assert_eq!(line.rsplit(' ').next(), Some("1"), "{line}");
 }
 
 #[tokio::test]
