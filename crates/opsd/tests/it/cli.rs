@@ -271,8 +271,31 @@ async fn cancel_and_errors_carry_the_servers_message_and_field() {
     );
 }
 
-fn work(opsd: &Opsd, project: &str, lease: &str, command: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_opsd"))
+/// A running `opsd work`, killed if the test ends before it stops (a failing assertion
+/// must not leave a worker behind).
+struct Worker(Option<std::process::Child>);
+
+impl Worker {
+    fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().unwrap()
+    }
+
+    fn take(&mut self) -> std::process::Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn work(opsd: &Opsd, project: &str, lease: &str, command: &str) -> Worker {
+    let child = Command::new(env!("CARGO_BIN_EXE_opsd"))
         .args(["work", "--url", &opsd.base])
         .env("OPSD_KEY", &opsd.admin_key)
         .args([
@@ -287,7 +310,8 @@ fn work(opsd: &Opsd, project: &str, lease: &str, command: &str) -> std::process:
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Worker(Some(child))
 }
 
 fn sigterm(child: &std::process::Child) {
@@ -313,14 +337,14 @@ async fn opsd_work_runs_a_command_per_operation() {
          echo $OPSD_OPERATION_ID ${{OPSD_KEY:-no-key}} >> {}",
         log.display()
     );
-    let worker = work(&opsd, "proj-work", "3s", &command);
+    let mut worker = work(&opsd, "proj-work", "3s", &command);
     let mut statuses = Vec::new();
     for id in &ids {
         let op = cli.wait(id, "20s");
         statuses.push(op);
     }
-    sigterm(&worker);
-    let out = worker.wait_with_output().unwrap();
+    sigterm(worker.child());
+    let out = worker.take().wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("2 done, 1 failed"),
@@ -380,8 +404,8 @@ async fn opsd_work_stops_a_cancelled_command_and_a_killed_worker_leaves_unknown(
         assert!(Instant::now() < deadline, "never claimed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    worker.child().kill().unwrap();
+    worker.child().wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let op = cli.json(&["get", &id]);
