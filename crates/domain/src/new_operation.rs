@@ -82,6 +82,7 @@ impl NewOperation {
             ended_at: None,
             updated_at: now,
             version: 1,
+            cancel_requested: false,
         }
     }
 }

@@ -278,6 +278,10 @@ pub struct Operation {
     pub updated_at: OffsetDateTime,
     /// +1 on every change; the ETag.
     pub version: u64,
+    /// Someone asked to cancel this operation; its worker should stop and fail it with
+    /// `CANCELLED` (absent in snapshots written before cancellation existed).
+    #[serde(default)]
+    pub cancel_requested: bool,
 }
 
 /// One entry of an operation's history: the state right after a change.

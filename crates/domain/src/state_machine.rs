@@ -164,4 +164,4 @@ pub fn apply(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -76,17 +76,35 @@ pub async fn run(args: KeysArgs) -> Result<(), BoxError> {
             );
             println!("{secret}");
         }
-        KeysCommand::List => {
-            for key in store.list_keys().await? {
-                println!("{}", describe(&key));
-            }
-        }
+        KeysCommand::List => println!("{}", table(&store.list_keys().await?)),
         KeysCommand::Revoke { id } => {
             let key = store.revoke_key(id).await?;
             println!("revoked {}", describe(&key));
         }
     }
     Ok(())
+}
+
+/// Keys as a table, for people (never their secrets).
+fn table(keys: &[ApiKey]) -> comfy_table::Table {
+    let when = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header([
+            "id", "name", "role", "projects", "prefix", "created", "revoked",
+        ]);
+    for k in keys {
+        t.add_row(vec![
+            k.id.to_string(),
+            k.name.clone(),
+            k.role.as_str().to_owned(),
+            k.projects.to_list().join(","),
+            format!("{}…", k.prefix),
+            when(k.created_at),
+            k.revoked_at.map(when).unwrap_or_default(),
+        ]);
+    }
+    t
 }
 
 fn describe(k: &ApiKey) -> String {

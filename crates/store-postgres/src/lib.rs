@@ -442,6 +442,13 @@ impl Store for PostgresStore {
         Ok(backfill)
     }
 
+    async fn cancel(&self, id: Uuid) -> Result<Operation> {
+        match self.write(Write::Cancel(id)).await? {
+            Written::Updated(op) => Ok(op),
+            _ => Err(mismatched_answer("cancel")),
+        }
+    }
+
     async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
         match self.write(Write::Claim(request)).await? {
             Written::Claimed(c) => Ok(c),

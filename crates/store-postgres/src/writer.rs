@@ -57,6 +57,7 @@ pub enum Write {
         only_first: bool,
     },
     RevokeKey(Uuid),
+    Cancel(Uuid),
 }
 
 /// What a write produced.
@@ -261,6 +262,7 @@ async fn apply(
         } => writes::create_key(tx, now, key, hash, *only_first)
             .await
             .map(Written::Key),
+        Write::Cancel(id) => writes::cancel(tx, b, *id).await.map(Written::Updated),
         Write::RevokeKey(id) => writes::revoke_key(tx, now, *id)
             .await
             .map(|k| Written::Key(Some(k))),

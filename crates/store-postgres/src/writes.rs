@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::errors::ctx;
 use crate::feed::{self, Head};
-use crate::rows::{self, LEASE_COLUMNS, OPERATION_COLUMNS, OperationValues};
+use crate::rows::{self, INSERT_COLUMNS, LEASE_COLUMNS, OPERATION_COLUMNS, OperationValues};
 
 /// Where a write records its changes.
 pub struct Batch<'a> {
@@ -76,7 +76,8 @@ async fn write_row(tx: &Transaction<'_>, op: &Operation) -> Result<()> {
             tx,
             "UPDATE operations SET status = $1, progress = $2, status_message = $3, error = $4, \
          warnings = $5, http_error_status_code = $6, http_error_message = $7, \
-         started_at = $8, ended_at = $9, updated_at = $10, version = $11 WHERE id = $12",
+         started_at = $8, ended_at = $9, updated_at = $10, version = $11, \
+         cancel_requested = $13 WHERE id = $12",
         )
         .await?,
         &v.update_params(op),
@@ -149,11 +150,10 @@ pub async fn create(
                 &crate::prepared(
                     tx,
                     &format!(
-                        "INSERT INTO operations ({}, request_hash) VALUES ($1, $2, $3, $4, $5, $6, \
-                     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $19, $20, $21, $22, \
-                     $23, $24, $25, $17) ON CONFLICT (project_id, request_id) \
-                     WHERE request_id IS NOT NULL DO NOTHING RETURNING seq",
-                        OPERATION_COLUMNS.trim_start_matches("seq, ")
+                        "INSERT INTO operations ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
+                         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                         $20, $21, $22, $23, $24, $25, $26) ON CONFLICT (project_id, request_id) \
+                         WHERE request_id IS NOT NULL DO NOTHING RETURNING seq"
                     ),
                 )
                 .await?,
@@ -188,6 +188,19 @@ pub async fn update(
     if release_lease {
         write_lease(tx, id, None).await?;
     }
+    b.record(tx, &next).await?;
+    Ok(next)
+}
+
+/// A cancellation request (the rules are the domain's `cancel`): a pending operation
+/// fails at once, a running or unknown one is flagged for its worker, asking twice
+/// changes nothing. The lease is left to the worker that holds it.
+pub async fn cancel(tx: &Transaction<'_>, b: &mut Batch<'_>, id: Uuid) -> Result<Operation> {
+    let current = load(tx, id).await?;
+    let Some(next) = opsd_domain::cancel::cancel(&current, b.now())? else {
+        return Ok(current);
+    };
+    write_row(tx, &next).await?;
     b.record(tx, &next).await?;
     Ok(next)
 }

@@ -157,6 +157,12 @@ pub trait Store: Send + Sync + 'static {
     /// Renews the lease of `id` (and applies progress or a message, if given).
     async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed>;
 
+    /// Asks to cancel `id` (the domain's `cancel` rules): a `pending` operation fails
+    /// with `CANCELLED` at once, a `running` or `unknown` one gets `cancel_requested`
+    /// (its lease untouched), a second request changes nothing and returns the operation
+    /// as it is; a finished one is `Change(AlreadyFinished)`, a missing one `NotFound`.
+    async fn cancel(&self, id: Uuid) -> Result<Operation>;
+
     /// Moves up to `limit` operations whose lease has run out (by the store's clock) to
     /// `unknown`, oldest expiry first; returns them as changed.
     async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>>;

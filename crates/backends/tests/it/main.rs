@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cancel;
 mod concurrency;
 mod feed_across;
 mod google_filter;

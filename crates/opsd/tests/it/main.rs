@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `opsd` binary.
 #![allow(clippy::unwrap_used)]
 
+mod cli;
 mod database_url;
 mod durability;
 mod keys;

@@ -143,6 +143,9 @@ impl Store for CountingStore {
     async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
         self.inner.heartbeat(id, heartbeat).await
     }
+    async fn cancel(&self, id: Uuid) -> Result<Operation> {
+        self.inner.cancel(id).await
+    }
     async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
         self.inner.expire_leases(limit).await
     }
