@@ -4,4 +4,5 @@
 mod durability;
 mod keys;
 mod process;
+mod replicas;
 mod tls;
