@@ -164,7 +164,7 @@ async fn postgres_restart_under_load_is_503_then_recovery_without_loss() {
     let waited = create(&client, &bases[0], "restart-wait", "vm-w").await;
     let wid = waited["id"].as_str().unwrap().to_owned();
     patch(&client, &bases[0], &wid, json!({"status": "running"})).await;
-    let waiter = tokio::spawn(wait_until_done(
+    let mut waiter = tokio::spawn(wait_until_done(
         client.clone(),
         bases[0].clone(),
         wid.clone(),
@@ -229,6 +229,8 @@ async fn postgres_restart_under_load_is_503_then_recovery_without_loss() {
         |l| (0..3).all(|r| l.answers(r).unavailable > before[r]),
     )
     .await;
+    // Stay down a little longer: the pools, the writer and the background tasks all meet it.
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(down.elapsed())).await;
 
     // Up again on the same port: nobody restarts the replicas.
     pg_async(pg_cluster.dir.path(), "restart").await;
@@ -267,10 +269,12 @@ async fn postgres_restart_under_load_is_503_then_recovery_without_loss() {
     // The waiter parked across the outage wakes for a write through C.
     patch(&client, &bases[2], &wid, json!({"status": "done"})).await;
     let acked_at = Instant::now();
-    let (returned, op) = tokio::time::timeout(Duration::from_secs(15), waiter)
-        .await
-        .expect("the waiter on A did not see the write through C within 15 s")
-        .unwrap();
+    let Ok(waited) = tokio::time::timeout(Duration::from_secs(15), &mut waiter).await else {
+        // Stop it first: the replicas go down with this test, and it would say so too.
+        waiter.abort();
+        panic!("the waiter on A did not see the write through C within 15 s");
+    };
+    let (returned, op) = waited.unwrap();
     assert_eq!(op["status"], "done");
     let late = returned.saturating_duration_since(acked_at);
     assert!(
