@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use super::cluster::{Cluster, await_metric, create, patch, postgres_or_skip};
+use super::cluster::{Cluster, await_metric, create, metric, patch, postgres_or_skip};
 use super::load::{Load, assert_all_present};
 use super::sse::{Event, Next, Watch, assert_stream, change_of, covers};
 
@@ -293,4 +293,13 @@ async fn postgres_restart_under_load_is_503_then_recovery_without_loss() {
     // Writes answered 503 may have committed (the connection died during COMMIT): those
     // may be on the stream too, so it is checked for order, duplicates and coverage.
     assert_stream(&events.lock().unwrap(), &acked, false);
+
+    // Every replica lost its connection to the change feed and counted the gap.
+    for base in &bases {
+        let gaps = metric(&client, base, "opsd_feed_gaps_total").await;
+        assert!(
+            gaps.is_some_and(|g| g >= 1.0),
+            "{base}: opsd_feed_gaps_total is {gaps:?} after a database restart"
+        );
+    }
 }
