@@ -6,4 +6,5 @@ mod database_url;
 mod durability;
 mod keys;
 mod process;
+mod replicas;
 mod tls;
