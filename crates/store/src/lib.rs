@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 pub mod api_keys;
 mod live;
+pub mod sessions;
 pub mod sqlite;
+pub mod stats;
 
 pub use live::{Backfill, Change, Claimed, FEED_CAPACITY, Heartbeat, Preconditions, Renewed};
 
@@ -147,6 +149,12 @@ pub trait Store: Send + Sync + 'static {
     /// their events, advancing the feed horizon; returns how many were deleted.
     /// Unfinished operations are never deleted.
     async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64>;
+
+    /// The picture of one project over a window (see [`stats`]).
+    async fn stats(&self, request: &stats::StatsRequest) -> Result<stats::ProjectStats>;
+
+    /// Every project that holds operations, with how many, by project id.
+    async fn projects(&self) -> Result<Vec<stats::ProjectCount>>;
 }
 
 /// API keys: created with a secret shown once, listed without secrets, revoked at once.
@@ -166,4 +174,23 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Whether any key was ever created (the first start creates an admin key).
     async fn has_ever_had_keys(&self) -> Result<bool>;
+
+    /// Creates a console session for the live key `key_id` that expires at `expires_at`;
+    /// only a hash of its secret is stored. `KeyNotFound` if the key is missing or revoked.
+    async fn create_session(
+        &self,
+        key_id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> Result<sessions::NewSession>;
+
+    /// The key behind a session secret, with the session's expiry, if the session exists,
+    /// has not expired by `now`, and its key is not revoked.
+    async fn session_key(
+        &self,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(ApiKey, OffsetDateTime)>>;
+
+    /// Ends a session (sign-out; idempotent) and drops sessions expired by `now`.
+    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()>;
 }

@@ -46,9 +46,11 @@ enum Endpoint {
     Claim,
     Heartbeat,
     Health,
+    Stats,
+    Projects,
 }
 
-const ENDPOINTS: [Endpoint; 19] = [
+const ENDPOINTS: [Endpoint; 21] = [
     Endpoint::Get,
     Endpoint::List,
     Endpoint::Create,
@@ -68,6 +70,8 @@ const ENDPOINTS: [Endpoint; 19] = [
     Endpoint::Claim,
     Endpoint::Heartbeat,
     Endpoint::Health,
+    Endpoint::Stats,
+    Endpoint::Projects,
 ];
 
 /// The status each cell must answer.
@@ -75,6 +79,10 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
     use Endpoint::*;
     if matches!(endpoint, Health) {
         return StatusCode::OK;
+    }
+    // The docs page sends a browser without a session to the console's sign-in form.
+    if matches!(endpoint, Docs) && matches!(who, Who::NoKey | Who::Revoked) {
+        return StatusCode::SEE_OTHER;
     }
     let role = match who {
         Who::NoKey | Who::Revoked => return StatusCode::UNAUTHORIZED,
@@ -84,7 +92,7 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
     };
     let (needed, hidden_is_404, ok) = match endpoint {
         Get | Events | GoogleGet | Wait | GoogleWait => (Role::Reader, true, StatusCode::OK),
-        List | GoogleList | Watch => (Role::Reader, false, StatusCode::OK),
+        List | GoogleList | Watch | Stats => (Role::Reader, false, StatusCode::OK),
         Claim => (Role::Producer, false, StatusCode::OK),
         Heartbeat => (Role::Producer, true, StatusCode::OK),
         Create => (Role::Producer, false, StatusCode::CREATED),
@@ -110,7 +118,7 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
                 StatusCode::FORBIDDEN
             };
         }
-        OpenApi | Docs | Metrics | Health => return StatusCode::OK,
+        OpenApi | Docs | Metrics | Health | Projects => return StatusCode::OK,
     };
     if role < needed {
         StatusCode::FORBIDDEN
@@ -278,6 +286,12 @@ async fn call(
             )
         }
         Health => (Method::GET, "/healthz".into(), None),
+        Stats => (
+            Method::GET,
+            format!("/v1/operations/stats?project_id={project}"),
+            None,
+        ),
+        Projects => (Method::GET, "/v1/projects".into(), None),
     };
     let mut request = client.request(method, &path);
     if let Some(body) = body {

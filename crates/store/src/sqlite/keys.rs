@@ -19,9 +19,9 @@ pub enum KeyWrite {
     Revoke(Uuid),
 }
 
-const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
+pub(super) const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
 
-fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
+pub(super) fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
     let bad = |col: usize, msg: &str| {
         rusqlite::Error::FromSqlConversionFailure(
             col,
@@ -160,5 +160,26 @@ impl KeyStore for SqliteStore {
                 .exists([])
         })
         .await
+    }
+
+    // Sessions live in `sessions.rs`.
+    async fn create_session(
+        &self,
+        key_id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> Result<crate::sessions::NewSession> {
+        self.create_session_impl(key_id, expires_at).await
+    }
+
+    async fn session_key(
+        &self,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(ApiKey, OffsetDateTime)>> {
+        self.session_key_impl(secret, now).await
+    }
+
+    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()> {
+        self.end_session_impl(secret, now).await
     }
 }

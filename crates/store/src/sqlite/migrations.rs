@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_operation_counts.sql"),
     ),
+    (6, include_str!("../../migrations/sqlite/0006_console.sql")),
 ];
 
 /// Applies every migration the database lacks. Refuses a database that has versions

@@ -12,6 +12,8 @@ mod migrations;
 mod query;
 mod retention;
 mod rows;
+mod sessions;
+mod stats;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -265,6 +267,19 @@ impl Store for SqliteStore {
             Written::Purged(n) => Ok(n),
             _ => Err(mismatched_answer("purge")),
         }
+    }
+
+    async fn stats(
+        &self,
+        request: &crate::stats::StatsRequest,
+    ) -> Result<crate::stats::ProjectStats> {
+        let request = request.clone();
+        self.read(move |conn| stats::project_stats(conn, &request))
+            .await
+    }
+
+    async fn projects(&self) -> Result<Vec<crate::stats::ProjectCount>> {
+        self.read(stats::projects).await
     }
 }
 

@@ -48,6 +48,8 @@ pub enum Write {
     },
     /// API key management (see `keys`).
     Key(super::keys::KeyWrite),
+    /// Console sessions (see `sessions`).
+    Session(super::sessions::SessionWrite),
 }
 
 /// What a write produced.
@@ -59,6 +61,7 @@ pub enum Written {
     Renewed(Renewed),
     Expired(Vec<Operation>),
     Purged(u64),
+    Session,
 }
 
 /// A queued write and where to send its outcome.
@@ -167,6 +170,7 @@ fn apply(
             retention::purge(conn, *before, *batch_size).map(Written::Purged)
         }
         Write::Key(k) => super::keys::apply(conn, k, now).map(Written::Key),
+        Write::Session(w) => super::sessions::apply(conn, w, now).map(|()| Written::Session),
     }
 }
 
