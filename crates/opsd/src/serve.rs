@@ -2,6 +2,7 @@
 //! then let in-flight requests finish. Beside the server run the background tasks of
 //! live operations (lease expiry, retention), stopped after the server.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,7 +102,10 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     // Tests and scripts that pass port 0 read the chosen address from this line.
     let state = AppState::new(store, &config);
     println!("opsd listening on {}://{addr}", state.scheme);
-    println!(
+    // For people; written after the line scripts read, and allowed to fail: a script that
+    // stopped reading stdout after the listening line must not stop the server.
+    let _ = writeln!(
+        std::io::stdout(),
         "opsd console: {}://{addr}/console (sign in with the key in {})",
         state.scheme,
         args.data_dir.join("admin.key").display()

@@ -69,6 +69,7 @@ pub fn sign_in(status: StatusCode, error: Option<&str>, next: &str) -> Response 
         format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <link rel=\"icon\" href=\"data:,\">\
              <title>Sign in · opsd</title><link rel=\"stylesheet\" href=\"/console/assets/console.css\">\
              </head><body class=\"sign-in\"><main><h1>opsd console</h1>\
              <form method=\"post\" action=\"/console/sign-in\">\
@@ -109,6 +110,7 @@ pub async fn console(
         format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <link rel=\"icon\" href=\"data:,\">\
              <meta name=\"csrf-token\" content=\"{}\">\
              <title>opsd console</title><link rel=\"stylesheet\" href=\"/console/assets/console.css\">\
              <script type=\"module\" src=\"/console/assets/app.js\"></script></head>\
@@ -141,6 +143,7 @@ pub async fn docs(
         format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <link rel=\"icon\" href=\"data:,\">\
              <meta name=\"csrf-token\" content=\"{}\">\
              <title>opsd API</title>\
              <link rel=\"stylesheet\" href=\"/docs/assets/swagger-ui.css\">\
