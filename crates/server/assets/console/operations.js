@@ -97,7 +97,8 @@ export function render(main, { project, params }) {
     window.location.hash = hashFor(project, next);
   });
 
-  const tbody = h('tbody', { id: 'ops-body' });
+  // data-state says when the page's rows are in (tests and screen readers wait on it).
+  const tbody = h('tbody', { id: 'ops-body', 'data-state': 'loading' });
   const live = h('span', { class: 'live', id: 'live' }, 'connecting…');
   const total = h('span', { id: 'total', class: 'muted' });
   const prev = h('button', { type: 'button', id: 'prev', disabled: true }, '← Newer page');
@@ -117,10 +118,14 @@ export function render(main, { project, params }) {
   get('/v1/operations', query).then((page) => {
     mount(tbody, page.items.length ? page.items.map(row) : h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'No operations match.')));
     mount(total, `${page.pagination.total_count} operations`);
+    tbody.dataset.state = 'ready';
     const go = (c) => () => { window.location.hash = hashFor(project, { ...base, cursor: c }); };
     if (page.pagination.previous_cursor) { prev.disabled = false; prev.addEventListener('click', go(page.pagination.previous_cursor)); }
     if (page.pagination.next_cursor) { next.disabled = false; next.addEventListener('click', go(page.pagination.next_cursor)); }
-  }).catch((e) => mount(tbody, h('tr', {}, h('td', { colspan: 9, class: 'error' }, e.message))));
+  }).catch((e) => {
+    mount(tbody, h('tr', {}, h('td', { colspan: 9, class: 'error' }, e.message)));
+    tbody.dataset.state = 'error';
+  });
 
   // New rows go on top only where the top is "now": first page, newest first.
   const topIsNow = !cursor && sort.endsWith(':desc');
