@@ -87,7 +87,8 @@ export function render(main, { id }) {
   load().then((op) => {
     if (!op || closed) return;
     stop = watch(op.project_id, { resource_id: op.resource_id }, (changed) => {
-      if (changed && changed.id === op.id) load().catch(() => {});
+      // null is a `reset` (history gone): read the operation again, as for a change.
+      if (!changed || changed.id === op.id) load().catch(() => {});
     });
   }).catch((e) => mount(main, h('p', { class: 'error' }, e.status === 404 ? 'No such operation (or this key may not see it).' : e.message)));
   return () => { closed = true; stop(); };

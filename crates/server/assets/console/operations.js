@@ -131,7 +131,8 @@ export function render(main, { project, params }) {
   const topIsNow = !cursor && sort.endsWith(':desc');
   const watchFilters = { kind: p.kind, status: p.status, type: p.type, resource_id: p.resource_id };
   return watch(project, watchFilters, (op) => {
-    if (!op) return;
+    // `reset`: the changes since the last event seen are gone (retention); list again.
+    if (!op) { window.dispatchEvent(new HashChangeEvent('hashchange')); return; }
     const existing = tbody.querySelector(`tr[data-id="${CSS.escape(op.id)}"]`);
     if (existing) {
       if (Number(existing.dataset.version) >= op.version) return;
