@@ -2,6 +2,7 @@
 //! then let in-flight requests finish. Beside the server run the background tasks of
 //! live operations (lease expiry, retention), stopped after the server.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,6 +50,10 @@ pub struct ServeArgs {
     /// How long done and failed operations are kept after they end (e.g. 30d, 12h, 3s).
     #[arg(long, env = "OPSD_RETENTION", default_value = "30d", value_parser = parse_retention)]
     retention: Duration,
+    /// Origins (comma-separated, e.g. https://app.example.com) whose pages may call the
+    /// API from a browser with their own key (CORS). Default: none.
+    #[arg(long, env = "OPSD_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = opsd_server::http::parse_origin)]
+    cors_allowed_origins: Vec<String>,
 }
 
 fn parse_retention(s: &str) -> Result<Duration, String> {
@@ -75,6 +80,7 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
             burst: args.rate_burst.max(1.0),
         }),
         tls: args.tls_cert.is_some(),
+        cors_allowed_origins: args.cors_allowed_origins.clone(),
     };
     // Read the certificate before binding, so a bad file fails the start cleanly.
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -94,6 +100,14 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     // Tests and scripts that pass port 0 read the chosen address from this line.
     let state = AppState::from_parts(store.clone(), store, &config);
     println!("opsd listening on {}://{addr}", state.scheme);
+    // For people; written after the line scripts read, and allowed to fail: a script that
+    // stopped reading stdout after the listening line must not stop the server.
+    let _ = writeln!(
+        std::io::stdout(),
+        "opsd console: {}://{addr}/console (sign in with the key in {})",
+        state.scheme,
+        args.store.data_dir.join("admin.key").display()
+    );
     let live_config = LiveConfig {
         retention: args.retention,
     };

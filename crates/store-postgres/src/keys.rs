@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
+use opsd_store::sessions::{self, NewSession};
 use opsd_store::{KeyStore, Result, StoreError, api_keys};
+use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -104,6 +106,62 @@ impl KeyStore for PostgresStore {
         let stored: &[u8] = row.get(7);
         let key = key(&row)?;
         Ok((api_keys::hashes_equal(stored, &hash) && key.revoked_at.is_none()).then_some(key))
+    }
+
+    async fn create_session(&self, key_id: Uuid, expires_at: OffsetDateTime) -> Result<NewSession> {
+        let secret = sessions::generate()
+            .map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
+        let write = Write::CreateSession {
+            hash: sessions::hash(&secret),
+            key_id,
+            expires_at,
+        };
+        match self.write(write).await? {
+            Written::Session => Ok(NewSession {
+                secret,
+                key_id,
+                expires_at,
+            }),
+            _ => Err(crate::mismatched_answer("session")),
+        }
+    }
+
+    async fn session_key(
+        &self,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(ApiKey, OffsetDateTime)>> {
+        let hash = sessions::hash(secret);
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("k.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {cols}, s.expires_at FROM sessions s JOIN api_keys k ON k.id = s.key_id \
+                     WHERE s.secret_hash = $1 AND s.expires_at > $2 AND k.revoked_at IS NULL"
+                ),
+                &[&hash.as_slice(), &opsd_domain::micros(now)],
+            )
+            .await
+            .map_err(ctx("look up session"))?;
+        let Some(row) = row else { return Ok(None) };
+        let key = key(&row)?;
+        Ok(from_micros(row.get(7)).map(|expires| (key, expires)))
+    }
+
+    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()> {
+        let write = Write::EndSession {
+            hash: sessions::hash(secret),
+            now,
+        };
+        match self.write(write).await? {
+            Written::Session => Ok(()),
+            _ => Err(crate::mismatched_answer("session")),
+        }
     }
 
     async fn has_ever_had_keys(&self) -> Result<bool> {

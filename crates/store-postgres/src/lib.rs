@@ -19,6 +19,7 @@ mod listen;
 mod migrations;
 mod pump;
 mod rows;
+mod stats;
 mod writer;
 mod writes;
 
@@ -440,6 +441,25 @@ impl Store for PostgresStore {
         let backfill = feed::events_since(&tx, project_id, after_seq, limit).await?;
         end_read(tx).await?;
         Ok(backfill)
+    }
+
+    async fn stats(
+        &self,
+        request: &opsd_store::stats::StatsRequest,
+    ) -> Result<opsd_store::stats::ProjectStats> {
+        let mut client = self.client().await?;
+        let tx = begin_read(&mut client).await?;
+        let picture = stats::project_stats(&tx, request).await?;
+        end_read(tx).await?;
+        Ok(picture)
+    }
+
+    async fn projects(&self) -> Result<Vec<opsd_store::stats::ProjectCount>> {
+        let mut client = self.client().await?;
+        let tx = begin_read(&mut client).await?;
+        let projects = stats::projects(&tx).await?;
+        end_read(tx).await?;
+        Ok(projects)
     }
 
     async fn cancel(&self, id: Uuid) -> Result<Operation> {

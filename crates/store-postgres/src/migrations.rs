@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_api_keys.sql")),
     (4, include_str!("../migrations/0004_operation_counts.sql")),
     (5, include_str!("../migrations/0005_cancel.sql")),
+    (6, include_str!("../migrations/0006_console.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

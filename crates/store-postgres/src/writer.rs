@@ -58,6 +58,17 @@ pub enum Write {
     },
     RevokeKey(Uuid),
     Cancel(Uuid),
+    /// A console session for a live key (only the secret's hash is stored).
+    CreateSession {
+        hash: [u8; 32],
+        key_id: Uuid,
+        expires_at: OffsetDateTime,
+    },
+    /// Sign-out, and the removal of sessions expired by `now`.
+    EndSession {
+        hash: [u8; 32],
+        now: OffsetDateTime,
+    },
 }
 
 /// What a write produced.
@@ -69,6 +80,7 @@ pub enum Written {
     Renewed(opsd_store::Renewed),
     Expired(Vec<opsd_domain::Operation>),
     Purged(u64),
+    Session,
 }
 
 /// A queued write and where to send its outcome.
@@ -263,6 +275,16 @@ async fn apply(
             .await
             .map(Written::Key),
         Write::Cancel(id) => writes::cancel(tx, b, *id).await.map(Written::Updated),
+        Write::CreateSession {
+            hash,
+            key_id,
+            expires_at,
+        } => writes::create_session(tx, now, hash, *key_id, *expires_at)
+            .await
+            .map(|()| Written::Session),
+        Write::EndSession { hash, now } => writes::end_session(tx, hash, *now)
+            .await
+            .map(|()| Written::Session),
         Write::RevokeKey(id) => writes::revoke_key(tx, now, *id)
             .await
             .map(|k| Written::Key(Some(k))),

@@ -425,3 +425,50 @@ pub async fn revoke_key(tx: &Transaction<'_>, now: OffsetDateTime, id: Uuid) -> 
         .transpose()?
         .ok_or(StoreError::KeyNotFound(id))
 }
+
+/// Stores a console session for `key_id`, only while the key is live: a key revoked
+/// between its verification and here gets none (`KeyNotFound`).
+pub async fn create_session(
+    tx: &Transaction<'_>,
+    now: OffsetDateTime,
+    hash: &[u8; 32],
+    key_id: Uuid,
+    expires_at: OffsetDateTime,
+) -> Result<()> {
+    let inserted = tx
+        .execute(
+            &crate::prepared(
+                tx,
+                "INSERT INTO sessions (secret_hash, key_id, created_at, expires_at) \
+                 SELECT $1, id, $3, $4 FROM api_keys WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .await?,
+            &[
+                &hash.as_slice(),
+                &key_id.to_string(),
+                &micros(now),
+                &micros(expires_at),
+            ],
+        )
+        .await
+        .map_err(ctx("create session"))?;
+    if inserted == 0 {
+        return Err(StoreError::KeyNotFound(key_id));
+    }
+    Ok(())
+}
+
+/// Ends a session and drops every session expired by `now`.
+pub async fn end_session(tx: &Transaction<'_>, hash: &[u8; 32], now: OffsetDateTime) -> Result<()> {
+    tx.execute(
+        &crate::prepared(
+            tx,
+            "DELETE FROM sessions WHERE secret_hash = $1 OR expires_at <= $2",
+        )
+        .await?,
+        &[&hash.as_slice(), &micros(now)],
+    )
+    .await
+    .map_err(ctx("end session"))?;
+    Ok(())
+}

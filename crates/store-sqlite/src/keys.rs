@@ -24,9 +24,9 @@ pub enum KeyWrite {
     Revoke(Uuid),
 }
 
-const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
+pub(super) const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
 
-fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
+pub(super) fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
     let bad = |col: usize, msg: &str| {
         rusqlite::Error::FromSqlConversionFailure(
             col,
@@ -181,5 +181,26 @@ impl KeyStore for SqliteStore {
 
     async fn has_ever_had_keys(&self) -> Result<bool> {
         self.read(|conn| ever_had_keys(conn)).await
+    }
+
+    // Sessions live in `sessions.rs`.
+    async fn create_session(
+        &self,
+        key_id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> Result<opsd_store::sessions::NewSession> {
+        self.create_session_impl(key_id, expires_at).await
+    }
+
+    async fn session_key(
+        &self,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(ApiKey, OffsetDateTime)>> {
+        self.session_key_impl(secret, now).await
+    }
+
+    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()> {
+        self.end_session_impl(secret, now).await
     }
 }

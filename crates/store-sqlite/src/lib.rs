@@ -14,6 +14,8 @@ mod migrations;
 pub use migrations::MIGRATIONS;
 mod retention;
 mod rows;
+mod sessions;
+mod stats;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -272,6 +274,19 @@ impl Store for SqliteStore {
             Written::Purged(n) => Ok(n),
             _ => Err(mismatched_answer("purge")),
         }
+    }
+
+    async fn stats(
+        &self,
+        request: &opsd_store::stats::StatsRequest,
+    ) -> Result<opsd_store::stats::ProjectStats> {
+        let request = request.clone();
+        self.read(move |conn| stats::project_stats(conn, &request))
+            .await
+    }
+
+    async fn projects(&self) -> Result<Vec<opsd_store::stats::ProjectCount>> {
+        self.read(stats::projects).await
     }
 }
 

@@ -50,6 +50,8 @@ pub enum Write {
     },
     /// API key management (see `keys`).
     Key(crate::keys::KeyWrite),
+    /// Console sessions (see `sessions`).
+    Session(crate::sessions::SessionWrite),
 }
 
 /// What a write produced.
@@ -61,6 +63,7 @@ pub enum Written {
     Renewed(Renewed),
     Expired(Vec<Operation>),
     Purged(u64),
+    Session,
 }
 
 /// A queued write and where to send its outcome.
@@ -167,6 +170,7 @@ fn apply(
         }
         Write::Key(k) => crate::keys::apply(conn, k, now).map(Written::Key),
         Write::Cancel(id) => crate::cancel::apply(conn, *id, now, changes).map(Written::Updated),
+        Write::Session(w) => crate::sessions::apply(conn, w, now).map(|()| Written::Session),
     }
 }
 

@@ -17,9 +17,14 @@ pub const DISPLAY_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
 
 /// A fresh random key: `opsd_` followed by 64 hex digits.
 pub fn generate() -> Result<String, getrandom::Error> {
+    random_secret(KEY_PREFIX)
+}
+
+/// `prefix` followed by 256 random bits from the operating system, in hex.
+pub fn random_secret(prefix: &str) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; SECRET_BYTES];
     getrandom::fill(&mut bytes)?;
-    Ok(format!("{KEY_PREFIX}{}", hex(&bytes)))
+    Ok(format!("{prefix}{}", hex(&bytes)))
 }
 
 /// The stored form of a key.

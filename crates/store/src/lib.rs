@@ -26,7 +26,9 @@ use uuid::Uuid;
 pub mod api_keys;
 mod live;
 pub mod rules;
+pub mod sessions;
 pub mod sql;
+pub mod stats;
 
 pub use live::{Backfill, Change, Claimed, FEED_CAPACITY, Heartbeat, Preconditions, Renewed};
 pub use rules::Clock;
@@ -177,6 +179,12 @@ pub trait Store: Send + Sync + 'static {
     /// their events, advancing the feed horizon; returns how many were deleted.
     /// Unfinished operations are never deleted.
     async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64>;
+
+    /// The picture of one project over a window (see [`stats`]).
+    async fn stats(&self, request: &stats::StatsRequest) -> Result<stats::ProjectStats>;
+
+    /// Every project that holds operations, with how many, by project id.
+    async fn projects(&self) -> Result<Vec<stats::ProjectCount>>;
 }
 
 /// API keys: created with a secret shown once, listed without secrets, revoked at once.
@@ -201,4 +209,23 @@ pub trait KeyStore: Send + Sync + 'static {
     /// processes starting together on one empty database make one first admin key.
     /// `None` when a key already existed.
     async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>>;
+
+    /// Creates a console session for the live key `key_id` that expires at `expires_at`;
+    /// only a hash of its secret is stored. `KeyNotFound` if the key is missing or revoked.
+    async fn create_session(
+        &self,
+        key_id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> Result<sessions::NewSession>;
+
+    /// The key behind a session secret, with the session's expiry, if the session exists,
+    /// has not expired by `now`, and its key is not revoked.
+    async fn session_key(
+        &self,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(ApiKey, OffsetDateTime)>>;
+
+    /// Ends a session (sign-out; idempotent) and drops sessions expired by `now`.
+    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()>;
 }

@@ -7,6 +7,8 @@
 //! - `concurrency`: writes racing each other through the group-commit writer.
 //! - `google_filter`: Google filters in SQL select what they select in memory.
 //! - `pagination`: a property test walking cursors both ways over random data.
+//! - `stats`: the project picture (percentiles, long runs, expiring leases) and console
+//!   sessions.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,5 +20,6 @@ mod live;
 mod migrations;
 mod ordering;
 mod pagination;
+mod stats;
 mod story;
 mod support;

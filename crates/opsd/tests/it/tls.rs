@@ -19,8 +19,16 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// One HTTP/1.1 request over TLS, trusting only the test certificate; returns the raw answer.
+/// One HTTP/1.1 GET over TLS, trusting only the test certificate; returns the raw answer.
 async fn https_get(addr: &str, path: &str, key: &str) -> String {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    );
+    https_raw(addr, &request).await
+}
+
+/// Sends `request` (raw HTTP/1.1) over TLS; returns the raw answer.
+async fn https_raw(addr: &str, request: &str) -> String {
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(fixture("tls-cert.pem")).unwrap())
@@ -37,9 +45,6 @@ async fn https_get(addr: &str, path: &str, key: &str) -> String {
         .connect(server_name, tcp)
         .await
         .unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
-    );
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
     tls.read_to_string(&mut answer).await.unwrap();
@@ -68,6 +73,23 @@ async fn serves_https_with_the_given_certificate() {
     let answer = https_get(&addr, "/v1/operations?project_id=p", &opsd.admin_key).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"total_count\":0"), "{answer}");
+
+    // Under TLS the console's session cookie is Secure, and our origin is https://.
+    let body = format!("key={}", opsd.admin_key);
+    let sign_in = format!(
+        "POST /console/sign-in HTTP/1.1\r\nHost: localhost\r\nOrigin: https://localhost\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = https_raw(&addr, &sign_in).await;
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {answer}"));
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
 
     // Plain HTTP on the same port gets no HTTP answer.
     let mut plain = TcpStream::connect(&addr).await.unwrap();

@@ -17,6 +17,7 @@ use opsd_domain::{Denied, Operation, Principal, Role};
 use opsd_store::KeyStore;
 
 use super::AppState;
+use super::console::session;
 use super::error::ApiError;
 use super::google;
 
@@ -39,6 +40,9 @@ pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
     /// Keyed by the key's hash: no plaintext key is kept in memory beyond a request.
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// Console sessions, keyed by the session secret's hash; apart from `cache`, so a
+    /// session secret is never accepted as a key.
+    sessions: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     buckets: Mutex<HashMap<uuid::Uuid, Bucket>>,
     rate: Option<RateLimit>,
 }
@@ -54,41 +58,58 @@ impl Authenticator {
         Self {
             keys,
             cache: Mutex::default(),
+            sessions: Mutex::default(),
             buckets: Mutex::default(),
             rate,
         }
     }
 
+    /// The principal of a live session (unexpired, its key not revoked), or 401.
+    async fn verify_session(&self, secret: &str) -> Result<Principal, ApiError> {
+        let hash = opsd_store::sessions::hash(secret);
+        if let Some(p) = cached(&self.sessions, &hash) {
+            return Ok(p);
+        }
+        let found = self.keys.session_key(secret, opsd_domain::now()).await?;
+        let principal = Principal::from(
+            found
+                .ok_or(ApiError::Unauthenticated(
+                    "the console session expired or was ended: sign in again",
+                ))?
+                .0,
+        );
+        remember(&self.sessions, hash, &principal);
+        Ok(principal)
+    }
+
+    /// Forgets one cached session (after its sign-out).
+    pub fn forget_session(&self, secret: &str) {
+        if let Ok(mut c) = self.sessions.lock() {
+            c.remove(&opsd_store::sessions::hash(secret));
+        }
+    }
+
     /// The principal of a live key, or 401.
-    async fn verify(&self, secret: &str) -> Result<Principal, ApiError> {
+    pub async fn verify(&self, secret: &str) -> Result<Principal, ApiError> {
         let hash = opsd_store::api_keys::hash(secret);
-        let cached = self.cache.lock().ok().and_then(|c| {
-            c.get(&hash)
-                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-                .map(|(p, _)| p.clone())
-        });
-        if let Some(p) = cached {
+        if let Some(p) = cached(&self.cache, &hash) {
             return Ok(p);
         }
         let key = self.keys.authenticate(secret).await?;
         let principal = Principal::from(key.ok_or(ApiError::Unauthenticated(
             "the API key is not valid or was revoked",
         ))?);
-        if let Ok(mut c) = self.cache.lock() {
-            // Entries are tiny; drop expired ones when the cache grows, so it stays bounded
-            // by the number of keys in use within one TTL.
-            if c.len() > 10_000 {
-                c.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-            }
-            c.insert(hash, (principal.clone(), Instant::now()));
-        }
+        remember(&self.cache, hash, &principal);
         Ok(principal)
     }
 
-    /// Forgets every cached key (after a revocation).
+    /// Forgets every cached key and session (after a revocation: the key's sessions end
+    /// with it).
     pub fn forget_cached_keys(&self) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.clear();
+        for cache in [&self.cache, &self.sessions] {
+            if let Ok(mut c) = cache.lock() {
+                c.clear();
+            }
         }
     }
 
@@ -117,6 +138,27 @@ impl Authenticator {
     }
 }
 
+type Cache = Mutex<HashMap<[u8; 32], (Principal, Instant)>>;
+
+fn cached(cache: &Cache, hash: &[u8; 32]) -> Option<Principal> {
+    cache.lock().ok().and_then(|c| {
+        c.get(hash)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(p, _)| p.clone())
+    })
+}
+
+fn remember(cache: &Cache, hash: [u8; 32], principal: &Principal) {
+    if let Ok(mut c) = cache.lock() {
+        // Entries are tiny; drop expired ones when the cache grows, so it stays bounded
+        // by the number of keys (or sessions) in use within one TTL.
+        if c.len() > 10_000 {
+            c.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        }
+        c.insert(hash, (principal.clone(), Instant::now()));
+    }
+}
+
 /// Paths anyone may call: liveness and readiness probes.
 pub fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
@@ -124,6 +166,31 @@ pub fn is_public(path: &str) -> bool {
 
 fn is_google(path: &str) -> bool {
     path.starts_with(google::PREFIX)
+}
+
+/// Static files of the console and the docs viewer: served to anyone (the sign-in page
+/// needs them), they hold no data.
+fn is_static_asset(path: &str) -> bool {
+    path.starts_with("/console/assets/") || path.starts_with("/docs/assets/")
+}
+
+/// Pages that work signed in or not (they show the sign-in form, or redirect to it).
+fn is_optional_auth(path: &str) -> bool {
+    matches!(path, "/console" | "/console/sign-in" | "/docs")
+}
+
+/// How a request proved who it is.
+enum Credential {
+    /// An API key (bearer, or Google's `key=`).
+    Key(String),
+    /// A console session cookie.
+    Session(String),
+}
+
+fn credential(headers: &axum::http::HeaderMap, uri: &Uri) -> Option<Credential> {
+    presented_key(headers, uri)
+        .map(Credential::Key)
+        .or_else(|| session::cookie(headers).map(Credential::Session))
 }
 
 /// The key of a request: the bearer token, or Google's `key=` parameter on Google paths.
@@ -149,28 +216,46 @@ fn presented_key<'a>(parts: &'a axum::http::HeaderMap, uri: &'a Uri) -> Option<S
 }
 
 /// Middleware: authenticates every non-public request and applies the key's rate limit.
+/// A console session stands for its key, but a state-changing request made with one must
+/// also pass the CSRF checks (`session::check_csrf`).
 pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    if is_public(&path) {
+    if is_public(&path) || is_static_asset(&path) {
         return next.run(request).await;
     }
+    let optional = is_optional_auth(&path);
     // Extracted before any await: the request body is not Sync, so no borrow of the
     // request may live across one.
-    let secret = presented_key(request.headers(), request.uri());
+    let credential = credential(request.headers(), request.uri());
+    let csrf = match &credential {
+        Some(Credential::Session(secret)) if !optional => {
+            session::check_csrf(request.method(), request.headers(), secret, state.scheme)
+        }
+        _ => Ok(()),
+    };
     let result = async {
-        let secret = secret.ok_or(ApiError::Unauthenticated(
-            "an API key is required: send Authorization: Bearer <key>",
-        ))?;
-        let principal = state.auth.verify(&secret).await?;
+        csrf?;
+        let principal = match &credential {
+            None => Err(ApiError::Unauthenticated(
+                "an API key is required: send Authorization: Bearer <key>",
+            )),
+            Some(Credential::Key(secret)) => state.auth.verify(secret).await,
+            Some(Credential::Session(secret)) => state.auth.verify_session(secret).await,
+        }?;
         state.auth.admit(principal.key_id)?;
         Ok::<_, ApiError>(principal)
     }
     .await;
     match result {
         Ok(principal) => {
+            if let Some(Credential::Session(secret)) = credential {
+                request.extensions_mut().insert(session::Current(secret));
+            }
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
+        // A page that works signed out: it decides what to show.
+        Err(_) if optional => next.run(request).await,
         Err(e) if is_google(&path) => google::error::GoogleError(e).into_response(),
         Err(e) => e.into_response(),
     }

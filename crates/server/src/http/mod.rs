@@ -2,13 +2,17 @@
 //! `extract` (strict JSON and query parsing), `auth` (keys, roles, project scopes),
 //! `nirvana` (the `/v1/operations` dialect and producer API), `google` (the Deployment
 //! Manager dialect), `live` (wait, watch, claim and heartbeat), `keys` (key management),
-//! `system` (health, OpenAPI, docs), `limits` (overload protection), `request_id` (ids
-//! and access logs), `metrics` (`/metrics` and request metrics).
+//! `system` (health, OpenAPI), `insight` (projects and the stats of a project),
+//! `console` (the operator console, its sessions, and the `/docs` viewer), `limits`
+//! (overload protection), `request_id` (ids and access logs), `metrics` (`/metrics` and
+//! request metrics).
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod google;
+pub mod insight;
 pub mod keys;
 pub mod limits;
 pub mod live;
@@ -22,9 +26,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opsd_store::{KeyStore, Store};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::RateLimit;
 
@@ -41,6 +47,9 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// Whether the listener speaks TLS (links the server writes then start `https://`).
     pub tls: bool,
+    /// Origins whose pages may call the API from a browser (CORS), such as
+    /// `https://app.example.com`; empty: none. Checked by [`parse_origin`].
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -55,6 +64,7 @@ impl Default for Config {
                 burst: 50_000.0,
             }),
             tls: false,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -79,6 +89,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
+    /// Origins allowed by CORS.
+    pub cors_allowed_origins: Vec<HeaderValue>,
 }
 
 impl AppState {
@@ -104,6 +116,11 @@ impl AppState {
             scheme: if config.tls { "https" } else { "http" },
             live,
             metrics,
+            cors_allowed_origins: config
+                .cors_allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect(),
         }
     }
 }
@@ -117,9 +134,54 @@ pub fn error_response(path: &str, e: error::ApiError) -> Response {
     }
 }
 
+/// Checks one `--cors-allowed-origins` entry: `http(s)://host[:port]`, nothing more (an
+/// origin has no path, and `*` is refused: name the applications you trust).
+pub fn parse_origin(s: &str) -> Result<String, String> {
+    let rule = "an origin is http:// or https:// followed by a host and an optional port, \
+                with no path (e.g. https://app.example.com)";
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("'{s}': {rule}"))?;
+    let ok = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("'{s}': {rule}"))
+    }
+}
+
+/// CORS for the configured origins. Browser applications there call the API with their
+/// own key in `Authorization`; cookies are never accepted cross-origin (no credentials),
+/// so a console session cannot be used from another origin. Preflights are answered here,
+/// before authentication, because browsers send them without the key.
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::RETRY_AFTER,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-should-retry"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors_origins = state.cors_allowed_origins.clone();
+    let app = Router::new()
         .merge(nirvana::router())
         .merge(google::router())
         .merge(keys::router())
@@ -127,8 +189,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))
-        .route("/docs", get(system::docs))
         .route("/metrics", get(metrics::export))
+        .route("/v1/projects", get(insight::projects))
+        .route("/v1/operations/stats", get(insight::stats))
+        .merge(console::router())
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -143,7 +207,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::layer,
-        ))
-        .layer(axum::middleware::from_fn(request_id::layer))
+        ));
+    // CORS inside the request id (preflights get one too), outside everything else.
+    let app = if cors_origins.is_empty() {
+        app
+    } else {
+        app.layer(cors(&cors_origins))
+    };
+    app.layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

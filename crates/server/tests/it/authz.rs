@@ -47,9 +47,11 @@ enum Endpoint {
     Heartbeat,
     Cancel,
     Health,
+    Stats,
+    Projects,
 }
 
-const ENDPOINTS: [Endpoint; 20] = [
+const ENDPOINTS: [Endpoint; 22] = [
     Endpoint::Get,
     Endpoint::List,
     Endpoint::Create,
@@ -70,6 +72,8 @@ const ENDPOINTS: [Endpoint; 20] = [
     Endpoint::Heartbeat,
     Endpoint::Cancel,
     Endpoint::Health,
+    Endpoint::Stats,
+    Endpoint::Projects,
 ];
 
 /// The status each cell must answer.
@@ -77,6 +81,10 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
     use Endpoint::*;
     if matches!(endpoint, Health) {
         return StatusCode::OK;
+    }
+    // The docs page sends a browser without a session to the console's sign-in form.
+    if matches!(endpoint, Docs) && matches!(who, Who::NoKey | Who::Revoked) {
+        return StatusCode::SEE_OTHER;
     }
     let role = match who {
         Who::NoKey | Who::Revoked => return StatusCode::UNAUTHORIZED,
@@ -86,7 +94,7 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
     };
     let (needed, hidden_is_404, ok) = match endpoint {
         Get | Events | GoogleGet | Wait | GoogleWait => (Role::Reader, true, StatusCode::OK),
-        List | GoogleList | Watch => (Role::Reader, false, StatusCode::OK),
+        List | GoogleList | Watch | Stats => (Role::Reader, false, StatusCode::OK),
         Claim => (Role::Producer, false, StatusCode::OK),
         Heartbeat => (Role::Producer, true, StatusCode::OK),
         Create => (Role::Producer, false, StatusCode::CREATED),
@@ -112,7 +120,7 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
                 StatusCode::FORBIDDEN
             };
         }
-        OpenApi | Docs | Metrics | Health => return StatusCode::OK,
+        OpenApi | Docs | Metrics | Health | Projects => return StatusCode::OK,
     };
     if role < needed {
         StatusCode::FORBIDDEN
@@ -288,6 +296,12 @@ async fn call(
             None,
         ),
         Health => (Method::GET, "/healthz".into(), None),
+        Stats => (
+            Method::GET,
+            format!("/v1/operations/stats?project_id={project}"),
+            None,
+        ),
+        Projects => (Method::GET, "/v1/projects".into(), None),
     };
     let mut request = client.request(method, &path);
     if let Some(body) = body {

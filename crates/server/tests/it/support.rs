@@ -164,6 +164,8 @@ impl TestClient {
             base: base.to_owned(),
             http: reqwest::Client::builder()
                 .default_headers(headers)
+                // Redirects (the console's sign-in) are asserted, not followed.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
         }

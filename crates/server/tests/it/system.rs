@@ -37,12 +37,31 @@ async fn openapi_describes_the_operations_paths() {
 }
 
 #[tokio::test]
-async fn docs_is_an_html_page_of_the_api() {
+async fn docs_is_the_vendored_swagger_ui_over_the_openapi_document() {
     let server = TestServer::start().await;
     let resp = server.client.get_resp("/docs", StatusCode::OK).await;
     assert!(resp.header("content-type").starts_with("text/html"));
-    assert!(resp.text.contains("/v1/operations"), "{}", resp.text);
-    assert!(resp.text.contains("/v1/operations/{operation_id}"));
+    assert!(
+        resp.text.contains("/docs/assets/swagger-ui-bundle.js"),
+        "{}",
+        resp.text
+    );
+    assert!(
+        resp.header("content-security-policy")
+            .contains("script-src 'self'")
+    );
+    // The bundle is the npm release, served from the binary.
+    let bundle = server
+        .client
+        .get_resp("/docs/assets/swagger-ui-bundle.js", StatusCode::OK)
+        .await;
+    assert!(bundle.header("content-type").starts_with("text/javascript"));
+    assert!(bundle.text.contains("SwaggerUIBundle"));
+    let init = server
+        .client
+        .get_resp("/docs/assets/docs.js", StatusCode::OK)
+        .await;
+    assert!(init.text.contains("'/openapi.json'"));
 }
 
 #[tokio::test]

@@ -97,6 +97,23 @@ impl KeyStore for CountingStore {
     ) -> opsd_store::Result<Option<(ApiKey, String)>> {
         self.inner.create_first_key(new).await
     }
+    async fn create_session(
+        &self,
+        key_id: Uuid,
+        expires_at: OffsetDateTime,
+    ) -> opsd_store::Result<opsd_store::sessions::NewSession> {
+        self.inner.create_session(key_id, expires_at).await
+    }
+    async fn session_key(
+        &self,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> opsd_store::Result<Option<(ApiKey, OffsetDateTime)>> {
+        self.inner.session_key(secret, now).await
+    }
+    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> opsd_store::Result<()> {
+        self.inner.end_session(secret, now).await
+    }
 }
 
 #[async_trait]
@@ -159,6 +176,17 @@ impl Store for CountingStore {
     }
     async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
         self.inner.purge_terminal(before, batch_size).await
+    }
+    async fn stats(
+        &self,
+        request: &opsd_store::stats::StatsRequest,
+    ) -> Result<opsd_store::stats::ProjectStats> {
+        self.read();
+        self.inner.stats(request).await
+    }
+    async fn projects(&self) -> Result<Vec<opsd_store::stats::ProjectCount>> {
+        self.read();
+        self.inner.projects().await
     }
 }
 

@@ -1,0 +1,156 @@
+//! The project picture (`Store::stats`) and the project list (`Store::projects`) on
+//! PostgreSQL: the same queries as SQLite's (nearest-rank percentiles with window
+//! functions, each bounded by the project and the window through an index), read in one
+//! snapshot; which running operations count as "longer than usual" is the shared rule
+//! `opsd_store::stats::long_running`.
+
+use opsd_domain::{Kind, OpType, Status, micros};
+use opsd_store::stats::{
+    ATTENTION_LIMIT, DurationStats, ExpiringLease, MinuteCount, ProjectCount, ProjectStats,
+    RUNNING_SCAN, Running, StatsRequest, long_running,
+};
+use opsd_store::{Result, StoreError};
+use tokio_postgres::{Row, Transaction};
+
+use crate::errors::ctx;
+use crate::rows::{from_micros, uuid_at};
+
+const MINUTE_MICROS: i64 = 60_000_000;
+
+fn bad(what: &str) -> StoreError {
+    StoreError::Internal(format!("stats: {what}"))
+}
+
+fn parsed<T>(row: &Row, col: usize, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(row.get(col)).ok_or_else(|| bad("unknown value"))
+}
+
+fn time_at(row: &Row, col: usize) -> Result<time::OffsetDateTime> {
+    from_micros(row.get(col)).ok_or_else(|| bad("time out of range"))
+}
+
+fn count_at(row: &Row, col: usize) -> u64 {
+    row.get::<_, Option<i64>>(col)
+        .unwrap_or(0)
+        .max(0)
+        .unsigned_abs()
+}
+
+/// Computes the whole picture in one read-only snapshot, so its parts agree.
+pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<ProjectStats> {
+    let since = micros(req.since);
+    let now = micros(req.now);
+    let per_minute = tx
+        .query(
+            "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT operation_id) FROM events \
+             WHERE project_id = $1 AND at >= $2 GROUP BY minute, status ORDER BY minute, status",
+            &[&req.project_id, &since, &MINUTE_MICROS],
+        )
+        .await
+        .map_err(ctx("stats per minute"))?
+        .iter()
+        .map(|row| {
+            Ok(MinuteCount {
+                minute: time_at(row, 0)?,
+                status: parsed(row, 1, Status::parse)?,
+                operations: count_at(row, 2),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let durations = tx
+        .query(
+            "WITH d AS ( \
+               SELECT kind, type, ended_at - COALESCE(started_at, created_at) AS dur \
+               FROM operations WHERE project_id = $1 AND ended_at >= $2 \
+             ), r AS ( \
+               SELECT kind, type, dur, \
+                 ROW_NUMBER() OVER (PARTITION BY kind, type ORDER BY dur) AS rn, \
+                 COUNT(*) OVER (PARTITION BY kind, type) AS n FROM d \
+             ) \
+             SELECT kind, type, MAX(n), \
+               MIN(CASE WHEN rn * 100 >= n * 50 THEN dur END), \
+               MIN(CASE WHEN rn * 100 >= n * 95 THEN dur END) \
+             FROM r GROUP BY kind, type ORDER BY kind, type",
+            &[&req.project_id, &since],
+        )
+        .await
+        .map_err(ctx("stats durations"))?
+        .iter()
+        .map(|row| {
+            Ok(DurationStats {
+                kind: parsed(row, 0, Kind::parse)?,
+                op_type: parsed(row, 1, OpType::parse)?,
+                finished: count_at(row, 2),
+                p50_ms: count_at(row, 3) / 1_000,
+                p95_ms: count_at(row, 4) / 1_000,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let running = tx
+        .query(
+            "SELECT id, kind, type, COALESCE(started_at, created_at) AS s FROM operations \
+             WHERE project_id = $1 AND status = 'running' ORDER BY s LIMIT $2",
+            &[&req.project_id, &(RUNNING_SCAN as i64)],
+        )
+        .await
+        .map_err(ctx("stats running"))?
+        .iter()
+        .map(|row| {
+            Ok(Running {
+                id: uuid_at(row, 0)?,
+                kind: parsed(row, 1, Kind::parse)?,
+                op_type: parsed(row, 2, OpType::parse)?,
+                started_at: time_at(row, 3)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let long_running = long_running(&durations, running, req.now);
+    // Less than half the lease left: a worker heartbeating on time renews well before.
+    let expiring_leases = tx
+        .query(
+            "SELECT id, kind, type, lease_worker, lease_expires_at, lease_duration_ms \
+             FROM operations WHERE project_id = $1 AND lease_expires_at IS NOT NULL \
+               AND (lease_expires_at - $2) * 2 < lease_duration_ms * 1000 \
+             ORDER BY lease_expires_at LIMIT $3",
+            &[&req.project_id, &now, &(ATTENTION_LIMIT as i64)],
+        )
+        .await
+        .map_err(ctx("stats leases"))?
+        .iter()
+        .map(|row| {
+            Ok(ExpiringLease {
+                id: uuid_at(row, 0)?,
+                kind: parsed(row, 1, Kind::parse)?,
+                op_type: parsed(row, 2, OpType::parse)?,
+                worker: row.get::<_, Option<String>>(3).unwrap_or_default(),
+                expires_at: time_at(row, 4)?,
+                lease_ms: count_at(row, 5),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ProjectStats {
+        per_minute,
+        durations,
+        long_running,
+        expiring_leases,
+    })
+}
+
+/// Projects with operations, from the maintained counts (a few rows per project).
+pub async fn projects(tx: &Transaction<'_>) -> Result<Vec<ProjectCount>> {
+    tx.query(
+        "SELECT project_id, SUM(n)::bigint FROM operation_counts GROUP BY project_id \
+         HAVING SUM(n) > 0 ORDER BY project_id",
+        &[],
+    )
+    .await
+    .map_err(ctx("list projects"))?
+    .iter()
+    .map(|row| {
+        Ok(ProjectCount {
+            project_id: row.get(0),
+            operations: count_at(row, 1),
+        })
+    })
+    .collect()
+}
