@@ -19,6 +19,9 @@ pub trait Backend: Store + KeyStore {}
 impl<T: Store + KeyStore> Backend for T {}
 
 /// Which backend to open, and where.
+// Built once per process (or test): its size does not matter, and boxing the URL would
+// only make every caller spell `Box::new`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
     /// `opsd.db` in this directory (created if missing).
