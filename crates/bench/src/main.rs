@@ -105,7 +105,10 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), String> {
     let started = Instant::now();
-    let plan = Plan::new(cli.mode);
+    let plan = match cli.backend {
+        BackendName::Sqlite => Plan::new(cli.mode),
+        BackendName::Postgres => Plan::new(cli.mode).for_postgres(cli.mode),
+    };
     if let Some(bad) = cli.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
         return Err(format!(
             "unknown scenario {bad}; known: {}",
@@ -151,19 +154,21 @@ fn run(cli: &Cli) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     eprintln!("opsd-bench: seeding the template");
     let template = Template::build(&plan, &work.path().join("template"), &backend, &seed_rt)?;
-    let (through, copies) = match backend {
+    let (through, in_flight, copies) = match backend {
         Backend::Sqlite => (
             "opsd_store_sqlite::SqliteStore",
+            "1,024",
             "copies it to a fresh data directory",
         ),
         Backend::Postgres(_) => (
             "opsd_backends::open (the PostgreSQL store)",
+            "128",
             "gets a copy of it (CREATE DATABASE … TEMPLATE)",
         ),
     };
     let template_note = format!(
         "API scenarios start from one template database seeded in-process through \
-         {through} (opsd's own group-commit write path, 1,024 writes \
+         {through} (opsd's own group-commit write path, {in_flight} writes \
          in flight): {} operations in '{LIST_PROJECT}' (every other one moved to running) \
          and {} running in '{RUN_PROJECT}', {} writes in {:.1} s ({:.0} writes/s); each \
          scenario {copies} and starts a fresh opsd; \
