@@ -4,7 +4,8 @@
 //! ceiling) gets a copy made with `CREATE DATABASE … TEMPLATE`, which copies files
 //! instead of replaying writes, so each scenario starts on the same state as it does on
 //! SQLite (where the data directory is copied). Every database is dropped when its
-//! handle is, and left-overs of an earlier run that died are dropped at the start.
+//! handle is, and left-overs of an earlier run that died are dropped at the start
+//! (database names carry the harness's process id).
 //!
 //! The connecting user needs `CREATEDB`. Administrative statements run on a short-lived
 //! connection to the URL's own database, on a thread of their own so that they can be
@@ -76,8 +77,8 @@ impl Pg {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            for name in stale {
-                drop_database(&client, &name).await?;
+            for name in stale.iter().filter(|n| !owner_is_running(n)) {
+                drop_database(&client, name).await?;
             }
             Ok(format!(
                 "PostgreSQL {version} at {}, synchronous_commit={sync}, fsync={fsync}, \
@@ -218,6 +219,14 @@ async fn drop_database(client: &Client, name: &str) -> Result<(), String> {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
         .map_err(|e| format!("drop database {name}: {}", error_text(&e)))
+}
+
+/// Whether the harness that made database `name` (`opsd_bench_<pid>_…`) still runs on
+/// this machine: another run's databases are not left-overs.
+fn owner_is_running(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// "source database … is being accessed by other users" (SQLSTATE 55006).
