@@ -7,17 +7,26 @@
 //!   into a copy of the seeded database (same schema and indexes), WAL with
 //!   `synchronous=FULL`, committed in batches as large as the writer's batches get with
 //!   the scenario's concurrency. No HTTP, no JSON, no savepoints, no idempotency lookup.
+//!   On PostgreSQL, raw tokio-postgres inserts of the same rows (`ceiling_pg`).
+//!
+//! [`StorageCeiling`] runs the storage ceiling of either backend in rounds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
+use opsd_backends::DatabaseUrl;
 use opsd_domain::{micros, now};
 use rusqlite::{Connection, params};
+use serde_json::Value;
 use uuid::Uuid;
 
+use crate::ceiling_pg::{self, Counters, Strategy};
+use crate::machine::Pinning;
 use crate::workload::new_operation;
 
 /// `opsd-bench ceiling-http`: serve `body_file` to every request until killed.
@@ -106,4 +115,121 @@ fn insert_row(conn: &Connection, i: u64) -> rusqlite::Result<()> {
     )?
     .execute(params![id, new.project_id, at])?;
     Ok(())
+}
+
+/// The storage ceiling of one database copy, measured over one or more rounds.
+pub enum StorageCeiling<'a> {
+    /// Raw rusqlite inserts, `batch` rows per transaction: (rows, seconds) so far.
+    Sqlite {
+        db: PathBuf,
+        batch: usize,
+        rows: u64,
+        secs: f64,
+    },
+    /// Raw tokio-postgres inserts, both ways (see `ceiling_pg`): (rows, seconds) of each.
+    Postgres {
+        url: &'a DatabaseUrl,
+        counters: Arc<Counters>,
+        batch: usize,
+        batched: (u64, f64),
+        per_row: (u64, f64),
+    },
+}
+
+impl<'a> StorageCeiling<'a> {
+    /// Ready to measure on `copy` (a copy of the template), `batch` rows per transaction.
+    pub fn new(copy: &'a crate::ctx::Copy, batch: usize) -> Result<Self, String> {
+        Ok(match &copy.db {
+            None => StorageCeiling::Sqlite {
+                db: copy.dir.path().join("opsd.db"),
+                batch,
+                rows: 0,
+                secs: 0.0,
+            },
+            Some(db) => StorageCeiling::Postgres {
+                url: &db.url,
+                counters: Arc::new(Counters {
+                    row: AtomicU64::new(0),
+                    seq: AtomicU64::new(db.last_event_seq()? + 1),
+                }),
+                batch,
+                batched: (0, 0.0),
+                per_row: (0, 0.0),
+            },
+        })
+    }
+
+    /// One round of `duration` (on PostgreSQL, of each way).
+    pub fn round(&mut self, pinning: &Pinning, duration: Duration) -> Result<(), String> {
+        let on_server = |f: &(dyn Fn() -> Result<(u64, f64), String> + Sync)| {
+            pinning
+                .run_on_server_core(f)
+                .ok_or("storage ceiling thread panicked")?
+        };
+        match self {
+            StorageCeiling::Sqlite {
+                db,
+                batch,
+                rows,
+                secs,
+            } => {
+                let first = *rows;
+                let (r, s) = on_server(&|| crate::ceiling::storage(db, *batch, duration, first))?;
+                *rows += r;
+                *secs += s;
+            }
+            StorageCeiling::Postgres {
+                url,
+                counters,
+                batch,
+                batched,
+                per_row,
+            } => {
+                let ways = [
+                    (Strategy::Batched { rows: *batch }, batched),
+                    (Strategy::PerRow { conns: *batch }, per_row),
+                ];
+                for (strategy, total) in ways {
+                    let (r, s) =
+                        on_server(&|| ceiling_pg::storage(url, strategy, duration, counters))?;
+                    total.0 += r;
+                    total.1 += s;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows per second, and notes for results.json.
+    pub fn result(&self) -> (f64, Vec<(&'static str, Value)>) {
+        let rate = |(rows, secs): (u64, f64)| rows as f64 / secs.max(1e-9);
+        match self {
+            StorageCeiling::Sqlite {
+                batch, rows, secs, ..
+            } => (
+                rate((*rows, *secs)),
+                vec![("ceiling_batch_rows", (*batch).into())],
+            ),
+            StorageCeiling::Postgres {
+                batch,
+                batched,
+                per_row,
+                ..
+            } => {
+                let (b, p) = (rate(*batched), rate(*per_row));
+                let best = if b >= p { "batched" } else { "per_row" };
+                let r = |v: f64| crate::outcome::r3(v).into();
+                (
+                    b.max(p),
+                    vec![
+                        ("ceiling_batched_rows_per_s", r(b)),
+                        ("ceiling_batch_rows", (*batch).into()),
+                        ("ceiling_per_row_rows_per_s", r(p)),
+                        ("ceiling_per_row_connections", (*batch).into()),
+                        ("ceiling_used", best.into()),
+                    ],
+                )
+            }
+        }
+    }
 }

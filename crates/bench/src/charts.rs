@@ -1,6 +1,7 @@
 //! SVG charts of a run (plotters, SVG backend only: no fonts or image libraries):
 //! `ratios.svg` (each scenario against its ceiling, with the target), `latency.svg`
 //! (open-loop latency by percentile) and `scale.svg` (list p50 as the database grows).
+//! Titles name the backend when it is not the default (`title`, e.g. " (PostgreSQL)").
 
 use std::path::Path;
 
@@ -25,7 +26,7 @@ fn ratio_target(name: &str) -> Option<f64> {
 }
 
 /// Bars of `ratio` per scenario; a black tick marks the target.
-pub fn ratios(path: &Path, entries: &[(String, Entry)]) -> Res {
+pub fn ratios(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
     let bars: Vec<(&str, f64)> = entries
         .iter()
         .filter_map(|(n, e)| match e {
@@ -38,7 +39,7 @@ pub fn ratios(path: &Path, entries: &[(String, Entry)]) -> Res {
     let top = bars.iter().map(|b| b.1).fold(1.0f64, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Throughput as a fraction of the same-run ceiling",
+            format!("Throughput as a fraction of the same-run ceiling{title}"),
             ("sans-serif", 20),
         )
         .margin(15)
@@ -79,7 +80,7 @@ pub fn ratios(path: &Path, entries: &[(String, Entry)]) -> Res {
 }
 
 /// Latency by percentile (x: "nines", 0 = p0, 2 = p99, 4 = p99.99) on a log scale.
-pub fn latency(path: &Path, entries: &[(String, Entry)]) -> Res {
+pub fn latency(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
     let curves: Vec<(&str, Vec<(f64, f64)>)> = entries
         .iter()
         .filter_map(|(n, e)| match e {
@@ -100,7 +101,10 @@ pub fn latency(path: &Path, entries: &[(String, Entry)]) -> Res {
     let root = SVGBackend::new(path, (800, 460)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Open-loop latency by percentile", ("sans-serif", 20))
+        .caption(
+            format!("Open-loop latency by percentile{title}"),
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -139,7 +143,7 @@ pub fn latency(path: &Path, entries: &[(String, Entry)]) -> Res {
 }
 
 /// List p50 against database size, for the growing and the fixed project.
-pub fn scale(path: &Path, points: &[ScalePoint]) -> Res {
+pub fn scale(path: &Path, points: &[ScalePoint], title: &str) -> Res {
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Ok(());
     };
@@ -148,7 +152,7 @@ pub fn scale(path: &Path, points: &[ScalePoint]) -> Res {
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "list_first_page p50 as the database grows",
+            format!("list_first_page p50 as the database grows{title}"),
             ("sans-serif", 20),
         )
         .margin(15)

@@ -1,6 +1,7 @@
 //! What every scenario shares: the plan, the pinning, the load generator's runtime, the
-//! seeded template database (copied for each scenario, so each starts a fresh opsd on
-//! its own data directory) and helpers to run phases against a server.
+//! backend, the seeded template database (copied for each scenario, so each starts a
+//! fresh opsd on its own data directory, and on PostgreSQL its own database) and helpers
+//! to run phases against a server.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,14 +9,17 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use opsd_domain::Status;
+use serde_json::Value;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
+use crate::ceiling::StorageCeiling;
 use crate::loadgen::{self, Conn, Limits, MakeReq, Req, Stats};
 use crate::machine::Pinning;
+use crate::pg::{Pg, PgDb};
 use crate::plan::Plan;
-use crate::seed::{self, Seeder};
+use crate::seed::{self, Place, Seeder};
 use crate::server::Server;
 use crate::workload::new_operation;
 
@@ -24,10 +28,44 @@ pub const LIST_PROJECT: &str = "bench-list";
 /// The project of running operations that `transition` and `wait_wakeup` finish.
 pub const RUN_PROJECT: &str = "bench-run";
 
+/// The storage backend a run measures.
+pub enum Backend {
+    /// opsd's embedded SQLite file in its data directory (the default).
+    Sqlite,
+    /// A PostgreSQL server (`opsd serve --database-url`).
+    Postgres(Arc<Pg>),
+}
+
+impl Backend {
+    /// A new, empty database for `purpose` on PostgreSQL; nothing on SQLite, whose
+    /// database lives in the data directory.
+    pub fn empty_db(&self, purpose: &str) -> Result<Option<PgDb>, String> {
+        match self {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres(pg) => pg.create(purpose, None).map(Some),
+        }
+    }
+}
+
+/// Where seeding writes: the data directory, or the PostgreSQL database if there is one.
+pub fn place<'a>(dir: &'a Path, db: Option<&'a PgDb>) -> Place<'a> {
+    db.map_or(Place::Sqlite(dir), |db| Place::Postgres(&db.url))
+}
+
+/// A scenario's own copy of the seeded state.
+pub struct Copy {
+    /// Its data directory (the SQLite database, or only the first admin key).
+    pub dir: TempDir,
+    /// Its PostgreSQL database, on that backend.
+    pub db: Option<PgDb>,
+}
+
 /// The seeded database every API scenario starts from.
 pub struct Template {
     /// Its data directory.
     pub dir: PathBuf,
+    /// Its PostgreSQL database (the template of every copy), on that backend.
+    pub db: Option<PgDb>,
     /// Every operation in it.
     pub all: Arc<Vec<Uuid>>,
     /// The operations of [`RUN_PROJECT`], all `running` at version 2.
@@ -39,9 +77,16 @@ pub struct Template {
 }
 
 impl Template {
-    /// Seeds the template in `dir` through the store (see `seed`).
-    pub fn build(plan: &Plan, dir: &Path, seed_rt: &Runtime) -> Result<Template, String> {
-        let mut s = Seeder::open(dir)?;
+    /// Seeds the template in `dir` (or a new PostgreSQL database) through the store (see
+    /// `seed`).
+    pub fn build(
+        plan: &Plan,
+        dir: &Path,
+        backend: &Backend,
+        seed_rt: &Runtime,
+    ) -> Result<Template, String> {
+        let db = backend.empty_db("template")?;
+        let mut s = Seeder::open(place(dir, db.as_ref()), seed_rt)?;
         let (all, running) = seed_rt.block_on(async {
             let list = s
                 .create(0..plan.list_ops, |i| new_operation(LIST_PROJECT, "list", i))
@@ -59,9 +104,10 @@ impl Template {
             Ok::<_, String>((all, running))
         })?;
         let (writes, secs) = (s.writes, s.elapsed.as_secs_f64());
-        s.close(dir)?;
+        s.close(place(dir, db.as_ref()))?;
         Ok(Template {
             dir: dir.to_owned(),
+            db,
             all: Arc::new(all),
             running: Arc::new(running),
             writes,
@@ -78,12 +124,16 @@ pub struct Ctx {
     pub opsd: PathBuf,
     /// The load generator's runtime (pinned to the client core).
     pub rt: Runtime,
+    /// The backend under test.
+    pub backend: Backend,
     /// Scratch space for data directories; removed at the end.
     pub work: TempDir,
     pub template: Template,
     /// The storage ceiling in rows/s, once measured (create_durable and transition
     /// share it).
     pub storage_ceiling: Option<f64>,
+    /// What results.json says about how the storage ceiling was measured.
+    pub storage_ceiling_notes: Vec<(&'static str, Value)>,
     /// Open-loop rate and p50 of list_first_page, for list_deep_page to compare with.
     pub first_page: Option<(f64, f64)>,
     /// The CPUs the first opsd was actually allowed (proof of the pinning).
@@ -91,24 +141,32 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A fresh data directory holding a copy of the template.
-    pub fn copy_template(&self, name: &str) -> Result<TempDir, String> {
+    /// A fresh data directory holding a copy of the template (on PostgreSQL, with a
+    /// fresh copy of the template database).
+    pub fn copy_template(&self, name: &str) -> Result<Copy, String> {
         let dir = tempfile::Builder::new()
             .prefix(name)
             .tempdir_in(self.work.path())
             .map_err(|e| e.to_string())?;
-        seed::copy_db(&self.template.dir, dir.path())?;
-        Ok(dir)
+        let db = match (&self.backend, &self.template.db) {
+            (Backend::Postgres(pg), Some(template)) => Some(pg.create(name, Some(template))?),
+            _ => {
+                seed::copy_db(&self.template.dir, dir.path())?;
+                None
+            }
+        };
+        Ok(Copy { dir, db })
     }
 
     /// A fresh opsd on a fresh copy of the template.
-    pub fn fresh_opsd(&self, name: &str) -> Result<(TempDir, Server), String> {
-        let dir = self.copy_template(name)?;
-        let server = Server::opsd(&self.opsd, dir.path(), &self.pinning)?;
+    pub fn fresh_opsd(&self, name: &str) -> Result<(Copy, Server), String> {
+        let copy = self.copy_template(name)?;
+        let url = copy.db.as_ref().map(|db| &db.url);
+        let server = Server::opsd(&self.opsd, copy.dir.path(), url, &self.pinning)?;
         if let Some(cpus) = server.cpus_allowed() {
             let _ = self.opsd_cpus.set(cpus);
         }
-        Ok((dir, server))
+        Ok((copy, server))
     }
 
     /// One request, answered 2xx, returning its body.
@@ -173,8 +231,8 @@ impl Ctx {
 
     /// Like [`closed_vs_http_ceiling`](Self::closed_vs_http_ceiling) for writes: opsd's
     /// closed loop alternating with rounds of the storage ceiling (raw inserts in batches
-    /// of `batch` into a copy of the template, on the server core). The ceiling is kept
-    /// for later scenarios.
+    /// of `batch` into a copy of the template, on the server core; on PostgreSQL both
+    /// ways of `ceiling_pg`). The ceiling is kept for later scenarios.
     pub fn closed_vs_storage_ceiling(
         &mut self,
         opsd: SocketAddr,
@@ -182,22 +240,15 @@ impl Ctx {
         make: MakeReq,
         batch: usize,
     ) -> Result<(Stats, f64), String> {
-        let dir = self.copy_template("storage-ceiling")?;
-        let db = dir.path().join("opsd.db");
+        let copy = self.copy_template("storage-ceiling")?;
         let round = round_of(self.plan.write);
-        let (mut ours, mut rows, mut secs) = (Stats::empty(), 0u64, 0.0);
+        let mut ours = Stats::empty();
+        let mut ceiling = StorageCeiling::new(&copy, batch)?;
         for _ in 0..ROUNDS {
             ours = ours.combine(self.closed(opsd, conns, round, make.clone()));
-            let (r, s) = self
-                .pinning
-                .run_on_server_core(|| crate::ceiling::storage(&db, batch, round.duration, rows))
-                .ok_or("storage ceiling thread panicked")??;
-            rows += r;
-            secs += s;
+            ceiling.round(&self.pinning, round.duration)?;
         }
-        let ceiling = rows as f64 / secs.max(1e-9);
-        self.storage_ceiling = Some(ceiling);
-        Ok((ours, ceiling))
+        Ok((ours, self.keep(ceiling)))
     }
 
     /// The storage ceiling measured alongside create_durable, or now on its own.
@@ -205,16 +256,17 @@ impl Ctx {
         if let Some(c) = self.storage_ceiling {
             return Ok(c);
         }
-        let dir = self.copy_template("storage-ceiling")?;
-        let db = dir.path().join("opsd.db");
-        let duration = self.plan.write.duration;
-        let (rows, secs) = self
-            .pinning
-            .run_on_server_core(|| crate::ceiling::storage(&db, batch, duration, 0))
-            .ok_or("storage ceiling thread panicked")??;
-        let c = rows as f64 / secs.max(1e-9);
-        self.storage_ceiling = Some(c);
-        Ok(c)
+        let copy = self.copy_template("storage-ceiling")?;
+        let mut ceiling = StorageCeiling::new(&copy, batch)?;
+        ceiling.round(&self.pinning, self.plan.write.duration)?;
+        Ok(self.keep(ceiling))
+    }
+
+    fn keep(&mut self, ceiling: StorageCeiling<'_>) -> f64 {
+        let (rows_per_s, notes) = ceiling.result();
+        self.storage_ceiling = Some(rows_per_s);
+        self.storage_ceiling_notes = notes;
+        rows_per_s
     }
 }
 

@@ -3,16 +3,20 @@
 //! Every scenario starts a fresh `opsd serve` on a copy of a seeded data directory,
 //! drives it with the load generator in `loadgen`, and divides what it got by a ceiling
 //! measured in the same run with the same load (`ceiling`): numbers on a shared 2-core
-//! machine are noisy, ratios much less so. Read in this order: `plan` (sizes per mode),
-//! `loadgen`, `ceiling`, `seed` and `ctx`, then the scenarios (`reads`, `writes`,
-//! `wait`, `scale`), then `report` and `charts`.
+//! machine are noisy, ratios much less so. With `--backend postgres` the same scenarios
+//! run against `opsd serve --database-url …`, each on its own copy of a seeded database
+//! (`pg`), and the storage ceiling is PostgreSQL's (`ceiling_pg`). Read in this order:
+//! `plan` (sizes per mode), `loadgen`, `ceiling`, `seed` and `ctx`, then the scenarios
+//! (`reads`, `writes`, `wait`, `scale`), then `report` and `charts`.
 
 mod ceiling;
+mod ceiling_pg;
 mod charts;
 mod ctx;
 mod loadgen;
 mod machine;
 mod outcome;
+mod pg;
 mod plan;
 mod reads;
 mod report;
@@ -29,7 +33,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use crate::ctx::{Ctx, LIST_PROJECT, RUN_PROJECT, Template};
+use crate::ctx::{Backend, Ctx, LIST_PROJECT, RUN_PROJECT, Template};
 use crate::machine::{Machine, Pinning};
 use crate::outcome::Entry;
 use crate::plan::{Mode, Plan};
@@ -59,6 +63,20 @@ struct Cli {
     /// How the binaries were built, for the report (`release` or `debug`).
     #[arg(long, default_value = "release")]
     profile: String,
+    /// The storage backend opsd runs on.
+    #[arg(long, value_enum, default_value_t = BackendName::Sqlite)]
+    backend: BackendName,
+    /// The PostgreSQL server for `--backend postgres` (its user needs CREATEDB: every
+    /// scenario gets a database of its own).
+    #[arg(long, env = "OPSD_BENCH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+/// `--backend`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendName {
+    Sqlite,
+    Postgres,
 }
 
 #[derive(Subcommand)]
@@ -87,7 +105,10 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), String> {
     let started = Instant::now();
-    let plan = Plan::new(cli.mode);
+    let plan = match cli.backend {
+        BackendName::Sqlite => Plan::new(cli.mode),
+        BackendName::Postgres => Plan::new(cli.mode).for_postgres(cli.mode),
+    };
     if let Some(bad) = cli.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
         return Err(format!(
             "unknown scenario {bad}; known: {}",
@@ -108,6 +129,20 @@ fn run(cli: &Cli) -> Result<(), String> {
     if cli.mode == Mode::Smoke {
         eprintln!("opsd-bench: smoke mode proves the harness works; its numbers mean nothing");
     }
+    let backend = match (cli.backend, &cli.database_url) {
+        (BackendName::Sqlite, _) => Backend::Sqlite,
+        (BackendName::Postgres, Some(url)) => Backend::Postgres(pg::Pg::connect(url)?),
+        (BackendName::Postgres, None) => {
+            return Err(
+                "--backend postgres needs --database-url (scripts/bench starts a \
+                        throwaway server and passes it)"
+                    .into(),
+            );
+        }
+    };
+    if let Backend::Postgres(pg) = &backend {
+        eprintln!("opsd-bench: backend {}", pg.describe);
+    }
     std::fs::create_dir_all(&cli.out).map_err(|e| e.to_string())?;
     let seed_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -118,13 +153,25 @@ fn run(cli: &Cli) -> Result<(), String> {
         .tempdir()
         .map_err(|e| e.to_string())?;
     eprintln!("opsd-bench: seeding the template");
-    let template = Template::build(&plan, &work.path().join("template"), &seed_rt)?;
+    let template = Template::build(&plan, &work.path().join("template"), &backend, &seed_rt)?;
+    let (through, in_flight, copies) = match backend {
+        Backend::Sqlite => (
+            "opsd_store_sqlite::SqliteStore",
+            "1,024",
+            "copies it to a fresh data directory",
+        ),
+        Backend::Postgres(_) => (
+            "opsd_backends::open (the PostgreSQL store)",
+            "128",
+            "gets a copy of it (CREATE DATABASE … TEMPLATE)",
+        ),
+    };
     let template_note = format!(
         "API scenarios start from one template database seeded in-process through \
-         opsd_store_sqlite::SqliteStore (opsd's own group-commit write path, 1,024 writes \
+         {through} (opsd's own group-commit write path, {in_flight} writes \
          in flight): {} operations in '{LIST_PROJECT}' (every other one moved to running) \
          and {} running in '{RUN_PROJECT}', {} writes in {:.1} s ({:.0} writes/s); each \
-         scenario copies it to a fresh data directory and starts a fresh opsd; \
+         scenario {copies} and starts a fresh opsd; \
          create_durable, transition and wait_wakeup's releases go through the HTTP API",
         plan.list_ops,
         plan.running_ops,
@@ -137,9 +184,11 @@ fn run(cli: &Cli) -> Result<(), String> {
         plan,
         pinning,
         opsd,
+        backend,
         work,
         template,
         storage_ceiling: None,
+        storage_ceiling_notes: Vec::new(),
         first_page: None,
         opsd_cpus: std::sync::OnceLock::new(),
     };
@@ -177,12 +226,26 @@ fn run(cli: &Cli) -> Result<(), String> {
         eprintln!("  {}", entry.to_json());
         entries.push((name.to_owned(), entry));
     }
+    let database = match &ctx.backend {
+        Backend::Sqlite => None,
+        Backend::Postgres(pg) => Some(pg.describe.clone()),
+    };
+    let pinning = match ctx.opsd_cpus.get() {
+        Some(cpus) => format!("{} (opsd's Cpus_allowed_list: {cpus})", ctx.pinning.note),
+        None => ctx.pinning.note.clone(),
+    };
+    // Drops every scenario's copy, then the template (on PostgreSQL: their databases).
+    drop(ctx);
     let report = Report {
         mode: cli.mode,
+        database,
         machine,
-        pinning: match ctx.opsd_cpus.get() {
-            Some(cpus) => format!("{} (opsd's Cpus_allowed_list: {cpus})", ctx.pinning.note),
-            None => ctx.pinning.note.clone(),
+        pinning: match cli.backend {
+            BackendName::Sqlite => pinning,
+            BackendName::Postgres => format!(
+                "{pinning}; PostgreSQL's processes unpinned (they share both CPUs with \
+                 whatever runs)"
+            ),
         },
         seeding: format!("{template_note}{scale_note}"),
         binaries: format!(
@@ -223,15 +286,23 @@ fn write_outputs(
 ) -> Result<(), String> {
     let json = serde_json::to_string_pretty(&report.to_json()).map_err(|e| e.to_string())?;
     let out = &cli.out;
-    std::fs::write(out.join("results.json"), json + "\n").map_err(|e| e.to_string())?;
+    // Each backend's results have their own names, so one run does not overwrite the
+    // other's; SQLite, the default, keeps the plain names.
+    let (suffix, title) = match cli.backend {
+        BackendName::Sqlite => ("", ""),
+        BackendName::Postgres => ("-postgres", " (PostgreSQL)"),
+    };
+    let names = ["results", "ratios", "latency", "scale"].map(|n| format!("{n}{suffix}"));
+    let [results, ratios, latency, scale] = &names;
+    std::fs::write(out.join(format!("{results}.json")), json + "\n").map_err(|e| e.to_string())?;
     let table = report.markdown();
-    std::fs::write(out.join("results.md"), &table).map_err(|e| e.to_string())?;
-    charts::ratios(&out.join("ratios.svg"), &report.entries)?;
-    charts::latency(&out.join("latency.svg"), &report.entries)?;
-    charts::scale(&out.join("scale.svg"), scale_points)?;
+    std::fs::write(out.join(format!("{results}.md")), &table).map_err(|e| e.to_string())?;
+    charts::ratios(&out.join(format!("{ratios}.svg")), &report.entries, title)?;
+    charts::latency(&out.join(format!("{latency}.svg")), &report.entries, title)?;
+    charts::scale(&out.join(format!("{scale}.svg")), scale_points, title)?;
     println!("{table}");
     println!(
-        "Results in {}: results.json, results.md, ratios.svg, latency.svg, scale.svg",
+        "Results in {}: {results}.json, {results}.md, {ratios}.svg, {latency}.svg, {scale}.svg",
         out.display()
     );
     Ok(())

@@ -1,6 +1,10 @@
 //! How big and how long each mode is. `smoke` only proves the harness works (tiny sizes,
 //! debug binaries, meaningless numbers); `quick` is the everyday run (under 10 minutes);
 //! `full` is what the README's numbers come from (1,000,000 operations).
+//!
+//! On PostgreSQL the quick run seeds less ([`Plan::for_postgres`]): opsd's PostgreSQL
+//! store seeds a few hundred writes per second on the shared 2-core machine (SQLite:
+//! over ten thousand), and the quick run must stay well under 10 minutes.
 
 use std::time::Duration;
 
@@ -92,6 +96,21 @@ impl Plan {
                 scale: limits(2_000, 15_000),
                 open_fraction: 0.25,
             },
+        }
+    }
+
+    /// The plan for the PostgreSQL backend: the quick run keeps every scenario and its
+    /// durations, the 10,000-item deep page and the 10,000 waiters, but seeds 10,000
+    /// running operations instead of 40,000 and grows `scale` to 40,000 operations
+    /// instead of 250,000. Smoke and full runs are unchanged.
+    pub fn for_postgres(self, mode: Mode) -> Plan {
+        match mode {
+            Mode::Quick => Plan {
+                running_ops: 10_000,
+                scale_sizes: vec![10_000, 20_000, 40_000],
+                ..self
+            },
+            Mode::Smoke | Mode::Full => self,
         }
     }
 }

@@ -21,6 +21,8 @@ pub const SCENARIOS: [&str; 7] = [
 /// Everything a run reports.
 pub struct Report {
     pub mode: Mode,
+    /// The PostgreSQL server, when the run measured that backend (`None`: SQLite).
+    pub database: Option<String>,
     pub machine: Machine,
     pub pinning: String,
     pub seeding: String,
@@ -35,6 +37,10 @@ impl Report {
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("mode".into(), json!(self.mode));
+        if let Some(database) = &self.database {
+            m.insert("backend".into(), json!("postgres"));
+            m.insert("database".into(), json!(database));
+        }
         m.insert("machine".into(), json!(self.machine));
         m.insert("pinning".into(), json!(self.pinning));
         m.insert("seeding".into(), json!(self.seeding));
@@ -53,6 +59,9 @@ impl Report {
     /// The markdown summary.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
+        if let Some(database) = &self.database {
+            s.push_str(&format!("Backend: **PostgreSQL** ({database}).\n\n"));
+        }
         s.push_str(
             "| scenario | ops/s | p50 ms | p99 ms | ceiling ops/s | ratio | target | met | peak RSS MiB |\n\
              |---|--:|--:|--:|--:|--:|---|---|--:|\n",

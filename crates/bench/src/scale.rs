@@ -8,6 +8,9 @@
 //! - `fixed`: a project of 1,000 operations (fewer in smoke runs) that does not grow while the others do —
 //!   whether other tenants' data slows a tenant down.
 //!
+//! On PostgreSQL the scenario has a database of its own, grown the same way, and its
+//! size is `pg_database_size`.
+//!
 //! The target (growth ≤ 1.5× from the smallest to the largest size) is judged on
 //! `growing`, the harder of the two.
 
@@ -46,6 +49,9 @@ pub struct ScaleRun {
 /// Runs the scenario.
 pub fn scale(ctx: &Ctx, seed_rt: &tokio::runtime::Runtime) -> Result<ScaleRun, String> {
     let dir = ctx.work.path().join("scale");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let db = ctx.backend.empty_db("scale")?;
+    let place = crate::ctx::place(&dir, db.as_ref());
     let fixed_ops = (ctx.plan.scale_sizes.first().copied().unwrap_or(0) / 10).clamp(10, 1_000);
     let mut total = 0u64;
     let (mut writes, mut secs) = (0u64, 0.0);
@@ -54,7 +60,7 @@ pub fn scale(ctx: &Ctx, seed_rt: &tokio::runtime::Runtime) -> Result<ScaleRun, S
     let mut last = None;
     let mut peak_rss = 0.0f64;
     for &size in &ctx.plan.scale_sizes {
-        let mut s = Seeder::open(&dir)?;
+        let mut s = Seeder::open(place, seed_rt)?;
         seed_rt.block_on(async {
             if total == 0 {
                 let fixed = s
@@ -83,8 +89,9 @@ pub fn scale(ctx: &Ctx, seed_rt: &tokio::runtime::Runtime) -> Result<ScaleRun, S
             writes,
             secs
         );
-        s.close(&dir)?;
-        let server = Server::opsd(&ctx.opsd, &dir, &ctx.pinning)?;
+        s.close(place)?;
+        let url = db.as_ref().map(|db| &db.url);
+        let server = Server::opsd(&ctx.opsd, &dir, url, &ctx.pinning)?;
         let growing = timed_list(ctx, &server, GROWING_PROJECT);
         let fixed = timed_list(ctx, &server, FIXED_PROJECT);
         peak_rss = peak_rss.max(server.stop().unwrap_or(0.0));
@@ -103,7 +110,10 @@ pub fn scale(ctx: &Ctx, seed_rt: &tokio::runtime::Runtime) -> Result<ScaleRun, S
     }
     let (growing, fixed) = last.ok_or("no scale sizes")?;
     let ops = total + fixed_ops;
-    let db_bytes = seed::db_bytes(&dir);
+    let db_bytes = match &db {
+        Some(db) => db.bytes()?,
+        None => seed::db_bytes(&dir),
+    };
     let mut o = growing;
     o.errors += fixed.errors;
     o.peak_rss_mb = Some(r3(peak_rss));

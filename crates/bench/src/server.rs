@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use opsd_backends::DatabaseUrl;
+
 use crate::machine::Pinning;
 
 /// How long a server may take to print its address.
@@ -22,15 +24,28 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `opsd serve` on an OS-chosen loopback port with `data_dir`; its log goes to
-    /// `opsd.log` in the data directory (read it when a scenario reports errors).
-    pub fn opsd(opsd: &Path, data_dir: &Path, pinning: &Pinning) -> Result<Server, String> {
+    /// Starts `opsd serve` on an OS-chosen loopback port with `data_dir` (and the
+    /// PostgreSQL database at `database_url`, if given: the data directory then holds only
+    /// the first admin key); its log goes to `opsd.log` in the data directory (read it
+    /// when a scenario reports errors).
+    pub fn opsd(
+        opsd: &Path,
+        data_dir: &Path,
+        database_url: Option<&DatabaseUrl>,
+        pinning: &Pinning,
+    ) -> Result<Server, String> {
         let log = std::fs::File::create(data_dir.join("opsd.log"))
             .map_err(|e| format!("cannot create opsd.log: {e}"))?;
         let mut cmd = Command::new(opsd);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .stderr(log);
+        if let Some(url) = database_url {
+            // In the environment rather than on the command line, where `ps` shows it.
+            cmd.env("OPSD_DATABASE_URL", url.expose());
+        } else {
+            cmd.env_remove("OPSD_DATABASE_URL");
+        }
         let server = Self::start(cmd, pinning)?;
         // A fresh data directory gets an admin key on opsd's first start.
         let key = std::fs::read_to_string(data_dir.join("admin.key"))

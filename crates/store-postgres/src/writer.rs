@@ -25,8 +25,12 @@ use crate::feed;
 use crate::pump::Committed;
 use crate::writes::{self, Batch};
 
-/// The most writes one transaction takes; bounds the latency of the first in the batch.
-const MAX_BATCH: usize = 512;
+/// The most writes one transaction takes. Each write runs in a savepoint, which is a
+/// subtransaction, and PostgreSQL keeps only 64 of those per transaction in its shared
+/// cache: beyond that every visibility check consults the subtransaction log, and a
+/// batch costs more per write the larger it gets (measured: 256 savepointed updates in
+/// 0.08 s, 1,024 in 0.71 s, 4,096 in 5.8 s). 64 keeps batches on the cheap side.
+const MAX_BATCH: usize = 64;
 /// How often a batch aborted by a conflict is tried again.
 const CONFLICT_RETRIES: usize = 3;
 
