@@ -127,7 +127,14 @@ fn is_google(path: &str) -> bool {
 }
 
 /// The key of a request: the bearer token, or Google's `key=` parameter on Google paths.
-fn presented_key<'a>(parts: &'a axum::http::HeaderMap, uri: &'a Uri) -> Option<String> {
+/// More than one `Authorization` header is refused: which one a proxy or a client meant
+/// is ambiguous, and "first wins" lets a second header pass unnoticed.
+fn presented_key(parts: &axum::http::HeaderMap, uri: &Uri) -> Result<Option<String>, ApiError> {
+    if parts.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(ApiError::Unauthenticated(
+            "send exactly one Authorization header",
+        ));
+    }
     let bearer = parts
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -136,7 +143,7 @@ fn presented_key<'a>(parts: &'a axum::http::HeaderMap, uri: &'a Uri) -> Option<S
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(|k| k.trim().to_owned());
-    bearer.or_else(|| {
+    Ok(bearer.or_else(|| {
         is_google(uri.path())
             .then(|| uri.query())
             .flatten()
@@ -145,7 +152,7 @@ fn presented_key<'a>(parts: &'a axum::http::HeaderMap, uri: &'a Uri) -> Option<S
                     .find(|(k, _)| k == "key")
                     .map(|(_, v)| v.into_owned())
             })
-    })
+    }))
 }
 
 /// Middleware: authenticates every non-public request and applies the key's rate limit.
@@ -158,7 +165,7 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     // request may live across one.
     let secret = presented_key(request.headers(), request.uri());
     let result = async {
-        let secret = secret.ok_or(ApiError::Unauthenticated(
+        let secret = secret?.ok_or(ApiError::Unauthenticated(
             "an API key is required: send Authorization: Bearer <key>",
         ))?;
         let principal = state.auth.verify(&secret).await?;
@@ -190,6 +197,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .map(Caller)
             // Only reachable if a route bypassed the middleware: refuse rather than guess.
             .ok_or(ApiError::Unauthenticated("an API key is required"))
+    }
+}
+
+/// A caller with at least the producer role. Checked when the handler's arguments are
+/// extracted, before the body is read: a reader's write is a 403 whatever its body.
+pub struct Producer(pub Caller);
+
+/// A caller with the admin role, checked before the body is read (see [`Producer`]).
+pub struct Admin(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Producer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(Role::Producer)?;
+        Ok(Producer(caller))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(Role::Admin)?;
+        Ok(Admin(caller))
     }
 }
 

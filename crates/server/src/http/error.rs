@@ -82,8 +82,7 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The request id, as in the `x-request-id` header.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: String,
 }
 
 impl ApiError {
@@ -198,7 +197,9 @@ impl IntoResponse for ApiError {
             code,
             message: self.to_string(),
             field: self.field(),
-            request_id: request_id::current(),
+            // Every request runs inside the request-id layer; an error built outside one
+            // (never on the HTTP path) gets an empty id rather than none.
+            request_id: request_id::current().unwrap_or_default(),
         };
         let mut response = (status, axum::Json(body)).into_response();
         self.extra_headers(response.headers_mut());

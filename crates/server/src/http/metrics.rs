@@ -59,8 +59,8 @@ fn method_label(method: &Method) -> &'static str {
 
 /// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(
-    get, path = "/metrics", tag = "system",
-    responses((status = 200, content_type = "application/openmetrics-text", body = String))
+    get, path = "/metrics", tag = "system", operation_id = "getMetrics",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String, description = "The metrics"))
 )]
 pub async fn export(State(state): State<AppState>) -> Response {
     // The lease count lives in the store (leases outlive restarts); read it per scrape.

@@ -2,7 +2,7 @@
 //! `extract` (strict JSON and query parsing), `auth` (keys, roles, project scopes),
 //! `nirvana` (the `/v1/operations` dialect and producer API), `google` (the Deployment
 //! Manager dialect), `live` (wait, watch, claim and heartbeat), `keys` (key management),
-//! `system` (health, OpenAPI, docs), `limits` (overload protection), `request_id` (ids
+//! `openapi` (the published contract), `system` (health, OpenAPI, docs), `limits` (overload protection), `request_id` (ids
 //! and access logs), `metrics` (`/metrics` and request metrics).
 
 pub mod auth;
@@ -14,6 +14,7 @@ pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod nirvana;
+pub mod openapi;
 pub mod request_id;
 pub mod system;
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod authz;
+mod contract;
 mod errors;
 mod fuzz;
 mod hostile;
