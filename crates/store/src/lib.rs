@@ -56,6 +56,9 @@ pub enum StoreError {
     /// The query itself is invalid (for example a cursor from another list).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The backend cannot serve now (disk full, database unreachable); retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The backend failed; the message is for logs, not for clients.
     #[error("storage failure: {0}")]
     Internal(String),

@@ -66,6 +66,15 @@ pub enum ApiError {
         /// Seconds to wait before retrying.
         retry_after_s: u64,
     },
+    /// 503: storage cannot serve now (disk full, database unreachable); the detail goes
+    /// to the log only.
+    #[error("storage is unavailable (for example the disk is full); retry after {retry_after_s} s")]
+    Unavailable {
+        /// What failed, for the log.
+        detail: String,
+        /// Seconds to wait before retrying.
+        retry_after_s: u64,
+    },
     /// 500: our fault; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -119,6 +128,7 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -141,7 +151,10 @@ impl ApiError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            ApiError::Internal(_) | ApiError::RateLimited { .. } | ApiError::Overloaded { .. }
+            ApiError::Internal(_)
+                | ApiError::RateLimited { .. }
+                | ApiError::Overloaded { .. }
+                | ApiError::Unavailable { .. }
         )
     }
 
@@ -149,7 +162,8 @@ impl ApiError {
     pub fn extra_headers(&self, headers: &mut axum::http::HeaderMap) {
         match self {
             ApiError::RateLimited { retry_after_s }
-            | ApiError::Overloaded { retry_after_s, .. } => {
+            | ApiError::Overloaded { retry_after_s, .. }
+            | ApiError::Unavailable { retry_after_s, .. } => {
                 headers.insert(
                     axum::http::header::RETRY_AFTER,
                     HeaderValue::from(*retry_after_s),
@@ -182,7 +196,24 @@ impl From<StoreError> for ApiError {
             StoreError::Change(c) => ApiError::Conflict(c),
             StoreError::IdempotencyConflict { .. } => ApiError::IdempotencyConflict(e.to_string()),
             StoreError::Lease(l) => ApiError::Lease(l),
+            StoreError::Unavailable(detail) => ApiError::Unavailable {
+                detail,
+                retry_after_s: 5,
+            },
             StoreError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl ApiError {
+    /// Logs what the client is not told: an internal error's or an outage's detail.
+    pub fn log(&self) {
+        match self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Unavailable { detail, .. } => {
+                tracing::warn!(%detail, "storage unavailable; answering 503");
+            }
+            _ => {}
         }
     }
 }
@@ -190,9 +221,7 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
-        }
+        self.log();
         let body = ErrorBody {
             code,
             message: self.to_string(),

@@ -4,6 +4,7 @@
 //! threads), so a slow list never holds up a write and writes never wait for each
 //! other's fsync.
 
+mod errors;
 mod feed;
 mod google_filter;
 mod keys;
@@ -139,7 +140,7 @@ impl Readers {
                 c
             }
         };
-        let result = f(&mut conn).map_err(|e| StoreError::Internal(format!("read failed: {e}")));
+        let result = f(&mut conn).map_err(|e| errors::classify("read failed", &e));
         let mut idle = self.idle.lock().map_err(|_| poisoned())?;
         if idle.len() < MAX_IDLE_READERS {
             idle.push(conn);

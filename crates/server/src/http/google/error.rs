@@ -76,9 +76,7 @@ fn reason_and_status(code: StatusCode) -> (&'static str, &'static str) {
 impl IntoResponse for GoogleError {
     fn into_response(self) -> Response {
         let (status, _) = self.0.status_and_code();
-        if let ApiError::Internal(detail) = &self.0 {
-            tracing::error!(%detail, "internal error");
-        }
+        self.0.log();
         let (reason, canonical) = reason_and_status(status);
         let message = self.0.to_string();
         let location = self.0.field();
