@@ -5,10 +5,11 @@
 //! not revealed); lists and writes into a hidden project answer 403.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Uri, header};
 use axum::middleware::Next;
@@ -34,13 +35,18 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
-/// Verifies keys (with a short cache) and meters each key's rate.
+/// Verifies keys (with a short cache) and meters each key's rate, and each client
+/// address's failed attempts.
 pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
     /// Keyed by the key's hash: no plaintext key is kept in memory beyond a request.
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     buckets: Mutex<HashMap<uuid::Uuid, Bucket>>,
     rate: Option<RateLimit>,
+    /// Failed authentications per client address: a flood of bad keys is answered 429
+    /// at once, before any hashing or store lookup, so it cannot crowd out valid keys.
+    failures: Mutex<HashMap<IpAddr, Bucket>>,
+    failure_rate: Option<RateLimit>,
 }
 
 struct Bucket {
@@ -48,28 +54,100 @@ struct Bucket {
     at: Instant,
 }
 
+impl Bucket {
+    fn full(rate: RateLimit, now: Instant) -> Self {
+        Bucket {
+            tokens: rate.burst,
+            at: now,
+        }
+    }
+
+    /// Adds the tokens earned since the last visit; the seconds until one token is
+    /// there, if none is.
+    fn refill(&mut self, rate: RateLimit, now: Instant) -> Result<(), u64> {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate.per_second)
+            .min(rate.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            return Ok(());
+        }
+        let wait = (1.0 - self.tokens) / rate.per_second;
+        Err(wait.ceil().max(1.0) as u64)
+    }
+}
+
+/// How many client addresses' failure buckets are kept before idle ones are dropped.
+const MAX_FAILURE_BUCKETS: usize = 10_000;
+
 impl Authenticator {
-    /// An authenticator over `keys`; `rate` of `None` disables rate limiting.
-    pub fn new(keys: Arc<dyn KeyStore>, rate: Option<RateLimit>) -> Self {
+    /// An authenticator over `keys`; `rate` of `None` disables rate limiting, and
+    /// `failure_rate` of `None` the limit on failed attempts per client address.
+    pub fn new(
+        keys: Arc<dyn KeyStore>,
+        rate: Option<RateLimit>,
+        failure_rate: Option<RateLimit>,
+    ) -> Self {
         Self {
             keys,
             cache: Mutex::default(),
             buckets: Mutex::default(),
             rate,
+            failures: Mutex::default(),
+            failure_rate,
         }
+    }
+
+    /// Reserves one of `ip`'s failed attempts before its key is checked (so that
+    /// concurrent requests cannot all pass on the same last token), or 429 when none is
+    /// left. [`Self::key_was_valid`] gives the reservation back.
+    fn check_failures(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let (Some(rate), Ok(mut failures)) = (self.failure_rate, self.failures.lock()) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if failures.len() >= MAX_FAILURE_BUCKETS {
+            // A full bucket is the same as no bucket: forget those.
+            failures.retain(|_, b| {
+                let _ = b.refill(rate, now);
+                b.tokens < rate.burst
+            });
+        }
+        let bucket = failures
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(rate, now));
+        bucket
+            .refill(rate, now)
+            .map_err(|retry_after_s| ApiError::TooManyFailures { retry_after_s })?;
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Gives back the attempt [`Self::check_failures`] reserved: the key was valid.
+    fn key_was_valid(&self, ip: IpAddr) {
+        let (Some(rate), Ok(mut failures)) = (self.failure_rate, self.failures.lock()) else {
+            return;
+        };
+        if let Some(b) = failures.get_mut(&ip) {
+            b.tokens = (b.tokens + 1.0).min(rate.burst);
+        }
+    }
+
+    /// The principal of a key verified within the cache's TTL, if any.
+    fn cached(&self, secret: &str) -> Option<Principal> {
+        let hash = opsd_store::api_keys::hash(secret);
+        self.cache.lock().ok().and_then(|c| {
+            c.get(&hash)
+                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+                .map(|(p, _)| p.clone())
+        })
     }
 
     /// The principal of a live key, or 401.
     async fn verify(&self, secret: &str) -> Result<Principal, ApiError> {
-        let hash = opsd_store::api_keys::hash(secret);
-        let cached = self.cache.lock().ok().and_then(|c| {
-            c.get(&hash)
-                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-                .map(|(p, _)| p.clone())
-        });
-        if let Some(p) = cached {
+        if let Some(p) = self.cached(secret) {
             return Ok(p);
         }
+        let hash = opsd_store::api_keys::hash(secret);
         let key = self.keys.authenticate(secret).await?;
         let principal = Principal::from(key.ok_or(ApiError::Unauthenticated(
             "the API key is not valid or was revoked",
@@ -99,21 +177,13 @@ impl Authenticator {
             return Ok(());
         };
         let now = Instant::now();
-        let b = buckets.entry(key).or_insert(Bucket {
-            tokens: rate.burst,
-            at: now,
-        });
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * rate.per_second).min(rate.burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            return Ok(());
-        }
-        let wait = (1.0 - b.tokens) / rate.per_second;
-        Err(ApiError::RateLimited {
-            retry_after_s: wait.ceil().max(1.0) as u64,
-        })
+        let b = buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::full(rate, now));
+        b.refill(rate, now)
+            .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
+        b.tokens -= 1.0;
+        Ok(())
     }
 }
 
@@ -164,11 +234,31 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     // Extracted before any await: the request body is not Sync, so no borrow of the
     // request may live across one.
     let secret = presented_key(request.headers(), request.uri());
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let result = async {
-        let secret = secret?.ok_or(ApiError::Unauthenticated(
-            "an API key is required: send Authorization: Bearer <key>",
-        ))?;
-        let principal = state.auth.verify(&secret).await?;
+        let limited = client.map_or(Ok(()), |ip| state.auth.check_failures(ip));
+        let secret = secret.and_then(|s| {
+            s.ok_or(ApiError::Unauthenticated(
+                "an API key is required: send Authorization: Bearer <key>",
+            ))
+        });
+        let reserved = limited.is_ok();
+        let verified = match (limited, secret) {
+            (Ok(()), Ok(secret)) => state.auth.verify(&secret).await,
+            (Ok(()), Err(e)) => Err(e),
+            // This address is flooding with bad keys: only a key verified within the
+            // cache's TTL still passes (a valid client behind the same address keeps
+            // working); nothing else is hashed against the store.
+            (Err(too_many), Ok(secret)) => state.auth.cached(&secret).ok_or(too_many),
+            (Err(too_many), Err(_)) => Err(too_many),
+        };
+        if let (Ok(_), Some(ip), true) = (&verified, client, reserved) {
+            state.auth.key_was_valid(ip);
+        }
+        let principal = verified?;
         state.auth.admit(principal.key_id)?;
         Ok::<_, ApiError>(principal)
     }

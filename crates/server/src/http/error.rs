@@ -58,6 +58,14 @@ pub enum ApiError {
         /// Seconds until a request would be admitted.
         retry_after_s: u64,
     },
+    /// 429: this client address sent too many requests without a valid key.
+    #[error(
+        "too many requests without a valid API key from this address; retry after {retry_after_s} s"
+    )]
+    TooManyFailures {
+        /// Seconds until a request would be admitted.
+        retry_after_s: u64,
+    },
     /// 503: the server is at its concurrency limit or a request took too long.
     #[error("{message}; retry after {retry_after_s} s")]
     Overloaded {
@@ -126,7 +134,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RateLimited { .. } | ApiError::TooManyFailures { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
             ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -153,6 +163,7 @@ impl ApiError {
             self,
             ApiError::Internal(_)
                 | ApiError::RateLimited { .. }
+                | ApiError::TooManyFailures { .. }
                 | ApiError::Overloaded { .. }
                 | ApiError::Unavailable { .. }
         )
@@ -162,6 +173,7 @@ impl ApiError {
     pub fn extra_headers(&self, headers: &mut axum::http::HeaderMap) {
         match self {
             ApiError::RateLimited { retry_after_s }
+            | ApiError::TooManyFailures { retry_after_s }
             | ApiError::Overloaded { retry_after_s, .. }
             | ApiError::Unavailable { retry_after_s, .. } => {
                 headers.insert(

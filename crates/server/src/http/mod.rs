@@ -40,6 +40,11 @@ pub struct Config {
     pub max_long_lived_requests: usize,
     /// Per-key request rate; `None` disables it.
     pub rate_limit: Option<RateLimit>,
+    /// Failed authentications per client address; `None` disables the limit.
+    pub auth_failure_limit: Option<RateLimit>,
+    /// Longest a client may take to send a request's head, and longest a keep-alive
+    /// connection may stay idle between requests.
+    pub header_read_timeout: Duration,
     /// Whether the listener speaks TLS (links the server writes then start `https://`).
     pub tls: bool,
 }
@@ -55,6 +60,11 @@ impl Default for Config {
                 per_second: 50_000.0,
                 burst: 50_000.0,
             }),
+            auth_failure_limit: Some(RateLimit {
+                per_second: 100.0,
+                burst: 1_000.0,
+            }),
+            header_read_timeout: Duration::from_secs(10),
             tls: false,
         }
     }
@@ -80,6 +90,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
+    /// See [`Config::header_read_timeout`].
+    pub header_read_timeout: Duration,
 }
 
 impl AppState {
@@ -95,7 +107,11 @@ impl AppState {
         let live = Arc::new(Live::start(&*store, metrics.clone()));
         AppState {
             store,
-            auth: Arc::new(auth::Authenticator::new(keys.clone(), config.rate_limit)),
+            auth: Arc::new(auth::Authenticator::new(
+                keys.clone(),
+                config.rate_limit,
+                config.auth_failure_limit,
+            )),
             keys,
             limits: Arc::new(limits::Limits::new(
                 config.request_timeout,
@@ -105,6 +121,7 @@ impl AppState {
             scheme: if config.tls { "https" } else { "http" },
             live,
             metrics,
+            header_read_timeout: config.header_read_timeout,
         }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod authz;
+mod connections;
 mod contract;
 mod errors;
 mod fuzz;
