@@ -23,6 +23,7 @@ mod report;
 mod scale;
 mod seed;
 mod server;
+mod soak;
 mod wait;
 mod workload;
 mod writes;
@@ -86,12 +87,22 @@ enum Command {
         #[arg(long)]
         body_file: PathBuf,
     },
+    /// A long mixed load at half capacity; fails if memory, files or tasks keep growing.
+    Soak {
+        /// The opsd binary to soak.
+        #[arg(long, default_value = "target/release/opsd")]
+        opsd: PathBuf,
+        /// How long, e.g. 60s or 30m.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::CeilingHttp { body_file }) => ceiling::serve_http(body_file),
+        Some(Command::Soak { opsd, duration }) => soak::run(opsd, *duration),
         None => run(&cli),
     };
     match result {

@@ -132,7 +132,7 @@ pub struct NewApiKey {
 impl NewApiKey {
     /// Validates the name (the other fields are validated when parsed).
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.name.trim().is_empty() || self.name.len() > validate::MAX_ID_LEN {
+        if self.name.trim().is_empty() || self.name.chars().count() > validate::MAX_ID_LEN {
             return Err(ValidationError::new(
                 "name",
                 format!("must be 1 to {} characters", validate::MAX_ID_LEN),

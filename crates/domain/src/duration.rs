@@ -12,8 +12,15 @@ pub const MAX_WAIT: Duration = Duration::from_secs(120);
 /// How long terminal operations are kept when `--retention` is not given.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Parses a wait timeout: a human duration from `0s` to `120s` (`30s`, `2m`, `1m30s`).
+/// The grammar of a wait timeout, bounds included (0–120 s): seconds (`30s`), whole
+/// minutes (`2m`), minutes and seconds (`1m30s`) or milliseconds (`500ms`). Published as
+/// the parameter's pattern; the server accepts exactly what it matches.
+pub const WAIT_TIMEOUT_PATTERN: &str = "^(([0-9]|[1-9][0-9]|1[01][0-9]|120)s|[0-2]m|1m([0-9]|[1-5][0-9])s|([0-9]|[1-9][0-9]{1,4}|1[01][0-9]{4}|120000)ms)$";
+
+/// Parses a wait timeout written as [`WAIT_TIMEOUT_PATTERN`] says (`30s`, `2m`, `1m30s`).
 pub fn parse_wait_timeout(field: &str, s: &str) -> Result<Duration, ValidationError> {
+    static GRAMMAR: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(WAIT_TIMEOUT_PATTERN).ok());
     let rule = || {
         ValidationError::new(
             field,
@@ -23,8 +30,10 @@ pub fn parse_wait_timeout(field: &str, s: &str) -> Result<Duration, ValidationEr
             ),
         )
     };
-    // humantime reads a bare "0" as zero; every other value must carry a unit.
-    let d = humantime::parse_duration(s.trim()).map_err(|_| rule())?;
+    if !GRAMMAR.as_ref().is_some_and(|g| g.is_match(s)) {
+        return Err(rule());
+    }
+    let d = humantime::parse_duration(s).map_err(|_| rule())?;
     if d > MAX_WAIT { Err(rule()) } else { Ok(d) }
 }
 
@@ -48,14 +57,29 @@ mod tests {
         let ok = |s: &str| parse_wait_timeout("timeout", s).map(|d| d.as_secs());
         assert_eq!(ok("30s"), Ok(30));
         assert_eq!(ok("2m"), Ok(120));
-        assert_eq!(ok("1m 30s"), Ok(90));
+        assert_eq!(ok("1m30s"), Ok(90));
         assert_eq!(ok("0s"), Ok(0));
         assert_eq!(ok("120s"), Ok(120));
         assert_eq!(
             parse_wait_timeout("timeout", "500ms"),
             Ok(Duration::from_millis(500))
         );
-        for bad in ["121s", "3m", "30", "-1s", "", "soon", "1h", "30 parsecs"] {
+        for bad in [
+            "121s",
+            "3m",
+            "30",
+            "-1s",
+            "",
+            "soon",
+            "1h",
+            "30 parsecs",
+            "0",
+            "1m 30s",
+            " 30s",
+            "2m1s",
+            "120001ms",
+            "007s",
+        ] {
             let e = parse_wait_timeout("timeout", bad).expect_err(bad);
             assert_eq!(e.field, "timeout", "{bad}");
         }

@@ -12,8 +12,25 @@ use uuid::Uuid;
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum $name { $(#[serde(rename = $wire)] $variant),+ }
+
+        // Written by hand: utoipa's derive does not see serde renames made inside a
+        // macro and would publish the Rust variant names (`Vm`) instead of the wire names.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($wire),+]))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
 
         impl $name {
             /// Every variant, in declaration order.
@@ -127,13 +144,23 @@ impl<'de> Deserialize<'de> for DiffValue {
 
 impl utoipa::PartialSchema for DiffValue {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::validate::{MAX_ARRAY_ITEMS, MAX_TEXT_LEN, TEXT_PATTERN};
         use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
         let scalar = |t| ObjectBuilder::new().schema_type(t);
+        let text = || {
+            scalar(Type::String)
+                .max_length(Some(MAX_TEXT_LEN))
+                .pattern(Some(TEXT_PATTERN))
+        };
         OneOfBuilder::new()
-            .item(scalar(Type::String))
+            .item(text())
             .item(scalar(Type::Number))
             .item(scalar(Type::Boolean))
-            .item(ArrayBuilder::new().items(scalar(Type::String)))
+            .item(
+                ArrayBuilder::new()
+                    .items(text())
+                    .max_items(Some(MAX_ARRAY_ITEMS)),
+            )
             .description(Some(
                 "A string, a number, a boolean or an array of strings.",
             ))
@@ -159,7 +186,30 @@ pub struct FieldDiff {
 pub struct Details {
     /// Map of changed field names to their from/to diffs.
     #[serde(default, deserialize_with = "unique_keys")]
+    #[schema(schema_with = changes_schema)]
     pub changes: BTreeMap<String, FieldDiff>,
+}
+
+/// `changes`: at most 256 entries, names of 1–256 characters.
+fn changes_schema() -> utoipa::openapi::schema::Object {
+    use crate::validate::{MAX_CHANGES, MAX_LABEL_LEN, TEXT_PATTERN};
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+    let mut names = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_LABEL_LEN))
+        .pattern(Some(TEXT_PATTERN))
+        .build();
+    names.description = None;
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_CHANGES))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            utoipa::openapi::Ref::from_schema_name("FieldDiff").into(),
+        )))
+        .build();
+    object.property_names = Some(Box::new(Schema::Object(names)));
+    object
 }
 
 /// Reads a JSON object into a map, refusing a key that appears twice (serde_json would
@@ -198,11 +248,24 @@ where
 #[serde(deny_unknown_fields)]
 pub struct ErrorItem {
     /// Machine-readable error code.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub code: String,
     /// Human-readable message.
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub message: String,
     /// The request field that caused it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub location: Option<String>,
 }
 
@@ -212,6 +275,7 @@ pub struct ErrorItem {
 pub struct OperationError {
     /// The errors, at least one.
     #[serde(deserialize_with = "crate::strict::objects")]
+    #[schema(min_items = 1, max_items = 100)]
     pub errors: Vec<ErrorItem>,
 }
 
@@ -220,8 +284,16 @@ pub struct OperationError {
 #[serde(deny_unknown_fields)]
 pub struct WarningData {
     /// Key.
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub key: String,
     /// Value.
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub value: String,
 }
 
@@ -230,11 +302,21 @@ pub struct WarningData {
 #[serde(deny_unknown_fields)]
 pub struct Warning {
     /// Warning code.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub code: String,
     /// Human-readable message.
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub message: String,
     /// Extra metadata.
     #[serde(default, deserialize_with = "crate::strict::objects")]
+    #[schema(max_items = 100)]
     pub data: Vec<WarningData>,
 }
 

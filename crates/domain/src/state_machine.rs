@@ -77,7 +77,7 @@ impl Patch {
         validate::opt_text(
             "http_error_message",
             self.http_error_message.as_deref(),
-            validate::MAX_LABEL_LEN,
+            validate::MAX_TEXT_LEN,
         )
     }
 }

@@ -6,11 +6,11 @@ use crate::operation::{Details, DiffValue, OperationError, Warning};
 
 /// Longest project, resource or request id.
 pub const MAX_ID_LEN: usize = 128;
-/// Longest free-text field (messages, descriptions), in bytes.
+/// Longest free-text field (messages, descriptions), in characters.
 pub const MAX_TEXT_LEN: usize = 4096;
-/// Longest short label (user, region, zone, codes), in bytes.
+/// Longest short label (user, region, zone, codes), in characters.
 pub const MAX_LABEL_LEN: usize = 256;
-/// Longest target link, in bytes.
+/// Longest target link, in characters.
 pub const MAX_LINK_LEN: usize = 2048;
 /// Most entries in `details.changes`.
 pub const MAX_CHANGES: usize = 256;
@@ -21,17 +21,31 @@ pub const MAX_LIST_ITEMS: usize = 100;
 /// Most warnings an operation accumulates.
 pub const MAX_TOTAL_WARNINGS: usize = 1000;
 
+/// The JSON Schema pattern of [`text`]: no control characters but newline and tab.
+pub const TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$";
+
 type Result<T = ()> = std::result::Result<T, ValidationError>;
 
-/// Project ids: 1–128 of `[A-Za-z0-9._-]`.
+/// Project ids: 1–128 of `[A-Za-z0-9._-]`, starting with a letter or digit (so that no
+/// project id is a `.` or `..` path segment on the Google paths, where it is one).
 pub fn project_id(field: &str, value: &str) -> Result {
     id_chars(
         field,
         value,
         |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'),
         "[A-Za-z0-9._-]",
-    )
+    )?;
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(ValidationError::new(
+            field,
+            "must start with a letter or a digit",
+        ));
+    }
+    Ok(())
 }
+
+/// The JSON Schema pattern of [`project_id`].
+pub const PROJECT_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
 
 /// Resource ids: 1–128 of `[A-Za-z0-9._:/-]` (resource ids are sometimes paths).
 pub fn resource_id(field: &str, value: &str) -> Result {
@@ -51,6 +65,18 @@ pub fn request_id(field: &str, value: &str) -> Result {
         |c| c.is_ascii_graphic(),
         "printable ASCII without spaces",
     )
+}
+
+/// Lease tokens as sent back by workers: 1–128 characters (opsd's are 64 hex digits);
+/// anything else cannot be a token, so it is a 400 rather than a lease mismatch.
+pub fn lease_token(field: &str, value: &str) -> Result {
+    if value.is_empty() || value.chars().count() > MAX_ID_LEN {
+        return Err(ValidationError::new(
+            field,
+            format!("must be 1 to {MAX_ID_LEN} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// Worker names (leases): 1–128 of `[A-Za-z0-9._:/@-]`, e.g. `host-3:4711`.
@@ -79,12 +105,13 @@ fn id_chars(field: &str, value: &str, ok: impl Fn(char) -> bool, set: &str) -> R
     Ok(())
 }
 
-/// Free text of at most `max` bytes, without control characters other than newline/tab.
+/// Free text of at most `max` characters (Unicode code points, as JSON Schema's
+/// `maxLength` counts them), without control characters other than newline and tab.
 pub fn text(field: &str, value: &str, max: usize) -> Result {
-    if value.len() > max {
+    if value.len() > max && value.chars().count() > max {
         return Err(ValidationError::new(
             field,
-            format!("must be at most {max} bytes"),
+            format!("must be at most {max} characters"),
         ));
     }
     if value
@@ -213,6 +240,10 @@ mod tests {
         assert!(project_id("project_id", "a b").is_err());
         assert!(project_id("project_id", "a/b").is_err());
         assert!(project_id("project_id", "é").is_err());
+        assert!(project_id("project_id", ".").is_err());
+        assert!(project_id("project_id", "..").is_err());
+        assert!(project_id("project_id", "-a").is_err());
+        assert!(project_id("project_id", "a.").is_ok());
     }
 
     #[test]
@@ -227,6 +258,9 @@ mod tests {
         assert!(text("m", &"x".repeat(MAX_TEXT_LEN + 1), MAX_TEXT_LEN).is_err());
         assert!(text("m", "line\nnext\ttab", MAX_TEXT_LEN).is_ok());
         assert!(text("m", "bell\u{7}", MAX_TEXT_LEN).is_err());
+        // Characters, not bytes: 4,096 two-byte characters are within the limit.
+        assert!(text("m", &"é".repeat(MAX_TEXT_LEN), MAX_TEXT_LEN).is_ok());
+        assert!(text("m", &"é".repeat(MAX_TEXT_LEN + 1), MAX_TEXT_LEN).is_err());
     }
 
     #[test]

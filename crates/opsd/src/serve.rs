@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Longest an ordinary request may take (wait and watch excepted), e.g. 30s.
     #[arg(long, env = "OPSD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+    /// Longest a client may take to send a request's head, and longest an idle
+    /// keep-alive connection is kept (e.g. 10s).
+    #[arg(long, env = "OPSD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
     /// Ordinary requests served at once; more are refused with 503 + Retry-After.
     #[arg(long, env = "OPSD_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     max_concurrent_requests: usize,
@@ -38,6 +42,13 @@ pub struct ServeArgs {
     /// Requests a key may make at once before its rate applies.
     #[arg(long, env = "OPSD_RATE_BURST", default_value_t = 50_000.0)]
     rate_burst: f64,
+    /// Requests per second each client address may make with a missing, unknown or
+    /// revoked key (0 disables the limit); above it, 429 before any key lookup.
+    #[arg(long, env = "OPSD_AUTH_FAILURE_RATE", default_value_t = 100.0)]
+    auth_failure_rate: f64,
+    /// Failed authentications a client address may make at once before that rate applies.
+    #[arg(long, env = "OPSD_AUTH_FAILURE_BURST", default_value_t = 1_000.0)]
+    auth_failure_burst: f64,
     /// PEM certificate chain: serve HTTPS instead of HTTP (needs --tls-key).
     #[arg(long, env = "OPSD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -79,6 +90,11 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
             per_second: args.rate_limit,
             burst: args.rate_burst.max(1.0),
         }),
+        auth_failure_limit: (args.auth_failure_rate > 0.0).then_some(RateLimit {
+            per_second: args.auth_failure_rate,
+            burst: args.auth_failure_burst.max(1.0),
+        }),
+        header_read_timeout: args.header_read_timeout,
         tls: args.tls_cert.is_some(),
         cors_allowed_origins: args.cors_allowed_origins.clone(),
     };

@@ -1,6 +1,7 @@
 //! opsd's server: the HTTP API over a [`Store`](opsd_store::Store), and the serve loop
 //! with graceful shutdown. The binary (`crates/opsd`) only parses flags and calls [`serve`].
 
+pub mod accept;
 pub mod http;
 pub mod live;
 pub mod metrics;
@@ -20,15 +21,13 @@ pub async fn serve<L>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     let live = state.live.clone();
+    let header_read_timeout = state.header_read_timeout;
     let shutdown = async move {
         shutdown.await;
         live.shut_down();
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    accept::serve(listener, router(state), header_read_timeout, shutdown).await
 }

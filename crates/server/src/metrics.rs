@@ -42,6 +42,9 @@ pub struct Metrics {
     pub watch_streams: Gauge,
     /// Leases held, refreshed from the store on every scrape.
     pub leases_held: Gauge,
+    /// Tokio tasks alive (connections, requests, streams, background tasks), refreshed
+    /// on every scrape: a number that keeps growing under steady load is a leak.
+    pub tasks: Gauge,
     /// Leases that ran out and turned their operation `unknown`.
     pub lease_expirations: Counter,
     /// Operations deleted by retention.
@@ -74,6 +77,7 @@ impl Metrics {
         let waiters = Gauge::default();
         let watch_streams = Gauge::default();
         let leases_held = Gauge::default();
+        let tasks = Gauge::default();
         let lease_expirations = Counter::default();
         let retention_deleted = Counter::default();
         let feed_gaps = Counter::default();
@@ -94,6 +98,7 @@ impl Metrics {
             "Operations leased by a worker",
             leases_held.clone(),
         );
+        registry.register("tasks", "Tokio tasks alive", tasks.clone());
         registry.register(
             "lease_expirations",
             "Leases that ran out and turned their operation unknown",
@@ -125,6 +130,7 @@ impl Metrics {
             waiters,
             watch_streams,
             leases_held,
+            tasks,
             lease_expirations,
             retention_deleted,
             feed_gaps,

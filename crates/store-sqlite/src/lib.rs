@@ -6,6 +6,7 @@
 //! other's fsync.
 
 mod cancel;
+mod errors;
 mod feed;
 mod google_filter;
 mod keys;
@@ -141,7 +142,7 @@ impl Readers {
                 c
             }
         };
-        let result = f(&mut conn).map_err(|e| StoreError::Internal(format!("read failed: {e}")));
+        let result = f(&mut conn).map_err(|e| errors::classify("read failed", &e));
         let mut idle = self.idle.lock().map_err(|_| poisoned())?;
         if idle.len() < MAX_IDLE_READERS {
             idle.push(conn);

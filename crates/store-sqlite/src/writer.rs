@@ -135,16 +135,16 @@ fn commit_batch(
         Err(e) => {
             tracing::error!(error = %e, writes = batch.len(), "write transaction failed");
             for job in batch.drain(..) {
-                let _ = job.reply.send(Err(StoreError::Internal(format!(
-                    "write transaction failed: {e}"
-                ))));
+                let _ = job
+                    .reply
+                    .send(Err(super::errors::classify("write transaction failed", &e)));
             }
         }
     }
 }
 
 pub(crate) fn internal(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError::Internal(format!("{context}: {e}"))
+    move |e| crate::errors::classify(context, &e)
 }
 
 fn apply(

@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod crash_loop;
 mod database_url;
+mod disk_full;
 mod durability;
 mod keys;
 mod process;

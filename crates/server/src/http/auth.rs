@@ -5,10 +5,11 @@
 //! not revealed); lists and writes into a hidden project answer 403.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Uri, header};
 use axum::middleware::Next;
@@ -35,7 +36,8 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
-/// Verifies keys (with a short cache) and meters each key's rate.
+/// Verifies keys (with a short cache) and meters each key's rate, and each client
+/// address's failed attempts.
 pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
     /// Keyed by the key's hash: no plaintext key is kept in memory beyond a request.
@@ -45,6 +47,10 @@ pub struct Authenticator {
     sessions: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     buckets: Mutex<HashMap<uuid::Uuid, Bucket>>,
     rate: Option<RateLimit>,
+    /// Failed authentications per client address: a flood of bad keys is answered 429
+    /// at once, before any hashing or store lookup, so it cannot crowd out valid keys.
+    failures: Mutex<HashMap<IpAddr, Bucket>>,
+    failure_rate: Option<RateLimit>,
 }
 
 struct Bucket {
@@ -52,16 +58,88 @@ struct Bucket {
     at: Instant,
 }
 
+impl Bucket {
+    fn full(rate: RateLimit, now: Instant) -> Self {
+        Bucket {
+            tokens: rate.burst,
+            at: now,
+        }
+    }
+
+    /// Adds the tokens earned since the last visit; the seconds until one token is
+    /// there, if none is.
+    fn refill(&mut self, rate: RateLimit, now: Instant) -> Result<(), u64> {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate.per_second)
+            .min(rate.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            return Ok(());
+        }
+        let wait = (1.0 - self.tokens) / rate.per_second;
+        Err(wait.ceil().max(1.0) as u64)
+    }
+}
+
+/// How many client addresses' failure buckets are kept before idle ones are dropped.
+const MAX_FAILURE_BUCKETS: usize = 10_000;
+
 impl Authenticator {
-    /// An authenticator over `keys`; `rate` of `None` disables rate limiting.
-    pub fn new(keys: Arc<dyn KeyStore>, rate: Option<RateLimit>) -> Self {
+    /// An authenticator over `keys`; `rate` of `None` disables rate limiting, and
+    /// `failure_rate` of `None` the limit on failed attempts per client address.
+    pub fn new(
+        keys: Arc<dyn KeyStore>,
+        rate: Option<RateLimit>,
+        failure_rate: Option<RateLimit>,
+    ) -> Self {
         Self {
             keys,
             cache: Mutex::default(),
             sessions: Mutex::default(),
             buckets: Mutex::default(),
             rate,
+            failures: Mutex::default(),
+            failure_rate,
         }
+    }
+
+    /// Reserves one of `ip`'s failed attempts before its key is checked (so that
+    /// concurrent requests cannot all pass on the same last token), or 429 when none is
+    /// left. [`Self::key_was_valid`] gives the reservation back.
+    fn check_failures(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let (Some(rate), Ok(mut failures)) = (self.failure_rate, self.failures.lock()) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if failures.len() >= MAX_FAILURE_BUCKETS {
+            // A full bucket is the same as no bucket: forget those.
+            failures.retain(|_, b| {
+                let _ = b.refill(rate, now);
+                b.tokens < rate.burst
+            });
+        }
+        let bucket = failures
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(rate, now));
+        bucket
+            .refill(rate, now)
+            .map_err(|retry_after_s| ApiError::TooManyFailures { retry_after_s })?;
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Gives back the attempt [`Self::check_failures`] reserved: the key was valid.
+    fn key_was_valid(&self, ip: IpAddr) {
+        let (Some(rate), Ok(mut failures)) = (self.failure_rate, self.failures.lock()) else {
+            return;
+        };
+        if let Some(b) = failures.get_mut(&ip) {
+            b.tokens = (b.tokens + 1.0).min(rate.burst);
+        }
+    }
+
+    /// The principal of a key verified within the cache's TTL, if any.
+    fn cached_key(&self, secret: &str) -> Option<Principal> {
+        cached(&self.cache, &opsd_store::api_keys::hash(secret))
     }
 
     /// The principal of a live session (unexpired, its key not revoked), or 401.
@@ -95,6 +173,7 @@ impl Authenticator {
         if let Some(p) = cached(&self.cache, &hash) {
             return Ok(p);
         }
+        let hash = opsd_store::api_keys::hash(secret);
         let key = self.keys.authenticate(secret).await?;
         let principal = Principal::from(key.ok_or(ApiError::Unauthenticated(
             "the API key is not valid or was revoked",
@@ -120,21 +199,13 @@ impl Authenticator {
             return Ok(());
         };
         let now = Instant::now();
-        let b = buckets.entry(key).or_insert(Bucket {
-            tokens: rate.burst,
-            at: now,
-        });
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * rate.per_second).min(rate.burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            return Ok(());
-        }
-        let wait = (1.0 - b.tokens) / rate.per_second;
-        Err(ApiError::RateLimited {
-            retry_after_s: wait.ceil().max(1.0) as u64,
-        })
+        let b = buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::full(rate, now));
+        b.refill(rate, now)
+            .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
+        b.tokens -= 1.0;
+        Ok(())
     }
 }
 
@@ -187,14 +258,23 @@ enum Credential {
     Session(String),
 }
 
-fn credential(headers: &axum::http::HeaderMap, uri: &Uri) -> Option<Credential> {
-    presented_key(headers, uri)
+/// The key or session a request presents; a malformed presentation (two
+/// `Authorization` headers) is refused.
+fn credential(headers: &axum::http::HeaderMap, uri: &Uri) -> Result<Option<Credential>, ApiError> {
+    Ok(presented_key(headers, uri)?
         .map(Credential::Key)
-        .or_else(|| session::cookie(headers).map(Credential::Session))
+        .or_else(|| session::cookie(headers).map(Credential::Session)))
 }
 
 /// The key of a request: the bearer token, or Google's `key=` parameter on Google paths.
-fn presented_key<'a>(parts: &'a axum::http::HeaderMap, uri: &'a Uri) -> Option<String> {
+/// More than one `Authorization` header is refused: which one a proxy or a client meant
+/// is ambiguous, and "first wins" lets a second header pass unnoticed.
+fn presented_key(parts: &axum::http::HeaderMap, uri: &Uri) -> Result<Option<String>, ApiError> {
+    if parts.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(ApiError::Unauthenticated(
+            "send exactly one Authorization header",
+        ));
+    }
     let bearer = parts
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -203,7 +283,7 @@ fn presented_key<'a>(parts: &'a axum::http::HeaderMap, uri: &'a Uri) -> Option<S
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(|k| k.trim().to_owned());
-    bearer.or_else(|| {
+    Ok(bearer.or_else(|| {
         is_google(uri.path())
             .then(|| uri.query())
             .flatten()
@@ -212,7 +292,7 @@ fn presented_key<'a>(parts: &'a axum::http::HeaderMap, uri: &'a Uri) -> Option<S
                     .find(|(k, _)| k == "key")
                     .map(|(_, v)| v.into_owned())
             })
-    })
+    }))
 }
 
 /// Middleware: authenticates every non-public request and applies the key's rate limit.
@@ -226,7 +306,14 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     let optional = is_optional_auth(&path);
     // Extracted before any await: the request body is not Sync, so no borrow of the
     // request may live across one.
-    let credential = credential(request.headers(), request.uri());
+    let (credential, bad_credential) = match credential(request.headers(), request.uri()) {
+        Ok(c) => (c, None),
+        Err(e) => (None, Some(e)),
+    };
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let csrf = match &credential {
         Some(Credential::Session(secret)) if !optional => {
             session::check_csrf(request.method(), request.headers(), secret, state.scheme)
@@ -234,14 +321,30 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         _ => Ok(()),
     };
     let result = async {
+        if let Some(e) = bad_credential {
+            return Err(e);
+        }
         csrf?;
-        let principal = match &credential {
-            None => Err(ApiError::Unauthenticated(
+        let limited = client.map_or(Ok(()), |ip| state.auth.check_failures(ip));
+        let reserved = limited.is_ok();
+        let verified = match (limited, &credential) {
+            (Ok(()), None) => Err(ApiError::Unauthenticated(
                 "an API key is required: send Authorization: Bearer <key>",
             )),
-            Some(Credential::Key(secret)) => state.auth.verify(secret).await,
-            Some(Credential::Session(secret)) => state.auth.verify_session(secret).await,
-        }?;
+            (Ok(()), Some(Credential::Key(secret))) => state.auth.verify(secret).await,
+            (Ok(()), Some(Credential::Session(secret))) => state.auth.verify_session(secret).await,
+            // This address is flooding with bad keys: only a key verified within the
+            // cache's TTL still passes (a valid client behind the same address keeps
+            // working); nothing else is hashed against the store.
+            (Err(too_many), Some(Credential::Key(secret))) => {
+                state.auth.cached_key(secret).ok_or(too_many)
+            }
+            (Err(too_many), _) => Err(too_many),
+        };
+        if let (Ok(_), Some(ip), true) = (&verified, client, reserved) {
+            state.auth.key_was_valid(ip);
+        }
+        let principal = verified?;
         state.auth.admit(principal.key_id)?;
         Ok::<_, ApiError>(principal)
     }
@@ -275,6 +378,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .map(Caller)
             // Only reachable if a route bypassed the middleware: refuse rather than guess.
             .ok_or(ApiError::Unauthenticated("an API key is required"))
+    }
+}
+
+/// A caller with at least the producer role. Checked when the handler's arguments are
+/// extracted, before the body is read: a reader's write is a 403 whatever its body.
+pub struct Producer(pub Caller);
+
+/// A caller with the admin role, checked before the body is read (see [`Producer`]).
+pub struct Admin(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Producer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(Role::Producer)?;
+        Ok(Producer(caller))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(Role::Admin)?;
+        Ok(Admin(caller))
     }
 }
 

@@ -58,6 +58,14 @@ pub enum ApiError {
         /// Seconds until a request would be admitted.
         retry_after_s: u64,
     },
+    /// 429: this client address sent too many requests without a valid key.
+    #[error(
+        "too many requests without a valid API key from this address; retry after {retry_after_s} s"
+    )]
+    TooManyFailures {
+        /// Seconds until a request would be admitted.
+        retry_after_s: u64,
+    },
     /// 503: the server is at its concurrency limit or a request took too long.
     #[error("{message}; retry after {retry_after_s} s")]
     Overloaded {
@@ -66,17 +74,19 @@ pub enum ApiError {
         /// Seconds to wait before retrying.
         retry_after_s: u64,
     },
-    /// 503: the storage cannot serve now (database unreachable or restarting, disk
-    /// full); the detail goes to the log only.
-    #[error("storage is unavailable; retry after {UNAVAILABLE_RETRY_AFTER_S} s")]
-    Unavailable(String),
+    /// 503: storage cannot serve now (disk full, database unreachable); the detail goes
+    /// to the log only.
+    #[error("storage is unavailable (for example the disk is full); retry after {retry_after_s} s")]
+    Unavailable {
+        /// What failed, for the log.
+        detail: String,
+        /// Seconds to wait before retrying.
+        retry_after_s: u64,
+    },
     /// 500: our fault; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
 }
-
-/// Seconds a client is asked to wait when the storage is unavailable.
-pub const UNAVAILABLE_RETRY_AFTER_S: u64 = 1;
 
 /// The error body of the Nirvana dialect and of opsd's own endpoints.
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,8 +99,7 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The request id, as in the `x-request-id` header.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: String,
 }
 
 impl ApiError {
@@ -128,9 +137,11 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RateLimited { .. } | ApiError::TooManyFailures { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
             ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -155,9 +166,10 @@ impl ApiError {
         matches!(
             self,
             ApiError::Internal(_)
-                | ApiError::Unavailable(_)
                 | ApiError::RateLimited { .. }
+                | ApiError::TooManyFailures { .. }
                 | ApiError::Overloaded { .. }
+                | ApiError::Unavailable { .. }
         )
     }
 
@@ -165,16 +177,12 @@ impl ApiError {
     pub fn extra_headers(&self, headers: &mut axum::http::HeaderMap) {
         match self {
             ApiError::RateLimited { retry_after_s }
-            | ApiError::Overloaded { retry_after_s, .. } => {
+            | ApiError::TooManyFailures { retry_after_s }
+            | ApiError::Overloaded { retry_after_s, .. }
+            | ApiError::Unavailable { retry_after_s, .. } => {
                 headers.insert(
                     axum::http::header::RETRY_AFTER,
                     HeaderValue::from(*retry_after_s),
-                );
-            }
-            ApiError::Unavailable(_) => {
-                headers.insert(
-                    axum::http::header::RETRY_AFTER,
-                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S),
                 );
             }
             ApiError::Unauthenticated(_) => {
@@ -204,8 +212,24 @@ impl From<StoreError> for ApiError {
             StoreError::Change(c) => ApiError::Conflict(c),
             StoreError::IdempotencyConflict { .. } => ApiError::IdempotencyConflict(e.to_string()),
             StoreError::Lease(l) => ApiError::Lease(l),
-            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
+            StoreError::Unavailable(detail) => ApiError::Unavailable {
+                detail,
+                retry_after_s: 5,
+            },
             StoreError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl ApiError {
+    /// Logs what the client is not told: an internal error's or an outage's detail.
+    pub fn log(&self) {
+        match self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Unavailable { detail, .. } => {
+                tracing::warn!(%detail, "storage unavailable; answering 503");
+            }
+            _ => {}
         }
     }
 }
@@ -213,16 +237,14 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        match &self {
-            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
-            ApiError::Unavailable(detail) => tracing::warn!(%detail, "storage unavailable"),
-            _ => {}
-        }
+        self.log();
         let body = ErrorBody {
             code,
             message: self.to_string(),
             field: self.field(),
-            request_id: request_id::current(),
+            // Every request runs inside the request-id layer; an error built outside one
+            // (never on the HTTP path) gets an empty id rather than none.
+            request_id: request_id::current().unwrap_or_default(),
         };
         let mut response = (status, axum::Json(body)).into_response();
         self.extra_headers(response.headers_mut());

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Admin, Caller};
 use super::error::{ErrorBody, Result};
 use super::extract::{NoQuery, RawPath, ValidJson, uuid_param};
 
@@ -21,12 +21,40 @@ use super::extract::{NoQuery, RawPath, ValidJson, uuid_param};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
-    /// Human name, recorded as the `user` of operations the key creates.
+    /// Human name, recorded as the `user` of operations the key creates: 1–128
+    /// characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// `reader`, `producer` or `admin`.
     pub role: Role,
-    /// Project ids the key may touch, or `["*"]` for all.
+    /// 1–100 project ids the key may touch, or `["*"]` (alone) for all.
+    #[schema(schema_with = projects_schema)]
     pub projects: Vec<String>,
+}
+
+/// `["*"]`, or 1–100 project ids.
+fn projects_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    OneOfBuilder::new()
+        .item(
+            ArrayBuilder::new()
+                .items(string().enum_values(Some(["*"])))
+                .min_items(Some(1))
+                .max_items(Some(1)),
+        )
+        .item(
+            ArrayBuilder::new()
+                .items(string().pattern(Some(opsd_domain::validate::PROJECT_ID_PATTERN)))
+                .min_items(Some(1))
+                .max_items(Some(opsd_domain::validate::MAX_LIST_ITEMS)),
+        )
+        .build()
+        .into()
 }
 
 /// A key as listed: never its secret.
@@ -84,16 +112,19 @@ pub struct ApiKeyList {
 
 /// Create an API key.
 #[utoipa::path(
-    post, path = "/v1/api_keys", tag = "keys", request_body = ApiKeyIn,
-    responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody))
+    post, path = "/v1/api_keys", tag = "keys", request_body = ApiKeyIn, operation_id = "createApiKey",
+    responses(
+        (status = 201, body = CreatedApiKey, description = "The key, with its secret (shown this once)"),
+        (status = 400, body = ErrorBody, description = "A field broke its rule"),
+        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     _: NoQuery,
     ValidJson(body): ValidJson<ApiKeyIn>,
 ) -> Result<impl IntoResponse> {
-    caller.require(Role::Admin)?;
     let projects = ProjectScope::from_list("projects", &body.projects)?;
     let (key, secret) = state
         .keys
@@ -115,8 +146,12 @@ pub async fn create(
 
 /// List API keys (without secrets).
 #[utoipa::path(
-    get, path = "/v1/api_keys", tag = "keys",
-    responses((status = 200, body = ApiKeyList), (status = 403, body = ErrorBody))
+    get, path = "/v1/api_keys", tag = "keys", operation_id = "listApiKeys",
+    responses(
+        (status = 200, body = ApiKeyList, description = "Every key, never a secret"),
+        (status = 400, body = ErrorBody, description = "A query parameter was sent"),
+        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -132,17 +167,21 @@ pub async fn list(
 
 /// Revoke an API key, effective at once.
 #[utoipa::path(
-    delete, path = "/v1/api_keys/{key_id}", tag = "keys",
-    params(("key_id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+    delete, path = "/v1/api_keys/{key_id}", tag = "keys", operation_id = "revokeApiKey",
+    params(("key_id" = Uuid, Path, description = "Key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, body = ErrorBody, description = "`key_id` is not a UUID, or a query parameter was sent"),
+        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+        (status = 404, body = ErrorBody, description = "No such key"),
+    )
 )]
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     path: RawPath,
     _: NoQuery,
 ) -> Result<StatusCode> {
-    caller.require(Role::Admin)?;
     let id = uuid_param(path, "key_id")?;
     let key = state.keys.revoke_key(id).await?;
     state.auth.forget_cached_keys();

@@ -59,10 +59,17 @@ fn method_label(method: &Method) -> &'static str {
 
 /// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(
-    get, path = "/metrics", tag = "system",
-    responses((status = 200, content_type = "application/openmetrics-text", body = String))
+    get, path = "/metrics", tag = "system", operation_id = "getMetrics",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String, description = "The metrics"))
 )]
 pub async fn export(State(state): State<AppState>) -> Response {
+    let alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    state
+        .metrics
+        .tasks
+        .set(i64::try_from(alive).unwrap_or(i64::MAX));
     // The lease count lives in the store (leases outlive restarts); read it per scrape.
     match state.store.leases_held().await {
         Ok(n) => {

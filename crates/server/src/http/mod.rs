@@ -2,10 +2,10 @@
 //! `extract` (strict JSON and query parsing), `auth` (keys, roles, project scopes),
 //! `nirvana` (the `/v1/operations` dialect and producer API), `google` (the Deployment
 //! Manager dialect), `live` (wait, watch, claim and heartbeat), `keys` (key management),
-//! `system` (health, OpenAPI), `insight` (projects and the stats of a project),
-//! `console` (the operator console, its sessions, and the `/docs` viewer), `limits`
-//! (overload protection), `request_id` (ids and access logs), `metrics` (`/metrics` and
-//! request metrics).
+//! `openapi` (the published contract), `system` (health, OpenAPI), `insight` (projects
+//! and the stats of a project), `console` (the operator console, its sessions, and the
+//! `/docs` viewer), `limits` (overload protection), `request_id` (ids and access logs),
+//! `metrics` (`/metrics` and request metrics).
 
 pub mod auth;
 pub mod console;
@@ -18,6 +18,7 @@ pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod nirvana;
+pub mod openapi;
 pub mod request_id;
 pub mod system;
 
@@ -45,6 +46,11 @@ pub struct Config {
     pub max_long_lived_requests: usize,
     /// Per-key request rate; `None` disables it.
     pub rate_limit: Option<RateLimit>,
+    /// Failed authentications per client address; `None` disables the limit.
+    pub auth_failure_limit: Option<RateLimit>,
+    /// Longest a client may take to send a request's head, and longest a keep-alive
+    /// connection may stay idle between requests.
+    pub header_read_timeout: Duration,
     /// Whether the listener speaks TLS (links the server writes then start `https://`).
     pub tls: bool,
     /// Origins whose pages may call the API from a browser (CORS), such as
@@ -63,6 +69,11 @@ impl Default for Config {
                 per_second: 50_000.0,
                 burst: 50_000.0,
             }),
+            auth_failure_limit: Some(RateLimit {
+                per_second: 100.0,
+                burst: 1_000.0,
+            }),
+            header_read_timeout: Duration::from_secs(10),
             tls: false,
             cors_allowed_origins: Vec::new(),
         }
@@ -91,6 +102,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Origins allowed by CORS.
     pub cors_allowed_origins: Vec<HeaderValue>,
+    /// See [`Config::header_read_timeout`].
+    pub header_read_timeout: Duration,
 }
 
 impl AppState {
@@ -106,7 +119,11 @@ impl AppState {
         let live = Arc::new(Live::start(&*store, metrics.clone()));
         AppState {
             store,
-            auth: Arc::new(auth::Authenticator::new(keys.clone(), config.rate_limit)),
+            auth: Arc::new(auth::Authenticator::new(
+                keys.clone(),
+                config.rate_limit,
+                config.auth_failure_limit,
+            )),
             keys,
             limits: Arc::new(limits::Limits::new(
                 config.request_timeout,
@@ -121,6 +138,7 @@ impl AppState {
                 .iter()
                 .filter_map(|o| HeaderValue::from_str(o).ok())
                 .collect(),
+            header_read_timeout: config.header_read_timeout,
         }
     }
 }

@@ -5,53 +5,28 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::ApiError;
-
-/// The OpenAPI description, generated from the handlers' annotations.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "opsd",
-        description = "Operations service for cloud control planes."
-    ),
-    paths(
-        super::nirvana::operations::get,
-        super::nirvana::operations::list,
-        super::nirvana::producer::create,
-        super::nirvana::producer::update,
-        super::nirvana::producer::events,
-        super::nirvana::producer::cancel,
-        super::google::operations::get,
-        super::google::operations::list,
-        super::google::operations::wait,
-        super::keys::create,
-        super::keys::list,
-        super::keys::revoke,
-        super::live::wait::wait,
-        super::live::watch::watch,
-        super::live::leases::claim,
-        super::live::leases::heartbeat,
-        super::insight::stats,
-        super::insight::projects,
-        healthz,
-        readyz,
-        super::metrics::export,
-    ),
-    components(schemas(super::console::session::Whoami))
-)]
-pub struct ApiDoc;
+use super::openapi::document;
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "ok")))]
+#[utoipa::path(
+    get, path = "/healthz", tag = "system", operation_id = "healthz",
+    responses((status = 200, description = "The process answers", body = String, content_type = "text/plain"))
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "system", responses((status = 200), (status = 503)))]
+#[utoipa::path(
+    get, path = "/readyz", tag = "system", operation_id = "readyz",
+    responses(
+        (status = 200, description = "The store answers", body = String, content_type = "text/plain"),
+        (status = 503, description = "The store does not answer", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready"),
@@ -62,9 +37,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// `GET /openapi.json`.
+/// This document (OpenAPI 3.1).
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "system", operation_id = "getOpenApi",
+    responses((status = 200, description = "The OpenAPI document", body = Object))
+)]
 pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    Json(document())
 }
 
 /// Fallback for unknown paths.

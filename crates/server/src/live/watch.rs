@@ -38,6 +38,9 @@ pub enum WatchItem {
     Reset {
         /// The newest event seq when the gap was found.
         head: u64,
+        /// Whether the client's id was ahead of `head` (not from this server's history,
+        /// e.g. after a restore from backup) rather than behind the retained history.
+        ahead: bool,
     },
 }
 
@@ -118,8 +121,12 @@ impl Watch {
             }
         };
         if self.cursor < page.horizon || self.cursor > page.head {
+            let ahead = self.cursor > page.head;
             self.cursor = page.head;
-            self.pending.push_back(WatchItem::Reset { head: page.head });
+            self.pending.push_back(WatchItem::Reset {
+                head: page.head,
+                ahead,
+            });
             self.phase = Phase::Live;
             return Some(());
         }

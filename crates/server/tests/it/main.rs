@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod authz;
+mod connections;
 mod console;
+mod contract;
 mod errors;
 mod fuzz;
 mod hostile;

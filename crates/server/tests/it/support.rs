@@ -171,6 +171,11 @@ impl TestClient {
         }
     }
 
+    /// `http://127.0.0.1:port` of the server.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A client for the same server with another key (or none).
     pub fn with_key(&self, key: Option<&str>) -> Self {
         TestClient::new(&self.base, key)

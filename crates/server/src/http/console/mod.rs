@@ -6,7 +6,7 @@
 //! operation data into the page as text.
 
 pub mod assets;
-mod pages;
+pub(crate) mod pages;
 pub mod session;
 
 use axum::Router;

@@ -130,6 +130,13 @@ pub async fn console(
 
 /// `GET /docs`: Swagger UI over `/openapi.json` for a signed-in browser (its "Try it
 /// out" requests go to this server with the session), else the sign-in form first.
+#[utoipa::path(
+    get, path = "/docs", tag = "system", operation_id = "getDocs",
+    responses(
+        (status = 200, description = "Swagger UI over this document (signed in with a console session)", body = String, content_type = "text/html"),
+        (status = 303, description = "Not signed in: to the console's sign-in form, which returns here"),
+    )
+)]
 pub async fn docs(
     principal: Option<Extension<Principal>>,
     current: Option<Extension<Current>>,

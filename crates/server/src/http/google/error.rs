@@ -4,7 +4,8 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
 
@@ -16,6 +17,44 @@ impl<E: Into<ApiError>> From<E> for GoogleError {
     fn from(e: E) -> Self {
         GoogleError(e.into())
     }
+}
+
+/// The error body of the Google dialect.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GoogleErrorBody {
+    /// The error.
+    pub error: GoogleErrorStatus,
+}
+
+/// Google's error: HTTP code, message, details and canonical status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GoogleErrorStatus {
+    /// The HTTP status code.
+    pub code: u16,
+    /// Human-readable message.
+    pub message: String,
+    /// One entry, with the reason.
+    pub errors: Vec<GoogleErrorItem>,
+    /// Google's canonical status, e.g. `NOT_FOUND`.
+    pub status: &'static str,
+}
+
+/// One entry of `errors`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleErrorItem {
+    /// Always `global`.
+    pub domain: &'static str,
+    /// Google's reason, e.g. `notFound`, `invalid`, `required`.
+    pub reason: &'static str,
+    /// The same message as above.
+    pub message: String,
+    /// The parameter at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// `parameter` when `location` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_type: Option<&'static str>,
 }
 
 /// Google's `reason` and canonical `status` for an HTTP status.
@@ -37,28 +76,24 @@ fn reason_and_status(code: StatusCode) -> (&'static str, &'static str) {
 impl IntoResponse for GoogleError {
     fn into_response(self) -> Response {
         let (status, _) = self.0.status_and_code();
-        if let ApiError::Internal(detail) = &self.0 {
-            tracing::error!(%detail, "internal error");
-        }
+        self.0.log();
         let (reason, canonical) = reason_and_status(status);
         let message = self.0.to_string();
-        let mut error = json!({
-            "domain": "global",
-            "reason": reason,
-            "message": message,
-        });
-        if let Some(field) = self.0.field() {
-            error["location"] = json!(field);
-            error["locationType"] = json!("parameter");
-        }
-        let body = json!({
-            "error": {
-                "code": status.as_u16(),
-                "message": message,
-                "errors": [error],
-                "status": canonical,
-            }
-        });
+        let location = self.0.field();
+        let body = GoogleErrorBody {
+            error: GoogleErrorStatus {
+                code: status.as_u16(),
+                errors: vec![GoogleErrorItem {
+                    domain: "global",
+                    reason,
+                    message: message.clone(),
+                    location_type: location.is_some().then_some("parameter"),
+                    location,
+                }],
+                message,
+                status: canonical,
+            },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         self.0.extra_headers(response.headers_mut());
         response

@@ -12,7 +12,7 @@ use opsd_domain::{
     validate,
 };
 
-use super::error::GoogleError;
+use super::error::{GoogleError, GoogleErrorBody};
 use super::models::{GoogleOperation, GoogleOperationList};
 use super::params::{STANDARD_PARAMS, base_url, render};
 use crate::http::AppState;
@@ -27,12 +27,16 @@ const MAX_RESULTS: usize = 500;
 
 /// Gets information about a specific operation.
 #[utoipa::path(
-    get, path = "/deploymentmanager/v2/projects/{project}/global/operations/{operation}", tag = "google",
+    get, path = "/deploymentmanager/v2/projects/{project}/global/operations/{operation}", tag = "google", operation_id = "googleGetOperation",
     params(
-        ("project" = String, Path, description = "The project ID"),
-        ("operation" = String, Path, description = "The operation name, `operation-<uuid>`"),
+        ("project" = String, Path, description = "The project ID", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
+        ("operation" = String, Path, description = "The operation name, `operation-<uuid>` (the bare UUID is accepted too); any other name of this form is simply not found", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
     ),
-    responses((status = 200, body = GoogleOperation), (status = 404, description = "Google error body"))
+    responses(
+        (status = 200, body = GoogleOperation, description = "The operation"),
+        (status = 400, body = GoogleErrorBody, description = "`project` or `operation` cannot be a name, or a parameter broke its rule"),
+        (status = 404, body = GoogleErrorBody, description = "No such operation in this project, or one the key may not see"),
+    )
 )]
 pub async fn get(
     State(state): State<AppState>,
@@ -53,13 +57,17 @@ pub async fn get(
 /// soon as it is DONE, or with its current state when `timeout` (an opsd extension, 0s–120s,
 /// default 60s) passes.
 #[utoipa::path(
-    post, path = "/deploymentmanager/v2/projects/{project}/global/operations/{operation}/wait", tag = "google",
+    post, path = "/deploymentmanager/v2/projects/{project}/global/operations/{operation}/wait", tag = "google", operation_id = "googleWaitOperation",
     params(
-        ("project" = String, Path, description = "The project ID"),
-        ("operation" = String, Path, description = "The operation name, `operation-<uuid>`"),
-        ("timeout" = Option<String>, Query, description = "How long to wait, 0s–120s; default 60s"),
+        ("project" = String, Path, description = "The project ID", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
+        ("operation" = String, Path, description = "The operation name, `operation-<uuid>` (the bare UUID is accepted too)", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
+        ("timeout" = Option<String>, Query, description = "How long to wait, 0–120 s: `30s`, `2m`, `1m30s` or `500ms`; default 60s", pattern = "^(([0-9]|[1-9][0-9]|1[01][0-9]|120)s|[0-2]m|1m([0-9]|[1-5][0-9])s|([0-9]|[1-9][0-9]{1,4}|1[01][0-9]{4}|120000)ms)$"),
     ),
-    responses((status = 200, body = GoogleOperation), (status = 404, description = "Google error body"))
+    responses(
+        (status = 200, body = GoogleOperation, description = "The operation: DONE, or as it is when the timeout passed"),
+        (status = 400, body = GoogleErrorBody, description = "`project` or `operation` cannot be a name, or a parameter broke its rule"),
+        (status = 404, body = GoogleErrorBody, description = "No such operation in this project, or one the key may not see"),
+    )
 )]
 pub async fn wait(
     State(state): State<AppState>,
@@ -92,11 +100,15 @@ pub async fn find_visible(
     operation: &str,
 ) -> Result<opsd_domain::Operation> {
     validate::project_id("project", project)?;
-    let id = google_view::parse_name(operation).ok_or_else(|| {
-        ValidationError::new("operation", "must be an operation name, operation-<uuid>")
-    })?;
+    // Google's names are opaque: a name that could be one but is not opsd's form
+    // (`operation-does-not-exist`) is simply not found; only a name that cannot be a
+    // name at all is a 400.
+    validate::project_id("operation", operation)?;
     let not_found =
         || crate::http::error::ApiError::NotFound(format!("operation {operation} not found"));
+    let Some(id) = google_view::parse_name(operation) else {
+        return Err(not_found().into());
+    };
     let op = match state.store.get(id).await? {
         Some(op) if op.project_id == project => op,
         _ => return Err(not_found().into()),
@@ -107,15 +119,20 @@ pub async fn find_visible(
 
 /// Lists all operations for a project.
 #[utoipa::path(
-    get, path = "/deploymentmanager/v2/projects/{project}/global/operations", tag = "google",
+    get, path = "/deploymentmanager/v2/projects/{project}/global/operations", tag = "google", operation_id = "googleListOperations",
     params(
-        ("project" = String, Path, description = "The project ID"),
-        ("filter" = Option<String>, Query, description = "AIP-160 or regular-expression filter"),
-        ("maxResults" = Option<u32>, Query, description = "0–500, default 500 (0 means the default)"),
-        ("orderBy" = Option<String>, Query, description = "`name` (default) or `creationTimestamp desc`; `asc`/`desc` accepted on both"),
-        ("pageToken" = Option<String>, Query, description = "nextPageToken of the previous page"),
+        ("project" = String, Path, description = "The project ID", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
+        ("filter" = Option<String>, Query, max_length = 4096, description = "AIP-160 comparisons (`status = DONE AND progress >= 50`) or Compute-style regular expressions (`(name eq 'operation-.*')`), at most 4,096 bytes, 32 levels of parentheses and 16 regular expressions; see the README for the fields"),
+        ("maxResults" = Option<u32>, Query, description = "Page size; 0 or absent means 500", minimum = 0, maximum = 500),
+        ("orderBy" = Option<String>, Query, description = "`name` (default) or `creationTimestamp`, optionally followed by `asc` or `desc`",
+         pattern = "^(name|creationTimestamp)( +(asc|desc))? *$"),
+        ("pageToken" = Option<String>, Query, description = "nextPageToken of the previous page of this same list; empty means the first page"),
     ),
-    responses((status = 200, body = GoogleOperationList), (status = 400, description = "Google error body"))
+    responses(
+        (status = 200, body = GoogleOperationList, description = "One page"),
+        (status = 400, body = GoogleErrorBody, description = "A parameter broke its rule (the message says where a filter broke)"),
+        (status = 403, body = GoogleErrorBody, description = "The key may not read this project"),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,

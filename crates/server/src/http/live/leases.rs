@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::http::AppState;
-use crate::http::auth::Caller;
+use crate::http::auth::Producer;
 use crate::http::error::{ErrorBody, Result};
 use crate::http::extract::{NoQuery, RawPath, ValidJson};
 use crate::http::nirvana::models::OperationOut;
@@ -26,16 +26,33 @@ use crate::http::nirvana::operations::{load_visible, with_etag};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimIn {
-    /// Claim only from this project; any project when absent.
+    /// Claim only from this project; any project when absent (a key limited to some
+    /// projects must name one).
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub project_id: Option<String>,
     /// Claim only these kinds; any kind when absent or empty.
+    #[schema(max_items = 16)]
     pub kinds: Option<Vec<Kind>>,
     /// Claim from these statuses: `pending` (default) and/or `unknown` (reconcilers).
+    #[schema(value_type = Option<Vec<ClaimableStatus>>, min_items = 1)]
     pub statuses: Option<Vec<Status>>,
-    /// How long the lease lasts without a heartbeat, 1–3600.
+    /// How long the lease lasts without a heartbeat, in seconds.
+    #[serde(deserialize_with = "opsd_domain::strict::integer")]
+    #[schema(minimum = 1, maximum = 3600)]
     pub lease_seconds: u64,
-    /// Who is claiming (`[A-Za-z0-9._:/@-]`, ≤ 128); named when the lease expires.
+    /// Who is claiming; named when the lease expires.
+    #[schema(pattern = "^[A-Za-z0-9._:/@-]{1,128}$")]
     pub worker: String,
+}
+
+/// The statuses a claim may take operations from.
+#[derive(ToSchema)]
+#[allow(dead_code)] // only its schema is used
+enum ClaimableStatus {
+    #[schema(rename = "pending")]
+    Pending,
+    #[schema(rename = "unknown")]
+    Unknown,
 }
 
 /// A claimed operation and its lease.
@@ -55,10 +72,17 @@ pub struct ClaimOut {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatIn {
     /// The token the claim returned.
+    #[schema(min_length = 1, max_length = 128)]
     pub lease_token: String,
-    /// New progress, 0–100, never lower than the current one.
+    /// New progress, never lower than the current one.
+    #[serde(default, deserialize_with = "opsd_domain::strict::opt_integer")]
+    #[schema(minimum = 0, maximum = 100)]
     pub progress: Option<i64>,
     /// New status message.
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub status_message: Option<String>,
 }
 
@@ -74,20 +98,21 @@ pub struct HeartbeatOut {
 
 /// Claim the oldest matching operation and lease it.
 #[utoipa::path(
-    post, path = "/v1/operations/claim", tag = "live", request_body = ClaimIn,
+    post, path = "/v1/operations/claim", tag = "live", request_body = ClaimIn, operation_id = "claimOperation",
     responses(
-        (status = 200, body = ClaimOut, description = "The operation, moved to running, and its lease"),
+        (status = 200, body = ClaimOut, description = "The operation, moved to running, and its lease",
+         headers(("ETag" = String, description = "The operation's version, quoted"))),
         (status = 204, description = "Nothing to claim"),
-        (status = 400, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "A field broke its rule, or a key limited to some projects named none"),
+        (status = 403, body = ErrorBody, description = "The key is a reader, or may not write this project"),
     )
 )]
 pub async fn claim(
     State(state): State<AppState>,
-    caller: Caller,
+    Producer(caller): Producer,
     _: NoQuery,
     ValidJson(body): ValidJson<ClaimIn>,
 ) -> Result<Response> {
-    caller.require(Role::Producer)?;
     match (&body.project_id, &caller.0.projects) {
         (Some(project), _) => caller.require_project(Role::Producer, project)?,
         (None, ProjectScope::All) => {}
@@ -123,17 +148,20 @@ pub async fn claim(
 
 /// Renew a lease, optionally reporting progress.
 #[utoipa::path(
-    post, path = "/v1/operations/{operation_id}/heartbeat", tag = "live", request_body = HeartbeatIn,
-    params(("operation_id" = uuid::Uuid, Path)),
+    post, path = "/v1/operations/{operation_id}/heartbeat", tag = "live", request_body = HeartbeatIn, operation_id = "heartbeatOperation",
+    params(("operation_id" = uuid::Uuid, Path, description = "Operation id")),
     responses(
-        (status = 200, body = HeartbeatOut),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 200, body = HeartbeatOut, description = "The lease, renewed",
+         headers(("ETag" = String, description = "The operation's version, quoted"))),
+        (status = 400, body = ErrorBody, description = "A field broke its rule"),
+        (status = 403, body = ErrorBody, description = "The key is a reader"),
+        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
         (status = 409, body = ErrorBody, description = "The lease is not held with this token (lease_mismatch, lease_not_held, lease_expired), or progress decreased"),
     )
 )]
 pub async fn heartbeat(
     State(state): State<AppState>,
-    caller: Caller,
+    Producer(caller): Producer,
     path: RawPath,
     _: NoQuery,
     ValidJson(body): ValidJson<HeartbeatIn>,
@@ -155,9 +183,7 @@ pub async fn heartbeat(
         body.status_message.as_deref(),
         validate::MAX_TEXT_LEN,
     )?;
-    if body.lease_token.is_empty() {
-        return Err(ValidationError::new("lease_token", "is required").into());
-    }
+    validate::lease_token("lease_token", &body.lease_token)?;
     let heartbeat = Heartbeat {
         lease_token: body.lease_token,
         progress,

@@ -21,14 +21,16 @@ use crate::http::nirvana::operations::{load_visible, not_found, with_etag};
 
 /// Wait for an operation to finish.
 #[utoipa::path(
-    get, path = "/v1/operations/{operation_id}/wait", tag = "live",
+    get, path = "/v1/operations/{operation_id}/wait", tag = "live", operation_id = "waitOperation",
     params(
         ("operation_id" = Uuid, Path, description = "Operation id"),
-        ("timeout" = Option<String>, Query, description = "How long to wait, 0s–120s (e.g. 30s, 2m); default 60s"),
+        ("timeout" = Option<String>, Query, description = "How long to wait, 0–120 s: `30s`, `2m`, `1m30s` or `500ms`; default 60s", pattern = "^(([0-9]|[1-9][0-9]|1[01][0-9]|120)s|[0-2]m|1m([0-9]|[1-5][0-9])s|([0-9]|[1-9][0-9]{1,4}|1[01][0-9]{4}|120000)ms)$"),
     ),
     responses(
-        (status = 200, body = OperationOut, description = "The operation: done or failed, or its current state when the timeout passed"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 200, body = OperationOut, description = "The operation: done or failed, or its current state when the timeout passed",
+         headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, body = ErrorBody, description = "`operation_id` is not a UUID, or `timeout` breaks its rule"),
+        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
     )
 )]
 pub async fn wait(

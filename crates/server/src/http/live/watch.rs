@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use opsd_domain::{Kind, OpType, Role, Status, ValidationError};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::AppState;
 use crate::http::auth::Caller;
@@ -28,26 +29,35 @@ const WATCH_PARAMS: &[&str] = &["project_id", "kind", "status", "type", "resourc
 /// How often an idle stream sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// Body of a `reset` event.
-#[derive(Debug, Serialize)]
-struct ResetData {
+/// Data of a `reset` event.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WatchReset)]
+pub struct ResetData {
+    /// Always `reset`.
     code: &'static str,
+    /// Why, and what to do.
     message: String,
 }
 
 /// Watch a project's operations (Server-Sent Events).
 #[utoipa::path(
-    get, path = "/v1/operations/watch", tag = "live",
+    get, path = "/v1/operations/watch", tag = "live", operation_id = "watchOperations",
     params(
-        ("project_id" = String, Query, description = "Project to watch (required)"),
+        ("project_id" = String, Query, description = "Project to watch (required)", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
         ("kind" = Option<Kind>, Query), ("status" = Option<Status>, Query),
-        ("type" = Option<OpType>, Query), ("resource_id" = Option<String>, Query),
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event (0: from the oldest retained)"),
+        ("type" = Option<OpType>, Query), ("resource_id" = Option<String>, Query, pattern = "^[A-Za-z0-9._:/-]{1,128}$"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (`0`: from the oldest retained); empty means from now",
+         pattern = "^[0-9]{0,19}$"),
     ),
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
-         description = "`event: operation` per change (`id:` event seq, `data:` the operation JSON); `event: reset` when the history after Last-Event-ID is gone; a keep-alive comment every 15 s"),
-        (status = 400, body = ErrorBody),
+         description = "A stream of Server-Sent Events that does not end by itself:\n\n\
+- `event: operation`, `id:` the event seq, `data:` the operation JSON exactly as `GET` returned it at that version (schema `OperationOut`), one per matching change in commit order;\n\
+- `event: reset`, `id:` the newest event seq, `data:` `{\"code\": \"reset\", \"message\": …}` (schema `WatchReset`): the history after Last-Event-ID is not all retained, or Last-Event-ID is ahead of this server's newest event; re-list, then keep reading;\n\
+- `: keep-alive` comments every 15 s.\n\n\
+The stream ends on server shutdown or when the client falls more than 8,192 changes behind; resume with `Last-Event-ID`."),
+        (status = 400, body = ErrorBody, description = "A parameter broke its rule, or Last-Event-ID is not a number"),
+        (status = 403, body = ErrorBody, description = "The key may not read this project"),
     )
 )]
 pub async fn watch(
@@ -94,15 +104,24 @@ fn render(item: WatchItem) -> Event {
                 .json_data(op)
                 .unwrap_or_else(|e| cannot_render(&e))
         }
-        WatchItem::Reset { head } => Event::default()
+        WatchItem::Reset { head, ahead } => Event::default()
             .event("reset")
             .id(head.to_string())
             .json_data(ResetData {
                 code: "reset",
-                message: format!(
-                    "the changes after your Last-Event-ID are no longer all retained; list the \
-                     operations again, then keep reading: this stream continues after event {head}"
-                ),
+                message: if ahead {
+                    format!(
+                        "your Last-Event-ID is ahead of this server's newest event ({head}): it is \
+                         not from this stream's history; list the operations again, then keep \
+                         reading: this stream continues after event {head}"
+                    )
+                } else {
+                    format!(
+                        "the changes after your Last-Event-ID are no longer all retained; list \
+                         the operations again, then keep reading: this stream continues after \
+                         event {head}"
+                    )
+                },
             })
             .unwrap_or_else(|e| cannot_render(&e)),
     }

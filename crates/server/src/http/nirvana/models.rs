@@ -148,7 +148,8 @@ pub struct OperationList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationIn {
-    /// Project the operation belongs to: 1–128 of `[A-Za-z0-9._-]`.
+    /// Project the operation belongs to.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub project_id: String,
     /// Kind of resource.
     pub kind: Kind,
@@ -156,21 +157,43 @@ pub struct OperationIn {
     #[serde(rename = "type")]
     pub op_type: OpType,
     /// The resource acted on.
+    #[schema(pattern = "^[A-Za-z0-9._:/-]{1,128}$")]
     pub resource_id: String,
     /// Field diffs.
     #[serde(default, deserialize_with = "opsd_domain::strict::opt_object")]
     pub details: Option<Details>,
-    /// Free text, ≤ 4 KiB.
+    /// Free text.
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: Option<String>,
     /// Idempotency key: a retry with the same key and body returns the first operation.
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub request_id: Option<String>,
-    /// Who asked for the change.
+    /// Who asked for the change (default: the key's name).
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub user: Option<String>,
     /// Region of the resource.
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub region: Option<String>,
     /// Zone of the resource.
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub zone: Option<String>,
     /// Link to the resource.
+    #[schema(
+        max_length = 2048,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub target_link: Option<String>,
 }
 
@@ -201,9 +224,15 @@ impl OperationIn {
 pub struct OperationPatch {
     /// New status, as the state machine allows.
     pub status: Option<Status>,
-    /// New progress, 0–100, never lower than the current one.
+    /// New progress, never lower than the current one.
+    #[serde(default, deserialize_with = "opsd_domain::strict::opt_integer")]
+    #[schema(minimum = 0, maximum = 100)]
     pub progress: Option<i64>,
     /// New status message.
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub status_message: Option<String>,
     /// Errors; required with `failed`, refused otherwise.
     #[serde(default, deserialize_with = "opsd_domain::strict::opt_object")]
@@ -211,14 +240,23 @@ pub struct OperationPatch {
     /// Warnings to append.
     #[serde(default, deserialize_with = "opsd_domain::strict::opt_objects")]
     pub warnings: Option<Vec<Warning>>,
-    /// HTTP status of the failure (400–599); only with `failed`.
+    /// HTTP status of the failure; only with `failed`.
+    #[serde(default, deserialize_with = "opsd_domain::strict::opt_integer")]
+    #[schema(minimum = 400, maximum = 599)]
     pub http_error_status_code: Option<i64>,
     /// HTTP message of the failure; only with `failed`.
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub http_error_message: Option<String>,
     /// Apply only if the operation is at this version (like `If-Match`).
+    #[serde(default, deserialize_with = "opsd_domain::strict::opt_integer")]
+    #[schema(minimum = 0)]
     pub expected_version: Option<u64>,
     /// The lease token from `POST /v1/operations/claim`; required while the operation is
     /// leased, refused when it is not.
+    #[schema(min_length = 1, max_length = 128)]
     pub lease_token: Option<String>,
 }
 

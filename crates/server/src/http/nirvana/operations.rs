@@ -35,11 +35,12 @@ const LIST_PARAMS: &[&str] = &[
 
 /// Get Operation Details.
 #[utoipa::path(
-    get, path = "/v1/operations/{operation_id}", tag = "operations",
+    get, path = "/v1/operations/{operation_id}", tag = "operations", operation_id = "getOperation",
     params(("operation_id" = Uuid, Path, description = "Operation id")),
     responses(
-        (status = 200, body = OperationOut, headers(("etag" = String, description = "The version, quoted"))),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 200, body = OperationOut, description = "The operation", headers(("ETag" = String, description = "The version, quoted: `\"3\"`"))),
+        (status = 400, body = ErrorBody, description = "`operation_id` is not a UUID, or a query parameter was sent"),
+        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
     )
 )]
 pub async fn get(
@@ -54,18 +55,23 @@ pub async fn get(
 
 /// List Operations.
 #[utoipa::path(
-    get, path = "/v1/operations", tag = "operations",
+    get, path = "/v1/operations", tag = "operations", operation_id = "listOperations",
     params(
-        ("project_id" = String, Query, description = "Project whose operations to list (required)"),
+        ("project_id" = String, Query, description = "Project whose operations to list (required)", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
         ("kind" = Option<Kind>, Query), ("status" = Option<Status>, Query),
-        ("type" = Option<OpType>, Query), ("resource_id" = Option<String>, Query),
-        ("created_at_min" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("created_at_max" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("sort" = Option<String>, Query, description = "Comma-separated `field:asc|desc` over created_at, updated_at; default created_at:desc"),
-        ("cursor" = Option<String>, Query, description = "next_cursor or previous_cursor of a page of this same list"),
-        ("limit" = Option<u32>, Query, description = "1–100, default 10"),
+        ("type" = Option<OpType>, Query), ("resource_id" = Option<String>, Query, pattern = "^[A-Za-z0-9._:/-]{1,128}$"),
+        ("created_at_min" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive; not after created_at_max"),
+        ("created_at_max" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
+        ("sort" = Option<String>, Query, description = "Comma-separated `field:asc|desc` over created_at, updated_at, each field at most once; default created_at:desc",
+         pattern = "^(created_at|updated_at):(asc|desc)(,(created_at|updated_at):(asc|desc))?$"),
+        ("cursor" = Option<String>, Query, description = "next_cursor or previous_cursor of a page of this same list (same filters and sort); empty means the first page"),
+        ("limit" = Option<u32>, Query, description = "Page size, default 10", minimum = 1, maximum = 100),
     ),
-    responses((status = 200, body = OperationList), (status = 400, body = ErrorBody))
+    responses(
+        (status = 200, body = OperationList, description = "One page"),
+        (status = 400, body = ErrorBody, description = "A parameter broke its rule (`field` names it), or is unknown or repeated"),
+        (status = 403, body = ErrorBody, description = "The key may not read this project"),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,

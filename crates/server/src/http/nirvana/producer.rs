@@ -12,23 +12,28 @@ use opsd_store::Preconditions;
 use super::models::{EventList, EventOut, OperationIn, OperationOut, OperationPatch};
 use super::operations::{load_visible, with_etag};
 use crate::http::AppState;
-use crate::http::auth::Caller;
+use crate::http::auth::{Caller, Producer};
 use crate::http::error::{ErrorBody, Result};
 use crate::http::extract::{NoQuery, RawPath, ValidJson};
 
 /// Create an operation (status `pending`).
 #[utoipa::path(
-    post, path = "/v1/operations", tag = "producer", request_body = OperationIn,
+    post, path = "/v1/operations", tag = "producer", request_body = OperationIn, operation_id = "createOperation",
     responses(
-        (status = 201, body = OperationOut, description = "Created; `Location` names it"),
-        (status = 200, body = OperationOut, description = "A retry with the same request_id and body: the first operation"),
-        (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "request_id reused with a different body"),
+        (status = 201, body = OperationOut, description = "Created", headers(
+            ("Location" = String, description = "`/v1/operations/<id>`"),
+            ("ETag" = String, description = "The version, quoted"))),
+        (status = 200, body = OperationOut, description = "A retry with the same request_id and body: the first operation", headers(
+            ("Location" = String, description = "`/v1/operations/<id>`"),
+            ("ETag" = String, description = "The version, quoted"))),
+        (status = 400, body = ErrorBody, description = "A field broke its rule (`field` names it)"),
+        (status = 403, body = ErrorBody, description = "The key is a reader, or may not write this project"),
+        (status = 409, body = ErrorBody, description = "`idempotency_conflict`: request_id reused with a different body"),
     )
 )]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Producer(caller): Producer,
     _: NoQuery,
     ValidJson(body): ValidJson<OperationIn>,
 ) -> Result<Response> {
@@ -60,29 +65,35 @@ pub async fn create(
 
 /// Update an operation's status, progress, message, error or warnings.
 #[utoipa::path(
-    patch, path = "/v1/operations/{operation_id}", tag = "producer", request_body = OperationPatch,
+    patch, path = "/v1/operations/{operation_id}", tag = "producer", request_body = OperationPatch, operation_id = "updateOperation",
     params(
-        ("operation_id" = uuid::Uuid, Path),
-        ("If-Match" = Option<String>, Header, description = "Apply only at this version, e.g. \"3\""),
+        ("operation_id" = uuid::Uuid, Path, description = "Operation id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only at this version: `\"3\"` (quotes optional), or `*` for any",
+         pattern = "^(\\*|\"[0-9]{1,19}\"|[0-9]{1,19})$"),
     ),
     responses(
-        (status = 200, body = OperationOut), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 200, body = OperationOut, description = "The operation after the change", headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, body = ErrorBody, description = "A field broke its rule (`field` names it), or If-Match and expected_version disagree"),
+        (status = 403, body = ErrorBody, description = "The key is a reader"),
+        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
         (status = 409, body = ErrorBody, description = "The state machine forbids the change, or the operation is leased and the lease_token is missing or wrong"),
         (status = 412, body = ErrorBody, description = "The operation is not at the expected version"),
     )
 )]
 pub async fn update(
     State(state): State<AppState>,
+    Producer(caller): Producer,
     path: RawPath,
     headers: HeaderMap,
-    caller: Caller,
     _: NoQuery,
     ValidJson(body): ValidJson<OperationPatch>,
 ) -> Result<impl IntoResponse> {
     let id = load_visible(&state, &caller, Role::Producer, path)
         .await?
         .id;
+    if let Some(token) = &body.lease_token {
+        opsd_domain::validate::lease_token("lease_token", token)?;
+    }
     let lease_token = body.lease_token.clone();
     let (patch, body_version) = body.into_patch()?;
     let expected = match (if_match(&headers)?, body_version) {
@@ -122,9 +133,13 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
 
 /// The operation's history, oldest first.
 #[utoipa::path(
-    get, path = "/v1/operations/{operation_id}/events", tag = "producer",
-    params(("operation_id" = uuid::Uuid, Path)),
-    responses((status = 200, body = EventList), (status = 404, body = ErrorBody))
+    get, path = "/v1/operations/{operation_id}/events", tag = "producer", operation_id = "listOperationEvents",
+    params(("operation_id" = uuid::Uuid, Path, description = "Operation id")),
+    responses(
+        (status = 200, body = EventList, description = "Every change, oldest first"),
+        (status = 400, body = ErrorBody, description = "`operation_id` is not a UUID, or a query parameter was sent"),
+        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
+    )
 )]
 pub async fn events(
     State(state): State<AppState>,

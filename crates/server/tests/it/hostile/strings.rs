@@ -120,14 +120,15 @@ async fn request_id_is_1_to_128_printable_ascii() {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn description_and_status_message_are_at_most_4096_bytes() {
+async fn description_and_status_message_are_at_most_4096_characters() {
     let server = TestServer::start().await;
     let c = &server.client;
     let w = Witness::plant(c).await;
     let p = unique_project();
-    // Bytes, not characters: 2048 two-byte characters fill the limit exactly.
-    let wide = "é".repeat(2048);
-    assert_eq!(wide.len(), 4096);
+    // Characters (as JSON Schema's maxLength counts them), not bytes: 4096 two-byte
+    // characters fill the limit exactly.
+    let wide = "é".repeat(4096);
+    assert_eq!(wide.len(), 8192);
     for ok in [s(4096), wide.clone(), "line\nnext\ttab".into()] {
         c.create(&create_with(&p, "description", json!(ok))).await;
     }
@@ -238,7 +239,7 @@ async fn every_other_string_of_a_patch_is_bounded() {
         (
             failed(
                 json!({"code": s(256), "message": s(4096), "location": s(256)}),
-                json!({"http_error_message": s(256)}),
+                json!({"http_error_message": s(4096)}),
             ),
             vec![
                 (
@@ -263,7 +264,7 @@ async fn every_other_string_of_a_patch_is_bounded() {
                 (
                     failed(
                         json!({"code": "c", "message": "m"}),
-                        json!({"http_error_message": s(257)}),
+                        json!({"http_error_message": s(4097)}),
                     ),
                     "http_error_message",
                 ),
