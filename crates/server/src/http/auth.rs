@@ -246,7 +246,7 @@ fn is_static_asset(path: &str) -> bool {
 }
 
 /// Pages that work signed in or not (they show the sign-in form, or redirect to it).
-fn is_optional_auth(path: &str) -> bool {
+pub(crate) fn is_optional_auth(path: &str) -> bool {
     matches!(path, "/console" | "/console/sign-in" | "/docs")
 }
 

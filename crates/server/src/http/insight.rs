@@ -169,8 +169,8 @@ pub struct ExpiringLeaseOut {
 #[utoipa::path(
     get, path = "/v1/operations/stats", tag = "console",
     params(
-        ("project_id" = String, Query, description = "The project (required)"),
-        ("hours" = Option<u32>, Query, description = "Window, 1–48 hours back from now; default 6"),
+        ("project_id" = String, Query, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "The project (required)"),
+        ("hours" = Option<u32>, Query, minimum = 1, maximum = 48, description = "Window, 1–48 hours back from now; default 6"),
     ),
     responses(
         (status = 200, body = StatsOut), (status = 400, body = ErrorBody),

@@ -165,7 +165,9 @@ pub async fn events(
     params(("operation_id" = uuid::Uuid, Path)),
     responses(
         (status = 200, body = OperationOut, description = "The operation after the request: failed (it was pending) or flagged cancel_requested"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key's role is not producer or admin"),
+        (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already_finished: the operation is done or failed (x-should-retry: false)"),
     )
 )]

@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi, Ref, RefOr, SecurityRequirement};
 
-use crate::http::auth::is_public;
+use crate::http::auth::{is_optional_auth, is_public};
 use crate::http::google::PREFIX as GOOGLE_PREFIX;
 
 /// Name of the bearer-key security scheme.
@@ -85,8 +85,9 @@ fn shared_statuses(path: &str, google: bool, op: &mut Operation) {
     } else {
         "ErrorBody"
     };
-    if is_public(path) {
-        // Probes answer without a key and bypass the overload limits.
+    if is_public(path) || is_optional_auth(path) {
+        // Probes answer without a key and bypass the overload limits; `/docs` answers
+        // anyone (a signed-out browser is sent to the sign-in form).
         op.security = Some(vec![]);
         return;
     }
