@@ -32,7 +32,7 @@ pub enum StoreConfig {
     /// A PostgreSQL database.
     Postgres {
         /// Where it is (the password is redacted wherever this is shown).
-        url: DatabaseUrl,
+        url: Box<DatabaseUrl>,
         /// Connections in the pool.
         pool_size: usize,
     },
@@ -86,7 +86,7 @@ pub async fn open_with_clock(
                 clock,
             };
             Ok(Arc::new(
-                opsd_store_postgres::PostgresStore::open(url, options).await?,
+                opsd_store_postgres::PostgresStore::open(url.as_ref(), options).await?,
             ))
         }
     }

@@ -54,7 +54,7 @@ impl TestDb {
                 data_dir: dir.path().to_owned(),
             },
             TestBackend::Postgres => StoreConfig::Postgres {
-                url: fresh_schema().await,
+                url: Box::new(fresh_schema().await),
                 pool_size: 4,
             },
         };

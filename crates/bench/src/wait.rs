@@ -1,5 +1,5 @@
 //! `wait_wakeup`: `plan.waiters` clients each hold a `GET /v1/operations/{id}/wait`
-//! (DESIGN §5) on its own connection, then 64 producers finish those operations with
+//! (README, "Live operations") on its own connection, then 64 producers finish those operations with
 //! PATCH. A waiter's release latency is the time from its write's acknowledgement to
 //! its own answer. Target: p99 ≤ 100 ms. A build without the endpoint (404/405 on the
 //! route) records the scenario as skipped rather than failing the run.

@@ -88,7 +88,7 @@ pub fn finish(id: Uuid, version: u64) -> Req {
     req
 }
 
-/// `GET /v1/operations/{id}/wait?timeout=…` (DESIGN §5).
+/// `GET /v1/operations/{id}/wait?timeout=…` (README, "Live operations").
 pub fn wait(id: Uuid, timeout_s: u64) -> Req {
     request(
         "GET",

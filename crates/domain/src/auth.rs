@@ -1,4 +1,4 @@
-//! Who may do what (DESIGN §7): API keys carry a role and the projects they may touch.
+//! Who may do what (SECURITY.md): API keys carry a role and the projects they may touch.
 //! These are pure rules; keys themselves live in the store and are checked at the HTTP
 //! edge.
 

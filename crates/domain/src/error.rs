@@ -42,4 +42,12 @@ pub enum ChangeError {
         /// Requested progress.
         requested: u8,
     },
+    /// Only unfinished operations can be cancelled.
+    #[error(
+        "operation is already {status}: only pending, running or unknown operations can be cancelled"
+    )]
+    AlreadyFinished {
+        /// The operation's terminal status.
+        status: crate::Status,
+    },
 }

@@ -2,11 +2,13 @@
 //!
 //! Nothing here does I/O; the store and the HTTP layer build on these pure types.
 //! Read in this order: `operation` (the record), `state_machine` (how it moves),
+//! `cancel` (how it is asked to stop),
 //! `new_operation` and `validate` (what producers may send), `list` and `cursor`
 //! (how lists are asked for and paged), `lease` and `duration` (the rules of live
 //! operations: worker leases, wait timeouts, retention).
 
 mod auth;
+pub mod cancel;
 mod cursor;
 pub mod duration;
 mod error;

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{Details, Kind, OpType, Operation, Status, ValidationError, validate};
 
-/// A validated-on-demand request to create an operation (DESIGN §4).
+/// A validated-on-demand request to create an operation (README, "The rules a producer meets").
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewOperation {
     pub project_id: String,
@@ -82,6 +82,7 @@ impl NewOperation {
             ended_at: None,
             updated_at: now,
             version: 1,
+            cancel_requested: false,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The canonical operation record (DESIGN §1). Both HTTP dialects render this one type;
+//! The canonical operation record (README, "The rules a producer meets"). Both HTTP dialects render this one type;
 //! the store persists it. Wire names of the Nirvana dialect are the serde names here.
 
 use std::collections::BTreeMap;
@@ -278,6 +278,10 @@ pub struct Operation {
     pub updated_at: OffsetDateTime,
     /// +1 on every change; the ETag.
     pub version: u64,
+    /// Someone asked to cancel this operation; its worker should stop and fail it with
+    /// `CANCELLED` (absent in snapshots written before cancellation existed).
+    #[serde(default)]
+    pub cancel_requested: bool,
 }
 
 /// One entry of an operation's history: the state right after a change.

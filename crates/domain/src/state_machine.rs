@@ -1,4 +1,4 @@
-//! The operation life cycle (DESIGN §1) as pure functions:
+//! The operation life cycle (README, "The rules a producer meets") as pure functions:
 //!
 //! ```text
 //! pending → running | done | failed | unknown
@@ -164,4 +164,4 @@ pub fn apply(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -76,17 +76,35 @@ pub async fn run(args: KeysArgs) -> Result<(), BoxError> {
             );
             println!("{secret}");
         }
-        KeysCommand::List => {
-            for key in store.list_keys().await? {
-                println!("{}", describe(&key));
-            }
-        }
+        KeysCommand::List => println!("{}", table(&store.list_keys().await?)),
         KeysCommand::Revoke { id } => {
             let key = store.revoke_key(id).await?;
             println!("revoked {}", describe(&key));
         }
     }
     Ok(())
+}
+
+/// Keys as a table, for people (never their secrets).
+fn table(keys: &[ApiKey]) -> comfy_table::Table {
+    let when = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header([
+            "id", "name", "role", "projects", "prefix", "created", "revoked",
+        ]);
+    for k in keys {
+        t.add_row(vec![
+            k.id.to_string(),
+            k.name.clone(),
+            k.role.as_str().to_owned(),
+            k.projects.to_list().join(","),
+            format!("{}…", k.prefix),
+            when(k.created_at),
+            k.revoked_at.map(when).unwrap_or_default(),
+        ]);
+    }
+    t
 }
 
 fn describe(k: &ApiKey) -> String {
@@ -111,14 +129,20 @@ pub async fn ensure_first_admin(store: &dyn KeyStore, data_dir: &Path) -> Result
     if store.has_ever_had_keys().await? {
         return Ok(());
     }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let path = data_dir.join("admin.key");
-    let (key, secret) = store
-        .create_key(NewApiKey {
+    // Another process starting on the same empty database may have won the race.
+    let Some((key, secret)) = store
+        .create_first_key(NewApiKey {
             name: "admin".into(),
             role: Role::Admin,
             projects: ProjectScope::All,
         })
-        .await?;
+        .await?
+    else {
+        return Ok(());
+    };
     write_secret_file(&path, &secret)?;
     tracing::info!(key_id = %key.id, path = %path.display(), "created the first admin key");
     println!(

@@ -1,10 +1,9 @@
 //! `opsd`: one binary for the server and its tools. This file only parses flags; each
 //! subcommand lives in its own module.
 
-mod client;
+mod cli;
 mod keys;
 mod serve;
-mod sse;
 mod storage;
 
 /// Errors of the subcommands, printed by `main`.
@@ -30,12 +29,25 @@ enum Command {
     Migrate(storage::StoreArgs),
     /// Manage API keys directly in the store (the server may be down).
     Keys(keys::KeysArgs),
-    /// Talk to a running opsd: get, list, wait for and watch operations.
-    Ops(client::OpsArgs),
+    /// Talk to a running opsd: get, list, create, update, cancel, claim, wait for and
+    /// watch operations.
+    Ops(cli::OpsArgs),
+    /// Claim operations and run a shell command for each (a worker for scripts).
+    Work(cli::work::WorkArgs),
+    /// Print a shell completion script: `opsd completions bash > /etc/bash_completion.d/opsd`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "opsd", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,14 +60,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Migrate(store) => serve::migrate(&store).await,
-            Command::Keys(args) => keys::run(args).await,
-            Command::Ops(args) => client::run(args).await,
+            Command::Serve(args) => serve::run(args).await.map(|()| cli::Exit::Ok),
+            Command::Migrate(store) => serve::migrate(&store).await.map(|()| cli::Exit::Ok),
+            Command::Keys(args) => keys::run(args).await.map(|()| cli::Exit::Ok),
+            Command::Ops(args) => cli::run(args).await,
+            Command::Work(args) => cli::work::run(args).await.map(|()| cli::Exit::Ok),
+            Command::Completions { .. } => Ok(cli::Exit::Ok),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(cli::Exit::Ok) => ExitCode::SUCCESS,
+        Ok(cli::Exit::Code(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("opsd: {e}");
             ExitCode::FAILURE

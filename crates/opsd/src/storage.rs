@@ -32,7 +32,7 @@ impl StoreArgs {
     pub fn config(&self) -> StoreConfig {
         match &self.database_url {
             Some(url) => StoreConfig::Postgres {
-                url: url.clone(),
+                url: Box::new(url.clone()),
                 pool_size: usize::from(self.db_pool_size),
             },
             None => StoreConfig::Sqlite {

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub lease_expirations: Counter,
     /// Operations deleted by retention.
     pub retention_deleted: Counter,
+    /// Times this process may have missed other processes' changes (its listening
+    /// connection to PostgreSQL was re-established); refreshed from the store per scrape.
+    pub feed_gaps: Counter,
     /// Finished requests by method, route and status.
     pub requests: Family<RequestLabels, Counter>,
     /// Time to the response head by method and route (a watch stream counts until its
@@ -73,6 +76,7 @@ impl Metrics {
         let leases_held = Gauge::default();
         let lease_expirations = Counter::default();
         let retention_deleted = Counter::default();
+        let feed_gaps = Counter::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let request_duration = LatencyFamily::new_with_constructor(latency_histogram);
         registry.register(
@@ -101,6 +105,11 @@ impl Metrics {
             retention_deleted.clone(),
         );
         registry.register(
+            "feed_gaps",
+            "Times the change feed may have missed notifications of other processes (caught up from the store)",
+            feed_gaps.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
             requests.clone(),
@@ -118,6 +127,7 @@ impl Metrics {
             leases_held,
             lease_expirations,
             retention_deleted,
+            feed_gaps,
             requests,
             request_duration,
         }

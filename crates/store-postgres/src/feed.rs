@@ -15,10 +15,10 @@
 
 use std::sync::Arc;
 
+use deadpool_postgres::Transaction;
 use opsd_domain::{Operation, micros};
 use opsd_store::{Backfill, Change, Clock, Result, rules};
 use time::OffsetDateTime;
-use tokio_postgres::Transaction;
 
 use crate::errors::ctx;
 use crate::rows::{self, big, from_micros};
@@ -38,9 +38,13 @@ pub struct Head {
 pub async fn lock_head(tx: &Transaction<'_>, clock: Option<&Clock>) -> Result<Head> {
     let row = tx
         .query_one(
-            "SELECT last_event_seq, stamp, \
+            &crate::prepared(
+                tx,
+                "SELECT last_event_seq, stamp, \
              floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint \
              FROM feed_head WHERE id = 1 FOR UPDATE",
+            )
+            .await?,
             &[],
         )
         .await
@@ -58,7 +62,11 @@ pub async fn lock_head(tx: &Transaction<'_>, clock: Option<&Clock>) -> Result<He
 /// Writes the head back (the seqs assigned and the stamp used); call just before COMMIT.
 pub async fn store_head(tx: &Transaction<'_>, head: &Head) -> Result<()> {
     tx.execute(
-        "UPDATE feed_head SET last_event_seq = $1, stamp = $2 WHERE id = 1",
+        &crate::prepared(
+            tx,
+            "UPDATE feed_head SET last_event_seq = $1, stamp = $2 WHERE id = 1",
+        )
+        .await?,
         &[&big(head.last_event_seq), &micros(head.now)],
     )
     .await
@@ -77,8 +85,12 @@ pub async fn record(
     let seq = head.last_event_seq + 1;
     let snapshot = rows::json(op);
     tx.execute(
-        "INSERT INTO events (seq, operation_id, project_id, version, status, progress, \
+        &crate::prepared(
+            tx,
+            "INSERT INTO events (seq, operation_id, project_id, version, status, progress, \
          status_message, at, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .await?,
         &[
             &big(seq),
             &op.id.to_string(),
@@ -104,7 +116,11 @@ pub async fn record(
 /// Raises the feed horizon to `seq` (never lowers it).
 pub async fn raise_horizon(tx: &Transaction<'_>, seq: u64) -> Result<()> {
     tx.execute(
-        "UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, $1) WHERE id = 1",
+        &crate::prepared(
+            tx,
+            "UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, $1) WHERE id = 1",
+        )
+        .await?,
         &[&big(seq)],
     )
     .await
@@ -122,7 +138,11 @@ pub async fn events_since(
 ) -> Result<Backfill> {
     let head = tx
         .query_one(
-            "SELECT last_event_seq, feed_horizon FROM feed_head WHERE id = 1",
+            &crate::prepared(
+                tx,
+                "SELECT last_event_seq, feed_horizon FROM feed_head WHERE id = 1",
+            )
+            .await?,
             &[],
         )
         .await
@@ -131,8 +151,12 @@ pub async fn events_since(
     let horizon = horizon.unsigned_abs();
     let rows = tx
         .query(
-            "SELECT seq, snapshot FROM events WHERE project_id = $1 AND seq > $2 \
+            &crate::prepared(
+                tx,
+                "SELECT seq, snapshot FROM events WHERE project_id = $1 AND seq > $2 \
              ORDER BY seq LIMIT $3",
+            )
+            .await?,
             &[
                 &project_id,
                 &big(after_seq.max(horizon)),

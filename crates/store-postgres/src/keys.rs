@@ -36,14 +36,37 @@ pub fn key(row: &Row) -> Result<ApiKey> {
     })
 }
 
+impl PostgresStore {
+    async fn insert_key(
+        &self,
+        new: NewApiKey,
+        only_first: bool,
+    ) -> Result<Option<(ApiKey, String)>> {
+        let api_keys::Minted { key, secret, hash } = api_keys::mint(new)?;
+        match self
+            .write(Write::CreateKey {
+                key,
+                hash,
+                only_first,
+            })
+            .await?
+        {
+            Written::Key(key) => Ok(key.map(|k| (k, secret))),
+            _ => Err(crate::mismatched_answer("key creation")),
+        }
+    }
+}
+
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)> {
-        let api_keys::Minted { key, secret, hash } = api_keys::mint(new)?;
-        match self.write(Write::CreateKey { key, hash }).await? {
-            Written::Key(key) => Ok((key, secret)),
-            _ => Err(crate::mismatched_answer("key creation")),
-        }
+        self.insert_key(new, false)
+            .await?
+            .ok_or_else(|| crate::mismatched_answer("key creation"))
+    }
+
+    async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>> {
+        self.insert_key(new, true).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
@@ -62,7 +85,7 @@ impl KeyStore for PostgresStore {
 
     async fn revoke_key(&self, id: Uuid) -> Result<ApiKey> {
         match self.write(Write::RevokeKey(id)).await? {
-            Written::Key(key) => Ok(key),
+            Written::Key(Some(key)) => Ok(key),
             _ => Err(crate::mismatched_answer("key revocation")),
         }
     }

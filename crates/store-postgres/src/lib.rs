@@ -15,11 +15,15 @@ mod config;
 mod errors;
 pub mod feed;
 mod keys;
+mod listen;
 mod migrations;
+mod pump;
 mod rows;
 mod writer;
 mod writes;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,6 +43,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 pub use config::DatabaseUrl;
+/// A pooled connection (see [`connect`]).
+pub use deadpool_postgres::Object as Client;
 pub use migrations::MIGRATIONS;
 
 use errors::ctx;
@@ -76,6 +82,10 @@ pub struct PostgresStore {
     pool: Pool,
     queue: mpsc::Sender<Job>,
     feed: broadcast::Sender<Change>,
+    /// Times the listening connection was lost and re-established.
+    gaps: Arc<AtomicU64>,
+    /// Dropped with the store: stops the listener.
+    _stop_listening: tokio::sync::watch::Sender<()>,
 }
 
 impl PostgresStore {
@@ -105,7 +115,7 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("connection pool: {e}")))?;
-        {
+        let (schema, head) = {
             let mut client = pool.get().await.map_err(errors::pool)?;
             let applied = migrations::migrate(&mut client)
                 .await
@@ -113,11 +123,52 @@ impl PostgresStore {
             if !applied.is_empty() {
                 tracing::info!(?applied, database = %url, "applied migrations");
             }
-        }
+            let row = client
+                .query_one(
+                    "SELECT current_schema()::text, last_event_seq FROM feed_head WHERE id = 1",
+                    &[],
+                )
+                .await
+                .map_err(ctx("read feed head"))?;
+            (row.get::<_, String>(0), row.get::<_, i64>(1).unsigned_abs())
+        };
+        let channel = listen::channel(&schema);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
-        tokio::spawn(writer::run(pool.clone(), rx, options.clock, feed.clone()));
-        Ok(Self { pool, queue, feed })
+        let (committed, committed_rx) = mpsc::channel(QUEUE_DEPTH);
+        let signals = Arc::new(pump::Signals::default());
+        let gaps = Arc::new(AtomicU64::new(0));
+        let (stop_listening, stop) = tokio::sync::watch::channel(());
+        // A watch without Last-Event-ID starts at the head as of now.
+        tokio::spawn(pump::run(
+            pool.clone(),
+            committed_rx,
+            signals.clone(),
+            feed.clone(),
+            head,
+        ));
+        let mut listener = pg.clone();
+        listener.application_name(listen::APPLICATION_NAME);
+        tokio::spawn(listen::run(
+            listener,
+            channel.clone(),
+            signals,
+            gaps.clone(),
+            stop,
+        ));
+        tokio::spawn(writer::run(
+            pool.clone(),
+            rx,
+            options.clock,
+            writer::Publish { committed, channel },
+        ));
+        Ok(Self {
+            pool,
+            queue,
+            feed,
+            gaps,
+            _stop_listening: stop_listening,
+        })
     }
 
     async fn write(&self, write: Write) -> Result<Written> {
@@ -152,6 +203,28 @@ async fn begin_read(
 
 async fn end_read(tx: deadpool_postgres::Transaction<'_>) -> Result<()> {
     tx.commit().await.map_err(ctx("end read"))
+}
+
+/// One connection to `url` outside any store, of the kind the writer uses (for tests
+/// that drive the feed protocol by hand, such as the forced interleaving test).
+pub async fn connect(url: &DatabaseUrl) -> Result<deadpool_postgres::Object> {
+    let manager = Manager::new(url.config().clone(), tokio_postgres::NoTls);
+    let pool = Pool::builder(manager)
+        .max_size(1)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Internal(format!("connection pool: {e}")))?;
+    pool.get().await.map_err(errors::pool)
+}
+
+/// `sql` as a prepared statement cached on the connection (one round trip per use
+/// instead of two). Only for fixed statement texts: list queries vary with their
+/// filters and would grow the cache without bound.
+async fn prepared(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement> {
+    tx.prepare_cached(sql).await.map_err(ctx("prepare"))
 }
 
 /// The writer answered a write with the outcome of another kind of write (a bug).
@@ -352,6 +425,10 @@ impl Store for PostgresStore {
         self.feed.subscribe()
     }
 
+    fn feed_gaps(&self) -> u64 {
+        self.gaps.load(Ordering::Relaxed)
+    }
+
     async fn events_since(
         &self,
         project_id: &str,
@@ -363,6 +440,13 @@ impl Store for PostgresStore {
         let backfill = feed::events_since(&tx, project_id, after_seq, limit).await?;
         end_read(tx).await?;
         Ok(backfill)
+    }
+
+    async fn cancel(&self, id: Uuid) -> Result<Operation> {
+        match self.write(Write::Cancel(id)).await? {
+            Written::Updated(op) => Ok(op),
+            _ => Err(mismatched_answer("cancel")),
+        }
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_live.sql")),
     (3, include_str!("../migrations/0003_api_keys.sql")),
     (4, include_str!("../migrations/0004_operation_counts.sql")),
+    (5, include_str!("../migrations/0005_cancel.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -15,7 +15,17 @@ use uuid::Uuid;
 pub const OPERATION_COLUMNS: &str = "seq, id, project_id, kind, type, resource_id, status, \
      progress, status_message, description, details, error, warnings, http_error_status_code, \
      http_error_message, \"user\", request_id, region, zone, target_link, created_at, \
-     started_at, ended_at, updated_at, version";
+     started_at, ended_at, updated_at, version, cancel_requested";
+
+/// How many columns [`OPERATION_COLUMNS`] has (the lease columns follow them).
+const OPERATION_COLUMN_COUNT: usize = 26;
+
+/// The columns an INSERT writes: [`OPERATION_COLUMNS`] but `seq` (the database assigns
+/// it), then `request_hash`.
+pub const INSERT_COLUMNS: &str = "id, project_id, kind, type, resource_id, status, progress, \
+     status_message, description, details, error, warnings, http_error_status_code, \
+     http_error_message, \"user\", request_id, region, zone, target_link, created_at, \
+     started_at, ended_at, updated_at, version, cancel_requested, request_hash";
 
 /// The lease columns, read after [`OPERATION_COLUMNS`].
 pub const LEASE_COLUMNS: &str =
@@ -100,12 +110,13 @@ pub fn operation(row: &Row) -> Result<Operation> {
         ended_at: opt_time_at(row, 22)?,
         updated_at: time_at(row, 23)?,
         version: u64_at(row, 24)?,
+        cancel_requested: get(row, 25)?,
     })
 }
 
 /// Reads the lease that follows the operation columns, if the operation holds one.
 pub fn lease(row: &Row) -> Result<Option<HeldLease>> {
-    let at = 25;
+    let at = OPERATION_COLUMN_COUNT;
     let hash: Option<String> = get(row, at)?;
     let worker: Option<String> = get(row, at + 1)?;
     let expires: Option<i64> = get(row, at + 2)?;
@@ -186,12 +197,12 @@ impl OperationValues {
         }
     }
 
-    /// Parameters for `INSERT` (`$1…$25`, see `writes::insert`).
+    /// Parameters for `INSERT` of [`INSERT_COLUMNS`] (`$1…$26`).
     pub fn insert_params<'a>(
         &'a self,
         op: &'a Operation,
         request_hash: &'a Option<String>,
-    ) -> [&'a (dyn ToSql + Sync); 25] {
+    ) -> [&'a (dyn ToSql + Sync); 26] {
         [
             &self.id,
             &op.project_id,
@@ -209,7 +220,6 @@ impl OperationValues {
             &op.http_error_message,
             &op.user,
             &op.request_id,
-            request_hash,
             &op.region,
             &op.zone,
             &op.target_link,
@@ -218,11 +228,13 @@ impl OperationValues {
             &self.ended_at,
             &self.updated_at,
             &self.version,
+            &op.cancel_requested,
+            request_hash,
         ]
     }
 
-    /// Parameters for `UPDATE` of what a change can alter (`$1…$12`).
-    pub fn update_params<'a>(&'a self, op: &'a Operation) -> [&'a (dyn ToSql + Sync); 12] {
+    /// Parameters for `UPDATE` of what a change can alter (`$1…$13`).
+    pub fn update_params<'a>(&'a self, op: &'a Operation) -> [&'a (dyn ToSql + Sync); 13] {
         [
             &self.status,
             &self.progress,
@@ -236,6 +248,7 @@ impl OperationValues {
             &self.updated_at,
             &self.version,
             &self.id,
+            &op.cancel_requested,
         ]
     }
 }

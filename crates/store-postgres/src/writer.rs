@@ -17,11 +17,12 @@ use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewOperation, Patch};
 use opsd_store::{Change, Clock, Heartbeat, Preconditions, Result, StoreError};
 use time::OffsetDateTime;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::errors;
 use crate::feed;
+use crate::pump::Committed;
 use crate::writes::{self, Batch};
 
 /// The most writes one transaction takes; bounds the latency of the first in the batch.
@@ -52,15 +53,18 @@ pub enum Write {
     CreateKey {
         key: ApiKey,
         hash: [u8; 32],
+        /// Only if no key was ever created (the first admin key).
+        only_first: bool,
     },
     RevokeKey(Uuid),
+    Cancel(Uuid),
 }
 
 /// What a write produced.
 pub enum Written {
     Created(opsd_store::Created),
     Updated(opsd_domain::Operation),
-    Key(ApiKey),
+    Key(Option<ApiKey>),
     Claimed(Option<opsd_store::Claimed>),
     Renewed(opsd_store::Renewed),
     Expired(Vec<opsd_domain::Operation>),
@@ -73,12 +77,19 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Written>>,
 }
 
+/// Where committed batches go: the pump (which publishes them on the feed) and, for the
+/// other processes on the database, a notification on `channel`.
+pub struct Publish {
+    pub committed: mpsc::Sender<Committed>,
+    pub channel: String,
+}
+
 /// Runs the writer until every sender is dropped.
 pub async fn run(
     pool: Pool,
     mut queue: mpsc::Receiver<Job>,
     clock: Option<Clock>,
-    feed: broadcast::Sender<Change>,
+    publish: Publish,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
@@ -89,7 +100,7 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &mut batch, clock.as_ref(), &feed).await;
+        commit_batch(&pool, &mut batch, clock.as_ref(), &publish).await;
     }
 }
 
@@ -119,16 +130,11 @@ impl From<StoreError> for BatchError {
     }
 }
 
-async fn commit_batch(
-    pool: &Pool,
-    batch: &mut Vec<Job>,
-    clock: Option<&Clock>,
-    feed: &broadcast::Sender<Change>,
-) {
+async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: Option<&Clock>, publish: &Publish) {
     let mut attempt = 0;
     let outcome = loop {
         attempt += 1;
-        match try_batch(pool, batch, clock).await {
+        match try_batch(pool, batch, clock, &publish.channel).await {
             Err(BatchError::Conflict(e)) if attempt < CONFLICT_RETRIES => {
                 tracing::debug!(error = %e, attempt, "write batch hit a conflict; retrying");
             }
@@ -140,8 +146,15 @@ async fn commit_batch(
         Ok((results, changes)) => {
             // Published before the callers hear back, so that a waiter is already being
             // woken when the writer's HTTP response leaves.
-            for change in changes {
-                let _ = feed.send(change);
+            if !changes.is_empty() {
+                let (published, done) = oneshot::channel();
+                let handed = publish
+                    .committed
+                    .send(Committed { changes, published })
+                    .await;
+                if handed.is_ok() {
+                    let _ = done.await;
+                }
             }
             for (job, result) in batch.drain(..).zip(results) {
                 // A caller that went away no longer needs the answer; the write stands.
@@ -166,6 +179,7 @@ async fn try_batch(
     pool: &Pool,
     batch: &[Job],
     clock: Option<&Clock>,
+    channel: &str,
 ) -> std::result::Result<BatchOutcome, BatchError> {
     let mut client = pool.get().await.map_err(errors::pool)?;
     let mut tx = client
@@ -208,6 +222,16 @@ async fn try_batch(
         results.push(result);
     }
     feed::store_head(&tx, &head).await?;
+    if !changes.is_empty() {
+        // Delivered to every listening process at COMMIT, in commit order; it carries
+        // only the new head (the changes are read from the store).
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&channel, &head.last_event_seq.to_string()],
+        )
+        .await
+        .map_err(BatchError::of("notify"))?;
+    }
     tx.commit().await.map_err(BatchError::of("commit"))?;
     Ok((results, changes))
 }
@@ -231,9 +255,16 @@ async fn apply(
         Write::Purge { before, batch_size } => writes::purge(tx, *before, *batch_size)
             .await
             .map(Written::Purged),
-        Write::CreateKey { key, hash } => writes::create_key(tx, now, key, hash)
+        Write::CreateKey {
+            key,
+            hash,
+            only_first,
+        } => writes::create_key(tx, now, key, hash, *only_first)
             .await
             .map(Written::Key),
-        Write::RevokeKey(id) => writes::revoke_key(tx, now, *id).await.map(Written::Key),
+        Write::Cancel(id) => writes::cancel(tx, b, *id).await.map(Written::Updated),
+        Write::RevokeKey(id) => writes::revoke_key(tx, now, *id)
+            .await
+            .map(|k| Written::Key(Some(k))),
     }
 }

@@ -4,18 +4,18 @@
 //! Row locks (`FOR UPDATE`, claims with `SKIP LOCKED`) keep each step correct on its
 //! own, even though the feed head already serialises write transactions.
 
+use deadpool_postgres::Transaction;
 use opsd_domain::lease::{ClaimRequest, HeldLease};
 use opsd_domain::{ApiKey, NewOperation, Operation, Patch, micros};
 use opsd_store::{
     Change, Claimed, Created, Heartbeat, Preconditions, Renewed, Result, StoreError, rules,
 };
 use time::OffsetDateTime;
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::errors::ctx;
 use crate::feed::{self, Head};
-use crate::rows::{self, LEASE_COLUMNS, OPERATION_COLUMNS, OperationValues};
+use crate::rows::{self, INSERT_COLUMNS, LEASE_COLUMNS, OPERATION_COLUMNS, OperationValues};
 
 /// Where a write records its changes.
 pub struct Batch<'a> {
@@ -46,10 +46,14 @@ pub async fn load_leased(
 ) -> Result<Option<(Operation, Option<HeldLease>)>> {
     let row = tx
         .query_opt(
-            &format!(
-                "SELECT {OPERATION_COLUMNS}, {LEASE_COLUMNS} FROM operations WHERE id = $1 \
+            &crate::prepared(
+                tx,
+                &format!(
+                    "SELECT {OPERATION_COLUMNS}, {LEASE_COLUMNS} FROM operations WHERE id = $1 \
                  FOR UPDATE"
-            ),
+                ),
+            )
+            .await?,
             &[&id.to_string()],
         )
         .await
@@ -68,9 +72,14 @@ async fn load(tx: &Transaction<'_>, id: Uuid) -> Result<Operation> {
 async fn write_row(tx: &Transaction<'_>, op: &Operation) -> Result<()> {
     let v = OperationValues::of(op);
     tx.execute(
-        "UPDATE operations SET status = $1, progress = $2, status_message = $3, error = $4, \
+        &crate::prepared(
+            tx,
+            "UPDATE operations SET status = $1, progress = $2, status_message = $3, error = $4, \
          warnings = $5, http_error_status_code = $6, http_error_message = $7, \
-         started_at = $8, ended_at = $9, updated_at = $10, version = $11 WHERE id = $12",
+         started_at = $8, ended_at = $9, updated_at = $10, version = $11, \
+         cancel_requested = $13 WHERE id = $12",
+        )
+        .await?,
         &v.update_params(op),
     )
     .await
@@ -81,8 +90,8 @@ async fn write_row(tx: &Transaction<'_>, op: &Operation) -> Result<()> {
 async fn write_lease(tx: &Transaction<'_>, id: Uuid, lease: Option<&HeldLease>) -> Result<()> {
     let duration_ms = lease.map(|l| i64::try_from(l.duration.as_millis()).unwrap_or(i64::MAX));
     tx.execute(
-        "UPDATE operations SET lease_token_hash = $1, lease_worker = $2, lease_expires_at = $3, \
-         lease_duration_ms = $4 WHERE id = $5",
+        &crate::prepared(tx, "UPDATE operations SET lease_token_hash = $1, lease_worker = $2, lease_expires_at = $3, \
+         lease_duration_ms = $4 WHERE id = $5").await?,
         &[
             &lease.map(|l| &l.token_hash),
             &lease.map(|l| &l.worker),
@@ -105,7 +114,11 @@ async fn find_request(
     };
     let row = tx
         .query_opt(
-            "SELECT id, request_hash FROM operations WHERE project_id = $1 AND request_id = $2",
+            &crate::prepared(
+                tx,
+                "SELECT id, request_hash FROM operations WHERE project_id = $1 AND request_id = $2",
+            )
+            .await?,
             &[&new.project_id, request_id],
         )
         .await
@@ -134,13 +147,16 @@ pub async fn create(
         // the loser replays (or conflicts with) the winner.
         let inserted = tx
             .query_opt(
-                &format!(
-                    "INSERT INTO operations ({}, request_hash) VALUES ($1, $2, $3, $4, $5, $6, \
-                     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $19, $20, $21, $22, \
-                     $23, $24, $25, $17) ON CONFLICT (project_id, request_id) \
-                     WHERE request_id IS NOT NULL DO NOTHING RETURNING seq",
-                    OPERATION_COLUMNS.trim_start_matches("seq, ")
-                ),
+                &crate::prepared(
+                    tx,
+                    &format!(
+                        "INSERT INTO operations ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
+                         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                         $20, $21, $22, $23, $24, $25, $26) ON CONFLICT (project_id, request_id) \
+                         WHERE request_id IS NOT NULL DO NOTHING RETURNING seq"
+                    ),
+                )
+                .await?,
                 &v.insert_params(&op, &hash),
             )
             .await
@@ -176,6 +192,19 @@ pub async fn update(
     Ok(next)
 }
 
+/// A cancellation request (the rules are the domain's `cancel`): a pending operation
+/// fails at once, a running or unknown one is flagged for its worker, asking twice
+/// changes nothing. The lease is left to the worker that holds it.
+pub async fn cancel(tx: &Transaction<'_>, b: &mut Batch<'_>, id: Uuid) -> Result<Operation> {
+    let current = load(tx, id).await?;
+    let Some(next) = opsd_domain::cancel::cancel(&current, b.now())? else {
+        return Ok(current);
+    };
+    write_row(tx, &next).await?;
+    b.record(tx, &next).await?;
+    Ok(next)
+}
+
 /// Claims the oldest matching operation. `SKIP LOCKED` passes over rows another
 /// transaction is changing instead of waiting for them.
 pub async fn claim(
@@ -187,10 +216,14 @@ pub async fn claim(
     let kinds: Vec<&str> = request.kinds.iter().map(|k| k.as_str()).collect();
     let row = tx
         .query_opt(
-            "SELECT id FROM operations WHERE status = ANY($1) \
+            &crate::prepared(
+                tx,
+                "SELECT id FROM operations WHERE status = ANY($1) \
              AND ($2::text IS NULL OR project_id = $2) \
              AND (cardinality($3::text[]) = 0 OR kind = ANY($3)) \
              ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .await?,
             &[&statuses, &request.project_id, &kinds],
         )
         .await
@@ -243,9 +276,13 @@ pub async fn expire(
 ) -> Result<Vec<Operation>> {
     let ids = tx
         .query(
-            "SELECT id FROM operations WHERE lease_expires_at IS NOT NULL \
+            &crate::prepared(
+                tx,
+                "SELECT id FROM operations WHERE lease_expires_at IS NOT NULL \
              AND lease_expires_at <= $1 ORDER BY lease_expires_at, seq LIMIT $2 \
              FOR UPDATE SKIP LOCKED",
+            )
+            .await?,
             &[&micros(b.now()), &i64::try_from(limit).unwrap_or(i64::MAX)],
         )
         .await
@@ -276,9 +313,13 @@ pub async fn expire(
 pub async fn purge(tx: &Transaction<'_>, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
     let ids: Vec<String> = tx
         .query(
-            "SELECT id FROM operations WHERE ended_at IS NOT NULL AND ended_at < $1 \
+            &crate::prepared(
+                tx,
+                "SELECT id FROM operations WHERE ended_at IS NOT NULL AND ended_at < $1 \
              AND status IN ('done', 'failed') ORDER BY ended_at, seq LIMIT $2 \
              FOR UPDATE SKIP LOCKED",
+            )
+            .await?,
             &[
                 &micros(before),
                 &i64::try_from(batch_size).unwrap_or(i64::MAX),
@@ -294,34 +335,60 @@ pub async fn purge(tx: &Transaction<'_>, before: OffsetDateTime, batch_size: usi
     }
     let highest: Option<i64> = tx
         .query_one(
-            "WITH gone AS (DELETE FROM events WHERE operation_id = ANY($1) RETURNING seq) \
+            &crate::prepared(
+                tx,
+                "WITH gone AS (DELETE FROM events WHERE operation_id = ANY($1) RETURNING seq) \
              SELECT MAX(seq) FROM gone",
+            )
+            .await?,
             &[&ids],
         )
         .await
         .map_err(ctx("delete events"))?
         .get(0);
-    tx.execute("DELETE FROM operations WHERE id = ANY($1)", &[&ids])
-        .await
-        .map_err(ctx("delete operations"))?;
+    tx.execute(
+        &crate::prepared(tx, "DELETE FROM operations WHERE id = ANY($1)").await?,
+        &[&ids],
+    )
+    .await
+    .map_err(ctx("delete operations"))?;
     if let Some(highest) = highest {
         feed::raise_horizon(tx, highest.unsigned_abs()).await?;
     }
     Ok(ids.len() as u64)
 }
 
-/// Stores a minted key, stamped with the transaction's time.
+/// Stores a minted key, stamped with the transaction's time; with `only_first`, only if
+/// no key was ever created (`None` then). Atomic across processes: the transaction
+/// holds the feed head, which every write transaction takes first.
 pub async fn create_key(
     tx: &Transaction<'_>,
     now: OffsetDateTime,
     key: &ApiKey,
     hash: &[u8; 32],
-) -> Result<ApiKey> {
+    only_first: bool,
+) -> Result<Option<ApiKey>> {
+    if only_first
+        && tx
+            .query_opt(
+                &crate::prepared(tx, "SELECT 1 FROM api_keys LIMIT 1").await?,
+                &[],
+            )
+            .await
+            .map_err(ctx("look for api keys"))?
+            .is_some()
+    {
+        return Ok(None);
+    }
     let mut key = key.clone();
     key.created_at = now;
     tx.execute(
-        "INSERT INTO api_keys (id, name, role, projects, key_hash, key_prefix, created_at) \
+        &crate::prepared(
+            tx,
+            "INSERT INTO api_keys (id, name, role, projects, key_hash, key_prefix, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?,
         &[
             &key.id.to_string(),
             &key.name,
@@ -334,18 +401,22 @@ pub async fn create_key(
     )
     .await
     .map_err(ctx("insert api key"))?;
-    Ok(key)
+    Ok(Some(key))
 }
 
 /// Revokes a key (keeping the first revocation time).
 pub async fn revoke_key(tx: &Transaction<'_>, now: OffsetDateTime, id: Uuid) -> Result<ApiKey> {
     let row = tx
         .query_opt(
-            &format!(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+            &crate::prepared(
+                tx,
+                &format!(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
                  RETURNING {}",
-                crate::keys::COLUMNS
-            ),
+                    crate::keys::COLUMNS
+                ),
+            )
+            .await?,
             &[&id.to_string(), &micros(now)],
         )
         .await

@@ -1,4 +1,4 @@
--- Live operations (DESIGN §5): watch replays, worker leases, retention.
+-- Live operations (README, "Live operations"): watch replays, worker leases, retention.
 
 -- The operation as it stood right after each change (canonical serde JSON of the domain
 -- Operation), so a watch that resumes from an old event replays exactly what GET

@@ -1,4 +1,4 @@
--- API keys (DESIGN §7). Only a SHA-256 of the secret is stored; `key_prefix` is the
+-- API keys (SECURITY.md). Only a SHA-256 of the secret is stored; `key_prefix` is the
 -- recognisable start of the key, shown in listings.
 CREATE TABLE api_keys (
     id          TEXT    PRIMARY KEY,

@@ -15,7 +15,12 @@ use opsd_store::{KeyStore, Result, StoreError};
 
 /// A key write for the writer thread.
 pub enum KeyWrite {
-    Create { key: ApiKey, hash: [u8; 32] },
+    Create {
+        key: ApiKey,
+        hash: [u8; 32],
+        /// Only if no key was ever created (the first admin key).
+        only_first: bool,
+    },
     Revoke(Uuid),
 }
 
@@ -49,11 +54,19 @@ fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
     })
 }
 
-/// Runs a key write inside the writer's transaction.
-pub fn apply(conn: &Connection, write: &KeyWrite, now: OffsetDateTime) -> Result<ApiKey> {
+/// Runs a key write inside the writer's transaction; `None` when a first key was asked
+/// for and a key already existed.
+pub fn apply(conn: &Connection, write: &KeyWrite, now: OffsetDateTime) -> Result<Option<ApiKey>> {
     let internal = |e: rusqlite::Error| StoreError::Internal(format!("api key write: {e}"));
     match write {
-        KeyWrite::Create { key, hash } => {
+        KeyWrite::Create {
+            key,
+            hash,
+            only_first,
+        } => {
+            if *only_first && ever_had_keys(conn).map_err(internal)? {
+                return Ok(None);
+            }
             let mut key = key.clone();
             key.created_at = now;
             conn.execute(
@@ -70,7 +83,7 @@ pub fn apply(conn: &Connection, write: &KeyWrite, now: OffsetDateTime) -> Result
                 ],
             )
             .map_err(internal)?;
-            Ok(key)
+            Ok(Some(key))
         }
         KeyWrite::Revoke(id) => {
             // Revoking twice keeps the first revocation time.
@@ -87,6 +100,31 @@ pub fn apply(conn: &Connection, write: &KeyWrite, now: OffsetDateTime) -> Result
             .optional()
             .map_err(internal)?
             .ok_or(StoreError::KeyNotFound(*id))
+            .map(Some)
+        }
+    }
+}
+
+fn ever_had_keys(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM api_keys LIMIT 1")?
+        .exists([])
+}
+
+impl SqliteStore {
+    async fn insert_key(
+        &self,
+        new: NewApiKey,
+        only_first: bool,
+    ) -> Result<Option<(ApiKey, String)>> {
+        let api_keys::Minted { key, secret, hash } = api_keys::mint(new)?;
+        let write = Write::Key(KeyWrite::Create {
+            key,
+            hash,
+            only_first,
+        });
+        match self.write(write).await? {
+            Written::Key(key) => Ok(key.map(|k| (k, secret))),
+            _ => Err(mismatched_answer("key creation")),
         }
     }
 }
@@ -94,14 +132,13 @@ pub fn apply(conn: &Connection, write: &KeyWrite, now: OffsetDateTime) -> Result
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)> {
-        let api_keys::Minted { key, secret, hash } = api_keys::mint(new)?;
-        match self
-            .write(Write::Key(KeyWrite::Create { key, hash }))
+        self.insert_key(new, false)
             .await?
-        {
-            Written::Key(key) => Ok((key, secret)),
-            _ => Err(mismatched_answer("key revocation")),
-        }
+            .ok_or_else(|| mismatched_answer("key creation"))
+    }
+
+    async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>> {
+        self.insert_key(new, true).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
@@ -117,7 +154,7 @@ impl KeyStore for SqliteStore {
 
     async fn revoke_key(&self, id: Uuid) -> Result<ApiKey> {
         match self.write(Write::Key(KeyWrite::Revoke(id))).await? {
-            Written::Key(key) => Ok(key),
+            Written::Key(Some(key)) => Ok(key),
             _ => Err(mismatched_answer("key revocation")),
         }
     }
@@ -143,10 +180,6 @@ impl KeyStore for SqliteStore {
     }
 
     async fn has_ever_had_keys(&self) -> Result<bool> {
-        self.read(|conn| {
-            conn.prepare_cached("SELECT 1 FROM api_keys LIMIT 1")?
-                .exists([])
-        })
-        .await
+        self.read(|conn| ever_had_keys(conn)).await
     }
 }

@@ -29,7 +29,10 @@ pub fn load_leased(conn: &Connection, id: Uuid) -> Result<Option<(Operation, Opt
     ))
     .and_then(|mut s| {
         s.query_row([id.to_string()], |row| {
-            Ok((rows::operation_from_row(row)?, lease_from_row(row, 25)?))
+            Ok((
+                rows::operation_from_row(row)?,
+                lease_from_row(row, rows::OPERATION_COLUMN_COUNT)?,
+            ))
         })
         .optional()
     })

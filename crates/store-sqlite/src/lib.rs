@@ -5,6 +5,7 @@
 //! threads), so a slow list never holds up a write and writes never wait for each
 //! other's fsync.
 
+mod cancel;
 mod feed;
 mod google_filter;
 mod keys;
@@ -241,6 +242,13 @@ impl Store for SqliteStore {
         match self.write(Write::Heartbeat { id, heartbeat }).await? {
             Written::Renewed(r) => Ok(r),
             _ => Err(mismatched_answer("heartbeat")),
+        }
+    }
+
+    async fn cancel(&self, id: Uuid) -> Result<Operation> {
+        match self.write(Write::Cancel(id)).await? {
+            Written::Updated(op) => Ok(op),
+            _ => Err(mismatched_answer("cancel")),
         }
     }
 

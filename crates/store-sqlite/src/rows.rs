@@ -11,7 +11,10 @@ use uuid::Uuid;
 pub const OPERATION_COLUMNS: &str = "seq, id, project_id, kind, type, resource_id, status, progress, \
      status_message, description, details, error, warnings, http_error_status_code, \
      http_error_message, user, request_id, region, zone, target_link, created_at, started_at, \
-     ended_at, updated_at, version";
+     ended_at, updated_at, version, cancel_requested";
+
+/// How many columns [`OPERATION_COLUMNS`] names (columns selected after it start here).
+pub const OPERATION_COLUMN_COUNT: usize = 26;
 
 fn conversion(col: usize, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Text, msg.into())
@@ -83,6 +86,7 @@ pub fn operation_from_row(row: &Row) -> rusqlite::Result<Operation> {
         ended_at: opt_time_at(row, 22)?,
         updated_at: time_at(row, 23)?,
         version: u64_at(row, 24)?,
+        cancel_requested: row.get(25)?,
     })
 }
 
@@ -158,7 +162,7 @@ pub fn update_operation(conn: &rusqlite::Connection, op: &Operation) -> rusqlite
     conn.prepare_cached(
         "UPDATE operations SET status = ?1, progress = ?2, status_message = ?3, error = ?4, \
          warnings = ?5, http_error_status_code = ?6, http_error_message = ?7, started_at = ?8, \
-         ended_at = ?9, updated_at = ?10, version = ?11 WHERE id = ?12",
+         ended_at = ?9, updated_at = ?10, version = ?11, cancel_requested = ?13 WHERE id = ?12",
     )?
     .execute(params![
         op.status.as_str(),
@@ -173,6 +177,7 @@ pub fn update_operation(conn: &rusqlite::Connection, op: &Operation) -> rusqlite
         micros(op.updated_at),
         to_i64(op.version)?,
         op.id.to_string(),
+        op.cancel_requested,
     ])?;
     Ok(())
 }

@@ -39,6 +39,8 @@ pub enum Write {
         id: Uuid,
         heartbeat: Heartbeat,
     },
+    /// A cancellation request (see `cancel`).
+    Cancel(Uuid),
     ExpireLeases {
         limit: usize,
     },
@@ -54,7 +56,7 @@ pub enum Write {
 pub enum Written {
     Created(Created),
     Updated(Operation),
-    Key(opsd_domain::ApiKey),
+    Key(Option<opsd_domain::ApiKey>),
     Claimed(Option<Claimed>),
     Renewed(Renewed),
     Expired(Vec<Operation>),
@@ -164,6 +166,7 @@ fn apply(
             retention::purge(conn, *before, *batch_size).map(Written::Purged)
         }
         Write::Key(k) => crate::keys::apply(conn, k, now).map(Written::Key),
+        Write::Cancel(id) => crate::cancel::apply(conn, *id, now, changes).map(Written::Updated),
     }
 }
 

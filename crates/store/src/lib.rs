@@ -131,6 +131,14 @@ pub trait Store: Send + Sync + 'static {
     /// order. A receiver that falls more than [`FEED_CAPACITY`] behind gets `Lagged`.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
 
+    /// How many times this process may have missed notifications of other processes'
+    /// changes (its listening connection was lost and re-established), for the
+    /// `opsd_feed_gaps_total` metric. Each gap was caught up from the store. Always 0 for
+    /// a backend with one process.
+    fn feed_gaps(&self) -> u64 {
+        0
+    }
+
     /// Up to `limit` of `project_id`'s changes with an event seq above `after_seq`,
     /// oldest first, with the history's horizon and head (one consistent read). By the
     /// ordering rule, no change with a seq at or below the last one returned can commit
@@ -148,6 +156,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Renews the lease of `id` (and applies progress or a message, if given).
     async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed>;
+
+    /// Asks to cancel `id` (the domain's `cancel` rules): a `pending` operation fails
+    /// with `CANCELLED` at once, a `running` or `unknown` one gets `cancel_requested`
+    /// (its lease untouched), a second request changes nothing and returns the operation
+    /// as it is; a finished one is `Change(AlreadyFinished)`, a missing one `NotFound`.
+    async fn cancel(&self, id: Uuid) -> Result<Operation>;
 
     /// Moves up to `limit` operations whose lease has run out (by the store's clock) to
     /// `unknown`, oldest expiry first; returns them as changed.
@@ -182,4 +196,9 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Whether any key was ever created (the first start creates an admin key).
     async fn has_ever_had_keys(&self) -> Result<bool>;
+
+    /// Creates `new` only if no key was ever created, atomically: several opsd
+    /// processes starting together on one empty database make one first admin key.
+    /// `None` when a key already existed.
+    async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>>;
 }

@@ -133,3 +133,29 @@ async fn refused_writes_do_not_undo_their_neighbours() {
     assert_eq!(list.total_count, 11);
     assert_eq!(store.events(done.id).await.unwrap().len(), 2);
 }
+
+/// Several processes starting at once on an empty database each try to create the first
+/// admin key: exactly one does, and later attempts do nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_first_key_under_racing_starts() {
+    let db = opsd_backends::testing::TestDb::new().await;
+    let stores = [db.open().await, db.open().await];
+    let mut tries = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let store = stores[i % 2].clone();
+        tries.spawn(async move {
+            store
+                .create_first_key(opsd_domain::NewApiKey {
+                    name: format!("admin-{i}"),
+                    role: opsd_domain::Role::Admin,
+                    projects: opsd_domain::ProjectScope::All,
+                })
+                .await
+                .unwrap()
+        });
+    }
+    let made = tries.join_all().await.into_iter().flatten().count();
+    assert_eq!(made, 1);
+    assert_eq!(stores[0].list_keys().await.unwrap().len(), 1);
+    assert!(stores[1].has_ever_had_keys().await.unwrap());
+}

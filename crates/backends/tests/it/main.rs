@@ -10,7 +10,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cancel;
 mod concurrency;
+mod feed_across;
 mod google_filter;
 mod live;
 mod migrations;

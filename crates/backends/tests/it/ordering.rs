@@ -14,17 +14,11 @@ use opsd_store_postgres::feed;
 
 use crate::support::new_op;
 
-async fn connect(db: &TestDb) -> tokio_postgres::Client {
+async fn connect(db: &TestDb) -> opsd_store_postgres::Client {
     let StoreConfig::Postgres { url, .. } = &db.config else {
         unreachable!("PostgreSQL only")
     };
-    let (client, connection) = url
-        .config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
+    opsd_store_postgres::connect(url).await.expect("connect")
 }
 
 fn next_version(op: &Operation, v: u64) -> Operation {

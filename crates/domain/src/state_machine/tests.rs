@@ -3,7 +3,7 @@ use time::macros::datetime;
 use super::*;
 use crate::{Details, ErrorItem, Kind, OpType};
 
-fn op(status: Status) -> Operation {
+pub(crate) fn op(status: Status) -> Operation {
     let t = datetime!(2026-01-01 00:00 UTC);
     Operation {
         id: uuid::Uuid::now_v7(),
@@ -31,6 +31,7 @@ fn op(status: Status) -> Operation {
         ended_at: None,
         updated_at: t,
         version: 1,
+        cancel_requested: false,
     }
 }
 

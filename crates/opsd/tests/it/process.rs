@@ -27,10 +27,24 @@ impl Opsd {
 
     /// Starts `opsd serve` with extra flags.
     pub fn start_with(data_dir: &Path, log: impl Into<Stdio>, extra: &[&str]) -> Opsd {
+        let store = opsd_backends::testing::process_store_args(data_dir);
+        Self::spawn(data_dir, &store, log, extra, data_dir)
+    }
+
+    /// Starts `opsd serve` on `data_dir` with the store flags `store` (one of several
+    /// replicas on one database), reading the admin key from `key_dir/admin.key`: only
+    /// the process that created the key wrote it.
+    pub fn spawn(
+        data_dir: &Path,
+        store: &[String],
+        log: impl Into<Stdio>,
+        extra: &[&str],
+        key_dir: &Path,
+    ) -> Opsd {
         let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(opsd_backends::testing::process_store_args(data_dir))
+            .args(store)
             .args(extra)
             .env("OPSD_LOG", "info")
             .stdout(Stdio::piped())
@@ -52,7 +66,7 @@ impl Opsd {
             }
             banner.push(line);
         };
-        let admin_key = std::fs::read_to_string(data_dir.join("admin.key"))
+        let admin_key = std::fs::read_to_string(key_dir.join("admin.key"))
             .expect("admin.key")
             .trim()
             .to_owned();

@@ -1,4 +1,4 @@
-//! Authentication and authorization (DESIGN §7). A middleware turns the request's key
+//! Authentication and authorization (SECURITY.md). A middleware turns the request's key
 //! (`Authorization: Bearer …`, or `?key=` on the Google paths) into a [`Principal`]
 //! stored in the request; handlers take it as [`Caller`] and ask it for what they need:
 //! a role, and access to a project. Hidden operations answer 404 (their existence is

@@ -73,6 +73,11 @@ pub async fn export(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "cannot count leases for /metrics"),
     }
+    let gaps = state.store.feed_gaps();
+    let counted = state.metrics.feed_gaps.get();
+    if gaps > counted {
+        state.metrics.feed_gaps.inc_by(gaps - counted);
+    }
     match state.metrics.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
         Err(e) => {

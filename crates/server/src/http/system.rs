@@ -24,6 +24,7 @@ use super::error::ApiError;
         super::nirvana::producer::create,
         super::nirvana::producer::update,
         super::nirvana::producer::events,
+        super::nirvana::producer::cancel,
         super::google::operations::get,
         super::google::operations::list,
         super::google::operations::wait,

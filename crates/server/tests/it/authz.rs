@@ -1,4 +1,4 @@
-//! The authorization matrix (DESIGN §7): every endpoint × {no key, revoked key, reader,
+//! The authorization matrix (SECURITY.md): every endpoint × {no key, revoked key, reader,
 //! producer, admin} × {own project, other project}, each cell with its exact status.
 //! The scoped keys may touch only project `own`; operations exist in both projects.
 
@@ -45,10 +45,11 @@ enum Endpoint {
     Watch,
     Claim,
     Heartbeat,
+    Cancel,
     Health,
 }
 
-const ENDPOINTS: [Endpoint; 19] = [
+const ENDPOINTS: [Endpoint; 20] = [
     Endpoint::Get,
     Endpoint::List,
     Endpoint::Create,
@@ -67,6 +68,7 @@ const ENDPOINTS: [Endpoint; 19] = [
     Endpoint::Watch,
     Endpoint::Claim,
     Endpoint::Heartbeat,
+    Endpoint::Cancel,
     Endpoint::Health,
 ];
 
@@ -88,7 +90,7 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
         Claim => (Role::Producer, false, StatusCode::OK),
         Heartbeat => (Role::Producer, true, StatusCode::OK),
         Create => (Role::Producer, false, StatusCode::CREATED),
-        Patch => (Role::Producer, true, StatusCode::OK),
+        Patch | Cancel => (Role::Producer, true, StatusCode::OK),
         KeysList => {
             return if role == Role::Admin {
                 StatusCode::OK
@@ -277,6 +279,14 @@ async fn call(
                 Some(json!({"lease_token": token})),
             )
         }
+        Cancel => (
+            Method::POST,
+            format!(
+                "/v1/operations/{}/cancel",
+                create_op(admin, project).await["id"].as_str().unwrap()
+            ),
+            None,
+        ),
         Health => (Method::GET, "/healthz".into(), None),
     };
     let mut request = client.request(method, &path);

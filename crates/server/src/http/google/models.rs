@@ -76,6 +76,10 @@ pub struct GoogleOperation {
     /// HTTP message of the failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_error_message: Option<String>,
+    /// opsd extension: someone asked to cancel this operation (omitted when false).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub cancel_requested: bool,
 }
 
 impl GoogleOperation {
@@ -109,6 +113,7 @@ impl GoogleOperation {
             warnings: op.warnings,
             http_error_status_code: op.http_error_status_code,
             http_error_message: op.http_error_message,
+            cancel_requested: op.cancel_requested,
         }
     }
 }

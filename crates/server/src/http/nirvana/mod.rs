@@ -25,4 +25,8 @@ pub fn router() -> Router<AppState> {
             "/v1/operations/{operation_id}/events",
             get(producer::events),
         )
+        .route(
+            "/v1/operations/{operation_id}/cancel",
+            axum::routing::post(producer::cancel),
+        )
 }

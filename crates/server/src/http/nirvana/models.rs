@@ -84,6 +84,12 @@ pub struct OperationOut {
         skip_serializing_if = "Option::is_none"
     )]
     pub ended_at: Option<OffsetDateTime>,
+    /// Someone asked to cancel the operation (`POST /v1/operations/{id}/cancel`); its
+    /// worker should stop and fail it with the error code `CANCELLED`. Omitted when
+    /// false, so an operation nobody cancelled has exactly its old fields.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub cancel_requested: bool,
 }
 
 impl From<Operation> for OperationOut {
@@ -113,6 +119,7 @@ impl From<Operation> for OperationOut {
             target_link: op.target_link,
             started_at: op.started_at,
             ended_at: op.ended_at,
+            cancel_requested: op.cancel_requested,
         }
     }
 }

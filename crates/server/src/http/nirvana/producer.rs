@@ -1,4 +1,4 @@
-//! The producer API (DESIGN §4): control-plane services create operations (idempotent by
+//! The producer API (README, "The rules a producer meets"): control-plane services create operations (idempotent by
 //! `request_id`), move them through the state machine (optionally conditional on the
 //! version), and read their history.
 
@@ -137,4 +137,33 @@ pub async fn events(
     Ok(Json(EventList {
         items: events.into_iter().map(EventOut::from).collect(),
     }))
+}
+
+/// Ask to cancel an operation (as google.longrunning's `CancelOperation`).
+///
+/// A `pending` operation becomes `failed` with error code `CANCELLED` at once. A
+/// `running` or `unknown` one gets `cancel_requested: true` (an event, a new version);
+/// its worker sees the flag in heartbeat answers and ends it — `failed` with
+/// `CANCELLED`, or `done` if it finished first. Asking again changes nothing.
+#[utoipa::path(
+    post, path = "/v1/operations/{operation_id}/cancel", tag = "producer",
+    params(("operation_id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = OperationOut, description = "The operation after the request: failed (it was pending) or flagged cancel_requested"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "already_finished: the operation is done or failed (x-should-retry: false)"),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: RawPath,
+    _: NoQuery,
+) -> Result<impl IntoResponse> {
+    let id = load_visible(&state, &caller, Role::Producer, path)
+        .await?
+        .id;
+    let op = state.store.cancel(id).await?;
+    tracing::info!(operation = %op.id, status = %op.status, by = %caller.0.name, "cancellation requested");
+    Ok(with_etag(op.version, Json(OperationOut::from(op))))
 }

@@ -91,6 +91,12 @@ impl KeyStore for CountingStore {
     async fn has_ever_had_keys(&self) -> opsd_store::Result<bool> {
         self.inner.has_ever_had_keys().await
     }
+    async fn create_first_key(
+        &self,
+        new: NewApiKey,
+    ) -> opsd_store::Result<Option<(ApiKey, String)>> {
+        self.inner.create_first_key(new).await
+    }
 }
 
 #[async_trait]
@@ -136,6 +142,9 @@ impl Store for CountingStore {
     }
     async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
         self.inner.heartbeat(id, heartbeat).await
+    }
+    async fn cancel(&self, id: Uuid) -> Result<Operation> {
+        self.inner.cancel(id).await
     }
     async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
         self.inner.expire_leases(limit).await

@@ -1,0 +1,123 @@
+//! The change feed across processes (PostgreSQL): two stores on one database stand for
+//! two opsd processes. A change committed through one reaches the other's feed, once,
+//! in commit order; when the other's listening connection is cut, nothing is lost (it
+//! catches up from the store) and the gap is counted. SQLite has one process: skipped.
+
+use std::time::Duration;
+
+use opsd_backends::StoreConfig;
+use opsd_backends::testing::{TestBackend, TestDb, backend};
+use opsd_domain::{Kind, OpType};
+use opsd_store::Change;
+use tokio::sync::broadcast;
+
+use crate::support::new_op;
+
+fn postgres_only() -> bool {
+    let on = backend() == TestBackend::Postgres;
+    if !on {
+        eprintln!("skipped: one process only on SQLite");
+    }
+    on
+}
+
+async fn next(rx: &mut broadcast::Receiver<Change>) -> Change {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a change within 5 s")
+        .expect("feed open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_written_through_one_process_reaches_the_others_feed() {
+    if !postgres_only() {
+        return;
+    }
+    let db = TestDb::new().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let mut on_b = b.subscribe();
+    let mut on_a = a.subscribe();
+    let mut written = Vec::new();
+    for i in 0..20 {
+        let writer = if i % 2 == 0 { &a } else { &b };
+        let op = writer
+            .create(new_op("p", Kind::Vm, OpType::Create, &format!("vm-{i}")))
+            .await
+            .unwrap()
+            .operation;
+        written.push(op.id);
+    }
+    for rx in [&mut on_a, &mut on_b] {
+        let mut seqs = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let c = next(rx).await;
+            seqs.push(c.event_seq);
+            ids.push(c.operation.id);
+        }
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        assert_eq!(ids, written, "every change once, in commit order");
+        assert!(rx.try_recv().is_err(), "nothing twice");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listening_connection_loses_nothing_and_counts_a_gap() {
+    if !postgres_only() {
+        return;
+    }
+    let db = TestDb::new().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let mut on_b = b.subscribe();
+    a.create(new_op("p", Kind::Vm, OpType::Create, "before"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut on_b).await.operation.resource_id, "before");
+    assert_eq!(b.feed_gaps(), 0);
+
+    // Cut every listening connection of this schema's stores, and write meanwhile.
+    let StoreConfig::Postgres { url, .. } = &db.config else {
+        unreachable!()
+    };
+    let (admin, conn) = url.config().connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let cut = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'opsd-feed-listener' AND query LIKE '%' || current_schema() || '%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!cut.is_empty(), "found the listeners to cut");
+    for i in 0..5 {
+        a.create(new_op(
+            "p",
+            Kind::Vm,
+            OpType::Create,
+            &format!("during-{i}"),
+        ))
+        .await
+        .unwrap();
+    }
+    for i in 0..5 {
+        assert_eq!(
+            next(&mut on_b).await.operation.resource_id,
+            format!("during-{i}")
+        );
+    }
+    // Reconnecting takes a backoff step and a connection; generous for a busy machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while b.feed_gaps() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gap was counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.create(new_op("p", Kind::Vm, OpType::Create, "after"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut on_b).await.operation.resource_id, "after");
+    assert!(on_b.try_recv().is_err(), "nothing twice");
+}

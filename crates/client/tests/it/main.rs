@@ -1,0 +1,11 @@
+//! Integration tests of opsd-client: the SDK and its `Worker` against a real opsd
+//! server started in-process on a loopback port (`support`), and against tiny stub
+//! servers for the failures a real server does not produce on demand (`stub`).
+#![allow(clippy::unwrap_used)]
+
+mod retries;
+mod sdk;
+mod stub;
+mod support;
+mod watch;
+mod worker;

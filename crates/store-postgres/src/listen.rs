@@ -1,0 +1,115 @@
+//! The listening connection: `LISTEN` on this database's feed channel, on a connection of
+//! its own (outside the pool), waking the pump (`pump.rs`) for every notification. When
+//! the connection fails it reconnects with backoff; every reconnection is a gap — the
+//! process may have missed notifications — counted in `gaps` (the
+//! `opsd_feed_gaps_total` metric) and followed by a wake-up, so the pump reads whatever
+//! was committed meanwhile. Notifications carry no changes (PostgreSQL caps payloads at
+//! 8,000 bytes): the pump reads them from the store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::poll_fn;
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+
+use crate::pump::Signals;
+
+/// How the listening connection names itself to the server (`pg_stat_activity`).
+pub const APPLICATION_NAME: &str = "opsd-feed-listener";
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// The channel of the database's feed: one per schema, so that stores in different
+/// schemas of one database (tests do this) do not wake each other.
+pub fn channel(schema: &str) -> String {
+    let clean: String = schema
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    format!("opsd_feed_{clean}")
+}
+
+/// Listens until `stop`'s sender is dropped (with the store).
+pub async fn run(
+    config: Config,
+    channel: String,
+    signals: Arc<Signals>,
+    gaps: Arc<AtomicU64>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
+    let mut retry = FIRST_RETRY;
+    let mut connected_before = false;
+    loop {
+        let listened = tokio::select! {
+            r = listen_once(&config, &channel, &signals, connected_before, &gaps) => r,
+            _ = stop.changed() => return,
+        };
+        match listened {
+            Ok(()) => retry = FIRST_RETRY,
+            Err(e) => tracing::debug!(error = %e, "feed listener cannot connect"),
+        }
+        if signals.listening.swap(false, Ordering::Relaxed) {
+            tracing::warn!("feed listener lost its connection; reconnecting");
+            connected_before = true;
+            retry = FIRST_RETRY;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(retry) => {}
+            _ = stop.changed() => return,
+        }
+        retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+/// One connection's life: connect, LISTEN, forward notifications until it fails.
+async fn listen_once(
+    config: &Config,
+    channel: &str,
+    signals: &Signals,
+    reconnecting: bool,
+    gaps: &AtomicU64,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (ended_tx, mut ended) = tokio::sync::oneshot::channel();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let forward = wake.clone();
+    // The connection must be polled for the LISTEN below to be sent at all.
+    let driver = tokio::spawn(async move {
+        let result = loop {
+            match poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => forward.notify_one(),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            }
+        };
+        let _ = ended_tx.send(result);
+    });
+    client
+        .batch_execute(&format!("LISTEN \"{channel}\""))
+        .await?;
+    signals.listening.store(true, Ordering::Relaxed);
+    if reconnecting {
+        gaps.fetch_add(1, Ordering::Relaxed);
+    }
+    // Anything committed while nobody listened is read now.
+    signals.wake.notify_one();
+    let result = loop {
+        tokio::select! {
+            () = wake.notified() => signals.wake.notify_one(),
+            ended = &mut ended => break ended.unwrap_or(Ok(())),
+        }
+    };
+    driver.abort();
+    drop(client);
+    result
+}

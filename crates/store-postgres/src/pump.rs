@@ -1,0 +1,159 @@
+//! The change feed across processes. Every opsd process on a database publishes every
+//! committed change — its own and the other processes' — on its local feed, once each, in
+//! event-seq order, which by the ordering rule (`feed.rs`) is commit order.
+//!
+//! One task per process, the pump, owns the position `last` (the highest seq published)
+//! and is the only publisher. It learns that there is something to publish three ways:
+//! - its own writer hands it each committed batch, and waits for the pump to publish it
+//!   before answering the callers (so a waiter is being woken when the response leaves);
+//! - the listener (`listen.rs`) wakes it when PostgreSQL delivers a notification that
+//!   another process committed (`NOTIFY` carries only that: positions, not changes);
+//! - a timer, a safety net for a notification that never arrives.
+//!
+//! Whenever what it was handed does not continue `last`, it reads the missing events
+//! from the database (`seq > last`, snapshots included), so a change is never skipped:
+//! a lost listening connection, a notification dropped while PostgreSQL restarted, or a
+//! writer racing a notification all end the same way, with the pump catching up from
+//! the store. A subscriber that falls more than the feed's capacity behind gets
+//! `Lagged` as on SQLite: waiters read their operation again, watch streams end and
+//! resume from their `Last-Event-ID`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use opsd_domain::Operation;
+use opsd_store::{Change, Result, StoreError};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+
+use crate::errors::{self, ctx};
+use crate::rows::big;
+
+/// Events read per round when catching up from the store.
+const CATCH_UP_PAGE: i64 = 1000;
+/// How often the pump looks at the store without being told to, while the listener is
+/// connected (a notification lost without the connection failing) …
+const SAFETY_TICK: Duration = Duration::from_secs(1);
+/// … and while it is not (then this is how changes of other processes arrive).
+const LISTENER_DOWN_TICK: Duration = Duration::from_millis(200);
+
+/// A batch the local writer committed, and where to say it is published.
+pub struct Committed {
+    pub changes: Vec<Change>,
+    pub published: oneshot::Sender<()>,
+}
+
+/// What the pump and the listener share.
+pub struct Signals {
+    /// Woken by the listener for every notification (coalesced).
+    pub wake: Notify,
+    /// Whether the listener is connected.
+    pub listening: AtomicBool,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self {
+            wake: Notify::new(),
+            listening: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Runs the pump until the writer is gone.
+pub async fn run(
+    pool: Pool,
+    mut committed: mpsc::Receiver<Committed>,
+    signals: Arc<Signals>,
+    feed: broadcast::Sender<Change>,
+    mut last: u64,
+) {
+    let mut failing = false;
+    loop {
+        let tick = if signals.listening.load(Ordering::Relaxed) {
+            SAFETY_TICK
+        } else {
+            LISTENER_DOWN_TICK
+        };
+        let outcome = tokio::select! {
+            batch = committed.recv() => match batch {
+                Some(batch) => {
+                    let done = publish_batch(&pool, &feed, &mut last, batch.changes).await;
+                    let _ = batch.published.send(());
+                    done
+                }
+                None => return,
+            },
+            () = signals.wake.notified() => catch_up(&pool, &feed, &mut last).await,
+            () = tokio::time::sleep(tick) => catch_up(&pool, &feed, &mut last).await,
+        };
+        // Log a failing store once, not on every tick; the next round retries.
+        match outcome {
+            Ok(()) if failing => {
+                tracing::info!(last, "change feed caught up with the store again");
+                failing = false;
+            }
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, last, "change feed cannot read the store; retrying");
+                failing = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Publishes a batch of the local writer, reading from the store whatever other
+/// processes committed before it and was not published yet.
+async fn publish_batch(
+    pool: &Pool,
+    feed: &broadcast::Sender<Change>,
+    last: &mut u64,
+    changes: Vec<Change>,
+) -> Result<()> {
+    if changes.first().is_some_and(|c| c.event_seq > *last + 1) {
+        // Catching up reads this batch too (it is committed).
+        return catch_up(pool, feed, last).await;
+    }
+    for change in changes {
+        if change.event_seq == *last + 1 {
+            *last = change.event_seq;
+            // Nobody listening is fine.
+            let _ = feed.send(change);
+        }
+    }
+    Ok(())
+}
+
+/// Publishes every committed change after `last`, read from the store.
+async fn catch_up(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut u64) -> Result<()> {
+    let client = pool.get().await.map_err(errors::pool)?;
+    let statement = client
+        .prepare_cached("SELECT seq, snapshot FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+        .await
+        .map_err(ctx("prepare catch-up"))?;
+    loop {
+        let rows = client
+            .query(&statement, &[&big(*last), &CATCH_UP_PAGE])
+            .await
+            .map_err(ctx("read events"))?;
+        for row in &rows {
+            let seq = row.get::<_, i64>(0).unsigned_abs();
+            let snapshot: Option<&str> = row.get(1);
+            let operation: Operation = snapshot
+                .ok_or_else(|| StoreError::Internal(format!("event {seq} has no snapshot")))
+                .and_then(|s| {
+                    serde_json::from_str(s)
+                        .map_err(|e| StoreError::Internal(format!("event {seq}: {e}")))
+                })?;
+            *last = seq;
+            let _ = feed.send(Change {
+                event_seq: seq,
+                operation: Arc::new(operation),
+            });
+        }
+        if (rows.len() as i64) < CATCH_UP_PAGE {
+            return Ok(());
+        }
+    }
+}
