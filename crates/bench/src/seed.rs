@@ -53,7 +53,7 @@ impl Seeder {
             }
             Place::Postgres(url) => rt
                 .block_on(opsd_backends::open(&StoreConfig::Postgres {
-                    url: url.clone(),
+                    url: Box::new(url.clone()),
                     pool_size: PG_POOL,
                 }))
                 .map_err(|e| format!("open {url}: {e}"))?,
