@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use opsd_backends::testing::TestDb;
 use opsd_client::{Client, Kind, NewOperation, OpType, Operation, RetryPolicy};
 use opsd_domain::{NewApiKey, ProjectScope, Role};
 use opsd_server::live::{Background, LiveConfig};
 use opsd_server::{AppState, Config};
-use opsd_backends::testing::TestDb;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -105,7 +105,6 @@ impl Server {
         client_for(&self.base(), &self.admin_key)
     }
 }
-
 
 pub fn client_for(base: &str, key: &str) -> Client {
     Client::builder(base)
