@@ -78,10 +78,12 @@ pub fn wait_wakeup(ctx: &Ctx, n: usize) -> Result<Row, String> {
         // The timeout is made inside the runtime: its timer needs one.
         async move { tokio::time::timeout(bound, run(writer, parked_on, ids, times)).await }
     });
+    // None if a replica does not export the counter: reported as null, not as 0.
     let gaps = ctx.rt.block_on(async {
-        let mut sum = 0.0;
+        let mut sum = Some(0.0);
         for addr in &parked_on {
-            sum += gauge(*addr, "opsd_feed_gaps_total").await.unwrap_or(0.0);
+            let gaps = gauge(*addr, "opsd_feed_gaps_total").await.ok();
+            sum = sum.zip(gaps).map(|(a, b)| a + b);
         }
         sum
     });
