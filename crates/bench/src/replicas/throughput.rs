@@ -24,7 +24,19 @@ pub fn measure(ctx: &Ctx, name: &str, n: usize, rate: &mut Option<f64>) -> Resul
     let (conns, limits, make) = scenario(ctx, name, n)?;
     let cluster = Cluster::start(ctx, &format!("replicas-{name}"), n)?;
     let addrs = cluster.addrs();
+    // One request per replica first: proves each answers with the shared key.
+    for addr in &addrs {
+        ctx.fetch(*addr, workload::get(ctx.template.all[0]))
+            .map_err(|e| format!("replica at {addr}: {e}"))?;
+    }
+    warm_up(ctx, &addrs, conns)?;
     let closed = spread(ctx, &addrs, conns, limits, make.clone(), None);
+    if closed.ok == 0 {
+        return Err(format!(
+            "no request was answered in the measured time ({} failed: {:?})",
+            closed.errors, closed.first_error
+        ));
+    }
     let rate = *rate.get_or_insert(closed.ops_per_s() * ctx.plan.open_fraction);
     let open = spread(ctx, &addrs, conns, limits, make, Some(rate));
     let peak = cluster.stop();
@@ -37,6 +49,24 @@ pub fn measure(ctx: &Ctx, name: &str, n: usize, rate: &mut Option<f64>) -> Resul
     row.add_errors(&closed);
     row.add_errors(&open);
     Ok(row)
+}
+
+/// Reads over every connection until each replica's database pool has grown to the
+/// load: a pool opens connections on demand, and opening one (SCRAM authentication) is
+/// slow enough in a debug build to take the whole of a smoke run's short phases.
+fn warm_up(ctx: &Ctx, addrs: &[SocketAddr], conns: usize) -> Result<(), String> {
+    let ids = ctx.template.all.clone();
+    let make: MakeReq = Arc::new(move |rng| Some(workload::get(ids[rng.below(ids.len())])));
+    let limits = Limits {
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(60),
+        max_requests: 4 * conns as u64,
+    };
+    let warm = spread(ctx, addrs, conns, limits, make, None);
+    match warm.errors {
+        0 => Ok(()),
+        n => Err(format!("{n} warm-up reads failed: {:?}", warm.first_error)),
+    }
 }
 
 /// The connections, limits and requests of scenario `name`.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
-use tokio::sync::Semaphore;
+use tokio::sync::{Barrier, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -180,12 +180,19 @@ async fn run(
     wait_parked(&parked_on, ids.len()).await?;
 
     let next = Arc::new(AtomicUsize::new(0));
+    // Every writer connection first reads an operation, and all start writing together:
+    // the writes measure a warm replica, not its first connections and key lookups.
+    let warm = Arc::new(Barrier::new(WRITERS));
     let mut writers = JoinSet::new();
     for _ in 0..WRITERS {
-        let (ids, times, next) = (ids.clone(), times.clone(), next.clone());
+        let (ids, times, next, warm) = (ids.clone(), times.clone(), next.clone(), warm.clone());
         writers.spawn(async move {
             let mut conn = Conn::new(writer);
             let mut stats = Stats::empty();
+            if let Err(e) = conn.send(workload::get(ids[0])).await {
+                stats.first_error = Some(format!("warm-up read: {e}"));
+            }
+            warm.wait().await;
             let started = Instant::now();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
