@@ -7,7 +7,8 @@
 //! run against `opsd serve --database-url …`, each on its own copy of a seeded database
 //! (`pg`), and the storage ceiling is PostgreSQL's (`ceiling_pg`). Read in this order:
 //! `plan` (sizes per mode), `loadgen`, `ceiling`, `seed` and `ctx`, then the scenarios
-//! (`reads`, `writes`, `wait`, `scale`), then `report` and `charts`.
+//! (`reads`, `writes`, `wait`, `scale`), then `report` and `charts`. `--replicas N`
+//! runs the scenarios of `replicas` instead: 1 and N opsd processes on one database.
 
 mod ceiling;
 mod ceiling_pg;
@@ -19,6 +20,7 @@ mod outcome;
 mod pg;
 mod plan;
 mod reads;
+mod replicas;
 mod report;
 mod scale;
 mod seed;
@@ -71,6 +73,11 @@ struct Cli {
     /// scenario gets a database of its own).
     #[arg(long, env = "OPSD_BENCH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// With `--backend postgres`: measure 1 and this many `opsd serve` replicas on one
+    /// database (get/list/create throughput, wait_wakeup across replicas) instead of
+    /// the single-server scenarios.
+    #[arg(long)]
+    replicas: Option<usize>,
 }
 
 /// `--backend`.
@@ -120,12 +127,17 @@ fn run(cli: &Cli) -> Result<(), String> {
         BackendName::Sqlite => Plan::new(cli.mode),
         BackendName::Postgres => Plan::new(cli.mode).for_postgres(cli.mode),
     };
-    if let Some(bad) = cli.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
+    let known: &[&str] = match cli.replicas {
+        Some(_) => &replicas::SCENARIOS,
+        None => &SCENARIOS,
+    };
+    if let Some(bad) = cli.only.iter().find(|n| !known.contains(&n.as_str())) {
         return Err(format!(
             "unknown scenario {bad}; known: {}",
-            SCENARIOS.join(", ")
+            known.join(", ")
         ));
     }
+    check_replicas(cli)?;
     // 10,000 waiters are 10,000 sockets here and as many in opsd, which inherits this
     // limit when it is spawned below.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).map_err(|e| e.to_string())?;
@@ -203,6 +215,28 @@ fn run(cli: &Cli) -> Result<(), String> {
         first_page: None,
         opsd_cpus: std::sync::OnceLock::new(),
     };
+    if let Some(max) = cli.replicas {
+        let rows = replicas::run(&ctx, max, &cli.only);
+        let report = replicas::ReplicaReport {
+            mode: cli.mode,
+            database: match &ctx.backend {
+                Backend::Postgres(pg) => pg.describe.clone(),
+                Backend::Sqlite => String::new(),
+            },
+            machine,
+            pinning: format!(
+                "{}; every replica started the way the single opsd is",
+                pinning_note(&ctx, cli.backend)
+            ),
+            seeding: template_note,
+            binaries: binaries_note(&cli.profile),
+            max_replicas: max,
+            rows,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        drop(ctx);
+        return replicas::write(&cli.out, &report);
+    }
     let mut entries = Vec::new();
     let (mut db_per_million, mut scale_note, mut scale_points) = (None, String::new(), Vec::new());
     for name in SCENARIOS {
@@ -241,33 +275,16 @@ fn run(cli: &Cli) -> Result<(), String> {
         Backend::Sqlite => None,
         Backend::Postgres(pg) => Some(pg.describe.clone()),
     };
-    let pinning = match ctx.opsd_cpus.get() {
-        Some(cpus) => format!("{} (opsd's Cpus_allowed_list: {cpus})", ctx.pinning.note),
-        None => ctx.pinning.note.clone(),
-    };
+    let pinning = pinning_note(&ctx, cli.backend);
     // Drops every scenario's copy, then the template (on PostgreSQL: their databases).
     drop(ctx);
     let report = Report {
         mode: cli.mode,
         database,
         machine,
-        pinning: match cli.backend {
-            BackendName::Sqlite => pinning,
-            BackendName::Postgres => format!(
-                "{pinning}; PostgreSQL's processes unpinned (they share both CPUs with \
-                 whatever runs)"
-            ),
-        },
+        pinning,
         seeding: format!("{template_note}{scale_note}"),
-        binaries: format!(
-            "{} build of opsd ({})",
-            cli.profile,
-            if cli.profile == "release" {
-                "numbers comparable between runs on the same machine"
-            } else {
-                "smoke run: numbers are meaningless, only the harness is tested"
-            }
-        ),
+        binaries: binaries_note(&cli.profile),
         db_bytes_per_million_ops: db_per_million,
         entries,
         seconds: started.elapsed().as_secs_f64(),
@@ -284,6 +301,47 @@ fn run(cli: &Cli) -> Result<(), String> {
     } else {
         Err(format!("scenarios failed to run: {}", failed.join(", ")))
     }
+}
+
+/// `--replicas` needs PostgreSQL (replicas share its database) and a sane count.
+fn check_replicas(cli: &Cli) -> Result<(), String> {
+    match cli.replicas {
+        Some(_) if cli.backend != BackendName::Postgres => Err(
+            "--replicas needs --backend postgres: replicas share one PostgreSQL database".into(),
+        ),
+        Some(n) if !(1..=replicas::MAX_REPLICAS).contains(&n) => Err(format!(
+            "--replicas must be between 1 and {}, not {n}",
+            replicas::MAX_REPLICAS
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Where servers and load generator ran, as the report says it.
+fn pinning_note(ctx: &Ctx, backend: BackendName) -> String {
+    let pinning = match ctx.opsd_cpus.get() {
+        Some(cpus) => format!("{} (opsd's Cpus_allowed_list: {cpus})", ctx.pinning.note),
+        None => ctx.pinning.note.clone(),
+    };
+    match backend {
+        BackendName::Sqlite => pinning,
+        BackendName::Postgres => format!(
+            "{pinning}; PostgreSQL's processes unpinned (they share both CPUs with \
+             whatever runs)"
+        ),
+    }
+}
+
+/// How opsd was built, as the report says it.
+fn binaries_note(profile: &str) -> String {
+    format!(
+        "{profile} build of opsd ({})",
+        if profile == "release" {
+            "numbers comparable between runs on the same machine"
+        } else {
+            "smoke run: numbers are meaningless, only the harness is tested"
+        }
+    )
 }
 
 fn done(o: outcome::Outcome) -> Entry {

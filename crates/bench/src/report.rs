@@ -116,7 +116,7 @@ impl Report {
 }
 
 /// A number with thousands separators and `decimals` decimals.
-fn num(v: f64, decimals: usize) -> String {
+pub fn num(v: f64, decimals: usize) -> String {
     if !v.is_finite() {
         return "–".into();
     }

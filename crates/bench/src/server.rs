@@ -34,6 +34,22 @@ impl Server {
         database_url: Option<&DatabaseUrl>,
         pinning: &Pinning,
     ) -> Result<Server, String> {
+        let server = Self::opsd_replica(opsd, data_dir, database_url, pinning)?;
+        // A fresh data directory gets an admin key on opsd's first start.
+        let key = std::fs::read_to_string(data_dir.join("admin.key"))
+            .map_err(|e| format!("cannot read opsd's admin.key: {e}"))?;
+        crate::loadgen::set_api_key(key.trim())?;
+        Ok(server)
+    }
+
+    /// Starts `opsd serve` like [`opsd`](Self::opsd) without reading an admin key: a
+    /// further replica on a database that already has one creates none.
+    pub fn opsd_replica(
+        opsd: &Path,
+        data_dir: &Path,
+        database_url: Option<&DatabaseUrl>,
+        pinning: &Pinning,
+    ) -> Result<Server, String> {
         let log = std::fs::File::create(data_dir.join("opsd.log"))
             .map_err(|e| format!("cannot create opsd.log: {e}"))?;
         let mut cmd = Command::new(opsd);
@@ -46,12 +62,7 @@ impl Server {
         } else {
             cmd.env_remove("OPSD_DATABASE_URL");
         }
-        let server = Self::start(cmd, pinning)?;
-        // A fresh data directory gets an admin key on opsd's first start.
-        let key = std::fs::read_to_string(data_dir.join("admin.key"))
-            .map_err(|e| format!("cannot read opsd's admin.key: {e}"))?;
-        crate::loadgen::set_api_key(key.trim())?;
-        Ok(server)
+        Self::start(cmd, pinning)
     }
 
     /// Starts this binary's HTTP ceiling server answering every request with `body`.

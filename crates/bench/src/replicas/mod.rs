@@ -1,0 +1,164 @@
+//! `--replicas N` (PostgreSQL only): the same database served by 1 and then N `opsd
+//! serve` processes. Each row starts its replicas on a fresh copy of the seeded template
+//! and the load generator spreads its connections over them (connection `i` talks to
+//! replica `i mod N`, as a round-robin load balancer would place them):
+//! `get_by_id`, `list_first_page` and `create_durable` (`throughput`), and
+//! `wait_wakeup` with the writes going through one replica and every waiter parked on
+//! the others (`wait`). The table and its files come from `table`.
+//!
+//! Every replica is started on the server core like the single opsd of the other
+//! scenarios, so 1 and N replicas get the same CPU: on a 2-core machine the rows compare
+//! one process with N processes sharing that core (the cost of splitting the work and of
+//! the change feed between processes), not scale-out onto more hardware.
+
+mod table;
+mod throughput;
+mod wait;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tempfile::TempDir;
+
+use crate::ctx::{Copy, Ctx};
+use crate::server::Server;
+
+pub use table::{ReplicaReport, Row};
+
+/// The scenarios of a replica run, in the order they run.
+pub const SCENARIOS: [&str; 4] = [
+    "get_by_id",
+    "list_first_page",
+    "create_durable",
+    "wait_wakeup",
+];
+
+/// The name of the result files.
+const RESULTS: &str = "results-postgres-replicas";
+
+/// Most replicas a run starts (each is a process with its own database pool).
+pub const MAX_REPLICAS: usize = 8;
+
+/// `max` replicas and the single-replica baseline, each once: `[1, max]`.
+pub fn counts(max: usize) -> Vec<usize> {
+    if max <= 1 { vec![1] } else { vec![1, max] }
+}
+
+/// Runs every scenario named in `only` (all when empty) with 1 and `max` replicas.
+pub fn run(ctx: &Ctx, max: usize, only: &[String]) -> Vec<Row> {
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
+    let mut rows = Vec::new();
+    for name in SCENARIOS.into_iter().filter(|n| wanted(n)) {
+        // The open-loop rate of every count is set by the single replica's throughput,
+        // so that latencies compare at the same offered load.
+        let mut rate = None;
+        for n in counts(max) {
+            eprintln!("opsd-bench: {name} with {n} replica(s)");
+            let row = match name {
+                "wait_wakeup" => wait::wait_wakeup(ctx, n),
+                _ => throughput::measure(ctx, name, n, &mut rate),
+            }
+            .unwrap_or_else(|e| Row::failed(name, n, e));
+            eprintln!("  {}", row.to_json());
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// Prints the table and writes `results-postgres-replicas.json` and `.md` to `out`
+/// (beside, never over, the single-server results); fails if any row failed.
+pub fn write(out: &Path, report: &ReplicaReport) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(&report.to_json()).map_err(|e| e.to_string())?;
+    std::fs::write(out.join(format!("{RESULTS}.json")), json + "\n").map_err(|e| e.to_string())?;
+    let table = report.markdown();
+    std::fs::write(out.join(format!("{RESULTS}.md")), &table).map_err(|e| e.to_string())?;
+    println!("{table}");
+    println!("Results in {}: {RESULTS}.json, {RESULTS}.md", out.display());
+    let failed: Vec<String> = report
+        .rows
+        .iter()
+        .filter(|r| r.failed.is_some())
+        .map(|r| format!("{} ({} replicas)", r.scenario, r.replicas))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("scenarios failed to run: {}", failed.join(", ")))
+    }
+}
+
+/// N replicas of opsd on one fresh copy of the template database; killed when dropped.
+pub struct Cluster {
+    // Declared first so that the processes are killed before their database is dropped.
+    servers: Vec<Server>,
+    _dirs: Vec<TempDir>,
+    _copy: Copy,
+}
+
+impl Cluster {
+    /// Starts `n` replicas one after another: the first creates the admin key (which
+    /// the load generator then uses on every replica), the others find one exists.
+    pub fn start(ctx: &Ctx, name: &str, n: usize) -> Result<Cluster, String> {
+        let copy = ctx.copy_template(name)?;
+        let url = copy
+            .db
+            .as_ref()
+            .map(|db| db.url.clone())
+            .ok_or("replicas need --backend postgres")?;
+        let mut servers = vec![Server::opsd(
+            &ctx.opsd,
+            copy.dir.path(),
+            Some(&url),
+            &ctx.pinning,
+        )?];
+        let mut dirs = Vec::new();
+        for i in 1..n {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("{name}-replica{i}-"))
+                .tempdir_in(ctx.work.path())
+                .map_err(|e| e.to_string())?;
+            servers.push(Server::opsd_replica(
+                &ctx.opsd,
+                dir.path(),
+                Some(&url),
+                &ctx.pinning,
+            )?);
+            dirs.push(dir);
+        }
+        if let Some(cpus) = servers[0].cpus_allowed() {
+            let _ = ctx.opsd_cpus.set(cpus);
+        }
+        Ok(Cluster {
+            servers,
+            _dirs: dirs,
+            _copy: copy,
+        })
+    }
+
+    /// Where each replica listens.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|s| s.addr).collect()
+    }
+
+    /// Kills every replica; returns the largest peak RSS among them, MiB.
+    pub fn stop(self) -> Option<f64> {
+        let Cluster { servers, .. } = self;
+        servers
+            .into_iter()
+            .filter_map(Server::stop)
+            .reduce(f64::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_baseline_comes_first_and_only_once() {
+        assert_eq!(counts(1), vec![1]);
+        assert_eq!(counts(2), vec![1, 2]);
+        assert_eq!(counts(3), vec![1, 3]);
+    }
+}

@@ -1,0 +1,212 @@
+//! The replica table: one row per scenario and replica count, printed on stdout and
+//! written to `results-postgres-replicas.json` and `.md`.
+
+use serde_json::{Map, Value, json};
+
+use crate::loadgen::Stats;
+use crate::machine::Machine;
+use crate::outcome::r3;
+use crate::plan::Mode;
+use crate::report::num;
+
+/// One scenario with one number of replicas.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub scenario: String,
+    pub replicas: usize,
+    /// Connections of the load generator, over all replicas.
+    pub connections: usize,
+    /// Closed-loop requests/s (wait_wakeup: waiters released per second).
+    pub ops_per_s: f64,
+    /// Open-loop latency (wait_wakeup: of the writes), ms.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Offered rate of the open-loop phase, requests/s.
+    pub open_loop_rate: Option<f64>,
+    /// wait_wakeup: p99 from the write's acknowledgement to the waiter's answer, ms.
+    pub release_p99_ms: Option<f64>,
+    /// wait_wakeup: parked waiters.
+    pub waiters: Option<usize>,
+    /// wait_wakeup: whether every waiter was released with p99 ≤ 100 ms.
+    pub met: Option<bool>,
+    /// Largest peak RSS among the replicas, MiB.
+    pub peak_rss_mb: Option<f64>,
+    /// Requests that failed or were answered otherwise than 2xx.
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Why the row could not be measured at all.
+    pub failed: Option<String>,
+    extra: Map<String, Value>,
+}
+
+impl Row {
+    /// An empty row of `scenario` on `replicas` replicas with `connections`.
+    pub fn new(scenario: &str, replicas: usize, connections: usize) -> Row {
+        Row {
+            scenario: scenario.to_owned(),
+            replicas,
+            connections,
+            ..Row::default()
+        }
+    }
+
+    /// A row the harness could not measure.
+    pub fn failed(scenario: &str, replicas: usize, why: String) -> Row {
+        Row {
+            failed: Some(why),
+            ..Row::new(scenario, replicas, 0)
+        }
+    }
+
+    /// Counts a phase's failures.
+    pub fn add_errors(&mut self, s: &Stats) {
+        self.errors += s.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&s.first_error);
+        }
+    }
+
+    /// Adds a scenario-specific field.
+    pub fn extra(&mut self, key: &str, value: impl Into<Value>) {
+        self.extra.insert(key.into(), value.into());
+    }
+
+    /// The row in results-postgres-replicas.json.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("scenario".into(), json!(self.scenario));
+        m.insert("replicas".into(), json!(self.replicas));
+        if let Some(why) = &self.failed {
+            m.insert("error".into(), json!(why));
+            return Value::Object(m);
+        }
+        m.insert("connections".into(), json!(self.connections));
+        m.insert("ops_per_s".into(), json!(r3(self.ops_per_s)));
+        m.insert("p50_ms".into(), json!(r3(self.p50_ms)));
+        m.insert("p99_ms".into(), json!(r3(self.p99_ms)));
+        let optional = [
+            (
+                "open_loop_rate",
+                self.open_loop_rate.map(r3).map(Value::from),
+            ),
+            (
+                "release_p99_ms",
+                self.release_p99_ms.map(r3).map(Value::from),
+            ),
+            ("waiters", self.waiters.map(Value::from)),
+            ("met", self.met.map(Value::from)),
+            ("peak_rss_mb", self.peak_rss_mb.map(r3).map(Value::from)),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                m.insert(key.into(), v);
+            }
+        }
+        m.insert("errors".into(), json!(self.errors));
+        if let Some(e) = &self.first_error {
+            m.insert("first_error".into(), json!(e));
+        }
+        m.extend(self.extra.clone());
+        Value::Object(m)
+    }
+}
+
+/// Everything a replica run reports.
+pub struct ReplicaReport {
+    pub mode: Mode,
+    pub database: String,
+    pub machine: Machine,
+    pub pinning: String,
+    pub seeding: String,
+    pub binaries: String,
+    /// `--replicas`.
+    pub max_replicas: usize,
+    pub rows: Vec<Row>,
+    pub seconds: f64,
+}
+
+impl ReplicaReport {
+    /// results-postgres-replicas.json.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "mode": self.mode,
+            "backend": "postgres",
+            "database": self.database,
+            "replicas": self.max_replicas,
+            "machine": self.machine,
+            "pinning": self.pinning,
+            "seeding": self.seeding,
+            "binaries": self.binaries,
+            "run_seconds": self.seconds.round(),
+            "rows": self.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The markdown table and what its columns mean.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "Backend: **PostgreSQL** ({}), 1 and {} `opsd serve` replicas on one database.\n\n\
+             | scenario | replicas | ops/s | vs 1 replica | p50 ms | p99 ms | release p99 ms | \
+             waiters | errors |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            self.database, self.max_replicas
+        );
+        for row in &self.rows {
+            if let Some(why) = &row.failed {
+                s.push_str(&format!(
+                    "| `{}` | {} | failed: {why} |||||||\n",
+                    row.scenario, row.replicas
+                ));
+                continue;
+            }
+            let baseline = self
+                .rows
+                .iter()
+                .find(|r| r.scenario == row.scenario && r.replicas == 1 && r.failed.is_none())
+                .map(|r| r.ops_per_s);
+            let relative = match baseline {
+                Some(b) if b > 0.0 => format!("{:.2}×", row.ops_per_s / b),
+                _ => "–".into(),
+            };
+            let release = row.release_p99_ms.map_or("–".into(), |v| {
+                let verdict = match row.met {
+                    Some(true) => " (met)",
+                    Some(false) => " (**not met**)",
+                    None => "",
+                };
+                format!("{}{verdict}", num(v, 2))
+            });
+            s.push_str(&format!(
+                "| `{}` | {} | {} | {relative} | {} | {} | {release} | {} | {} |\n",
+                row.scenario,
+                row.replicas,
+                num(row.ops_per_s, 0),
+                num(row.p50_ms, 2),
+                num(row.p99_ms, 2),
+                row.waiters.map_or("–".into(), |w| num(w as f64, 0)),
+                row.errors,
+            ));
+        }
+        s.push_str(
+            "\nops/s: closed loop, the load generator's connections (32 for reads, 64 for \
+             creates) dealt round-robin over the replicas; `wait_wakeup`: waiters released \
+             per second. p50/p99: open loop at the 1-replica row's open-loop rate, so both \
+             rows see the same offered load; `wait_wakeup`: the PATCHes through replica 1. \
+             release p99: from a write's acknowledgement by replica 1 to its waiter's answer \
+             from another replica (with 1 replica: the same one); target ≤ 100 ms.\n",
+        );
+        s.push_str(&format!(
+            "Mode `{}`, {:.0} s. Machine: {} × {}, {} GiB, Linux {}.\n\
+             Pinning: {}.\nSeeding: {}.\nBinaries: {}.\n",
+            json!(self.mode).as_str().unwrap_or(""),
+            self.seconds,
+            self.machine.cores,
+            self.machine.cpu_model,
+            self.machine.memory_gib,
+            self.machine.kernel,
+            self.pinning,
+            self.seeding,
+            self.binaries,
+        ));
+        s
+    }
+}
