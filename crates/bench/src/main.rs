@@ -225,7 +225,8 @@ fn run(cli: &Cli) -> Result<(), String> {
             },
             machine,
             pinning: format!(
-                "{}; every replica started the way the single opsd is",
+                "{}; every replica is started like that opsd (pinned: on the same CPU, so N \
+                 replicas share what 1 had)",
                 pinning_note(&ctx, cli.backend)
             ),
             seeding: template_note,

@@ -48,12 +48,16 @@ pub fn counts(max: usize) -> Vec<usize> {
 pub fn run(ctx: &Ctx, max: usize, only: &[String]) -> Vec<Row> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
     let mut rows = Vec::new();
+    let started = std::time::Instant::now();
     for name in SCENARIOS.into_iter().filter(|n| wanted(n)) {
         // The open-loop rate of every count is set by the single replica's throughput,
         // so that latencies compare at the same offered load.
         let mut rate = None;
         for n in counts(max) {
-            eprintln!("opsd-bench: {name} with {n} replica(s)");
+            eprintln!(
+                "opsd-bench: {name} with {n} replica(s) ({:.0} s in)",
+                started.elapsed().as_secs_f64()
+            );
             let row = match name {
                 "wait_wakeup" => wait::wait_wakeup(ctx, n),
                 _ => throughput::measure(ctx, name, n, &mut rate),
