@@ -54,11 +54,31 @@ function route() {
   }
 }
 
-async function start() {
-  const [me, list] = await Promise.all([get('/console/session'), get('/v1/projects')]);
-  mount(document.getElementById('whoami'), `${me.name} · ${me.role}`);
+async function loadProjects() {
+  const list = await get('/v1/projects');
   projects = list.items.map((p) => p.project_id);
   mount(picker, projects.map((p) => h('option', { value: p }, p)));
+}
+
+// A fresh opsd has no project until its first operation is created: look again every
+// 2 s until one appears, so a console opened first comes alive without a reload.
+function waitForProjects() {
+  const timer = setInterval(async () => {
+    try {
+      await loadProjects();
+    } catch {
+      return;
+    }
+    if (projects.length) {
+      clearInterval(timer);
+      route();
+    }
+  }, 2000);
+}
+
+async function start() {
+  const [me] = await Promise.all([get('/console/session'), loadProjects()]);
+  mount(document.getElementById('whoami'), `${me.name} · ${me.role}`);
   const saved = sessionStorage.getItem('opsd.project');
   if (saved && projects.includes(saved)) picker.value = saved;
   picker.addEventListener('change', () => {
@@ -70,6 +90,7 @@ async function start() {
   document.getElementById('sign-out').addEventListener('click', () => signOut());
   window.addEventListener('hashchange', route);
   route();
+  if (!projects.length) waitForProjects();
 }
 
 start().catch((e) => mount(main, h('p', { class: 'error' }, `Cannot load the console: ${e.message}`)));
