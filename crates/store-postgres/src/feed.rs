@@ -165,25 +165,25 @@ pub async fn events_since(
         )
         .await
         .map_err(ctx("read events"))?;
-    let changes = rows
-        .iter()
-        .map(|row| {
-            let seq: i64 = row.get(0);
-            let snapshot: Option<&str> = row.get(1);
-            let snapshot = snapshot.ok_or_else(|| {
-                opsd_store::StoreError::Internal(format!("event {seq} has no snapshot"))
-            })?;
-            let operation: Operation = serde_json::from_str(snapshot)
-                .map_err(|e| opsd_store::StoreError::Internal(format!("event {seq}: {e}")))?;
-            Ok(Change {
-                event_seq: seq.unsigned_abs(),
-                operation: Arc::new(operation),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let changes = rows.iter().map(change).collect::<Result<Vec<_>>>()?;
     Ok(Backfill {
         changes,
         horizon,
         head: head.unsigned_abs(),
+    })
+}
+
+/// A change read back from a row of `SELECT seq, snapshot FROM events …` (watch backfill
+/// and the pump's catch-up).
+pub fn change(row: &tokio_postgres::Row) -> Result<Change> {
+    let seq = row.get::<_, i64>(0).unsigned_abs();
+    let snapshot: Option<&str> = row.get(1);
+    let snapshot = snapshot
+        .ok_or_else(|| opsd_store::StoreError::Internal(format!("event {seq} has no snapshot")))?;
+    let operation: Operation = serde_json::from_str(snapshot)
+        .map_err(|e| opsd_store::StoreError::Internal(format!("event {seq}: {e}")))?;
+    Ok(Change {
+        event_seq: seq,
+        operation: Arc::new(operation),
     })
 }

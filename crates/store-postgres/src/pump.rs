@@ -23,8 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use opsd_domain::Operation;
-use opsd_store::{Change, Result, StoreError};
+use opsd_store::{Change, Result};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::errors::{self, ctx};
@@ -138,19 +137,9 @@ async fn catch_up(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut u64)
             .await
             .map_err(ctx("read events"))?;
         for row in &rows {
-            let seq = row.get::<_, i64>(0).unsigned_abs();
-            let snapshot: Option<&str> = row.get(1);
-            let operation: Operation = snapshot
-                .ok_or_else(|| StoreError::Internal(format!("event {seq} has no snapshot")))
-                .and_then(|s| {
-                    serde_json::from_str(s)
-                        .map_err(|e| StoreError::Internal(format!("event {seq}: {e}")))
-                })?;
-            *last = seq;
-            let _ = feed.send(Change {
-                event_seq: seq,
-                operation: Arc::new(operation),
-            });
+            let change = crate::feed::change(row)?;
+            *last = change.event_seq;
+            let _ = feed.send(change);
         }
         if (rows.len() as i64) < CATCH_UP_PAGE {
             return Ok(());
