@@ -109,11 +109,14 @@ fn insert_row(conn: &Connection, i: u64) -> rusqlite::Result<()> {
         new.zone,
         at,
     ])?;
+    // The event keeps what a change can touch and points at its operation by seq
+    // (`opsd_store::history`).
+    let op_seq = conn.last_insert_rowid();
     conn.prepare_cached(
-        "INSERT INTO events (operation_id, project_id, version, status, progress, \
+        "INSERT INTO events (op_seq, project_id, version, status, progress, \
          status_message, at) VALUES (?1, ?2, 1, 'pending', 0, NULL, ?3)",
     )?
-    .execute(params![id, new.project_id, at])?;
+    .execute(params![op_seq, new.project_id, at])?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The storage ceiling on PostgreSQL: raw inserts of the rows opsd writes for a create
-//! (the operation and its first event, with the event's snapshot) into a copy of the
+//! (the operation and its first event, which keeps what a change can touch) into a copy of the
 //! seeded database (same schema, indexes and count triggers: opsd's migrations), with
 //! `synchronous_commit = on`, by tokio-postgres directly. No HTTP, no JSON parsing, no
 //! savepoints, no idempotency lookup, and no feed-head lock (opsd's commit-order
@@ -47,10 +47,9 @@ const INSERT: &str = "WITH op AS (INSERT INTO operations (id, project_id, kind, 
      http_error_status_code, http_error_message, \"user\", request_id, request_hash, region, \
      zone, target_link, created_at, started_at, ended_at, updated_at, version) VALUES \
      ($1, $2, $3, $4, $5, 'pending', 0, NULL, $6, $7, NULL, '[]', NULL, NULL, $8, $9, $10, \
-     $11, $12, NULL, $13, NULL, NULL, $13, 1) RETURNING id, project_id) \
-     INSERT INTO events (seq, operation_id, project_id, version, status, progress, \
-     status_message, at, snapshot) SELECT $14, id, project_id, 1, 'pending', 0, NULL, $13, $15 \
-     FROM op";
+     $11, $12, NULL, $13, NULL, NULL, $13, 1) RETURNING seq, project_id) \
+     INSERT INTO events (seq, op_seq, project_id, version, status, progress, \
+     status_message, at) SELECT $14, seq, project_id, 1, 'pending', 0, NULL, $13 FROM op";
 
 /// Row numbers (their idempotency keys must not repeat) and event seqs, shared by the
 /// rounds of one ceiling database.
@@ -158,7 +157,6 @@ struct Row {
     zone: Option<String>,
     at: i64,
     seq: i64,
-    snapshot: String,
 }
 
 impl Row {
@@ -177,7 +175,6 @@ impl Row {
             request_hash: format!("{:064x}", u128::from(i as u32) * 0x9E37_79B9),
             at: micros(at),
             seq: i64::try_from(seq).unwrap_or(i64::MAX),
-            snapshot: serde_json::to_string(&op).unwrap_or_default(),
             project: new.project_id,
             resource_id: new.resource_id,
             description: new.description,
@@ -188,7 +185,7 @@ impl Row {
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 15] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
         [
             &self.id,
             &self.project,
@@ -204,7 +201,6 @@ impl Row {
             &self.zone,
             &self.at,
             &self.seq,
-            &self.snapshot,
         ]
     }
 }

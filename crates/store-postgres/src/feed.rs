@@ -13,11 +13,11 @@
 //! one database are serialised; the writer (`writer.rs`) batches concurrent writes
 //! into one transaction so that they share the lock and the commit.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use deadpool_postgres::Transaction;
 use opsd_domain::{Operation, micros};
-use opsd_store::{Backfill, Change, Clock, Result, rules};
+use opsd_store::{Backfill, Change, Clock, Result, history, rules};
 use time::OffsetDateTime;
 
 use crate::errors::ctx;
@@ -83,24 +83,31 @@ pub async fn record(
     changes: &mut Vec<Change>,
 ) -> Result<()> {
     let seq = head.last_event_seq + 1;
-    let snapshot = rows::json(op);
     tx.execute(
         &crate::prepared(
             tx,
-            "INSERT INTO events (seq, operation_id, project_id, version, status, progress, \
-         status_message, at, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO events (seq, op_seq, project_id, version, status, progress, \
+         status_message, at, started_at, ended_at, error, warnings, http_error_status_code, \
+         http_error_message, cancel_requested) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         $10, $11, $12, $13, $14, $15)",
         )
         .await?,
         &[
             &big(seq),
-            &op.id.to_string(),
+            &big(op.seq),
             &op.project_id,
             &big(op.version),
             &op.status.as_str(),
             &i64::from(op.progress),
             &op.status_message,
             &micros(op.updated_at),
-            &snapshot,
+            &op.started_at.map(micros),
+            &op.ended_at.map(micros),
+            &history::error_column(op.error.as_ref()),
+            &history::warnings_column(&op.warnings),
+            &op.http_error_status_code.map(i64::from),
+            &op.http_error_message,
+            &op.cancel_requested,
         ],
     )
     .await
@@ -151,12 +158,7 @@ pub async fn events_since(
     let horizon = horizon.unsigned_abs();
     let rows = tx
         .query(
-            &crate::prepared(
-                tx,
-                "SELECT seq, snapshot FROM events WHERE project_id = $1 AND seq > $2 \
-             ORDER BY seq LIMIT $3",
-            )
-            .await?,
+            &crate::prepared(tx, &BACKFILL_SQL).await?,
             &[
                 &project_id,
                 &big(after_seq.max(horizon)),
@@ -173,17 +175,33 @@ pub async fn events_since(
     })
 }
 
-/// A change read back from a row of `SELECT seq, snapshot FROM events …` (watch backfill
-/// and the pump's catch-up).
+/// A project's events after a seq, each with its operation's row (one index lookup per
+/// event: the work per event stays bounded however long the history).
+static BACKFILL_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
+         WHERE e.project_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3",
+        rows::columns_of("o"),
+        rows::EVENT_VERSION_COLUMNS
+    )
+});
+
+/// Every project's events after a seq, in order (the pump's catch-up).
+pub static CATCH_UP_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
+         WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+        rows::columns_of("o"),
+        rows::EVENT_VERSION_COLUMNS
+    )
+});
+
+/// A change read back from a row of [`BACKFILL_SQL`] or [`CATCH_UP_SQL`]: the
+/// event's columns laid over its operation's row (`opsd_store::history`).
 pub fn change(row: &tokio_postgres::Row) -> Result<Change> {
-    let seq = row.get::<_, i64>(0).unsigned_abs();
-    let snapshot: Option<&str> = row.get(1);
-    let snapshot = snapshot
-        .ok_or_else(|| opsd_store::StoreError::Internal(format!("event {seq} has no snapshot")))?;
-    let operation: Operation = serde_json::from_str(snapshot)
-        .map_err(|e| opsd_store::StoreError::Internal(format!("event {seq}: {e}")))?;
+    let (event_seq, operation) = rows::operation_at_event(row)?;
     Ok(Change {
-        event_seq: seq,
+        event_seq,
         operation: Arc::new(operation),
     })
 }

@@ -393,24 +393,24 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = begin_read(&mut client).await?;
         let key = id.to_string();
-        let exists = tx
-            .query_opt("SELECT 1 FROM operations WHERE id = $1", &[&key])
+        let Some(op_seq) = tx
+            .query_opt("SELECT seq FROM operations WHERE id = $1", &[&key])
             .await
             .map_err(ctx("find operation"))?
-            .is_some();
-        if !exists {
+            .map(|r| r.get::<_, i64>(0))
+        else {
             return Err(StoreError::NotFound(id));
-        }
+        };
         let events = tx
             .query(
-                "SELECT seq, operation_id, version, status, progress, status_message, at \
-                 FROM events WHERE operation_id = $1 ORDER BY seq",
-                &[&key],
+                "SELECT seq, version, status, progress, status_message, at \
+                 FROM events WHERE op_seq = $1 ORDER BY seq",
+                &[&op_seq],
             )
             .await
             .map_err(ctx("read events"))?
             .iter()
-            .map(rows::event)
+            .map(|r| rows::event(r, id))
             .collect::<Result<Vec<_>>>()?;
         end_read(tx).await?;
         Ok(events)

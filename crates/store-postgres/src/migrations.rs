@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_operation_counts.sql")),
     (5, include_str!("../migrations/0005_cancel.sql")),
     (6, include_str!("../migrations/0006_console.sql")),
+    (7, include_str!("../migrations/0007_compact_history.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -128,7 +128,7 @@ async fn publish_batch(
 async fn catch_up(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut u64) -> Result<()> {
     let client = pool.get().await.map_err(errors::pool)?;
     let statement = client
-        .prepare_cached("SELECT seq, snapshot FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+        .prepare_cached(&crate::feed::CATCH_UP_SQL)
         .await
         .map_err(ctx("prepare catch-up"))?;
     loop {

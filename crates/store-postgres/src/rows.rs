@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opsd_domain::lease::HeldLease;
 use opsd_domain::{Event, Kind, OpType, Operation, Status, micros};
-use opsd_store::{Result, StoreError};
+use opsd_store::{Result, StoreError, history};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -134,17 +134,57 @@ pub fn lease(row: &Row) -> Result<Option<HeldLease>> {
     }))
 }
 
-/// Reads one event from `SELECT seq, operation_id, version, status, progress, status_message, at`.
-pub fn event(row: &Row) -> Result<Event> {
+/// Reads one event of operation `operation_id` from
+/// `SELECT seq, version, status, progress, status_message, at`.
+pub fn event(row: &Row, operation_id: Uuid) -> Result<Event> {
     Ok(Event {
         seq: u64_at(row, 0)?,
-        operation_id: uuid_at(row, 1)?,
-        version: u64_at(row, 2)?,
-        status: enum_at(row, 3, Status::parse)?,
-        progress: small(row, 4)?.ok_or_else(|| bad(4, "missing progress"))?,
-        status_message: get(row, 5)?,
-        at: time_at(row, 6)?,
+        operation_id,
+        version: u64_at(row, 1)?,
+        status: enum_at(row, 2, Status::parse)?,
+        progress: small(row, 3)?.ok_or_else(|| bad(3, "missing progress"))?,
+        status_message: get(row, 4)?,
+        at: time_at(row, 5)?,
     })
+}
+
+/// The event columns [`operation_at_event`] reads after the operation's and the event's
+/// seq, for a query of `events e JOIN operations o`.
+pub const EVENT_VERSION_COLUMNS: &str = "e.version, e.status, e.progress, e.status_message, \
+     e.at, e.started_at, e.ended_at, e.error, e.warnings, e.http_error_status_code, \
+     e.http_error_message, e.cancel_requested";
+
+/// [`OPERATION_COLUMNS`], each qualified with a table alias (for joins).
+pub fn columns_of(alias: &str) -> String {
+    OPERATION_COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The event's seq and the operation as it stood at that event, from a row of
+/// `SELECT` [`OPERATION_COLUMNS`] (the operations row, current version), `e.seq`, then
+/// [`EVENT_VERSION_COLUMNS`] — `opsd_store::history`.
+pub fn operation_at_event(row: &Row) -> Result<(u64, Operation)> {
+    let base = operation(row)?;
+    let seq = u64_at(row, OPERATION_COLUMN_COUNT)?;
+    let c = OPERATION_COLUMN_COUNT + 1;
+    let version = history::Version {
+        version: u64_at(row, c)?,
+        status: enum_at(row, c + 1, Status::parse)?,
+        progress: small(row, c + 2)?.ok_or_else(|| bad(c + 2, "missing progress"))?,
+        status_message: get(row, c + 3)?,
+        updated_at: time_at(row, c + 4)?,
+        started_at: opt_time_at(row, c + 5)?,
+        ended_at: opt_time_at(row, c + 6)?,
+        error: history::parse_error(get(row, c + 7)?).map_err(|e| bad(c + 7, e))?,
+        warnings: history::parse_warnings(get(row, c + 8)?).map_err(|e| bad(c + 8, e))?,
+        http_error_status_code: small(row, c + 9)?,
+        http_error_message: get(row, c + 10)?,
+        cancel_requested: get(row, c + 11)?,
+    };
+    Ok((seq, version.on(&base)))
 }
 
 /// Serializes plain domain data (string keys only, so it cannot fail).

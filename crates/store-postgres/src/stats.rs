@@ -42,7 +42,7 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
     let now = micros(req.now);
     let per_minute = tx
         .query(
-            "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT operation_id) FROM events \
+            "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT op_seq) FROM events \
              WHERE project_id = $1 AND at >= $2 GROUP BY minute, status ORDER BY minute, status",
             &[&req.project_id, &since, &MINUTE_MICROS],
         )

@@ -337,7 +337,8 @@ pub async fn purge(tx: &Transaction<'_>, before: OffsetDateTime, batch_size: usi
         .query_one(
             &crate::prepared(
                 tx,
-                "WITH gone AS (DELETE FROM events WHERE operation_id = ANY($1) RETURNING seq) \
+                "WITH gone AS (DELETE FROM events WHERE op_seq IN \
+             (SELECT seq FROM operations WHERE id = ANY($1)) RETURNING seq) \
              SELECT MAX(seq) FROM gone",
             )
             .await?,

@@ -1,9 +1,10 @@
 //! The change feed of the SQLite backend. The writer records each change as an event
-//! carrying a snapshot of the operation, collects the changes of a batch, and publishes
-//! them on a `tokio::sync::broadcast` channel once the batch has committed. Watch
-//! streams that resume read the same history back with [`events_since`].
+//! carrying what the change can touch (`opsd_store::history`), collects the changes of
+//! a batch, and publishes them on a `tokio::sync::broadcast` channel once the batch has
+//! committed. Watch streams that resume read the same history back with
+//! [`events_since`]: each event's columns laid over its operation's row.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use opsd_domain::Operation;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -69,10 +70,7 @@ pub fn events_since(
         .query_row([], |r| r.get(0))
         .optional()?;
     let changes = tx
-        .prepare_cached(
-            "SELECT seq, snapshot FROM events WHERE project_id = ?1 AND seq > ?2 \
-             ORDER BY seq LIMIT ?3",
-        )?
+        .prepare_cached(&BACKFILL_SQL)?
         .query_map(
             params![
                 project_id,
@@ -89,18 +87,24 @@ pub fn events_since(
     })
 }
 
+/// A project's events after a seq, each with its operation's row (one primary-key
+/// lookup per event: the work per event stays bounded however long the history).
+static BACKFILL_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
+         WHERE e.project_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
+        rows::columns_of("o"),
+        rows::EVENT_VERSION_COLUMNS
+    )
+});
+
+/// Reads a row of [`BACKFILL_SQL`]: the operation's columns, the event's seq, then the
+/// event's version columns.
 fn change_from_row(row: &rusqlite::Row) -> rusqlite::Result<Change> {
-    let seq: i64 = row.get(0)?;
-    let snapshot: Option<String> = row.get(1)?;
-    let conversion = |msg: String| {
-        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, msg.into())
-    };
-    let snapshot = snapshot.ok_or_else(|| conversion(format!("event {seq} has no snapshot")))?;
-    let operation: Operation =
-        serde_json::from_str(&snapshot).map_err(|e| conversion(e.to_string()))?;
+    let seq: i64 = row.get(rows::OPERATION_COLUMN_COUNT)?;
     Ok(Change {
         event_seq: seq.unsigned_abs(),
-        operation: Arc::new(operation),
+        operation: Arc::new(rows::operation_at_event(row)?),
     })
 }
 

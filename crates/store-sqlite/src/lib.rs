@@ -6,6 +6,7 @@
 //! other's fsync.
 
 mod cancel;
+mod compact;
 mod errors;
 mod feed;
 mod google_filter;
@@ -195,18 +196,19 @@ impl Store for SqliteStore {
         let events = self
             .read(move |conn| {
                 let tx = conn.transaction()?;
-                let exists = tx
-                    .prepare_cached("SELECT 1 FROM operations WHERE id = ?1")?
-                    .exists([id.to_string()])?;
-                if !exists {
+                let op_seq: Option<i64> = tx
+                    .prepare_cached("SELECT seq FROM operations WHERE id = ?1")?
+                    .query_row([id.to_string()], |r| r.get(0))
+                    .optional()?;
+                let Some(op_seq) = op_seq else {
                     return Ok(None);
-                }
+                };
                 let events = tx
                     .prepare_cached(
-                        "SELECT seq, operation_id, version, status, progress, status_message, at \
-                         FROM events WHERE operation_id = ?1 ORDER BY seq",
+                        "SELECT seq, version, status, progress, status_message, at \
+                         FROM events WHERE op_seq = ?1 ORDER BY seq",
                     )?
-                    .query_map([id.to_string()], rows::event_from_row)?
+                    .query_map([op_seq], |r| rows::event_from_row(r, id))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(Some(events))
             })

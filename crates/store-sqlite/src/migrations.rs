@@ -15,7 +15,17 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_operation_counts.sql")),
     (5, include_str!("../migrations/0005_cancel.sql")),
     (6, include_str!("../migrations/0006_console.sql")),
+    (7, include_str!("../migrations/0007_compact_history.sql")),
 ];
+
+/// A data step that runs in Rust after a migration's SQL, in the same transaction, for
+/// conversions SQL cannot do exactly (SQLite's date functions stop at milliseconds).
+fn after_sql(version: i64, conn: &Connection) -> rusqlite::Result<()> {
+    match version {
+        7 => crate::compact::convert(conn),
+        _ => Ok(()),
+    }
+}
 
 /// Applies every migration the database lacks. Refuses a database that has versions
 /// this build does not know (written by a newer opsd) rather than guessing its schema.
@@ -40,6 +50,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
     for &(version, sql) in MIGRATIONS.iter().filter(|m| !present.contains(&m.0)) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
+        after_sql(version, &tx)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             params![version, opsd_domain::micros(opsd_domain::now())],

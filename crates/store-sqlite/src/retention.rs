@@ -42,12 +42,15 @@ pub fn purge(conn: &Connection, before: OffsetDateTime, batch_size: usize) -> Re
 }
 
 fn delete_one(conn: &Connection, id: &str, highest_event: &mut u64) -> rusqlite::Result<()> {
-    let last: Option<i64> = conn
-        .prepare_cached("SELECT MAX(seq) FROM events WHERE operation_id = ?1")?
+    let op_seq: i64 = conn
+        .prepare_cached("SELECT seq FROM operations WHERE id = ?1")?
         .query_row([id], |r| r.get(0))?;
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT MAX(seq) FROM events WHERE op_seq = ?1")?
+        .query_row([op_seq], |r| r.get(0))?;
     *highest_event = (*highest_event).max(last.unwrap_or(0).unsigned_abs());
-    conn.prepare_cached("DELETE FROM events WHERE operation_id = ?1")?
-        .execute([id])?;
+    conn.prepare_cached("DELETE FROM events WHERE op_seq = ?1")?
+        .execute([op_seq])?;
     conn.prepare_cached("DELETE FROM operations WHERE id = ?1")?
         .execute([id])?;
     Ok(())

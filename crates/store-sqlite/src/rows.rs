@@ -2,6 +2,7 @@
 //! back is checked: a value this build cannot interpret is an error, never a guess.
 
 use opsd_domain::{Event, Kind, OpType, Operation, Status, micros};
+use opsd_store::history;
 use rusqlite::types::Type;
 use rusqlite::{Row, params};
 use time::OffsetDateTime;
@@ -12,6 +13,15 @@ pub const OPERATION_COLUMNS: &str = "seq, id, project_id, kind, type, resource_i
      status_message, description, details, error, warnings, http_error_status_code, \
      http_error_message, user, request_id, region, zone, target_link, created_at, started_at, \
      ended_at, updated_at, version, cancel_requested";
+
+/// [`OPERATION_COLUMNS`], each qualified with a table alias (for joins).
+pub fn columns_of(alias: &str) -> String {
+    OPERATION_COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// How many columns [`OPERATION_COLUMNS`] names (columns selected after it start here).
 pub const OPERATION_COLUMN_COUNT: usize = 26;
@@ -90,17 +100,77 @@ pub fn operation_from_row(row: &Row) -> rusqlite::Result<Operation> {
     })
 }
 
-/// Reads one event from `SELECT seq, operation_id, version, status, progress, status_message, at`.
-pub fn event_from_row(row: &Row) -> rusqlite::Result<Event> {
+/// Reads one event of operation `operation_id` from
+/// `SELECT seq, version, status, progress, status_message, at`.
+pub fn event_from_row(row: &Row, operation_id: Uuid) -> rusqlite::Result<Event> {
     Ok(Event {
         seq: u64_at(row, 0)?,
-        operation_id: uuid_at(row, 1)?,
-        version: u64_at(row, 2)?,
-        status: enum_at(row, 3, Status::parse)?,
-        progress: row.get(4)?,
-        status_message: row.get(5)?,
-        at: time_at(row, 6)?,
+        operation_id,
+        version: u64_at(row, 1)?,
+        status: enum_at(row, 2, Status::parse)?,
+        progress: row.get(3)?,
+        status_message: row.get(4)?,
+        at: time_at(row, 5)?,
     })
+}
+
+/// The operation as it stood at an event, from a row of
+/// `SELECT` [`OPERATION_COLUMNS`] (the operations row, current version), the event's
+/// seq, then [`EVENT_VERSION_COLUMNS`] (the event) — `opsd_store::history`.
+pub fn operation_at_event(row: &Row) -> rusqlite::Result<Operation> {
+    let base = operation_from_row(row)?;
+    let c = OPERATION_COLUMN_COUNT + 1;
+    let error: Option<String> = row.get(c + 7)?;
+    let warnings: Option<String> = row.get(c + 8)?;
+    let version = history::Version {
+        version: u64_at(row, c)?,
+        status: enum_at(row, c + 1, Status::parse)?,
+        progress: row.get(c + 2)?,
+        status_message: row.get(c + 3)?,
+        updated_at: time_at(row, c + 4)?,
+        started_at: opt_time_at(row, c + 5)?,
+        ended_at: opt_time_at(row, c + 6)?,
+        error: history::parse_error(error.as_deref()).map_err(|e| conversion(c + 7, e))?,
+        warnings: history::parse_warnings(warnings.as_deref()).map_err(|e| conversion(c + 8, e))?,
+        http_error_status_code: row.get(c + 9)?,
+        http_error_message: row.get(c + 10)?,
+        cancel_requested: row.get(c + 11)?,
+    };
+    Ok(version.on(&base))
+}
+
+/// The event columns [`operation_at_event`] reads after the operation's, for a query
+/// of `events e JOIN operations o`.
+pub const EVENT_VERSION_COLUMNS: &str = "e.version, e.status, e.progress, e.status_message, \
+     e.at, e.started_at, e.ended_at, e.error, e.warnings, e.http_error_status_code, \
+     e.http_error_message, e.cancel_requested";
+
+/// Appends the event describing `op`'s current version (only what a change can touch:
+/// `opsd_store::history`); returns the event's seq.
+pub fn insert_event(conn: &rusqlite::Connection, op: &Operation) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "INSERT INTO events (op_seq, project_id, version, status, progress, status_message, \
+         at, started_at, ended_at, error, warnings, http_error_status_code, http_error_message, \
+         cancel_requested) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        to_i64(op.seq)?,
+        op.project_id,
+        to_i64(op.version)?,
+        op.status.as_str(),
+        op.progress,
+        op.status_message,
+        micros(op.updated_at),
+        op.started_at.map(micros),
+        op.ended_at.map(micros),
+        history::error_column(op.error.as_ref()),
+        history::warnings_column(&op.warnings),
+        op.http_error_status_code,
+        op.http_error_message,
+        op.cancel_requested,
+    ])?;
+    u64::try_from(conn.last_insert_rowid())
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 fn json(v: &impl serde::Serialize) -> String {
@@ -180,27 +250,4 @@ pub fn update_operation(conn: &rusqlite::Connection, op: &Operation) -> rusqlite
         op.cancel_requested,
     ])?;
     Ok(())
-}
-
-/// Appends the event describing `op`'s current version, with `op` itself as its
-/// snapshot; returns the event's seq.
-pub fn insert_event(conn: &rusqlite::Connection, op: &Operation) -> rusqlite::Result<u64> {
-    let snapshot = serde_json::to_string(op)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.prepare_cached(
-        "INSERT INTO events (operation_id, project_id, version, status, progress, status_message, \
-         at, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        op.id.to_string(),
-        op.project_id,
-        to_i64(op.version)?,
-        op.status.as_str(),
-        op.progress,
-        op.status_message,
-        micros(op.updated_at),
-        snapshot,
-    ])?;
-    u64::try_from(conn.last_insert_rowid())
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }

@@ -47,7 +47,7 @@ pub fn project_stats(conn: &mut Connection, req: &StatsRequest) -> rusqlite::Res
     // Distinct operations per minute by the status each change left them in.
     let per_minute = tx
         .prepare_cached(
-            "SELECT (at / ?3) * ?3 AS minute, status, COUNT(DISTINCT operation_id) FROM events \
+            "SELECT (at / ?3) * ?3 AS minute, status, COUNT(DISTINCT op_seq) FROM events \
              WHERE project_id = ?1 AND at >= ?2 GROUP BY minute, status ORDER BY minute, status",
         )?
         .query_map(params![req.project_id, since, MINUTE_MICROS], |row| {

@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub mod api_keys;
+pub mod history;
 mod live;
 pub mod rules;
 pub mod sessions;

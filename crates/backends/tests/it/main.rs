@@ -16,6 +16,7 @@ mod cancel;
 mod concurrency;
 mod feed_across;
 mod google_filter;
+mod history;
 mod live;
 mod migrations;
 mod ordering;
