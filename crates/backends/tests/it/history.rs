@@ -114,8 +114,9 @@ fn warning(code: &str) -> Warning {
 /// Writes the fixture with the store of the checked-out release (run it on the release
 /// the fixture stands for; see the module comment):
 /// `OPSD_HISTORY_FIXTURE=dir cargo test -p opsd-backends --test it write_history_fixture -- --ignored`,
-/// then `sqlite3 dir/opsd.db 'PRAGMA wal_checkpoint(TRUNCATE)'` and drop the `-wal`/`-shm`
-/// files.
+/// then `sqlite3 dir/opsd.db 'PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;
+/// PRAGMA page_size=1024; VACUUM'` (small pages keep the committed file at ~50 KB) and
+/// drop the `-wal`/`-shm` files.
 #[tokio::test]
 #[ignore = "writes the fixture; run by hand"]
 async fn write_history_fixture() {
