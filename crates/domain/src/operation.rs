@@ -323,8 +323,10 @@ pub struct Warning {
 /// The canonical operation, as stored.
 ///
 /// Its serde form (snake_case, RFC 3339 times, `type` for `op_type`) is the canonical
-/// snapshot the store keeps with every event, so that a watch resuming from an old
-/// event replays exactly the version GET returned then.
+/// snapshot: what a watch replays for an old event, exactly the version GET returned
+/// then. Stores keep each event's version compactly and rebuild this value from it
+/// (`opsd_store::history`); databases from before that kept it as JSON per event, and
+/// `cancel_requested` is absent in the oldest of those.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
     /// UUIDv7, server-assigned.
@@ -361,7 +363,7 @@ pub struct Operation {
     /// +1 on every change; the ETag.
     pub version: u64,
     /// Someone asked to cancel this operation; its worker should stop and fail it with
-    /// `CANCELLED` (absent in snapshots written before cancellation existed).
+    /// `CANCELLED` (absent in JSON snapshots written before cancellation existed).
     #[serde(default)]
     pub cancel_requested: bool,
 }

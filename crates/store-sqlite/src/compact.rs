@@ -84,3 +84,56 @@ pub fn convert(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.execute_batch(SWAP)
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// The AUTOINCREMENT counter is the watch head: when retention deleted the newest
+    /// events it is above every stored seq, and the conversion must keep it there so a
+    /// new event never reuses a seq a watcher has already seen.
+    #[test]
+    fn conversion_keeps_the_event_counter_above_deleted_events() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .expect("schema_migrations");
+        for &(version, sql) in crate::migrations::MIGRATIONS.iter().filter(|m| m.0 <= 6) {
+            conn.execute_batch(sql).expect("old migration");
+            conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version])
+                .expect("mark applied");
+        }
+        conn.execute_batch(
+            "INSERT INTO operations (id, project_id, kind, type, resource_id, status, progress, \
+             details, warnings, created_at, updated_at, version) \
+             VALUES ('op', 'p', 'vm', 'create', 'vm-1', 'pending', 0, '{}', '[]', 0, 0, 1); \
+             INSERT INTO events (operation_id, project_id, version, status, progress, at) \
+             VALUES ('op', 'p', 1, 'pending', 0, 0), ('gone', 'p', 1, 'pending', 0, 0), \
+             ('gone', 'p', 2, 'done', 100, 0); \
+             DELETE FROM events WHERE operation_id = 'gone';",
+        )
+        .expect("old rows");
+        let applied = crate::migrations::migrate(&mut conn).expect("migrate");
+        assert_eq!(applied, vec![7]);
+        let head: i64 = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("head");
+        assert_eq!(head, 3);
+        conn.execute(
+            "INSERT INTO events (op_seq, project_id, version, status, progress, at) \
+             VALUES (1, 'p', 2, 'running', 0, 1)",
+            [],
+        )
+        .expect("new event");
+        assert_eq!(conn.last_insert_rowid(), 4);
+        let kept: i64 = conn
+            .query_row("SELECT op_seq FROM events WHERE seq = 1", [], |r| r.get(0))
+            .expect("converted event");
+        assert_eq!(kept, 1);
+    }
+}
