@@ -80,21 +80,38 @@ pub fn set_api_key(key: &str) -> Result<(), String> {
 
 pub struct Conn {
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Conn {
     /// A connection to `addr`, opened on first use.
     pub fn new(addr: SocketAddr) -> Self {
-        Conn { addr, sender: None }
+        Conn {
+            addr,
+            source: None,
+            sender: None,
+        }
+    }
+
+    /// A connection to `addr` from the local address `source` (any port): one address
+    /// has about 28,000 ephemeral ports, fewer than `wait_many`'s connections.
+    pub fn from_source(addr: SocketAddr, source: std::net::IpAddr) -> Self {
+        Conn {
+            addr,
+            source: Some(source),
+            sender: None,
+        }
     }
 
     /// Opens the TCP connection now (so that connecting is not timed later).
     pub async fn open(&mut self) -> Result<(), String> {
         if self.sender.is_none() {
-            let stream = TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| format!("connect {}: {e}", self.addr))?;
+            let stream = match self.source {
+                None => TcpStream::connect(self.addr).await,
+                Some(source) => connect_from(source, self.addr).await,
+            }
+            .map_err(|e| format!("connect {}: {e}", self.addr))?;
             stream.set_nodelay(true).map_err(|e| e.to_string())?;
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
@@ -319,6 +336,16 @@ pub async fn open_loop(
         .saturating_duration_since(measure_from)
         .min(limits.duration.max(Duration::from_millis(1)));
     total
+}
+
+/// Connects to `addr` from `source` on an OS-chosen port.
+async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match source {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }
 
 #[cfg(test)]

@@ -138,8 +138,9 @@ fn run(cli: &Cli) -> Result<(), String> {
         ));
     }
     check_replicas(cli)?;
-    // 10,000 waiters are 10,000 sockets here and as many in opsd, which inherits this
-    // limit when it is spawned below.
+    // 10,000 waiters (50,000 in the full run's wait_many) are as many sockets here and in
+    // opsd, which inherits this limit when it is spawned below; wait_many runs fewer, and
+    // says so, where the hard limit is lower.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).map_err(|e| e.to_string())?;
     let machine = Machine::detect();
     let pinning = Pinning::plan(!cli.no_pin);
@@ -255,6 +256,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             "create_durable" => writes::create_durable(&mut ctx).map(done),
             "transition" => writes::transition(&mut ctx).map(done),
             "wait_wakeup" => wait::wait_wakeup(&ctx),
+            "wait_many" => wait::wait_many(&ctx),
             _ => scale::scale(&ctx, &seed_rt).map(|s| {
                 db_per_million = Some(s.db_bytes_per_million_ops);
                 scale_note = format!(

@@ -36,6 +36,9 @@ pub struct Plan {
     pub running_ops: u64,
     /// Concurrent waiters in `wait_wakeup`.
     pub waiters: usize,
+    /// Concurrent waiters in `wait_many` (`None`: not run). Capped by the open-files limit
+    /// (each waiter is a socket in opsd and one in the harness).
+    pub many_waiters: Option<usize>,
     /// Sizes at which `scale` measures the list.
     pub scale_sizes: Vec<u64>,
     /// Offered rate of the `scale` lists (low, so p50 is service time, not queueing).
@@ -66,6 +69,7 @@ impl Plan {
                 list_ops: 500,
                 running_ops: 1_000,
                 waiters: 100,
+                many_waiters: Some(300),
                 scale_sizes: vec![500, 1_000, 2_000],
                 scale_rate: 100.0,
                 scale: limits(100, 500),
@@ -78,6 +82,8 @@ impl Plan {
                 list_ops: 21_000,
                 running_ops: 40_000,
                 waiters: 10_000,
+                // The quick run stays under 10 minutes; 10,000 waiters show the cost each.
+                many_waiters: None,
                 // 1M takes ~7 minutes to seed here (the full run does it).
                 scale_sizes: vec![10_000, 100_000, 250_000],
                 scale_rate: 200.0,
@@ -91,6 +97,7 @@ impl Plan {
                 list_ops: 21_000,
                 running_ops: 150_000,
                 waiters: 10_000,
+                many_waiters: Some(50_000),
                 scale_sizes: vec![10_000, 100_000, 1_000_000, 5_000_000],
                 scale_rate: 200.0,
                 scale: limits(2_000, 15_000),

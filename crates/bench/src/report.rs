@@ -8,13 +8,14 @@ use crate::outcome::Entry;
 use crate::plan::Mode;
 
 /// The scenarios, in the order they run and are reported.
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 8] = [
     "get_by_id",
     "list_first_page",
     "list_deep_page",
     "create_durable",
     "transition",
     "wait_wakeup",
+    "wait_many",
     "scale",
 ];
 

@@ -55,7 +55,9 @@ impl Server {
         let mut cmd = Command::new(opsd);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .stderr(log);
+            .stderr(log)
+            // `wait_many` parks up to 50,000 waits; the default cap (20,000) would shed them.
+            .env("OPSD_MAX_LONG_LIVED_REQUESTS", "100000");
         if let Some(url) = database_url {
             // In the environment rather than on the command line, where `ps` shows it.
             cmd.env("OPSD_DATABASE_URL", url.expose());
@@ -108,6 +110,11 @@ impl Server {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Resident set size now, in MiB (`VmRSS`).
+    pub fn rss_mb(&self) -> Option<f64> {
+        proc_status_kb(self.pid(), "VmRSS:").map(|kb| kb as f64 / 1024.0)
     }
 
     /// Peak resident set size so far, in MiB (`VmHWM`).

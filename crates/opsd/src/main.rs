@@ -41,6 +41,14 @@ enum Command {
     },
 }
 
+/// jemalloc instead of glibc's malloc. Measured with 10,000 parked waits (each holds
+/// hyper's two 8 KiB connection buffers, mostly unwritten while it sleeps): glibc touched
+/// most of those pages (265 MiB resident), jemalloc leaves untouched ones unmapped
+/// (191 MiB), with no loss on the read path (ARCHITECTURE, "Memory of a parked wait").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {

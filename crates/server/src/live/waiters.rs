@@ -1,9 +1,10 @@
 //! Per-operation waiters. A waiter registers interest in one operation id first, then
 //! reads the operation once, then sleeps on a `tokio::sync::watch` channel until the
 //! dispatcher hands it a newer version, the timeout passes, or the server shuts down. No
-//! polling: while it sleeps a waiter costs a map entry's share and a channel receiver,
-//! and no database reads. Registering before reading closes the race with a write that
-//! commits in between (it is then both read and delivered; versions sort it out).
+//! polling: while it sleeps a waiter costs a map entry's share, a channel receiver and a
+//! version number, and no database reads. Registering before reading closes the race
+//! with a write that commits in between (it is then both read and delivered; versions
+//! sort it out).
 //!
 //! Entries are removed when their last waiter leaves, so the map holds only operations
 //! someone is waiting for.
@@ -41,8 +42,9 @@ pub struct Waiters {
     metrics: Arc<Metrics>,
 }
 
-/// One waiter's membership; leaving (drop) removes the entry with the last waiter.
-struct Registration<'a> {
+/// One waiter's membership, made before its first read; leaving (drop) removes the
+/// entry with the last waiter.
+pub struct Registration<'a> {
     waiters: &'a Waiters,
     id: Uuid,
     wake: watch::Receiver<Wake>,
@@ -76,7 +78,11 @@ impl Waiters {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn register(&self, id: Uuid) -> Registration<'_> {
+    /// Registers interest in operation `id`: every change committed from now on reaches
+    /// the registration. Register first, then read the operation, then
+    /// [`sleep`](Registration::sleep): a write that commits in between is both read and
+    /// delivered, never lost.
+    pub fn register(&self, id: Uuid) -> Registration<'_> {
         let mut slots = self.lock();
         let slot = slots.entry(id).or_insert_with(|| Slot {
             wake: watch::channel(Wake::Idle).0,
@@ -111,42 +117,85 @@ impl Waiters {
     }
 
     /// Waits until operation `id` is `done` or `failed`, `timeout` passes, or
-    /// `shutdown` turns true; returns the newest version seen, `None` if it does not
-    /// exist. Reads the store once (plus once per `Reread`).
+    /// `shutdown` turns true; returns the newest version, `None` if it does not exist.
+    /// Reads the store once up front, plus as [`Registration::sleep`] says.
     pub async fn wait(
         &self,
         store: &dyn Store,
         id: Uuid,
         timeout: Duration,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<Option<Operation>, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut me = self.register(id);
-        let Some(mut current) = store.get(id).await? else {
+        let me = self.register(id);
+        let Some(op) = store.get(id).await? else {
             return Ok(None);
         };
-        while !current.status.is_terminal() {
+        if op.status.is_terminal() {
+            return Ok(Some(op));
+        }
+        me.sleep(store, op.version, deadline, shutdown).await
+    }
+}
+
+impl Registration<'_> {
+    /// The operation waited for.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Sleeps until the operation, last seen unfinished at `seen`, is `done` or `failed`,
+    /// `deadline` passes, or `shutdown` turns true; returns the operation as it then is,
+    /// `None` if it is gone.
+    ///
+    /// A sleeping waiter keeps a version number, not the operation: with thousands
+    /// parked, a copy each was a kilobyte or more apiece. A finishing change arrives with
+    /// the operation (shared with every waiter of it); at the deadline or shutdown the
+    /// operation is read once more, unless a newer version was handed over meanwhile.
+    /// So a wait reads the store once if a write releases it, twice if it times out.
+    pub async fn sleep(
+        mut self,
+        store: &dyn Store,
+        mut seen: u64,
+        deadline: tokio::time::Instant,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<Operation>, StoreError> {
+        // The newest unfinished version the dispatcher handed over, if any: it is the
+        // channel's value too, so holding it costs nothing.
+        let mut latest: Option<Arc<Operation>> = None;
+        loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => break,
                 () = super::stopping(&mut shutdown) => break,
-                changed = me.wake.changed() => {
+                changed = self.wake.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    let wake = me.wake.borrow_and_update().clone();
+                    let wake = self.wake.borrow_and_update().clone();
                     match wake {
-                        Wake::Changed(op) if op.version > current.version => {
-                            current = (*op).clone();
+                        Wake::Changed(op) if op.version > seen => {
+                            if op.status.is_terminal() {
+                                return Ok(Some(Arc::unwrap_or_clone(op)));
+                            }
+                            seen = op.version;
+                            latest = Some(op);
                         }
                         Wake::Changed(_) | Wake::Idle => {}
-                        Wake::Reread => match store.get(id).await? {
-                            Some(op) => current = op,
-                            None => break,
+                        Wake::Reread => match store.get(self.id).await? {
+                            Some(op) if op.status.is_terminal() => return Ok(Some(op)),
+                            Some(op) => {
+                                seen = op.version;
+                                latest = None;
+                            }
+                            None => return Ok(None),
                         },
                     }
                 }
             }
         }
-        Ok(Some(current))
+        match latest {
+            Some(op) => Ok(Some(Arc::unwrap_or_clone(op))),
+            None => store.get(self.id).await,
+        }
     }
 }

@@ -200,6 +200,8 @@ pub struct TestServer {
     pub store: Arc<CountingStore>,
     /// A client with a large connection pool.
     pub http: reqwest::Client,
+    /// The admin key `http` sends (for raw connections).
+    pub admin_key: String,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<std::io::Result<()>>>,
     background: Option<Background>,
@@ -234,6 +236,7 @@ impl TestServer {
             reqwest::header::AUTHORIZATION,
             format!("Bearer {admin}").parse().unwrap(),
         );
+        let admin_key = admin.to_string();
         let background = background
             .map(|config| Background::start(state.store.clone(), state.metrics.clone(), &config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -253,6 +256,7 @@ impl TestServer {
             state,
             store,
             http,
+            admin_key,
             shutdown: Some(shutdown),
             served: Some(served),
             background,
