@@ -95,8 +95,9 @@ impl Report {
         s.push('\n');
         if let Some(b) = self.db_bytes_per_million_ops {
             s.push_str(&format!(
-                "Database size: {:.0} MiB per million operations.\n",
-                b / 1024.0 / 1024.0
+                "Database size: {:.0} MiB per million operations (target ≤ 600: {}).\n",
+                b / 1024.0 / 1024.0,
+                if b / 1024.0 / 1024.0 <= 600.0 { "met" } else { "**not met**" }
             ));
         }
         s.push_str(&format!(

@@ -6,15 +6,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use opsd_domain::{Role, ValidationError};
+use opsd_domain::{ProjectScope, Role, ValidationError};
 use opsd_store::Preconditions;
 
 use super::models::{EventList, EventOut, OperationIn, OperationOut, OperationPatch};
-use super::operations::{load_visible, with_etag};
+use super::operations::{load_visible, not_found, with_etag};
 use crate::http::AppState;
 use crate::http::auth::{Caller, Producer};
 use crate::http::error::{ErrorBody, Result};
-use crate::http::extract::{NoQuery, RawPath, ValidJson};
+use crate::http::extract::{NoQuery, RawPath, ValidJson, uuid_param};
 
 /// Create an operation (status `pending`).
 #[utoipa::path(
@@ -88,9 +88,7 @@ pub async fn update(
     _: NoQuery,
     ValidJson(body): ValidJson<OperationPatch>,
 ) -> Result<impl IntoResponse> {
-    let id = load_visible(&state, &caller, Role::Producer, path)
-        .await?
-        .id;
+    let id = uuid_param(path, "operation_id")?;
     if let Some(token) = &body.lease_token {
         opsd_domain::validate::lease_token("lease_token", token)?;
     }
@@ -110,6 +108,13 @@ pub async fn update(
         expected_version: expected,
         lease_token,
     };
+    // A key scoped to some projects reads the operation first: one in another project is
+    // a 404, as if it did not exist. A key for every project skips that read (a store
+    // read per transition); the store's own 404 answers for a missing operation.
+    if !matches!(caller.0.projects, ProjectScope::All) {
+        let op = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
+        caller.require_operation(Role::Producer, &op)?;
+    }
     let op = state.store.update_with(id, patch, pre).await?;
     Ok(with_etag(op.version, Json(OperationOut::from(op))))
 }
