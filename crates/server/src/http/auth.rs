@@ -424,12 +424,20 @@ impl Caller {
     /// Requires `role` on an existing operation: a hidden operation is a 404, exactly as
     /// if it did not exist.
     pub fn require_operation(&self, role: Role, op: &Operation) -> Result<(), ApiError> {
-        match self.0.require_in(role, &op.project_id) {
+        self.require_operation_in(role, op.id, &op.project_id)
+    }
+
+    /// [`Self::require_operation`] for operation `id` of `project` (a cached rendering).
+    pub fn require_operation_in(
+        &self,
+        role: Role,
+        id: uuid::Uuid,
+        project: &str,
+    ) -> Result<(), ApiError> {
+        match self.0.require_in(role, project) {
             Ok(()) => Ok(()),
-            Err(Denied::Project) => {
-                Err(ApiError::NotFound(format!("operation {} not found", op.id)))
-            }
-            Err(d) => Err(self.denied(d, &op.project_id)),
+            Err(Denied::Project) => Err(ApiError::NotFound(format!("operation {id} not found"))),
+            Err(d) => Err(self.denied(d, project)),
         }
     }
 

@@ -85,6 +85,16 @@ pub async fn export(State(state): State<AppState>) -> Response {
     if gaps > counted {
         state.metrics.feed_gaps.inc_by(gaps - counted);
     }
+    let (hits, misses) = state.reads.hits_and_misses();
+    for (counter, now) in [
+        (&state.metrics.read_cache_hits, hits),
+        (&state.metrics.read_cache_misses, misses),
+    ] {
+        let counted = counter.get();
+        if now > counted {
+            counter.inc_by(now - counted);
+        }
+    }
     match state.metrics.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
         Err(e) => {
