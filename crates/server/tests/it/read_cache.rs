@@ -6,10 +6,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use opsd_backends::testing::{TestBackend, backend};
 use opsd_domain::{Patch, Role};
+use opsd_server::{AppState, Config};
 use reqwest::StatusCode;
 use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::support::{TestClient, TestServer, id_of, new_op, op_path, unique_project};
 
@@ -170,4 +175,65 @@ fn counter(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Two servers on one PostgreSQL database stand for two replicas: a write through one
+/// reaches the other's cache through its feed (the pump), well within the cache's own
+/// 30 s expiry — the test fails if the feed does not invalidate. SQLite has one
+/// process: skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replicas_write_reaches_the_cache_through_the_feed() {
+    if backend() != TestBackend::Postgres {
+        eprintln!("skipped: one process only on SQLite");
+        return;
+    }
+    let a = TestServer::start().await;
+    let project = unique_project();
+    let key = TestClient::mint_key(&a.store, Role::Admin, &[&project]).await;
+    let b_store = a.db().open().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_base = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState::from_parts(b_store.clone(), b_store, &Config::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(opsd_server::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let b = TestClient::new(&b_base, Some(&key));
+    let op = a.client.create(&new_op(&project)).await;
+    let op = a.client.patch(&op, &json!({"status": "running"})).await;
+    let path = op_path(&op);
+    for i in 0..20 {
+        // B answers the current version twice (the second from its cache) …
+        for _ in 0..2 {
+            b.get(&path, StatusCode::OK).await;
+            b.list(&[("project_id", &project)], StatusCode::OK).await;
+        }
+        // … then A changes it, and B shows the change once its feed delivered it.
+        let version = a
+            .client
+            .patch(&op, &json!({"status_message": format!("step {i}")}))
+            .await["version"]
+            .as_u64()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = b.get(&path, StatusCode::OK).await;
+            let page = b
+                .list(&[("project_id", &project)], StatusCode::OK)
+                .await
+                .json();
+            if got["version"] == version && page["items"][0]["version"] == version {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica B still answers version {} (page {}) 5 s after A acknowledged {version}",
+                got["version"],
+                page["items"][0]["version"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
 }
