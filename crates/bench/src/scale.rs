@@ -1,4 +1,4 @@
-//! `scale`: list_first_page p50 as the database grows (10k, 100k, 1M operations in the
+//! `scale`: list_first_page p50 as the database grows (10k, 100k, 1M, 5M operations in the
 //! full run). The database is seeded through the store (see `seed`) in steps; after
 //! each step a fresh opsd serves it and two lists are timed open-loop at a low fixed
 //! rate (so p50 is service time, not queueing):
