@@ -106,10 +106,10 @@ impl ReadCache {
                 floor: 0,
                 op_changed: HashMap::new(),
                 project_changed: HashMap::new(),
-                // Each map holds up to twice its half: three quarters of the budget for
-                // operations (the most polled), one for pages.
-                ops: Generations::new(BUDGET_BYTES * 3 / 8),
-                pages: Generations::new(BUDGET_BYTES / 8),
+                // Three quarters of the budget for operations (the most polled), one for
+                // pages.
+                ops: Generations::new(BUDGET_BYTES * 3 / 4),
+                pages: Generations::new(BUDGET_BYTES / 4),
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
