@@ -217,6 +217,23 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// Metrics, then limits, then authentication, around every request: one middleware whose
+/// steps call each other directly. As three `from_fn` layers, each boxed its future and
+/// cloned the state and the inner service per request (measured with perf on a cached
+/// GET, where they were most of the server's own work).
+async fn guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    metrics::observe(&state.metrics, request, |r| {
+        limits::admit(&state, r, |r| {
+            auth::authenticate(&state, r, |r| next.run(r))
+        })
+    })
+    .await
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let cors_origins = state.cors_allowed_origins.clone();
@@ -235,18 +252,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::layer,
-        ));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     // CORS inside the request id (preflights get one too), outside everything else.
     let app = if cors_origins.is_empty() {
         app
