@@ -12,12 +12,17 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 tokio::task_local! {
-    static REQUEST_ID: String;
+    /// Kept as the header value it is sent as: one allocation per request, shared by
+    /// the task-local, the response header and the log line (only error bodies copy it).
+    static REQUEST_ID: HeaderValue;
 }
 
 /// The id of the request being handled, if called inside one.
 pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST_ID
+        .try_with(|id| id.to_str().ok().map(str::to_owned))
+        .ok()
+        .flatten()
 }
 
 /// A fresh request id: a UUIDv7 (time-ordered, as before) whose random bits come from
@@ -51,11 +56,17 @@ pub async fn layer(request: Request, next: Next) -> Response {
     let incoming = request
         .headers()
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned);
-    let id = incoming.unwrap_or_else(new_id);
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        .filter(|v| {
+            let v = v.as_bytes();
+            !v.is_empty() && v.len() <= 128 && v.iter().all(u8::is_ascii_graphic)
+        })
+        .cloned();
+    // A UUID is always a valid header value; the fallback is never taken.
+    let id = incoming.unwrap_or_else(|| {
+        HeaderValue::try_from(new_id()).unwrap_or(HeaderValue::from_static("-"))
+    });
+    // The URI's parts share the request's buffer: cloning it copies no path.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let started = Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     let status = response.status().as_u16();
@@ -65,7 +76,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
     // Refusals are worth a line at info, server errors at warn.
     macro_rules! log_request {
         ($level:expr) => {
-            tracing::event!($level, request_id = %id, %method, %path, status, latency_ms, "request")
+            tracing::event!($level, request_id = %id.to_str().unwrap_or("-"), %method, path = %uri.path(), status, latency_ms, "request")
         };
     }
     match status {
@@ -73,9 +84,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         400..=499 => log_request!(tracing::Level::INFO),
         _ => log_request!(tracing::Level::DEBUG),
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
+    response.headers_mut().insert("x-request-id", id);
     response
 }
 
