@@ -98,6 +98,7 @@ pub fn list_deep_page(ctx: &Ctx) -> Result<Outcome, String> {
     }
     let mut o = Outcome::from_phases(&closed, Some((&deep, rate)), READ_CONNS);
     o.add_errors(&shallow);
+    cache_hit_ratio(ctx, server.addr, &mut o);
     o.peak_rss_mb = server.stop().map(r3);
     let first_p50 = shallow.quantile_ms(0.5);
     o.target = "p50 ≤ 1.2 × list_first_page p50 (same server, same open-loop rate)".into();
@@ -122,8 +123,28 @@ fn measure(ctx: &Ctx, name: &str, make: MakeReq) -> Result<(Outcome, Vec<u8>), S
     let open = ctx.open(server.addr, READ_CONNS, rate, ctx.plan.read, make);
     let mut o = Outcome::from_phases(&closed, Some((&open, rate)), READ_CONNS);
     o.with_ceiling(ceiling);
+    cache_hit_ratio(ctx, server.addr, &mut o);
     o.peak_rss_mb = server.stop().map(r3);
     Ok((o, body))
+}
+
+/// Adds the share of the server's reads its read cache answered (over the whole run,
+/// warm-up included), from its `/metrics`, so that results say what a cache did for them.
+fn cache_hit_ratio(ctx: &Ctx, addr: std::net::SocketAddr, o: &mut Outcome) {
+    let Ok(text) = ctx.fetch(addr, workload::metrics()) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&text);
+    let counter = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let hits = counter("opsd_read_cache_hits_total");
+    let misses = counter("opsd_read_cache_misses_total");
+    if hits + misses > 0.0 {
+        o.extra("cache_hit_ratio", r3(hits / (hits + misses)));
+    }
 }
 
 fn parse(body: &[u8]) -> Value {

@@ -60,6 +60,11 @@ pub fn get(id: Uuid) -> Req {
     request("GET", &format!("/v1/operations/{id}"), None)
 }
 
+/// `GET /metrics` (the read cache's hit and miss counters).
+pub fn metrics() -> Req {
+    request("GET", "/metrics", None)
+}
+
 /// `GET /v1/operations?project_id=…&status=…&limit=…[&cursor=…]`.
 pub fn list(project: &str, status: &str, limit: usize, cursor: Option<&str>) -> Req {
     let mut uri = format!("/v1/operations?project_id={project}&status={status}&limit={limit}");

@@ -224,6 +224,11 @@ pub fn micros(t: OffsetDateTime) -> i64 {
 pub struct PageRequest {
     pub cursor: Option<Cursor>,
     pub limit: usize,
+    /// Whether to compute [`Page::total_count`]. Only the Nirvana list sends it; the
+    /// Google list does not, and a count can cost more than the page (a filter the
+    /// maintained counts do not cover counts every matching row), so it is skipped
+    /// there and `total_count` is 0.
+    pub count_total: bool,
 }
 
 /// One page of a list.
@@ -234,6 +239,7 @@ pub struct Page {
     pub next: Option<Cursor>,
     /// Cursor to the page before this one; `None` on the first page.
     pub prev: Option<Cursor>,
-    /// Everything that matches the filters, across all pages.
+    /// Everything that matches the filters, across all pages (0 when the request did not
+    /// ask for it: [`PageRequest::count_total`]).
     pub total_count: u64,
 }

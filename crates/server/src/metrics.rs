@@ -52,6 +52,10 @@ pub struct Metrics {
     /// Times this process may have missed other processes' changes (its listening
     /// connection to PostgreSQL was re-established); refreshed from the store per scrape.
     pub feed_gaps: Counter,
+    /// Reads answered from the read cache, refreshed from it on every scrape.
+    pub read_cache_hits: Counter,
+    /// Reads the read cache could not answer (they read the store).
+    pub read_cache_misses: Counter,
     /// Finished requests by method, route and status.
     pub requests: Family<RequestLabels, Counter>,
     /// Time to the response head by method and route (a watch stream counts until its
@@ -81,6 +85,8 @@ impl Metrics {
         let lease_expirations = Counter::default();
         let retention_deleted = Counter::default();
         let feed_gaps = Counter::default();
+        let read_cache_hits = Counter::default();
+        let read_cache_misses = Counter::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let request_duration = LatencyFamily::new_with_constructor(latency_histogram);
         registry.register(
@@ -115,6 +121,16 @@ impl Metrics {
             feed_gaps.clone(),
         );
         registry.register(
+            "read_cache_hits",
+            "Reads (GET of an operation, Nirvana list pages) answered from the read cache",
+            read_cache_hits.clone(),
+        );
+        registry.register(
+            "read_cache_misses",
+            "Reads the read cache could not answer, which read the store",
+            read_cache_misses.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
             requests.clone(),
@@ -134,6 +150,8 @@ impl Metrics {
             lease_expirations,
             retention_deleted,
             feed_gaps,
+            read_cache_hits,
+            read_cache_misses,
             requests,
             request_duration,
         }

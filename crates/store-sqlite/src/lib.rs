@@ -306,7 +306,7 @@ fn mismatched_answer(what: &str) -> StoreError {
 }
 
 /// One page: rows after the cursor in its direction (limit + 1 to learn whether more
-/// follow), a probe for rows on the other side, and the total — all in one read
+/// follow), a probe for rows on the other side, and the total if asked for — all in one read
 /// transaction, so the three agree with each other. The SQL is shared with every
 /// backend (`opsd_store::sql`).
 fn list_page(
@@ -317,10 +317,13 @@ fn list_page(
 ) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
     let shape = PageShape::new(sort, page);
-    let count = sql::count_query(Dialect::Sqlite, filter);
-    let total: i64 = tx
-        .prepare_cached(&count.sql)?
-        .query_row(bound(&count), |r| r.get(0))?;
+    let total: i64 = if page.count_total {
+        let count = sql::count_query(Dialect::Sqlite, filter);
+        tx.prepare_cached(&count.sql)?
+            .query_row(bound(&count), |r| r.get(0))?
+    } else {
+        0
+    };
     let rows = sql::page_query(
         Dialect::Sqlite,
         rows::OPERATION_COLUMNS,

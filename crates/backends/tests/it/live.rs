@@ -466,6 +466,7 @@ async fn retention_deletes_exactly_the_terminal_operations_past_the_period() {
                 &opsd_domain::PageRequest {
                     cursor: None,
                     limit: 100,
+                    count_total: true,
                 },
             )
             .await
@@ -482,6 +483,7 @@ async fn retention_deletes_exactly_the_terminal_operations_past_the_period() {
                     &opsd_domain::PageRequest {
                         cursor: Some(next),
                         limit: 100,
+                        count_total: true,
                     },
                 )
                 .await

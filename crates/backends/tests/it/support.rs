@@ -147,7 +147,15 @@ pub async fn page(
     limit: usize,
 ) -> Page {
     store
-        .list(filter, sort, &PageRequest { cursor, limit })
+        .list(
+            filter,
+            sort,
+            &PageRequest {
+                cursor,
+                limit,
+                count_total: true,
+            },
+        )
         .await
         .unwrap()
 }

@@ -9,10 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{Uri, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use opsd_domain::{Denied, Operation, Principal, Role};
 use opsd_store::KeyStore;
@@ -41,10 +40,10 @@ pub struct RateLimit {
 pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
     /// Keyed by the key's hash: no plaintext key is kept in memory beyond a request.
-    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    cache: Cache,
     /// Console sessions, keyed by the session secret's hash; apart from `cache`, so a
     /// session secret is never accepted as a key.
-    sessions: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    sessions: Cache,
     buckets: Mutex<HashMap<uuid::Uuid, Bucket>>,
     rate: Option<RateLimit>,
     /// Failed authentications per client address: a flood of bad keys is answered 429
@@ -138,24 +137,24 @@ impl Authenticator {
     }
 
     /// The principal of a key verified within the cache's TTL, if any.
-    fn cached_key(&self, secret: &str) -> Option<Principal> {
+    fn cached_key(&self, secret: &str) -> Option<Arc<Principal>> {
         cached(&self.cache, &opsd_store::api_keys::hash(secret))
     }
 
     /// The principal of a live session (unexpired, its key not revoked), or 401.
-    async fn verify_session(&self, secret: &str) -> Result<Principal, ApiError> {
+    async fn verify_session(&self, secret: &str) -> Result<Arc<Principal>, ApiError> {
         let hash = opsd_store::sessions::hash(secret);
         if let Some(p) = cached(&self.sessions, &hash) {
             return Ok(p);
         }
         let found = self.keys.session_key(secret, opsd_domain::now()).await?;
-        let principal = Principal::from(
+        let principal = Arc::new(Principal::from(
             found
                 .ok_or(ApiError::Unauthenticated(
                     "the console session expired or was ended: sign in again",
                 ))?
                 .0,
-        );
+        ));
         remember(&self.sessions, hash, &principal);
         Ok(principal)
     }
@@ -168,16 +167,15 @@ impl Authenticator {
     }
 
     /// The principal of a live key, or 401.
-    pub async fn verify(&self, secret: &str) -> Result<Principal, ApiError> {
+    pub async fn verify(&self, secret: &str) -> Result<Arc<Principal>, ApiError> {
         let hash = opsd_store::api_keys::hash(secret);
         if let Some(p) = cached(&self.cache, &hash) {
             return Ok(p);
         }
-        let hash = opsd_store::api_keys::hash(secret);
         let key = self.keys.authenticate(secret).await?;
-        let principal = Principal::from(key.ok_or(ApiError::Unauthenticated(
+        let principal = Arc::new(Principal::from(key.ok_or(ApiError::Unauthenticated(
             "the API key is not valid or was revoked",
-        ))?);
+        ))?));
         remember(&self.cache, hash, &principal);
         Ok(principal)
     }
@@ -209,9 +207,11 @@ impl Authenticator {
     }
 }
 
-type Cache = Mutex<HashMap<[u8; 32], (Principal, Instant)>>;
+/// Verified principals by hash, shared behind an `Arc`: a request takes a reference, not
+/// a copy of the key's name and project set (a clone per request showed up in perf).
+type Cache = Mutex<HashMap<[u8; 32], (Arc<Principal>, Instant)>>;
 
-fn cached(cache: &Cache, hash: &[u8; 32]) -> Option<Principal> {
+fn cached(cache: &Cache, hash: &[u8; 32]) -> Option<Arc<Principal>> {
     cache.lock().ok().and_then(|c| {
         c.get(hash)
             .filter(|(_, at)| at.elapsed() < CACHE_TTL)
@@ -219,7 +219,7 @@ fn cached(cache: &Cache, hash: &[u8; 32]) -> Option<Principal> {
     })
 }
 
-fn remember(cache: &Cache, hash: [u8; 32], principal: &Principal) {
+fn remember(cache: &Cache, hash: [u8; 32], principal: &Arc<Principal>) {
     if let Ok(mut c) = cache.lock() {
         // Entries are tiny; drop expired ones when the cache grows, so it stays bounded
         // by the number of keys (or sessions) in use within one TTL.
@@ -295,15 +295,21 @@ fn presented_key(parts: &axum::http::HeaderMap, uri: &Uri) -> Result<Option<Stri
     }))
 }
 
-/// Middleware: authenticates every non-public request and applies the key's rate limit.
-/// A console session stands for its key, but a state-changing request made with one must
-/// also pass the CSRF checks (`session::check_csrf`).
-pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    if is_public(&path) || is_static_asset(&path) {
-        return next.run(request).await;
+/// Middleware step (see `super::guard`): authenticates every non-public request and
+/// applies the key's rate limit, then runs `next`. A console session stands for its key,
+/// but a state-changing request made with one must also pass the CSRF checks
+/// (`session::check_csrf`).
+pub async fn authenticate<F, Fut>(state: &AppState, mut request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let path = request.uri().path();
+    if is_public(path) || is_static_asset(path) {
+        return next(request).await;
     }
-    let optional = is_optional_auth(&path);
+    let optional = is_optional_auth(path);
+    let google = is_google(path);
     // Extracted before any await: the request body is not Sync, so no borrow of the
     // request may live across one.
     let (credential, bad_credential) = match credential(request.headers(), request.uri()) {
@@ -355,17 +361,17 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
                 request.extensions_mut().insert(session::Current(secret));
             }
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            next(request).await
         }
         // A page that works signed out: it decides what to show.
-        Err(_) if optional => next.run(request).await,
-        Err(e) if is_google(&path) => google::error::GoogleError(e).into_response(),
+        Err(_) if optional => next(request).await,
+        Err(e) if google => google::error::GoogleError(e).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 /// The authenticated caller, as a handler argument.
-pub struct Caller(pub Principal);
+pub struct Caller(pub Arc<Principal>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
@@ -373,7 +379,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts
             .extensions
-            .get::<Principal>()
+            .get::<Arc<Principal>>()
             .cloned()
             .map(Caller)
             // Only reachable if a route bypassed the middleware: refuse rather than guess.
@@ -424,12 +430,20 @@ impl Caller {
     /// Requires `role` on an existing operation: a hidden operation is a 404, exactly as
     /// if it did not exist.
     pub fn require_operation(&self, role: Role, op: &Operation) -> Result<(), ApiError> {
-        match self.0.require_in(role, &op.project_id) {
+        self.require_operation_in(role, op.id, &op.project_id)
+    }
+
+    /// [`Self::require_operation`] for operation `id` of `project` (a cached rendering).
+    pub fn require_operation_in(
+        &self,
+        role: Role,
+        id: uuid::Uuid,
+        project: &str,
+    ) -> Result<(), ApiError> {
+        match self.0.require_in(role, project) {
             Ok(()) => Ok(()),
-            Err(Denied::Project) => {
-                Err(ApiError::NotFound(format!("operation {} not found", op.id)))
-            }
-            Err(d) => Err(self.denied(d, &op.project_id)),
+            Err(Denied::Project) => Err(ApiError::NotFound(format!("operation {id} not found"))),
+            Err(d) => Err(self.denied(d, project)),
         }
     }
 

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -40,14 +39,32 @@ fn is_long_lived(path: &str) -> bool {
     path.ends_with("/wait") || path == "/v1/operations/watch"
 }
 
-/// Middleware: admit or shed, then bound the time of ordinary requests.
-pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+/// Middleware step (see `super::guard`): admit or shed, then bound the time of ordinary
+/// requests run by `next`.
+pub async fn admit<F, Fut>(state: &AppState, request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let path = request.uri().path();
     // Probes must answer under load, or an orchestrator would restart a busy server.
-    if super::auth::is_public(&path) {
-        return next.run(request).await;
+    if super::auth::is_public(path) {
+        return next(request).await;
     }
-    let long = is_long_lived(&path);
+    let long = is_long_lived(path);
+    // The error shape depends on the path; decided now, before the request moves on.
+    let google = path.starts_with(super::google::PREFIX);
+    let refuse = |message| {
+        let e = ApiError::Overloaded {
+            message,
+            retry_after_s: 1,
+        };
+        if google {
+            super::google::error::GoogleError(e).into_response()
+        } else {
+            e.into_response()
+        }
+    };
     let limits = &state.limits;
     let semaphore = if long {
         &limits.long_lived
@@ -55,18 +72,12 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         &limits.ordinary
     };
     let Ok(permit) = semaphore.clone().try_acquire_owned() else {
-        return super::error_response(
-            &path,
-            ApiError::Overloaded {
-                message: "the server is at its concurrency limit",
-                retry_after_s: 1,
-            },
-        );
+        return refuse("the server is at its concurrency limit");
     };
     if long {
         // A watch's response is a stream that outlives the handler: the permit goes with
         // its body, so the cap counts open streams, not just requests being answered.
-        let (parts, body) = next.run(request).await.into_parts();
+        let (parts, body) = next(request).await.into_parts();
         let held = body.into_data_stream().map(move |chunk| {
             let _ = &permit;
             chunk
@@ -75,14 +86,8 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     }
     // A write already handed to the store still commits if its request times out: the
     // caller learns the outcome by retrying with the same request_id.
-    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+    match tokio::time::timeout(limits.request_timeout, next(request)).await {
         Ok(response) => response,
-        Err(_) => super::error_response(
-            &path,
-            ApiError::Overloaded {
-                message: "the request took longer than the server's timeout",
-                retry_after_s: 1,
-            },
-        ),
+        Err(_) => refuse("the request took longer than the server's timeout"),
     }
 }

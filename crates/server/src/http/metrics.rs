@@ -2,12 +2,10 @@
 //! route pattern the router matched (`/v1/operations/{operation_id}`), never the raw
 //! path, so the number of series stays bounded whatever clients send.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -16,9 +14,13 @@ use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 /// The content type of the OpenMetrics text format, which Prometheus scrapes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Middleware: counts every request by method, route and status, and observes its
-/// latency to the response head.
-pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+/// Middleware step (see `super::guard`): counts every request run by `next` by method,
+/// route and status, and observes its latency to the response head.
+pub async fn observe<F, Fut>(metrics: &Metrics, request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -26,7 +28,7 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         .to_owned();
     let method = method_label(request.method()).to_owned();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next(request).await;
     let labels = RouteLabels { method, route };
     metrics
         .request_duration
@@ -84,6 +86,16 @@ pub async fn export(State(state): State<AppState>) -> Response {
     let counted = state.metrics.feed_gaps.get();
     if gaps > counted {
         state.metrics.feed_gaps.inc_by(gaps - counted);
+    }
+    let (hits, misses) = state.reads.hits_and_misses();
+    for (counter, now) in [
+        (&state.metrics.read_cache_hits, hits),
+        (&state.metrics.read_cache_misses, misses),
+    ] {
+        let counted = counter.get();
+        if now > counted {
+            counter.inc_by(now - counted);
+        }
     }
     match state.metrics.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),

@@ -19,6 +19,7 @@ pub mod live;
 pub mod metrics;
 pub mod nirvana;
 pub mod openapi;
+pub mod read_cache;
 pub mod request_id;
 pub mod system;
 
@@ -83,9 +84,22 @@ impl Default for Config {
 use crate::live::Live;
 use crate::metrics::Metrics;
 
-/// What every handler can reach.
+/// What every handler can reach: one `Arc`, because axum clones the state for every
+/// middleware and handler of every request (cloning a dozen `Arc`s each time was ~10% of
+/// a cached GET, measured with perf).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
     /// The operations store.
     pub store: Arc<dyn Store>,
     /// The API keys.
@@ -100,6 +114,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
+    /// Rendered operations and list pages, kept current by the change feed.
+    pub reads: Arc<read_cache::ReadCache>,
     /// Origins allowed by CORS.
     pub cors_allowed_origins: Vec<HeaderValue>,
     /// See [`Config::header_read_timeout`].
@@ -116,8 +132,13 @@ impl AppState {
     /// State over separate operation and key stores (tests wrap one and not the other).
     pub fn from_parts(store: Arc<dyn Store>, keys: Arc<dyn KeyStore>, config: &Config) -> Self {
         let metrics = Arc::new(Metrics::new());
+        // Subscribed before anything can be written through this state.
+        let reads = Arc::new(read_cache::ReadCache::new(store.subscribe()));
+        let store: Arc<dyn Store> =
+            Arc::new(read_cache::InvalidatingStore::new(store, reads.clone()));
         let live = Arc::new(Live::start(&*store, metrics.clone()));
-        AppState {
+        AppState(Arc::new(Shared {
+            reads,
             store,
             auth: Arc::new(auth::Authenticator::new(
                 keys.clone(),
@@ -139,7 +160,7 @@ impl AppState {
                 .filter_map(|o| HeaderValue::from_str(o).ok())
                 .collect(),
             header_read_timeout: config.header_read_timeout,
-        }
+        }))
     }
 }
 
@@ -196,6 +217,23 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// Metrics, then limits, then authentication, around every request: one middleware whose
+/// steps call each other directly. As three `from_fn` layers, each boxed its future and
+/// cloned the state and the inner service per request (measured with perf on a cached
+/// GET, where they were most of the server's own work).
+async fn guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    metrics::observe(&state.metrics, request, |r| {
+        limits::admit(&state, r, |r| {
+            auth::authenticate(&state, r, |r| next.run(r))
+        })
+    })
+    .await
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let cors_origins = state.cors_allowed_origins.clone();
@@ -214,18 +252,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::layer,
-        ));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     // CORS inside the request id (preflights get one too), outside everything else.
     let app = if cors_origins.is_empty() {
         app

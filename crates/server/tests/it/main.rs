@@ -14,6 +14,7 @@ mod live;
 mod operations;
 mod overload;
 mod pagination;
+mod read_cache;
 mod shutdown;
 mod support;
 mod system;

@@ -1,6 +1,8 @@
 //! The HTML shells. They hold no operation data (the scripts fetch it and render it as
 //! text), only the signed-in key's CSRF token, and they forbid inline script.
 
+use std::sync::Arc;
+
 use axum::Extension;
 use axum::extract::RawQuery;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -88,7 +90,7 @@ pub fn sign_in(status: StatusCode, error: Option<&str>, next: &str) -> Response 
 
 /// `GET /console`: the console for a signed-in browser, else the sign-in form.
 pub async fn console(
-    principal: Option<Extension<Principal>>,
+    principal: Option<Extension<Arc<Principal>>>,
     current: Option<Extension<Current>>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -138,7 +140,7 @@ pub async fn console(
     )
 )]
 pub async fn docs(
-    principal: Option<Extension<Principal>>,
+    principal: Option<Extension<Arc<Principal>>>,
     current: Option<Extension<Current>>,
 ) -> Response {
     if principal.is_none() {

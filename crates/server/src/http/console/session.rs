@@ -199,11 +199,11 @@ pub struct Whoami {
 pub async fn whoami(caller: Caller) -> Json<Whoami> {
     let p = caller.0;
     Json(Whoami {
-        name: p.name,
+        name: p.name.clone(),
         role: p.role.as_str().to_owned(),
-        projects: match p.projects {
+        projects: match &p.projects {
             ProjectScope::All => vec!["*".to_owned()],
-            ProjectScope::Only(set) => set.into_iter().collect(),
+            ProjectScope::Only(set) => set.iter().cloned().collect(),
         },
     })
 }

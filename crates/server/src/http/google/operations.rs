@@ -179,7 +179,16 @@ pub async fn list(
         .transpose()?;
     let page = state
         .store
-        .list(&filter, &sort, &PageRequest { cursor, limit })
+        .list(
+            &filter,
+            &sort,
+            // Google's list has no total: do not count.
+            &PageRequest {
+                cursor,
+                limit,
+                count_total: false,
+            },
+        )
         .await?;
     let base = base_url(state.scheme, &headers);
     let body = GoogleOperationList {

@@ -1,10 +1,10 @@
 //! The Nirvana read API (README, "Lists"): get one operation, list a project's operations with
 //! filters, sort and cursors in both directions.
 
-use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use opsd_domain::{
     Cursor, DEFAULT_LIMIT, Kind, ListFilter, MAX_LIMIT, OpType, Operation, PageRequest, Role, Sort,
     Status, ValidationError, validate,
@@ -48,9 +48,23 @@ pub async fn get(
     caller: Caller,
     path: RawPath,
     _: NoQuery,
-) -> Result<impl IntoResponse> {
-    let op = load_visible(&state, &caller, Role::Reader, path).await?;
-    Ok(with_etag(op.version, Json(OperationOut::from(op))))
+) -> Result<Response> {
+    caller.require(Role::Reader)?;
+    let id = uuid_param(path, "operation_id")?;
+    if let Some(hit) = state.reads.operation(id) {
+        caller.require_operation_in(Role::Reader, id, &hit.project)?;
+        return Ok(json_response(Some(hit.version), hit.body));
+    }
+    // Taken before the read: an answer that a change overtook is not kept.
+    let ticket = state.reads.ticket();
+    let op = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
+    caller.require_operation(Role::Reader, &op)?;
+    let (version, project) = (op.version, op.project_id.clone());
+    let body = render(&OperationOut::from(op))?;
+    state
+        .reads
+        .keep_operation(ticket, id, version, &project, body.clone());
+    Ok(json_response(Some(version), body))
 }
 
 /// List Operations.
@@ -77,7 +91,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Json<OperationList>> {
+) -> Result<Response> {
     let q = QueryParams::parse(raw.as_deref(), LIST_PARAMS)?;
     let filter = parse_filter(&q)?;
     caller.require_project(Role::Reader, &filter.project_id)?;
@@ -105,18 +119,37 @@ pub async fn list(
         .filter(|c| !c.is_empty())
         .map(|c| Cursor::decode_for("cursor", c, &scope, &sort))
         .transpose()?;
+    // Everything the page depends on: the filters and sort (in `scope`), the size and
+    // the cursor as sent (an empty cursor and none are both the first page).
+    let query = format!("{scope}|{limit}|{}", q.get("cursor").unwrap_or_default());
+    if let Some(hit) = state.reads.page(&filter.project_id, &query) {
+        return Ok(json_response(None, hit.body));
+    }
+    let ticket = state.reads.ticket();
     let page = state
         .store
-        .list(&filter, &sort, &PageRequest { cursor, limit })
+        .list(
+            &filter,
+            &sort,
+            &PageRequest {
+                cursor,
+                limit,
+                count_total: true,
+            },
+        )
         .await?;
-    Ok(Json(OperationList {
+    let body = render(&OperationList {
         items: page.items.into_iter().map(OperationOut::from).collect(),
         pagination: Pagination {
             next_cursor: page.next.map(|c| c.encode(&scope)),
             previous_cursor: page.prev.map(|c| c.encode(&scope)),
             total_count: page.total_count,
         },
-    }))
+    })?;
+    state
+        .reads
+        .keep_page(ticket, &filter.project_id, query, body.clone());
+    Ok(json_response(None, body))
 }
 
 /// Reads the Nirvana filters (`project_id` required) from a query.
@@ -174,6 +207,30 @@ pub async fn load_visible(
 /// The 404 for an operation that does not exist (or that the caller may not see).
 pub fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("operation {id} not found"))
+}
+
+/// The JSON rendering of `value`, byte for byte what `axum::Json` sends.
+fn render(value: &impl serde::Serialize) -> Result<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(format!("cannot render JSON: {e}")))
+}
+
+/// A rendered JSON body with the headers `axum::Json` and [`with_etag`] give it, in the
+/// same order (`content-type`, then `etag`), so a cached answer is the same on the wire.
+fn json_response(version: Option<u64>, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(version) = version
+        && let Ok(v) = HeaderValue::from_str(&format!("\"{version}\""))
+    {
+        headers.insert(header::ETAG, v);
+    }
+    response
 }
 
 /// Adds `ETag: "<version>"` to a response.

@@ -1,0 +1,404 @@
+//! Rendered responses of the hot reads — `GET /v1/operations/{id}` and the Nirvana list —
+//! kept in memory so that a poll of something that did not change costs a lookup instead
+//! of a store read and a serialization (ARCHITECTURE.md, "The read cache").
+//!
+//! **Never older than what this process acknowledged.** Every committed change reaches
+//! the store's feed (`Store::subscribe`) before the write that made it is answered — on
+//! SQLite the writer publishes after COMMIT and before replying, on PostgreSQL the pump
+//! publishes a batch before the writer replies, and other processes' changes arrive
+//! through the same pump. Every lookup first drains the cache's own feed receiver
+//! (`try_recv`, no waiting), so a read that starts after an acknowledgement has already
+//! applied that change: nothing depends on when some task gets scheduled.
+//!
+//! **The read/invalidate race.** A miss takes a *ticket* (how many changes were applied)
+//! before it reads the store, and its answer is kept, and later served, only while no
+//! change to that operation (for a page: to that project) has been applied since the
+//! ticket. A change that commits during the read is either seen by the read or applied
+//! after the ticket, which makes the entry unusable.
+//!
+//! **Authorization.** Entries are only bodies: the handler checks the caller first (a
+//! list's project before the lookup; a GET's project, kept with the entry, before the
+//! body is sent), exactly as without the cache.
+//!
+//! **Bounded.** Bodies (plus a per-entry allowance) are counted against [`BUDGET_BYTES`];
+//! the bookkeeping of recent changes against [`MAX_TRACKED`] keys per map.
+//!
+//! **What the feed does not carry.** Retention deletes operations without a change in the
+//! feed: the store wrapper ([`InvalidatingStore`]) empties the cache whenever this process
+//! deletes some, and [`MAX_AGE`] bounds how long another process's deletions stay visible.
+
+mod generations;
+mod store;
+
+pub use store::InvalidatingStore;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use generations::Generations;
+use opsd_store::Change;
+use tokio::sync::broadcast::{self, error::TryRecvError};
+use uuid::Uuid;
+
+/// Bytes of rendered bodies (and per-entry overhead) kept at most, for operations and
+/// pages together.
+pub const BUDGET_BYTES: usize = 64 << 20;
+/// What one entry costs beyond its body and key: the map slot, the entry, allocations.
+const ENTRY_OVERHEAD: usize = 128;
+/// How long an entry is served at most. Retention deletes operations without a change in
+/// the feed, so this bounds how long a deleted operation (or a page that held it) can
+/// still be read.
+pub const MAX_AGE: Duration = Duration::from_secs(30);
+/// Operations and projects whose last change is remembered; past that the memory is
+/// cleared and every entry made before is dropped (rare: that many distinct keys changed
+/// while entries were being made).
+const MAX_TRACKED: usize = 65_536;
+
+/// A rendered response body and what is needed to serve it.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// The JSON body, byte for byte what the handler rendered.
+    pub body: Bytes,
+    /// The operation's version (its ETag); 0 for a page.
+    pub version: u64,
+    /// The project the body belongs to, for the caller's authorization.
+    pub project: Arc<str>,
+    ticket: u64,
+    made: Instant,
+}
+
+/// What a miss holds while it reads the store: see the module docs.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket(u64);
+
+/// The cache of rendered reads, fed by the store's change feed.
+pub struct ReadCache {
+    inner: Mutex<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+struct Inner {
+    /// `None` once the feed closed (the store is gone): nothing is cached any more.
+    feed: Option<broadcast::Receiver<Change>>,
+    /// Changes applied so far; a change's index is the value before it was counted.
+    applied: u64,
+    /// Entries with a ticket below this are unusable (changes were lost or forgotten).
+    floor: u64,
+    /// The index of the last change applied per operation and per project.
+    op_changed: HashMap<Uuid, u64>,
+    project_changed: HashMap<Arc<str>, u64>,
+    ops: Generations<Uuid>,
+    /// Keyed by the query alone; the entry's project is checked on every hit.
+    pages: Generations<String>,
+}
+
+impl ReadCache {
+    /// A cache fed by `feed` (a receiver of the store's change feed, subscribed now).
+    pub fn new(feed: broadcast::Receiver<Change>) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                feed: Some(feed),
+                applied: 0,
+                floor: 0,
+                op_changed: HashMap::new(),
+                project_changed: HashMap::new(),
+                // Three quarters of the budget for operations (the most polled), one for
+                // pages.
+                ops: Generations::new(BUDGET_BYTES * 3 / 4),
+                pages: Generations::new(BUDGET_BYTES / 4),
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The rendered operation `id`, if cached and still current.
+    pub fn operation(&self, id: Uuid) -> Option<Rendered> {
+        let found = self.lock().and_then(|mut inner| {
+            inner.drain();
+            let (floor, changed) = (inner.floor, inner.op_changed.get(&id).copied());
+            match inner.ops.get(&id) {
+                Some(r) if usable(r, floor, changed) => Some(r.clone()),
+                _ => None,
+            }
+        });
+        self.count(found.is_some());
+        found
+    }
+
+    /// The rendered page `query` of `project`, if cached and still current. `query` must
+    /// name everything the page depends on; an entry of another project is never served.
+    pub fn page(&self, project: &str, query: &str) -> Option<Rendered> {
+        let found = self.lock().and_then(|mut inner| {
+            inner.drain();
+            let (floor, changed) = (inner.floor, inner.project_changed.get(project).copied());
+            match inner.pages.get(query) {
+                Some(r) if &*r.project == project && usable(r, floor, changed) => Some(r.clone()),
+                _ => None,
+            }
+        });
+        self.count(found.is_some());
+        found
+    }
+
+    /// Taken by a miss before it reads the store.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.lock().map_or(u64::MAX, |mut inner| {
+            inner.drain();
+            inner.applied
+        }))
+    }
+
+    /// Keeps the rendering of operation `id` read under `ticket`, unless it changed since.
+    pub fn keep_operation(
+        &self,
+        ticket: Ticket,
+        id: Uuid,
+        version: u64,
+        project: &str,
+        body: Bytes,
+    ) {
+        let Some(mut inner) = self.lock() else { return };
+        inner.drain();
+        let changed = inner.op_changed.get(&id).copied();
+        if inner.feed.is_none()
+            || !(ticket.0 >= inner.floor && changed.is_none_or(|c| c < ticket.0))
+        {
+            return;
+        }
+        let size = body.len() + ENTRY_OVERHEAD;
+        let entry = Rendered {
+            body,
+            version,
+            project: project.into(),
+            ticket: ticket.0,
+            made: Instant::now(),
+        };
+        inner.ops.insert(id, entry, size);
+    }
+
+    /// Keeps the rendered page `query` of `project` read under `ticket`, unless the
+    /// project changed since.
+    pub fn keep_page(&self, ticket: Ticket, project: &str, query: String, body: Bytes) {
+        let Some(mut inner) = self.lock() else { return };
+        inner.drain();
+        let changed = inner.project_changed.get(project).copied();
+        if inner.feed.is_none()
+            || !(ticket.0 >= inner.floor && changed.is_none_or(|c| c < ticket.0))
+        {
+            return;
+        }
+        let size = body.len() + query.len() + project.len() + ENTRY_OVERHEAD;
+        let entry = Rendered {
+            body,
+            version: 0,
+            project: project.into(),
+            ticket: ticket.0,
+            made: Instant::now(),
+        };
+        inner.pages.insert(query, entry, size);
+    }
+
+    /// Lookups answered from the cache, and lookups that had to read the store.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops every entry: the store changed in a way the feed does not carry.
+    pub fn forget_everything(&self) {
+        if let Some(mut inner) = self.lock() {
+            inner.forget_everything();
+        }
+    }
+
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Inner>> {
+        // A poisoned lock (a panic while holding it) turns the cache off, not the reads.
+        self.inner.lock().ok()
+    }
+}
+
+/// Whether an entry made under its ticket may be served: no loss of changes since, no
+/// change to its key since, and not older than [`MAX_AGE`].
+fn usable(r: &Rendered, floor: u64, changed: Option<u64>) -> bool {
+    r.ticket >= floor && changed.is_none_or(|c| c < r.ticket) && r.made.elapsed() < MAX_AGE
+}
+
+impl Inner {
+    /// Applies every change published since the last drain.
+    fn drain(&mut self) {
+        loop {
+            let Some(feed) = self.feed.as_mut() else {
+                return;
+            };
+            match feed.try_recv() {
+                Ok(change) => self.apply(&change),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Lagged(_)) => {
+                    // Changes were lost: nothing cached before now can be trusted.
+                    self.forget_everything();
+                }
+                Err(TryRecvError::Closed) => {
+                    self.feed = None;
+                    self.forget_everything();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, change: &Change) {
+        let index = self.applied;
+        self.applied += 1;
+        let op = &change.operation;
+        if self.op_changed.len() >= MAX_TRACKED || self.project_changed.len() >= MAX_TRACKED {
+            self.forget_everything();
+        }
+        self.op_changed.insert(op.id, index);
+        // The project's key is shared with its pages when it has some.
+        let project = self
+            .project_changed
+            .get_key_value(op.project_id.as_str())
+            .map_or_else(|| op.project_id.as_str().into(), |(k, _)| k.clone());
+        self.project_changed.insert(project, index);
+        self.ops.remove(&op.id);
+    }
+
+    /// Drops every entry and what was remembered of changes; tickets taken before now
+    /// become unusable.
+    fn forget_everything(&mut self) {
+        self.applied += 1;
+        self.floor = self.applied;
+        self.op_changed.clear();
+        self.project_changed.clear();
+        self.ops.clear();
+        self.pages.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opsd_domain::{Details, Kind, NewOperation, OpType, Operation};
+
+    use super::*;
+
+    fn operation(project: &str) -> Operation {
+        NewOperation {
+            project_id: project.into(),
+            kind: Kind::Vm,
+            op_type: OpType::Create,
+            resource_id: "vm-1".into(),
+            details: Details::default(),
+            description: None,
+            request_id: None,
+            user: None,
+            region: None,
+            zone: None,
+            target_link: None,
+        }
+        .into_operation(Uuid::now_v7(), opsd_domain::now())
+    }
+
+    fn change(op: &Operation, seq: u64) -> Change {
+        Change {
+            event_seq: seq,
+            operation: Arc::new(op.clone()),
+        }
+    }
+
+    fn body(s: &str) -> Bytes {
+        Bytes::from(s.to_owned())
+    }
+
+    #[test]
+    fn a_change_during_the_read_keeps_the_answer_out() {
+        let (feed, rx) = broadcast::channel(16);
+        let cache = ReadCache::new(rx);
+        let op = operation("p");
+        let ticket = cache.ticket();
+        // The write commits and is published while the miss reads the older version.
+        feed.send(change(&op, 1)).unwrap();
+        cache.keep_operation(ticket, op.id, 1, "p", body("v1"));
+        cache.keep_page(ticket, "p", "q".into(), body("page"));
+        assert!(cache.operation(op.id).is_none());
+        assert!(cache.page("p", "q").is_none());
+        // Read after the change: kept and served.
+        let ticket = cache.ticket();
+        cache.keep_operation(ticket, op.id, 2, "p", body("v2"));
+        cache.keep_page(ticket, "p", "q".into(), body("page2"));
+        assert_eq!(cache.operation(op.id).unwrap().body, body("v2"));
+        assert_eq!(cache.page("p", "q").unwrap().body, body("page2"));
+        // Another project's change leaves the page alone; its own drops it.
+        feed.send(change(&operation("other"), 2)).unwrap();
+        assert!(cache.page("p", "q").is_some());
+        feed.send(change(&operation("p"), 3)).unwrap();
+        assert!(cache.page("p", "q").is_none());
+        assert_eq!(cache.operation(op.id).unwrap().version, 2);
+        feed.send(change(&op, 4)).unwrap();
+        assert!(cache.operation(op.id).is_none());
+    }
+
+    #[test]
+    fn a_page_is_only_served_for_its_project() {
+        let (_feed, rx) = broadcast::channel(16);
+        let cache = ReadCache::new(rx);
+        cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
+        assert!(cache.page("other", "q").is_none());
+        assert!(cache.page("p", "q").is_some());
+    }
+
+    #[test]
+    fn lost_changes_and_deletions_empty_it() {
+        let (feed, rx) = broadcast::channel(2);
+        let cache = ReadCache::new(rx);
+        let op = operation("p");
+        let ticket = cache.ticket();
+        cache.keep_operation(ticket, op.id, 1, "p", body("v1"));
+        for seq in 0..5 {
+            feed.send(change(&operation("x"), seq)).unwrap();
+        }
+        // The receiver lagged: nothing made before can be trusted, nor kept later.
+        assert!(cache.operation(op.id).is_none());
+        cache.keep_operation(ticket, op.id, 1, "p", body("v1"));
+        assert!(cache.operation(op.id).is_none());
+        cache.keep_operation(cache.ticket(), op.id, 1, "p", body("v1"));
+        assert!(cache.operation(op.id).is_some());
+        cache.forget_everything();
+        assert!(cache.operation(op.id).is_none());
+        drop(feed);
+        cache.keep_operation(cache.ticket(), op.id, 1, "p", body("v1"));
+        assert!(
+            cache.operation(op.id).is_none(),
+            "a closed feed turns it off"
+        );
+    }
+
+    #[test]
+    fn memory_stays_within_the_budget() {
+        let (_feed, rx) = broadcast::channel(16);
+        let cache = ReadCache::new(rx);
+        let big = Bytes::from(vec![b'x'; 64 << 10]);
+        let ids: Vec<Uuid> = (0..2_000).map(|_| Uuid::now_v7()).collect();
+        for id in &ids {
+            cache.keep_operation(cache.ticket(), *id, 1, "p", big.clone());
+        }
+        let inner = cache.inner.lock().unwrap();
+        let held = inner.ops.len() * (big.len() + ENTRY_OVERHEAD);
+        assert!(held <= BUDGET_BYTES, "{held} bytes held");
+        assert!(inner.ops.len() > 100, "it keeps what fits");
+        drop(inner);
+        // The most recent ones are there.
+        assert!(cache.operation(*ids.last().unwrap()).is_some());
+    }
+}
