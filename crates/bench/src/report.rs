@@ -97,7 +97,11 @@ impl Report {
             s.push_str(&format!(
                 "Database size: {:.0} MiB per million operations (target ≤ 600: {}).\n",
                 b / 1024.0 / 1024.0,
-                if b / 1024.0 / 1024.0 <= 600.0 { "met" } else { "**not met**" }
+                if b / 1024.0 / 1024.0 <= 600.0 {
+                    "met"
+                } else {
+                    "**not met**"
+                }
             ));
         }
         s.push_str(&format!(

@@ -1,7 +1,8 @@
 //! `scale`: list_first_page p50 as the database grows (10k, 100k, 1M, 5M operations in the
 //! full run). The database is seeded through the store (see `seed`) in steps; after
-//! each step a fresh opsd serves it and two lists are timed open-loop at a low fixed
-//! rate (so p50 is service time, not queueing):
+//! each step a fresh opsd, with its read cache off (`--read-cache-mib 0`: every list goes
+//! to the database), serves it and two lists are timed open-loop at a low fixed rate (so
+//! p50 is service time, not queueing):
 //!
 //! - `growing`: a project that grows with the database (operations are spread over 100
 //!   projects, so it holds 1% of them; 90% pending) — how a tenant's own list ages;
@@ -91,7 +92,15 @@ pub fn scale(ctx: &Ctx, seed_rt: &tokio::runtime::Runtime) -> Result<ScaleRun, S
         );
         s.close(place)?;
         let url = db.as_ref().map(|db| &db.url);
-        let server = Server::opsd(&ctx.opsd, &dir, url, &ctx.pinning)?;
+        // Without the read cache: the same page polled again would be a cache hit, and
+        // this scenario measures what a list costs the database as it grows.
+        let server = Server::opsd_with_env(
+            &ctx.opsd,
+            &dir,
+            url,
+            &ctx.pinning,
+            &[("OPSD_READ_CACHE_MIB", "0")],
+        )?;
         let growing = timed_list(ctx, &server, GROWING_PROJECT);
         let fixed = timed_list(ctx, &server, FIXED_PROJECT);
         peak_rss = peak_rss.max(server.stop().unwrap_or(0.0));

@@ -34,7 +34,18 @@ impl Server {
         database_url: Option<&DatabaseUrl>,
         pinning: &Pinning,
     ) -> Result<Server, String> {
-        let server = Self::opsd_replica(opsd, data_dir, database_url, pinning)?;
+        Self::opsd_with_env(opsd, data_dir, database_url, pinning, &[])
+    }
+
+    /// [`opsd`](Self::opsd) with extra environment variables (opsd's settings).
+    pub fn opsd_with_env(
+        opsd: &Path,
+        data_dir: &Path,
+        database_url: Option<&DatabaseUrl>,
+        pinning: &Pinning,
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
+        let server = Self::replica_with_env(opsd, data_dir, database_url, pinning, env)?;
         // A fresh data directory gets an admin key on opsd's first start.
         let key = std::fs::read_to_string(data_dir.join("admin.key"))
             .map_err(|e| format!("cannot read opsd's admin.key: {e}"))?;
@@ -50,6 +61,16 @@ impl Server {
         database_url: Option<&DatabaseUrl>,
         pinning: &Pinning,
     ) -> Result<Server, String> {
+        Self::replica_with_env(opsd, data_dir, database_url, pinning, &[])
+    }
+
+    fn replica_with_env(
+        opsd: &Path,
+        data_dir: &Path,
+        database_url: Option<&DatabaseUrl>,
+        pinning: &Pinning,
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let log = std::fs::File::create(data_dir.join("opsd.log"))
             .map_err(|e| format!("cannot create opsd.log: {e}"))?;
         let mut cmd = Command::new(opsd);
@@ -57,7 +78,13 @@ impl Server {
             .arg(data_dir)
             .stderr(log)
             // `wait_many` parks up to 50,000 waits; the default cap (20,000) would shed them.
-            .env("OPSD_MAX_LONG_LIVED_REQUESTS", "100000");
+            .env("OPSD_MAX_LONG_LIVED_REQUESTS", "100000")
+            // The load generator sends everything with one key; the per-key rate limit
+            // (50,000/s by default) would answer 429 to what opsd can serve. The limiter
+            // still runs on every request, at a rate no scenario reaches.
+            .env("OPSD_RATE_LIMIT", "10000000")
+            .env("OPSD_RATE_BURST", "10000000")
+            .envs(env.iter().copied());
         if let Some(url) = database_url {
             // In the environment rather than on the command line, where `ps` shows it.
             cmd.env("OPSD_DATABASE_URL", url.expose());

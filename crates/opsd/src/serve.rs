@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Failed authentications a client address may make at once before that rate applies.
     #[arg(long, env = "OPSD_AUTH_FAILURE_BURST", default_value_t = 1_000.0)]
     auth_failure_burst: f64,
+    /// MiB of rendered GET and list responses kept in memory, so that polls of what did
+    /// not change skip the store (0 turns the read cache off).
+    #[arg(long, env = "OPSD_READ_CACHE_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=65_536))]
+    read_cache_mib: u32,
     /// PEM certificate chain: serve HTTPS instead of HTTP (needs --tls-key).
     #[arg(long, env = "OPSD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -97,6 +101,7 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
         header_read_timeout: args.header_read_timeout,
         tls: args.tls_cert.is_some(),
         cors_allowed_origins: args.cors_allowed_origins.clone(),
+        read_cache_bytes: (args.read_cache_mib as usize) << 20,
     };
     // Read the certificate before binding, so a bad file fails the start cleanly.
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -57,10 +57,13 @@ pub struct Config {
     /// Origins whose pages may call the API from a browser (CORS), such as
     /// `https://app.example.com`; empty: none. Checked by [`parse_origin`].
     pub cors_allowed_origins: Vec<String>,
+    /// Bytes of rendered GET and list responses kept in memory (0: no read cache).
+    pub read_cache_bytes: usize,
 }
 
 impl Default for Config {
-    /// Generous enough that normal use and the benchmarks never meet them.
+    /// Generous enough that normal use never meets them (the benchmark raises the
+    /// per-key rate: it sends everything with one key).
     fn default() -> Self {
         Config {
             request_timeout: Duration::from_secs(30),
@@ -77,6 +80,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             tls: false,
             cors_allowed_origins: Vec::new(),
+            read_cache_bytes: read_cache::DEFAULT_BUDGET_BYTES,
         }
     }
 }
@@ -133,7 +137,10 @@ impl AppState {
     pub fn from_parts(store: Arc<dyn Store>, keys: Arc<dyn KeyStore>, config: &Config) -> Self {
         let metrics = Arc::new(Metrics::new());
         // Subscribed before anything can be written through this state.
-        let reads = Arc::new(read_cache::ReadCache::new(store.subscribe()));
+        let reads = Arc::new(read_cache::ReadCache::new(
+            store.subscribe(),
+            config.read_cache_bytes,
+        ));
         let store: Arc<dyn Store> =
             Arc::new(read_cache::InvalidatingStore::new(store, reads.clone()));
         let live = Arc::new(Live::start(&*store, metrics.clone()));

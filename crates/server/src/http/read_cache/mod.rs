@@ -20,7 +20,8 @@
 //! list's project before the lookup; a GET's project, kept with the entry, before the
 //! body is sent), exactly as without the cache.
 //!
-//! **Bounded.** Bodies (plus a per-entry allowance) are counted against [`BUDGET_BYTES`];
+//! **Bounded.** Bodies (plus a per-entry allowance) are counted against the budget
+//! (`--read-cache-mib`, [`DEFAULT_BUDGET_BYTES`]; 0 turns the cache off);
 //! the bookkeeping of recent changes against [`MAX_TRACKED`] keys per map.
 //!
 //! **What the feed does not carry.** Retention deletes operations without a change in the
@@ -43,9 +44,9 @@ use opsd_store::Change;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 use uuid::Uuid;
 
-/// Bytes of rendered bodies (and per-entry overhead) kept at most, for operations and
-/// pages together.
-pub const BUDGET_BYTES: usize = 64 << 20;
+/// Bytes of rendered bodies (and per-entry overhead) kept at most by default, for
+/// operations and pages together: about 300,000 rendered operations.
+pub const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
 /// What one entry costs beyond its body and key: the map slot, the entry, allocations.
 const ENTRY_OVERHEAD: usize = 128;
 /// How long an entry is served at most. Retention deletes operations without a change in
@@ -97,8 +98,9 @@ struct Inner {
 }
 
 impl ReadCache {
-    /// A cache fed by `feed` (a receiver of the store's change feed, subscribed now).
-    pub fn new(feed: broadcast::Receiver<Change>) -> Self {
+    /// A cache fed by `feed` (a receiver of the store's change feed, subscribed now),
+    /// holding at most `budget` bytes (0: nothing is ever kept).
+    pub fn new(feed: broadcast::Receiver<Change>, budget: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 feed: Some(feed),
@@ -108,8 +110,8 @@ impl ReadCache {
                 project_changed: HashMap::new(),
                 // Three quarters of the budget for operations (the most polled), one for
                 // pages.
-                ops: Generations::new(BUDGET_BYTES * 3 / 4),
-                pages: Generations::new(BUDGET_BYTES / 4),
+                ops: Generations::new(budget * 3 / 4),
+                pages: Generations::new(budget / 4),
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -324,7 +326,7 @@ mod tests {
     #[test]
     fn a_change_during_the_read_keeps_the_answer_out() {
         let (feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES);
         let op = operation("p");
         let ticket = cache.ticket();
         // The write commits and is published while the miss reads the older version.
@@ -352,7 +354,7 @@ mod tests {
     #[test]
     fn a_page_is_only_served_for_its_project() {
         let (_feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES);
         cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
         assert!(cache.page("other", "q").is_none());
         assert!(cache.page("p", "q").is_some());
@@ -361,7 +363,7 @@ mod tests {
     #[test]
     fn lost_changes_and_deletions_empty_it() {
         let (feed, rx) = broadcast::channel(2);
-        let cache = ReadCache::new(rx);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES);
         let op = operation("p");
         let ticket = cache.ticket();
         cache.keep_operation(ticket, op.id, 1, "p", body("v1"));
@@ -387,7 +389,7 @@ mod tests {
     #[test]
     fn memory_stays_within_the_budget() {
         let (_feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES);
         let big = Bytes::from(vec![b'x'; 64 << 10]);
         let ids: Vec<Uuid> = (0..2_000).map(|_| Uuid::now_v7()).collect();
         for id in &ids {
@@ -395,7 +397,7 @@ mod tests {
         }
         let inner = cache.inner.lock().unwrap();
         let held = inner.ops.len() * (big.len() + ENTRY_OVERHEAD);
-        assert!(held <= BUDGET_BYTES, "{held} bytes held");
+        assert!(held <= DEFAULT_BUDGET_BYTES, "{held} bytes held");
         assert!(inner.ops.len() > 100, "it keeps what fits");
         drop(inner);
         // The most recent ones are there.
