@@ -45,20 +45,77 @@ const SPARE_FILES: u64 = 256;
 /// Waiter connections per local source address (an address has ~28,000 ephemeral ports).
 const PER_SOURCE: usize = 20_000;
 
-/// Per-waiter timestamps in nanoseconds since the scenario's start (0 = not yet).
-struct Times {
+/// Per-waiter timestamps in nanoseconds since the scenario's start (0 = not yet); shared
+/// with the replicas' `wait_wakeup`.
+pub(crate) struct Times {
     base: Instant,
-    write_sent: Vec<AtomicU64>,
-    write_acked: Vec<AtomicU64>,
-    released: Vec<AtomicU64>,
+    pub(crate) write_sent: Vec<AtomicU64>,
+    pub(crate) write_acked: Vec<AtomicU64>,
+    pub(crate) released: Vec<AtomicU64>,
+}
+
+/// What the timestamps of a run add up to.
+pub(crate) struct Tally {
+    /// Release latency from the write's acknowledgement, in microseconds.
+    pub(crate) from_ack: hdrhistogram::Histogram<u64>,
+    /// Release latency from the moment the write was sent, in microseconds.
+    pub(crate) from_sent: hdrhistogram::Histogram<u64>,
+    pub(crate) released: u64,
+    /// Waiters answered before their operation was finished.
+    pub(crate) premature: u64,
+    /// From the first write sent to the last release, in seconds.
+    pub(crate) window_s: f64,
 }
 
 impl Times {
-    fn stamp(&self, slot: &[AtomicU64], i: usize) {
+    pub(crate) fn new(n: usize) -> Times {
+        let slots = || (0..n).map(|_| AtomicU64::new(0)).collect();
+        Times {
+            base: Instant::now(),
+            write_sent: slots(),
+            write_acked: slots(),
+            released: slots(),
+        }
+    }
+
+    pub(crate) fn stamp(&self, slot: &[AtomicU64], i: usize) {
         let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
         if let Some(s) = slot.get(i) {
             s.store(ns.max(1), Ordering::Relaxed);
         }
+    }
+
+    /// Adds up the first `n` waiters.
+    pub(crate) fn tally(&self, n: usize) -> Tally {
+        let mut t = Tally {
+            from_ack: histogram(),
+            from_sent: histogram(),
+            released: 0,
+            premature: 0,
+            window_s: 0.0,
+        };
+        let (mut first_write, mut last_release) = (u64::MAX, 0u64);
+        for i in 0..n {
+            let sent = self.write_sent[i].load(Ordering::Relaxed);
+            let acked = self.write_acked[i].load(Ordering::Relaxed);
+            let rel = self.released[i].load(Ordering::Relaxed);
+            if rel == 0 || acked == 0 {
+                continue;
+            }
+            if rel < sent {
+                t.premature += 1; // answered before its operation was finished
+                continue;
+            }
+            t.released += 1;
+            first_write = first_write.min(sent);
+            last_release = last_release.max(rel);
+            t.from_ack
+                .saturating_record((rel.saturating_sub(acked) / 1000).max(1));
+            t.from_sent
+                .saturating_record((rel.saturating_sub(sent) / 1000).max(1));
+        }
+        t.window_s = last_release.saturating_sub(first_write) as f64 / 1e9;
+        t
     }
 }
 
@@ -104,12 +161,7 @@ fn measure(ctx: &Ctx, wanted: usize, dir_name: &str) -> Result<Entry, String> {
     // What opsd holds before any waiter: the rest of its peak is the waiters'.
     let before = server.rss_mb();
 
-    let times = Arc::new(Times {
-        base: Instant::now(),
-        write_sent: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        write_acked: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        released: (0..n).map(|_| AtomicU64::new(0)).collect(),
-    });
+    let times = Arc::new(Times::new(n));
     let ids = Arc::new(ids);
     let bound = Duration::from_secs(2 * wait_timeout_s(n));
     // The timeout is made inside the runtime: its timer needs one.
@@ -121,28 +173,13 @@ fn measure(ctx: &Ctx, wanted: usize, dir_name: &str) -> Result<Entry, String> {
     let (connected, failures, first_error) =
         run.map_err(|_| "wait_wakeup exceeded its bound")??;
 
-    let mut hist = histogram();
-    let mut from_sent = histogram();
-    let (mut released, mut premature) = (0u64, 0u64);
-    let (mut first_write, mut last_release) = (u64::MAX, 0u64);
-    for i in 0..n {
-        let sent = times.write_sent[i].load(Ordering::Relaxed);
-        let acked = times.write_acked[i].load(Ordering::Relaxed);
-        let rel = times.released[i].load(Ordering::Relaxed);
-        if rel == 0 || acked == 0 {
-            continue;
-        }
-        if rel < sent {
-            premature += 1; // answered before its operation was finished
-            continue;
-        }
-        released += 1;
-        first_write = first_write.min(sent);
-        last_release = last_release.max(rel);
-        hist.saturating_record((rel.saturating_sub(acked) / 1000).max(1));
-        from_sent.saturating_record((rel.saturating_sub(sent) / 1000).max(1));
-    }
-    let window_s = last_release.saturating_sub(first_write) as f64 / 1e9;
+    let Tally {
+        from_ack: hist,
+        from_sent,
+        released,
+        premature,
+        window_s,
+    } = times.tally(n);
     let q = |h: &hdrhistogram::Histogram<u64>, q: f64| r3(h.value_at_quantile(q) as f64 / 1000.0);
     let mut o = Outcome {
         ops_per_s: if window_s > 0.0 {

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,8 +20,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::ctx::Ctx;
-use crate::loadgen::{Conn, Stats, histogram};
+use crate::loadgen::{Conn, Stats};
 use crate::replicas::{Cluster, Row};
+use crate::wait::{Tally, Times};
 use crate::workload;
 
 /// The wait timeout asked of the server; the whole scenario is bounded by twice that.
@@ -31,33 +32,6 @@ const CONNECTING: usize = 256;
 const WRITERS: usize = 64;
 /// How long the waiters may take to be parked on their replicas.
 const PARK_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Per-waiter timestamps in nanoseconds since the scenario's start (0 = not yet).
-struct Times {
-    base: Instant,
-    write_sent: Vec<AtomicU64>,
-    write_acked: Vec<AtomicU64>,
-    released: Vec<AtomicU64>,
-}
-
-impl Times {
-    fn new(n: usize) -> Times {
-        let slots = || (0..n).map(|_| AtomicU64::new(0)).collect();
-        Times {
-            base: Instant::now(),
-            write_sent: slots(),
-            write_acked: slots(),
-            released: slots(),
-        }
-    }
-
-    fn stamp(&self, slot: &[AtomicU64], i: usize) {
-        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if let Some(s) = slot.get(i) {
-            s.store(ns.max(1), Ordering::Relaxed);
-        }
-    }
-}
 
 /// Runs the scenario on `n` replicas.
 pub fn wait_wakeup(ctx: &Ctx, n: usize) -> Result<Row, String> {
@@ -91,25 +65,13 @@ pub fn wait_wakeup(ctx: &Ctx, n: usize) -> Result<Row, String> {
     let (writes, waiter_failures, first_error) =
         outcome.map_err(|_| "wait_wakeup exceeded its bound")??;
 
-    let (mut from_ack, mut released, mut premature) = (histogram(), 0u64, 0u64);
-    let (mut first_write, mut last_release) = (u64::MAX, 0u64);
-    for i in 0..count {
-        let sent = times.write_sent[i].load(Ordering::Relaxed);
-        let acked = times.write_acked[i].load(Ordering::Relaxed);
-        let rel = times.released[i].load(Ordering::Relaxed);
-        if rel == 0 || acked == 0 {
-            continue;
-        }
-        if rel < sent {
-            premature += 1; // answered before its operation was finished
-            continue;
-        }
-        released += 1;
-        first_write = first_write.min(sent);
-        last_release = last_release.max(rel);
-        from_ack.saturating_record((rel.saturating_sub(acked) / 1000).max(1));
-    }
-    let window_s = last_release.saturating_sub(first_write) as f64 / 1e9;
+    let Tally {
+        from_ack,
+        released,
+        premature,
+        window_s,
+        ..
+    } = times.tally(count);
     let mut row = Row::new("wait_wakeup", n, count + WRITERS);
     row.ops_per_s = if window_s > 0.0 {
         released as f64 / window_s
