@@ -103,8 +103,7 @@ fn insert_row(conn: &Connection, i: u64) -> rusqlite::Result<()> {
         details,
         new.user,
         new.request_id,
-        // A SHA-256 in hex is what opsd stores beside request_id.
-        format!("{:064x}", u128::from(i as u32) * 0x9E37_79B9),
+        opsd_store::rules::request_hash(&new),
         new.region,
         new.zone,
         at,

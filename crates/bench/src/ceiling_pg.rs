@@ -152,7 +152,7 @@ struct Row {
     details: String,
     user: Option<String>,
     request_id: Option<String>,
-    request_hash: String,
+    request_hash: Option<Vec<u8>>,
     region: Option<String>,
     zone: Option<String>,
     at: i64,
@@ -171,8 +171,7 @@ impl Row {
             kind: new.kind.as_str(),
             op_type: new.op_type.as_str(),
             details: serde_json::to_string(&new.details).unwrap_or_default(),
-            // A SHA-256 in hex is what opsd stores beside request_id.
-            request_hash: format!("{:064x}", u128::from(i as u32) * 0x9E37_79B9),
+            request_hash: opsd_store::rules::request_hash(&new),
             at: micros(at),
             seq: i64::try_from(seq).unwrap_or(i64::MAX),
             project: new.project_id,

@@ -241,7 +241,7 @@ impl OperationValues {
     pub fn insert_params<'a>(
         &'a self,
         op: &'a Operation,
-        request_hash: &'a Option<String>,
+        request_hash: &'a Option<Vec<u8>>,
     ) -> [&'a (dyn ToSql + Sync); 26] {
         [
             &self.id,

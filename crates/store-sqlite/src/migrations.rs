@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_cancel.sql")),
     (6, include_str!("../migrations/0006_console.sql")),
     (7, include_str!("../migrations/0007_compact_history.sql")),
+    (8, include_str!("../migrations/0008_smaller_indexes.sql")),
 ];
 
 /// A data step that runs in Rust after a migration's SQL, in the same transaction, for

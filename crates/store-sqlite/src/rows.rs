@@ -186,7 +186,7 @@ fn to_i64(v: u64) -> rusqlite::Result<i64> {
 pub fn insert_operation(
     conn: &rusqlite::Connection,
     op: &Operation,
-    request_hash: Option<&str>,
+    request_hash: Option<&[u8]>,
 ) -> rusqlite::Result<u64> {
     conn.prepare_cached(
         "INSERT INTO operations (id, project_id, kind, type, resource_id, status, progress, \

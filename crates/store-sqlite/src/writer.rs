@@ -257,7 +257,7 @@ fn create(
             )
             .and_then(|mut s| {
                 s.query_row(params![new.project_id, request_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
                 })
                 .optional()
             })

@@ -39,12 +39,19 @@ pub fn hex_sha256(s: &str) -> String {
         .collect()
 }
 
-/// The idempotency fingerprint of a create: a hash of its canonical body (maps sorted),
-/// present only when the request names a `request_id`.
-pub fn request_hash(new: &NewOperation) -> Option<String> {
+/// Bytes kept of a create's idempotency fingerprint. It only tells a retry (same body)
+/// from a different request reusing the `request_id`, in one project: 128 bits make an
+/// accidental match impossible in practice, and the full 256 would cost every operation
+/// row 16 more bytes.
+pub const REQUEST_HASH_BYTES: usize = 16;
+
+/// The idempotency fingerprint of a create: the first [`REQUEST_HASH_BYTES`] of the
+/// SHA-256 of its canonical body (maps sorted), present only when the request names a
+/// `request_id`.
+pub fn request_hash(new: &NewOperation) -> Option<Vec<u8>> {
     new.request_id
         .as_ref()
-        .map(|_| hex_sha256(&new.canonical_json()))
+        .map(|_| Sha256::digest(new.canonical_json().as_bytes())[..REQUEST_HASH_BYTES].to_vec())
 }
 
 /// What a create does when `(project_id, request_id)` already names an operation
@@ -52,8 +59,8 @@ pub fn request_hash(new: &NewOperation) -> Option<String> {
 /// different body is a conflict. `None` means "insert a new operation".
 pub fn idempotent_replay(
     new: &NewOperation,
-    hash: Option<&str>,
-    existing: Option<(Uuid, Option<String>)>,
+    hash: Option<&[u8]>,
+    existing: Option<(Uuid, Option<Vec<u8>>)>,
 ) -> Result<Option<Uuid>> {
     let (Some(request_id), Some((id, stored))) = (&new.request_id, existing) else {
         return Ok(None);

@@ -19,7 +19,7 @@ use opsd_backends::testing::{TestBackend, TestDb, backend};
 use opsd_backends::{DatabaseUrl, StoreConfig};
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ErrorItem, Kind, OpType, OperationError, Patch, Status, Warning, WarningData};
-use opsd_store::{Heartbeat, Preconditions, Store};
+use opsd_store::{Heartbeat, Preconditions, Store, StoreError};
 use uuid::Uuid;
 
 use crate::support::{new_op, status};
@@ -57,33 +57,84 @@ async fn render(store: &Arc<dyn Store>, ids: &[Uuid]) -> String {
 
 #[tokio::test]
 async fn a_database_made_before_compact_history_answers_byte_for_byte() {
-    let dir = fixture_dir();
     let db = TestDb::new().await;
-    let suffix = match (backend(), &db.config) {
-        (TestBackend::Sqlite, _) => {
-            std::fs::copy(dir.join("opsd.db"), db.dir.path().join("opsd.db")).unwrap();
-            ""
-        }
-        (TestBackend::Postgres, StoreConfig::Postgres { url, .. }) => {
-            load_postgres_fixture(url, &dir).await;
-            "-postgres"
-        }
-        (TestBackend::Postgres, StoreConfig::Sqlite { .. }) => unreachable!(),
-    };
+    let suffix = load_fixture(&db, "").await;
     let store: Arc<dyn Store> = db.open().await;
-    let ids: Vec<Uuid> = std::fs::read_to_string(dir.join(format!("ids{suffix}.txt")))
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    let expected = std::fs::read_to_string(dir.join(format!("expected{suffix}.txt"))).unwrap();
+    let ids = fixture_ids(suffix);
+    let expected =
+        std::fs::read_to_string(fixture_dir().join(format!("expected{suffix}.txt"))).unwrap();
     let got = render(&store, &ids).await;
     assert!(got.len() > 2000 && got.contains("\"cancel_requested\":true"));
     assert_eq!(got, expected);
 }
 
-/// Loads `postgres.sql` into the test's (empty) schema.
-async fn load_postgres_fixture(url: &DatabaseUrl, dir: &Path) {
+/// The idempotency fingerprint shrank from a hex SHA-256 to its first 16 bytes
+/// (ARCHITECTURE.md, "Storage size"): a retry of a create stored before that still
+/// replays the same operation, and a different body under its request_id still
+/// conflicts. The fixture's creates named no request_id, so one is given one here, with
+/// the hash that release stored (hex SHA-256 of the canonical body).
+#[tokio::test]
+async fn a_retry_of_a_request_stored_before_the_short_fingerprint_replays() {
+    let mut retry = new_op(PROJECTS[0], Kind::Volume, OpType::Update, "vol-1");
+    retry.request_id = Some("resize-vol-1".into());
+    let old_hash = opsd_store::rules::hex_sha256(&retry.canonical_json());
+    let db = TestDb::new().await;
+    // The fixture's only vol-1 operation, created with exactly `retry`'s body.
+    let set = format!(
+        "UPDATE operations SET request_id = 'resize-vol-1', request_hash = '{old_hash}' \
+         WHERE resource_id = 'vol-1'"
+    );
+    let suffix = load_fixture(&db, &set).await;
+    let store: Arc<dyn Store> = db.open().await;
+    let original = fixture_ids(suffix)[1];
+    let stored = store.get(original).await.unwrap().unwrap();
+    assert_eq!(stored.resource_id, "vol-1");
+    let replayed = store.create(retry.clone()).await.unwrap();
+    assert!(!replayed.created, "the retry made a second operation");
+    assert_eq!(replayed.operation.id, original);
+
+    let mut different = retry;
+    different.description = Some("another body".into());
+    let err = store.create(different).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::IdempotencyConflict { existing, .. } if *existing == original),
+        "{err}"
+    );
+}
+
+/// The fixture's operations, in the order `write_history_fixture` made them.
+fn fixture_ids(suffix: &str) -> Vec<Uuid> {
+    std::fs::read_to_string(fixture_dir().join(format!("ids{suffix}.txt")))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+/// Copies the fixture into `db`'s backend, runs `sql` on it (before opsd migrates it),
+/// and returns the suffix of the backend's expected files.
+async fn load_fixture(db: &TestDb, sql: &str) -> &'static str {
+    let dir = fixture_dir();
+    match (backend(), &db.config) {
+        (TestBackend::Sqlite, _) => {
+            let path = db.dir.path().join("opsd.db");
+            std::fs::copy(dir.join("opsd.db"), &path).unwrap();
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+            ""
+        }
+        (TestBackend::Postgres, StoreConfig::Postgres { url, .. }) => {
+            load_postgres_fixture(url, &dir, sql).await;
+            "-postgres"
+        }
+        (TestBackend::Postgres, StoreConfig::Sqlite { .. }) => unreachable!(),
+    }
+}
+
+/// Loads `postgres.sql` into the test's (empty) schema, then runs `sql`.
+async fn load_postgres_fixture(url: &DatabaseUrl, dir: &Path, sql: &str) {
     let (client, connection) = url.config().connect(tokio_postgres::NoTls).await.unwrap();
     let conn = tokio::spawn(connection);
     let schema: String = client
@@ -91,11 +142,12 @@ async fn load_postgres_fixture(url: &DatabaseUrl, dir: &Path) {
         .await
         .unwrap()
         .get(0);
-    let sql = std::fs::read_to_string(dir.join("postgres.sql")).unwrap();
+    let fixture = std::fs::read_to_string(dir.join("postgres.sql")).unwrap();
     client
-        .batch_execute(&sql.replace("opsd_fixture", &schema))
+        .batch_execute(&fixture.replace("opsd_fixture", &schema))
         .await
         .unwrap();
+    client.batch_execute(sql).await.unwrap();
     drop(client);
     let _ = conn.await;
 }
