@@ -132,7 +132,7 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     let live_config = LiveConfig {
         retention: args.retention,
     };
-    let background = Background::start(state.store.clone(), state.metrics.clone(), &live_config);
+    let background = Background::start(&state, &live_config);
     let served = match tls {
         Some(tls) => {
             let listener = opsd_server::tls::TlsListener::new(listener, tls);

@@ -141,8 +141,6 @@ impl AppState {
             store.subscribe(),
             config.read_cache_bytes,
         ));
-        let store: Arc<dyn Store> =
-            Arc::new(read_cache::InvalidatingStore::new(store, reads.clone()));
         let live = Arc::new(Live::start(&*store, metrics.clone()));
         AppState(Arc::new(Shared {
             reads,

@@ -21,6 +21,7 @@ use opsd_store::Store;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
+use crate::http::AppState;
 use crate::metrics::Metrics;
 use waiters::Waiters;
 
@@ -93,12 +94,16 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts the tasks on the current Tokio runtime.
-    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>, config: &LiveConfig) -> Self {
+    /// Starts the tasks of `state`'s server on the current Tokio runtime.
+    pub fn start(state: &AppState, config: &LiveConfig) -> Self {
         let (stop, rx) = signal::channel(false);
         let tasks = vec![
-            tokio::spawn(expiry::run(store.clone(), metrics.clone(), rx.clone())),
-            tokio::spawn(retention::run(store, metrics, config.retention, rx)),
+            tokio::spawn(expiry::run(
+                state.store.clone(),
+                state.metrics.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(retention::run(state.clone(), config.retention, rx)),
         ];
         Self { stop, tasks }
     }

@@ -1,15 +1,17 @@
 //! Retention: every few seconds, delete terminal operations that ended more than the
 //! retention period ago, in batches of a few hundred. Each batch is one job in the
 //! writer's queue, so producers' writes interleave with it and never wait long.
+//!
+//! Deletions are not changes in the feed, so the read cache cannot learn of them from
+//! it: a batch that deleted something empties this process's cache, or a GET could
+//! answer a deleted operation from memory.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use opsd_store::Store;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::http::AppState;
 
 /// Operations deleted per write.
 pub const BATCH: usize = 500;
@@ -20,14 +22,9 @@ pub fn interval(retention: Duration) -> Duration {
 }
 
 /// Runs until `stop` turns true.
-pub async fn run(
-    store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
-    retention: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(state: AppState, retention: Duration, mut stop: watch::Receiver<bool>) {
     loop {
-        purge(&*store, &metrics, retention, &stop).await;
+        purge(&state, retention, &stop).await;
         tokio::select! {
             () = tokio::time::sleep(interval(retention)) => {}
             () = super::stopping(&mut stop) => return,
@@ -35,12 +32,7 @@ pub async fn run(
     }
 }
 
-async fn purge(
-    store: &dyn Store,
-    metrics: &Metrics,
-    retention: Duration,
-    stop: &watch::Receiver<bool>,
-) {
+async fn purge(state: &AppState, retention: Duration, stop: &watch::Receiver<bool>) {
     // A period longer than the calendar reaches (`--retention 100000y`) keeps everything.
     let Some(before) =
         OffsetDateTime::now_utc().checked_sub(retention.try_into().unwrap_or(time::Duration::MAX))
@@ -52,10 +44,11 @@ async fn purge(
         if *stop.borrow() {
             return;
         }
-        match store.purge_terminal(before, BATCH).await {
+        match state.store.purge_terminal(before, BATCH).await {
             Ok(deleted) => {
-                metrics.retention_deleted.inc_by(deleted);
+                state.metrics.retention_deleted.inc_by(deleted);
                 if deleted > 0 {
+                    state.reads.forget_everything();
                     tracing::info!(deleted, "retention deleted terminal operations");
                 }
                 if deleted < BATCH as u64 {

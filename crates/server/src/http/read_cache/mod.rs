@@ -25,13 +25,11 @@
 //! the bookkeeping of recent changes against [`MAX_TRACKED`] keys per map.
 //!
 //! **What the feed does not carry.** Retention deletes operations without a change in the
-//! feed: the store wrapper ([`InvalidatingStore`]) empties the cache whenever this process
-//! deletes some, and [`MAX_AGE`] bounds how long another process's deletions stay visible.
+//! feed: the retention task ([`crate::live::retention`]) empties the cache whenever this
+//! process deletes some, and [`MAX_AGE`] bounds how long another process's deletions stay
+//! visible.
 
 mod generations;
-mod store;
-
-pub use store::InvalidatingStore;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

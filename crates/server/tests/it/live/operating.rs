@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 
 use super::support::{TestServer, eventually};
 
+/// The polling GETs put the done operation in the read cache, so this also shows that
+/// a retention pass empties it: otherwise the cached body would be served for the
+/// cache's 30 s maximum age, past this test's 10 s wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_finished_operations_in_the_background() {
     let server = TestServer::with_background(Duration::from_secs(1)).await;
