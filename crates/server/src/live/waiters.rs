@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use opsd_domain::Operation;
 use opsd_store::{Store, StoreError};
@@ -114,27 +113,6 @@ impl Waiters {
         for slot in self.lock().values() {
             slot.wake.send_replace(Wake::Reread);
         }
-    }
-
-    /// Waits until operation `id` is `done` or `failed`, `timeout` passes, or
-    /// `shutdown` turns true; returns the newest version, `None` if it does not exist.
-    /// Reads the store once up front, plus as [`Registration::sleep`] says.
-    pub async fn wait(
-        &self,
-        store: &dyn Store,
-        id: Uuid,
-        timeout: Duration,
-        shutdown: watch::Receiver<bool>,
-    ) -> Result<Option<Operation>, StoreError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let me = self.register(id);
-        let Some(op) = store.get(id).await? else {
-            return Ok(None);
-        };
-        if op.status.is_terminal() {
-            return Ok(Some(op));
-        }
-        me.sleep(store, op.version, deadline, shutdown).await
     }
 }
 

@@ -15,10 +15,11 @@ use opsd_domain::{
 use super::error::{GoogleError, GoogleErrorBody};
 use super::models::{GoogleOperation, GoogleOperationList};
 use super::params::{STANDARD_PARAMS, base_url, render};
+use uuid::Uuid;
+
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::extract::QueryParams;
-use crate::http::live::wait::wait_for_operation;
 
 type Result<T> = std::result::Result<T, GoogleError>;
 
@@ -82,9 +83,24 @@ pub async fn wait(
         .map(|t| parse_wait_timeout("timeout", t))
         .transpose()?
         .unwrap_or(DEFAULT_WAIT);
+    let id = operation_id(&project, &operation)?;
+    // Registered before the read: a write committed in between is read or delivered.
+    let me = state.live.waiters.register(id);
     // Visibility first: a hidden operation answers 404 at once, like a missing one.
-    let op = find_visible(&state, &caller, &project, &operation).await?;
-    let op = wait_for_operation(&state, op.id, timeout).await?;
+    let op = visible(&state, &caller, &project, &operation, id).await?;
+    let op = if op.status.is_terminal() {
+        op
+    } else {
+        let deadline = tokio::time::Instant::now() + timeout;
+        me.sleep(
+            &*state.store,
+            op.version,
+            deadline,
+            state.live.shutdown_signal(),
+        )
+        .await?
+        .ok_or_else(|| not_found(&operation))?
+    };
     render(
         &q,
         &GoogleOperation::new(op, &base_url(state.scheme, &headers)),
@@ -99,22 +115,37 @@ pub async fn find_visible(
     project: &str,
     operation: &str,
 ) -> Result<opsd_domain::Operation> {
+    let id = operation_id(project, operation)?;
+    visible(state, caller, project, operation, id).await
+}
+
+/// The id an operation's Google name stands for. Google's names are opaque: a name that
+/// could be one but is not opsd's form (`operation-does-not-exist`) is simply not found;
+/// only a name that cannot be a name at all is a 400.
+fn operation_id(project: &str, operation: &str) -> Result<Uuid> {
     validate::project_id("project", project)?;
-    // Google's names are opaque: a name that could be one but is not opsd's form
-    // (`operation-does-not-exist`) is simply not found; only a name that cannot be a
-    // name at all is a 400.
     validate::project_id("operation", operation)?;
-    let not_found =
-        || crate::http::error::ApiError::NotFound(format!("operation {operation} not found"));
-    let Some(id) = google_view::parse_name(operation) else {
-        return Err(not_found().into());
-    };
+    google_view::parse_name(operation).ok_or_else(|| not_found(operation))
+}
+
+/// Operation `id` (named `operation`), if it is in `project` and the caller may read it.
+async fn visible(
+    state: &AppState,
+    caller: &Caller,
+    project: &str,
+    operation: &str,
+    id: Uuid,
+) -> Result<opsd_domain::Operation> {
     let op = match state.store.get(id).await? {
         Some(op) if op.project_id == project => op,
-        _ => return Err(not_found().into()),
+        _ => return Err(not_found(operation)),
     };
     caller.require_operation(Role::Reader, &op)?;
     Ok(op)
+}
+
+fn not_found(operation: &str) -> GoogleError {
+    crate::http::error::ApiError::NotFound(format!("operation {operation} not found")).into()
 }
 
 /// Lists all operations for a project.

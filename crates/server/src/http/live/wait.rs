@@ -10,7 +10,6 @@ use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::response::IntoResponse;
 use opsd_domain::duration::{DEFAULT_WAIT, parse_wait_timeout};
 use opsd_domain::{Operation, Role};
-use uuid::Uuid;
 
 use crate::http::AppState;
 use crate::http::auth::Caller;
@@ -89,19 +88,4 @@ async fn prepare(state: &AppState, request: Request) -> Result<(Registration<'_>
         Seen::Unfinished(op.version)
     };
     Ok((me, seen, timeout))
-}
-
-/// Waits up to `timeout` for operation `id` to finish; the operation as it then is.
-/// Shared by every dialect's wait endpoint (the Google dialect renders it its own way).
-pub async fn wait_for_operation(
-    state: &AppState,
-    id: Uuid,
-    timeout: Duration,
-) -> Result<Operation> {
-    state
-        .live
-        .waiters
-        .wait(&*state.store, id, timeout, state.live.shutdown_signal())
-        .await?
-        .ok_or_else(|| not_found(id))
 }

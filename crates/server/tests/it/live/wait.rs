@@ -350,3 +350,38 @@ async fn shutdown_releases_waiters_and_ends_watch_streams() {
         super::support::Next::End
     ));
 }
+
+/// Google's `operations.wait` takes the same path: one read up front (also its
+/// visibility check), none while it sleeps, the finishing write hands it the operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_waiter_reads_the_store_once() {
+    let server = Arc::new(TestServer::start().await);
+    let op = server.create("p", "vm", "vm-1").await;
+    let id = op["id"].as_str().unwrap().to_owned();
+    let before = server.store.reads();
+    let waiter = {
+        let server = server.clone();
+        let path = format!(
+            "/deploymentmanager/v2/projects/p/global/operations/operation-{id}/wait?timeout=30s"
+        );
+        tokio::spawn(async move { server.call(Method::POST, &path, None, StatusCode::OK).await })
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the Google waiter to register and read",
+        || async {
+            server.state.live.waiters.operations_waited_on() == 1
+                && server.store.reads() == before + 1
+        },
+    )
+    .await;
+    server
+        .patch(&id, json!({"status": "done"}), StatusCode::OK)
+        .await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the Google waiter was not released")
+        .unwrap();
+    assert_eq!(answer["status"], "DONE");
+    assert_eq!(server.store.reads(), before + 1, "the waiter read again");
+}
