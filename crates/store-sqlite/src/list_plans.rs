@@ -73,7 +73,7 @@ fn every_list_walks_an_index_without_sorting() {
                 ] {
                     let statement = sql::page_query(
                         Dialect::Sqlite,
-                        "seq",
+                        crate::rows::OPERATION_COLUMNS,
                         &filter,
                         &sort,
                         direction,

@@ -11,12 +11,11 @@ use opsd_domain::{
     Cursor, ListFilter, PageRequest, Role, Sort, SortField, SortTerm, ValidationError, google_view,
     validate,
 };
+use uuid::Uuid;
 
 use super::error::{GoogleError, GoogleErrorBody};
 use super::models::{GoogleOperation, GoogleOperationList};
 use super::params::{STANDARD_PARAMS, base_url, render};
-use uuid::Uuid;
-
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::extract::QueryParams;
