@@ -13,6 +13,20 @@ fn wait_path(id: &str, timeout: &str) -> String {
     format!("/v1/operations/{id}/wait?timeout={timeout}")
 }
 
+/// Returns once one operation has a waiter and the store was read once since `before`:
+/// the read up front, made after registering (it is also the visibility check).
+async fn parked_after_one_read(server: &TestServer, before: usize) {
+    eventually(
+        Duration::from_secs(10),
+        "the waiter to register and read once",
+        || async {
+            server.state.live.waiters.operations_waited_on() == 1
+                && server.store.reads() == before + 1
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_is_released_by_the_write_and_reads_nothing_while_it_waits() {
     let server = Arc::new(TestServer::start().await);
@@ -28,17 +42,7 @@ async fn a_waiter_is_released_by_the_write_and_reads_nothing_while_it_waits() {
             (answer, Instant::now())
         })
     };
-    eventually(
-        Duration::from_secs(10),
-        "the waiter to register",
-        || async {
-            // One read up front, made after registering (it is also the visibility
-            // check).
-            server.state.live.waiters.operations_waited_on() == 1
-                && server.store.reads() == before + 1
-        },
-    )
-    .await;
+    parked_after_one_read(&server, before).await;
     assert_eq!(server.metric("opsd_waiters").await, Some(1.0));
     let reads = server.store.reads();
 
@@ -366,15 +370,7 @@ async fn a_google_waiter_reads_the_store_once() {
         );
         tokio::spawn(async move { server.call(Method::POST, &path, None, StatusCode::OK).await })
     };
-    eventually(
-        Duration::from_secs(10),
-        "the Google waiter to register and read",
-        || async {
-            server.state.live.waiters.operations_waited_on() == 1
-                && server.store.reads() == before + 1
-        },
-    )
-    .await;
+    parked_after_one_read(&server, before).await;
     server
         .patch(&id, json!({"status": "done"}), StatusCode::OK)
         .await;
