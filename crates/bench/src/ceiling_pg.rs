@@ -171,7 +171,7 @@ impl Row {
             kind: new.kind.as_str(),
             op_type: new.op_type.as_str(),
             details: serde_json::to_string(&new.details).unwrap_or_default(),
-            request_hash: opsd_store::rules::request_hash(&new),
+            request_hash: Some(crate::ceiling::fingerprint(i)),
             at: micros(at),
             seq: i64::try_from(seq).unwrap_or(i64::MAX),
             project: new.project_id,
