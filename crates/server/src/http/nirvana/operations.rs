@@ -225,18 +225,21 @@ fn json_response(version: Option<u64>, body: Bytes) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(version) = version
-        && let Ok(v) = HeaderValue::from_str(&format!("\"{version}\""))
-    {
+    if let Some(v) = version.and_then(etag) {
         headers.insert(header::ETAG, v);
     }
     response
 }
 
+/// `"<version>"`, the ETag of an operation at `version`.
+fn etag(version: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{version}\"")).ok()
+}
+
 /// Adds `ETag: "<version>"` to a response.
 pub fn with_etag(version: u64, body: impl IntoResponse) -> impl IntoResponse {
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+    if let Some(v) = etag(version) {
         headers.insert(header::ETAG, v);
     }
     (headers, body)
