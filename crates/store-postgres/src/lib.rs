@@ -234,14 +234,19 @@ fn mismatched_answer(what: &str) -> StoreError {
 }
 
 /// The parameters of a shared statement, as tokio-postgres binds them.
-fn bound(statement: &Statement) -> Vec<Box<dyn ToSql + Sync + Send>> {
+fn bound(statement: &Statement) -> Result<Vec<Box<dyn ToSql + Sync + Send>>> {
     statement
         .params
         .iter()
-        .map(|p| -> Box<dyn ToSql + Sync + Send> {
+        .map(|p| -> Result<Box<dyn ToSql + Sync + Send>> {
             match p {
-                Param::Text(s) => Box::new(s.clone()),
-                Param::Int(n) => Box::new(*n),
+                Param::Text(s) => Ok(Box::new(s.clone())),
+                Param::Int(n) => Ok(Box::new(*n)),
+                Param::Blob(b) => Ok(Box::new(b.clone())),
+                // PostgreSQL indexes its times; the shared SQL only asks SQLite for this.
+                Param::FirstSeqCreatedFrom(_) => Err(StoreError::Internal(
+                    "a SQLite-only parameter in PostgreSQL SQL".into(),
+                )),
             }
         })
         .collect()
@@ -251,7 +256,7 @@ async fn query(
     tx: &tokio_postgres::Transaction<'_>,
     st: &Statement,
 ) -> Result<Vec<tokio_postgres::Row>> {
-    let params = bound(st);
+    let params = bound(st)?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
     tx.query(&st.sql, &refs).await.map_err(ctx("list"))
 }

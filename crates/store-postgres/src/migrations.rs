@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_console.sql")),
     (7, include_str!("../migrations/0007_compact_history.sql")),
     (8, include_str!("../migrations/0008_request_hash_bytes.sql")),
+    (9, include_str!("../migrations/0009_compact_rows.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

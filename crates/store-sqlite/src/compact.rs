@@ -107,9 +107,11 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO operations (id, project_id, kind, type, resource_id, status, progress, \
              details, warnings, created_at, updated_at, version) \
-             VALUES ('op', 'p', 'vm', 'create', 'vm-1', 'pending', 0, '{}', '[]', 0, 0, 1); \
+             VALUES ('0192a7f0-0000-7000-8000-000000000001', 'p', 'vm', 'create', 'vm-1', 'pending', \
+             0, '{}', '[]', 0, 0, 1); \
              INSERT INTO events (operation_id, project_id, version, status, progress, at) \
-             VALUES ('op', 'p', 1, 'pending', 0, 0), ('gone', 'p', 1, 'pending', 0, 0), \
+             VALUES ('0192a7f0-0000-7000-8000-000000000001', 'p', 1, 'pending', 0, 0), \
+             ('gone', 'p', 1, 'pending', 0, 0), \
              ('gone', 'p', 2, 'done', 100, 0); \
              DELETE FROM events WHERE operation_id = 'gone';",
         )
@@ -125,8 +127,8 @@ mod tests {
             .expect("head");
         assert_eq!(head, 3);
         conn.execute(
-            "INSERT INTO events (op_seq, project_id, version, status, progress, at) \
-             VALUES (1, 'p', 2, 'running', 0, 1)",
+            "INSERT INTO events (op_seq, project, version, status, progress, at) \
+             VALUES (1, 1, 2, 1, 0, 1)",
             [],
         )
         .expect("new event");

@@ -92,7 +92,8 @@ pub fn events_since(
 static BACKFILL_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
-         WHERE e.project_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
+         WHERE e.project = (SELECT n FROM projects WHERE name = ?1) AND e.seq > ?2 \
+         ORDER BY e.seq LIMIT ?3",
         rows::columns_of("o"),
         rows::EVENT_VERSION_COLUMNS
     )

@@ -14,8 +14,9 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::writer::{internal, parse_uuid};
+use crate::writer::internal;
 use crate::{feed, rows};
+use opsd_store::sql::codes::Coded;
 use opsd_store::{Change, Claimed, Heartbeat, Renewed, Result, StoreError};
 
 /// The lease columns, read after [`rows::OPERATION_COLUMNS`].
@@ -25,10 +26,10 @@ const LEASE_COLUMNS: &str = "lease_token_hash, lease_worker, lease_expires_at, l
 pub fn load_leased(conn: &Connection, id: Uuid) -> Result<Option<(Operation, Option<HeldLease>)>> {
     conn.prepare_cached(&format!(
         "SELECT {}, {LEASE_COLUMNS} FROM operations WHERE id = ?1",
-        rows::OPERATION_COLUMNS
+        rows::OPERATION_COLUMNS.as_str()
     ))
     .and_then(|mut s| {
-        s.query_row([id.to_string()], |row| {
+        s.query_row([rows::id_bytes(id)], |row| {
             Ok((
                 rows::operation_from_row(row)?,
                 lease_from_row(row, rows::OPERATION_COLUMN_COUNT)?,
@@ -77,7 +78,7 @@ pub fn write_lease(conn: &Connection, id: Uuid, lease: Option<&HeldLease>) -> Re
             lease.map(|l| &l.worker),
             lease.map(|l| micros(l.expires_at)),
             duration_ms,
-            id.to_string(),
+            rows::id_bytes(id),
         ])
     })
     .map_err(internal("write lease"))?;
@@ -93,46 +94,42 @@ pub fn claim(
 ) -> Result<Option<Claimed>> {
     let mut terms = Vec::new();
     let mut values: Vec<Value> = Vec::new();
-    let mut any_of = |column: &str, items: Vec<String>, terms: &mut Vec<String>| {
+    // `term` with its `{}` replaced by the placeholders of `items`, bound.
+    let mut any_of = |term: &str, items: Vec<Value>| {
         let holes: Vec<String> = items
             .into_iter()
             .map(|v| {
-                values.push(Value::Text(v));
+                values.push(v);
                 format!("?{}", values.len())
             })
             .collect();
-        terms.push(format!("{column} IN ({})", holes.join(", ")));
+        terms.push(term.replace("{}", &holes.join(", ")));
     };
-    let statuses = request
-        .statuses
-        .iter()
-        .map(|s| s.as_str().to_owned())
-        .collect();
-    any_of("status", statuses, &mut terms);
+    let statuses = request.statuses.iter().map(|s| s.code().into()).collect();
+    any_of("status IN ({})", statuses);
     if let Some(p) = &request.project_id {
-        any_of("project_id", vec![p.clone()], &mut terms);
+        let project = vec![p.clone().into()];
+        any_of(
+            "project IN (SELECT n FROM projects WHERE name IN ({}))",
+            project,
+        );
     }
     if !request.kinds.is_empty() {
-        let kinds = request
-            .kinds
-            .iter()
-            .map(|k| k.as_str().to_owned())
-            .collect();
-        any_of("kind", kinds, &mut terms);
+        let kinds = request.kinds.iter().map(|k| k.code().into()).collect();
+        any_of("kind IN ({})", kinds);
     }
     let sql = format!(
         "SELECT id FROM operations WHERE {} ORDER BY seq LIMIT 1",
         terms.join(" AND ")
     );
-    let id: Option<String> = conn
+    let id: Option<Uuid> = conn
         .prepare_cached(&sql)
         .and_then(|mut s| {
-            s.query_row(params_from_iter(values), |r| r.get(0))
+            s.query_row(params_from_iter(values), |r| rows::uuid_at(r, 0))
                 .optional()
         })
         .map_err(internal("find claimable operation"))?;
     let Some(id) = id else { return Ok(None) };
-    let id = parse_uuid(&id)?;
     let (current, _) = load_leased(conn, id)?.ok_or(StoreError::NotFound(id))?;
     let rules::Claim { next, lease, token } = rules::claim(&current, request, now)?;
     rows::update_operation(conn, &next).map_err(internal("update operation"))?;
@@ -185,14 +182,13 @@ pub fn expire(
         .and_then(|mut s| {
             s.query_map(
                 params![micros(now), i64::try_from(limit).unwrap_or(i64::MAX)],
-                |r| r.get::<_, String>(0),
+                |r| rows::uuid_at(r, 0),
             )?
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(internal("find expired leases"))?;
     let mut expired = Vec::with_capacity(ids.len());
     for id in ids {
-        let id = parse_uuid(&id)?;
         let Some((current, Some(held))) = load_leased(conn, id)? else {
             continue;
         };

@@ -19,6 +19,7 @@ mod migrations;
 pub use migrations::MIGRATIONS;
 mod retention;
 mod rows;
+mod seq_search;
 mod sessions;
 mod stats;
 mod writer;
@@ -32,6 +33,7 @@ use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest,
 use opsd_store::sql::{self, Dialect, PageShape, Param, Statement};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, ParamsFromIter};
+use seq_search::Stamped;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -188,9 +190,9 @@ impl Store for SqliteStore {
         self.readers.with(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {} FROM operations WHERE id = ?1",
-                rows::OPERATION_COLUMNS
+                rows::OPERATION_COLUMNS.as_str()
             ))?
-            .query_row([id.to_string()], rows::operation_from_row)
+            .query_row([rows::id_bytes(id)], rows::operation_from_row)
             .optional()
         })
     }
@@ -207,7 +209,7 @@ impl Store for SqliteStore {
                 let tx = conn.transaction()?;
                 let op_seq: Option<i64> = tx
                     .prepare_cached("SELECT seq FROM operations WHERE id = ?1")?
-                    .query_row([id.to_string()], |r| r.get(0))
+                    .query_row([rows::id_bytes(id)], |r| r.get(0))
                     .optional()?;
                 let Some(op_seq) = op_seq else {
                     return Ok(None);
@@ -322,13 +324,13 @@ fn list_page(
     let total: i64 = if page.count_total {
         let count = sql::count_query(Dialect::Sqlite, filter);
         tx.prepare_cached(&count.sql)?
-            .query_row(bound(&count), |r| r.get(0))?
+            .query_row(bound(&tx, &count)?, |r| r.get(0))?
     } else {
         0
     };
     let rows = sql::page_query(
         Dialect::Sqlite,
-        rows::OPERATION_COLUMNS,
+        rows::OPERATION_COLUMNS.as_str(),
         filter,
         sort,
         shape.direction(),
@@ -337,13 +339,13 @@ fn list_page(
     );
     let items = tx
         .prepare_cached(&rows.sql)?
-        .query_map(bound(&rows), rows::operation_from_row)?
+        .query_map(bound(&tx, &rows)?, rows::operation_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let cut = shape.cut(items);
     let beyond = match &cut.probe {
         Some((direction, pos)) => {
             let probe = sql::exists_beyond_query(Dialect::Sqlite, filter, sort, *direction, pos);
-            tx.prepare_cached(&probe.sql)?.exists(bound(&probe))?
+            tx.prepare_cached(&probe.sql)?.exists(bound(&tx, &probe)?)?
         }
         None => false,
     };
@@ -351,15 +353,21 @@ fn list_page(
 }
 
 /// The parameters of a shared statement, as rusqlite binds them.
-fn bound(statement: &Statement) -> ParamsFromIter<Vec<Value>> {
-    rusqlite::params_from_iter(
+fn bound(conn: &Connection, statement: &Statement) -> rusqlite::Result<ParamsFromIter<Vec<Value>>> {
+    let values =
         statement
             .params
             .iter()
-            .map(|p| match p {
-                Param::Text(s) => Value::Text(s.clone()),
-                Param::Int(n) => Value::Integer(*n),
+            .map(|p| {
+                Ok(match p {
+                    Param::Text(s) => Value::Text(s.clone()),
+                    Param::Int(n) => Value::Integer(*n),
+                    Param::Blob(b) => Value::Blob(b.clone()),
+                    Param::FirstSeqCreatedFrom(micros) => Value::Integer(
+                        seq_search::first_seq_from(conn, Stamped::OperationsCreated, *micros)?,
+                    ),
+                })
             })
-            .collect(),
-    )
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rusqlite::params_from_iter(values))
 }

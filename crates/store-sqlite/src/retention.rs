@@ -4,7 +4,8 @@
 //! Deleting events raises the feed horizon, so a watch that would resume inside the
 //! deleted range is told to re-list instead of silently missing changes.
 
-use opsd_domain::micros;
+use opsd_domain::{Status, micros};
+use opsd_store::sql::codes::Coded;
 use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
@@ -18,15 +19,17 @@ pub fn purge(conn: &Connection, before: OffsetDateTime, batch_size: usize) -> Re
     let ids = conn
         .prepare_cached(
             "SELECT id FROM operations WHERE ended_at IS NOT NULL AND ended_at < ?1 \
-             AND status IN ('done', 'failed') ORDER BY ended_at, seq LIMIT ?2",
+             AND status IN (?3, ?4) ORDER BY ended_at, seq LIMIT ?2",
         )
         .and_then(|mut s| {
             s.query_map(
                 params![
                     micros(before),
-                    i64::try_from(batch_size).unwrap_or(i64::MAX)
+                    i64::try_from(batch_size).unwrap_or(i64::MAX),
+                    Status::Done.code(),
+                    Status::Failed.code(),
                 ],
-                |r| r.get::<_, String>(0),
+                |r| r.get::<_, Vec<u8>>(0),
             )?
             .collect::<rusqlite::Result<Vec<_>>>()
         })
@@ -41,7 +44,7 @@ pub fn purge(conn: &Connection, before: OffsetDateTime, batch_size: usize) -> Re
     Ok(ids.len() as u64)
 }
 
-fn delete_one(conn: &Connection, id: &str, highest_event: &mut u64) -> rusqlite::Result<()> {
+fn delete_one(conn: &Connection, id: &[u8], highest_event: &mut u64) -> rusqlite::Result<()> {
     let op_seq: i64 = conn
         .prepare_cached("SELECT seq FROM operations WHERE id = ?1")?
         .query_row([id], |r| r.get(0))?;

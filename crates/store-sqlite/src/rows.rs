@@ -1,30 +1,85 @@
 //! Conversion between rows of `operations`/`events` and domain types. Everything read
 //! back is checked: a value this build cannot interpret is an error, never a guess.
 
-use opsd_domain::{Event, Kind, OpType, Operation, Status, micros};
+use std::sync::LazyLock;
+
+use opsd_domain::{Event, Operation, micros};
 use opsd_store::history;
+use opsd_store::sql::codes::Coded;
 use rusqlite::types::Type;
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The columns every operation SELECT reads, in `operation_from_row` order.
-pub const OPERATION_COLUMNS: &str = "seq, id, project_id, kind, type, resource_id, status, progress, \
-     status_message, description, details, error, warnings, http_error_status_code, \
-     http_error_message, user, request_id, region, zone, target_link, created_at, started_at, \
-     ended_at, updated_at, version, cancel_requested";
+/// The columns every operation SELECT reads, in `operation_from_row` order; `project`
+/// stands for the project's name, looked up in `projects`.
+const COLUMNS: [&str; OPERATION_COLUMN_COUNT] = [
+    "seq",
+    "id",
+    "project",
+    "kind",
+    "type",
+    "resource_id",
+    "status",
+    "progress",
+    "status_message",
+    "description",
+    "details",
+    "error",
+    "warnings",
+    "http_error_status_code",
+    "http_error_message",
+    "user",
+    "request_id",
+    "region",
+    "zone",
+    "target_link",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "updated_at",
+    "version",
+    "cancel_requested",
+];
 
-/// [`OPERATION_COLUMNS`], each qualified with a table alias (for joins).
-pub fn columns_of(alias: &str) -> String {
-    OPERATION_COLUMNS
-        .split(',')
-        .map(|c| format!("{alias}.{}", c.trim()))
+/// [`COLUMNS`] of `operations` as SELECT text.
+pub static OPERATION_COLUMNS: LazyLock<String> = LazyLock::new(|| columns_of("operations"));
+
+/// [`COLUMNS`] qualified with a table name or alias (for joins).
+pub fn columns_of(table: &str) -> String {
+    COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "project" => format!("(SELECT name FROM projects WHERE n = {table}.project)"),
+            c => format!("{table}.{c}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 /// How many columns [`OPERATION_COLUMNS`] names (columns selected after it start here).
 pub const OPERATION_COLUMN_COUNT: usize = 26;
+
+/// The project's number for a write: made on its first operation.
+pub fn project_number(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<i64> {
+    let known = conn
+        .prepare_cached("SELECT n FROM projects WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    match known {
+        Some(n) => Ok(n),
+        None => {
+            conn.prepare_cached("INSERT INTO projects (name) VALUES (?1)")?
+                .execute([name])?;
+            Ok(conn.last_insert_rowid())
+        }
+    }
+}
+
+/// The bytes an id is stored as.
+pub fn id_bytes(id: Uuid) -> [u8; 16] {
+    id.into_bytes()
+}
 
 fn conversion(col: usize, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Text, msg.into())
@@ -45,9 +100,10 @@ pub fn from_micros(m: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000).ok()
 }
 
-fn enum_at<T>(row: &Row, col: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
-    let s: String = row.get(col)?;
-    parse(&s).ok_or_else(|| conversion(col, format!("unknown value '{s}'")))
+/// A kind, type or status stored as its code.
+pub fn enum_at<T: Coded>(row: &Row, col: usize) -> rusqlite::Result<T> {
+    let code: i64 = row.get(col)?;
+    T::from_code(code).ok_or_else(|| conversion(col, format!("unknown code {code}")))
 }
 
 fn json_at<T: serde::de::DeserializeOwned>(row: &Row, col: usize) -> rusqlite::Result<T> {
@@ -60,9 +116,10 @@ fn u64_at(row: &Row, col: usize) -> rusqlite::Result<u64> {
     u64::try_from(v).map_err(|_| conversion(col, "negative value".into()))
 }
 
-fn uuid_at(row: &Row, col: usize) -> rusqlite::Result<Uuid> {
-    let s: String = row.get(col)?;
-    Uuid::parse_str(&s).map_err(|e| conversion(col, e.to_string()))
+/// An id stored as its 16 bytes.
+pub fn uuid_at(row: &Row, col: usize) -> rusqlite::Result<Uuid> {
+    let b: Vec<u8> = row.get(col)?;
+    Uuid::from_slice(&b).map_err(|e| conversion(col, e.to_string()))
 }
 
 /// Reads one operation from a row selected with [`OPERATION_COLUMNS`].
@@ -72,10 +129,10 @@ pub fn operation_from_row(row: &Row) -> rusqlite::Result<Operation> {
         seq: u64_at(row, 0)?,
         id: uuid_at(row, 1)?,
         project_id: row.get(2)?,
-        kind: enum_at(row, 3, Kind::parse)?,
-        op_type: enum_at(row, 4, OpType::parse)?,
+        kind: enum_at(row, 3)?,
+        op_type: enum_at(row, 4)?,
         resource_id: row.get(5)?,
-        status: enum_at(row, 6, Status::parse)?,
+        status: enum_at(row, 6)?,
         progress: row.get(7)?,
         status_message: row.get(8)?,
         description: row.get(9)?,
@@ -107,7 +164,7 @@ pub fn event_from_row(row: &Row, operation_id: Uuid) -> rusqlite::Result<Event> 
         seq: u64_at(row, 0)?,
         operation_id,
         version: u64_at(row, 1)?,
-        status: enum_at(row, 2, Status::parse)?,
+        status: enum_at(row, 2)?,
         progress: row.get(3)?,
         status_message: row.get(4)?,
         at: time_at(row, 5)?,
@@ -124,7 +181,7 @@ pub fn operation_at_event(row: &Row) -> rusqlite::Result<Operation> {
     let warnings: Option<String> = row.get(c + 8)?;
     let version = history::Version {
         version: u64_at(row, c)?,
-        status: enum_at(row, c + 1, Status::parse)?,
+        status: enum_at(row, c + 1)?,
         progress: row.get(c + 2)?,
         status_message: row.get(c + 3)?,
         updated_at: time_at(row, c + 4)?,
@@ -149,15 +206,15 @@ pub const EVENT_VERSION_COLUMNS: &str = "e.version, e.status, e.progress, e.stat
 /// `opsd_store::history`); returns the event's seq.
 pub fn insert_event(conn: &rusqlite::Connection, op: &Operation) -> rusqlite::Result<u64> {
     conn.prepare_cached(
-        "INSERT INTO events (op_seq, project_id, version, status, progress, status_message, \
+        "INSERT INTO events (op_seq, project, version, status, progress, status_message, \
          at, started_at, ended_at, error, warnings, http_error_status_code, http_error_message, \
-         cancel_requested) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         cancel_requested) VALUES (?1, (SELECT project FROM operations WHERE seq = ?1), ?2, ?3, \
+         ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         to_i64(op.seq)?,
-        op.project_id,
         to_i64(op.version)?,
-        op.status.as_str(),
+        op.status.code(),
         op.progress,
         op.status_message,
         micros(op.updated_at),
@@ -189,7 +246,7 @@ pub fn insert_operation(
     request_hash: Option<&[u8]>,
 ) -> rusqlite::Result<u64> {
     conn.prepare_cached(
-        "INSERT INTO operations (id, project_id, kind, type, resource_id, status, progress, \
+        "INSERT INTO operations (id, project, kind, type, resource_id, status, progress, \
          status_message, description, details, error, warnings, http_error_status_code, \
          http_error_message, user, request_id, request_hash, region, zone, target_link, \
          created_at, started_at, ended_at, updated_at, version) VALUES \
@@ -197,12 +254,12 @@ pub fn insert_operation(
          ?20, ?21, ?22, ?23, ?24, ?25)",
     )?
     .execute(params![
-        op.id.to_string(),
-        op.project_id,
-        op.kind.as_str(),
-        op.op_type.as_str(),
+        id_bytes(op.id),
+        project_number(conn, &op.project_id)?,
+        op.kind.code(),
+        op.op_type.code(),
         op.resource_id,
-        op.status.as_str(),
+        op.status.code(),
         op.progress,
         op.status_message,
         op.description,
@@ -235,7 +292,7 @@ pub fn update_operation(conn: &rusqlite::Connection, op: &Operation) -> rusqlite
          ended_at = ?9, updated_at = ?10, version = ?11, cancel_requested = ?13 WHERE id = ?12",
     )?
     .execute(params![
-        op.status.as_str(),
+        op.status.code(),
         op.progress,
         op.status_message,
         op.error.as_ref().map(json),
@@ -246,7 +303,7 @@ pub fn update_operation(conn: &rusqlite::Connection, op: &Operation) -> rusqlite
         op.ended_at.map(micros),
         micros(op.updated_at),
         to_i64(op.version)?,
-        op.id.to_string(),
+        id_bytes(op.id),
         op.cancel_requested,
     ])?;
     Ok(())

@@ -82,7 +82,11 @@ pub fn run(
     feed: broadcast::Sender<Change>,
     checkpointer: Checkpointer,
 ) {
-    let mut last_now = OffsetDateTime::UNIX_EPOCH;
+    let mut last_now = last_stamp(&conn).unwrap_or_else(|e| {
+        // Only a read of two rows; if it fails the first write will fail the same way.
+        tracing::error!(error = %e, "reading the last stamp");
+        OffsetDateTime::UNIX_EPOCH
+    });
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -98,6 +102,19 @@ pub fn run(
         commit_batch(&mut conn, &mut batch, last_now, &feed);
         checkpointer.after_commit(&conn);
     }
+}
+
+/// The latest time stamped in the database. Stamps continue from it even when the clock
+/// was set back while opsd was stopped: creation order must stay `seq` order, which lists
+/// and time bounds rely on (`seq_search`).
+fn last_stamp(conn: &Connection) -> rusqlite::Result<OffsetDateTime> {
+    let micros: i64 = conn.query_row(
+        "SELECT max(COALESCE((SELECT created_at FROM operations ORDER BY seq DESC LIMIT 1), 0), \
+                    COALESCE((SELECT at FROM events ORDER BY seq DESC LIMIT 1), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(rows::from_micros(micros).unwrap_or(OffsetDateTime::UNIX_EPOCH))
 }
 
 fn commit_batch(
@@ -253,17 +270,16 @@ fn create(
     let existing = match &new.request_id {
         Some(request_id) => conn
             .prepare_cached(
-                "SELECT id, request_hash FROM operations WHERE project_id = ?1 AND request_id = ?2",
+                "SELECT id, request_hash FROM operations \
+                 WHERE project = (SELECT n FROM projects WHERE name = ?1) AND request_id = ?2",
             )
             .and_then(|mut s| {
                 s.query_row(params![new.project_id, request_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+                    Ok((rows::uuid_at(r, 0)?, r.get::<_, Option<Vec<u8>>>(1)?))
                 })
                 .optional()
             })
-            .map_err(internal("idempotency lookup"))?
-            .map(|(id, stored)| Ok::<_, StoreError>((parse_uuid(&id)?, stored)))
-            .transpose()?,
+            .map_err(internal("idempotency lookup"))?,
         None => None,
     };
     if let Some(id) = rules::idempotent_replay(new, hash.as_deref(), existing)? {
@@ -308,16 +324,11 @@ fn update(
 pub fn load(conn: &Connection, id: Uuid) -> Result<Option<Operation>> {
     conn.prepare_cached(&format!(
         "SELECT {} FROM operations WHERE id = ?1",
-        rows::OPERATION_COLUMNS
+        rows::OPERATION_COLUMNS.as_str()
     ))
     .and_then(|mut s| {
-        s.query_row([id.to_string()], rows::operation_from_row)
+        s.query_row([rows::id_bytes(id)], rows::operation_from_row)
             .optional()
     })
     .map_err(internal("load operation"))
-}
-
-/// An id read back from a row.
-pub fn parse_uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|e| StoreError::Internal(format!("bad id {s:?}: {e}")))
 }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::support::{new_op, status};
 
-const PROJECTS: [&str; 2] = ["hist-a", "hist-b"];
+pub const PROJECTS: [&str; 2] = ["hist-a", "hist-b"];
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/history-0006")
@@ -103,7 +103,7 @@ async fn a_retry_of_a_request_stored_before_the_short_fingerprint_replays() {
 }
 
 /// The fixture's operations, in the order `write_history_fixture` made them.
-fn fixture_ids(suffix: &str) -> Vec<Uuid> {
+pub fn fixture_ids(suffix: &str) -> Vec<Uuid> {
     std::fs::read_to_string(fixture_dir().join(format!("ids{suffix}.txt")))
         .unwrap()
         .lines()
@@ -113,7 +113,7 @@ fn fixture_ids(suffix: &str) -> Vec<Uuid> {
 
 /// Copies the fixture into `db`'s backend, runs `sql` on it (before opsd migrates it),
 /// and returns the suffix of the backend's expected files.
-async fn load_fixture(db: &TestDb, sql: &str) -> &'static str {
+pub async fn load_fixture(db: &TestDb, sql: &str) -> &'static str {
     let dir = fixture_dir();
     match (backend(), &db.config) {
         (TestBackend::Sqlite, _) => {

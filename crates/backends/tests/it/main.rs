@@ -14,6 +14,7 @@
 
 mod cancel;
 mod concurrency;
+mod creation_order;
 mod feed_across;
 mod google_filter;
 mod history;

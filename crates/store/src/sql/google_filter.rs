@@ -12,19 +12,34 @@
 //! reads with the in-memory evaluator (the statement says `recheck`).
 
 use opsd_domain::google_filter::{CompareOp, Field, Filter, Value, ValueType};
-use opsd_domain::google_view::{NAME_PREFIX, UNKNOWN_DEFAULT, UNKNOWN_PREFIX};
-use opsd_domain::micros;
+use opsd_domain::google_view::{self, NAME_PREFIX, UNKNOWN_DEFAULT, UNKNOWN_PREFIX};
+use opsd_domain::{OpType, Status, micros};
 
+use super::codes::{self, Coded};
 use super::{Dialect, Param, Where};
 
 /// The SQL expression of a field's Google rendering; `w` binds constants.
 fn field_sql(field: Field, w: &mut Where) -> String {
+    let sqlite = w.dialect == Dialect::Sqlite;
     match field {
-        Field::Name => format!("({} || id)", w.bind(Param::Text(NAME_PREFIX.into()))),
+        Field::Name => {
+            let prefix = w.bind(Param::Text(NAME_PREFIX.into()));
+            if sqlite {
+                format!("({prefix} || {SQLITE_ID_TEXT})")
+            } else {
+                format!("({prefix} || id)")
+            }
+        }
         Field::Id => "seq".into(),
+        Field::Status if sqlite => {
+            codes::case_of("status", |s: Status| google_view::status(s).to_owned())
+        }
         Field::Status => "(CASE status WHEN 'pending' THEN 'PENDING' WHEN 'done' THEN 'DONE' \
                           WHEN 'failed' THEN 'DONE' ELSE 'RUNNING' END)"
             .into(),
+        Field::OperationType if sqlite => codes::case_of("type", |t: OpType| {
+            google_view::operation_type(t).to_owned()
+        }),
         Field::OperationType => "(CASE type WHEN 'create' THEN 'insert' ELSE type END)".into(),
         Field::Progress => "progress".into(),
         Field::InsertTime => "created_at".into(),
@@ -38,8 +53,13 @@ fn field_sql(field: Field, w: &mut Where) -> String {
         Field::StatusMessage => {
             let prefix = w.bind(Param::Text(UNKNOWN_PREFIX.into()));
             let default = w.bind(Param::Text(UNKNOWN_DEFAULT.into()));
+            let unknown = if sqlite {
+                format!("status = {}", Status::Unknown.code())
+            } else {
+                "status = 'unknown'".into()
+            };
             format!(
-                "(CASE WHEN status = 'unknown' THEN {prefix} || COALESCE(status_message, {default}) \
+                "(CASE WHEN {unknown} THEN {prefix} || COALESCE(status_message, {default}) \
                  ELSE status_message END)"
             )
         }
@@ -48,6 +68,10 @@ fn field_sql(field: Field, w: &mut Where) -> String {
         Field::HttpErrorStatusCode => "http_error_status_code".into(),
     }
 }
+
+/// SQLite's 16-byte id as the lowercase hyphenated text clients see.
+const SQLITE_ID_TEXT: &str = "lower(substr(hex(id), 1, 8) || '-' || substr(hex(id), 9, 4) || '-' \
+     || substr(hex(id), 13, 4) || '-' || substr(hex(id), 17, 4) || '-' || substr(hex(id), 21))";
 
 fn value_param(v: &Value) -> Param {
     match v {

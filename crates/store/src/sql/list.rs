@@ -1,12 +1,13 @@
 //! The list query: filters, keyset condition and order. Page *n* costs what page 1 costs
 //! because a cursor becomes a range condition on an indexed
-//! `(project_id, [filter,] sort_column, seq)` key, never an OFFSET.
+//! `(project, [filter,] sort_column, seq)` key, never an OFFSET.
 
 use opsd_domain::{
     Cursor, Direction, KeyValue, ListFilter, Operation, Page, PageRequest, Position, Sort,
     SortField, micros,
 };
 
+use super::codes::Coded;
 use super::{Dialect, Param, Statement, Where};
 
 /// The conditions of the filters. `project_id` always comes first, so every query is one
@@ -21,9 +22,15 @@ fn filter_where(dialect: Dialect, filter: &ListFilter) -> Where {
         // round up, or it would admit the operation just below it.
         let rounded_up = micros(t) + i64::from(t.nanosecond() % 1_000 != 0);
         w.push("created_at >= ?", Param::Int(rounded_up));
+        if dialect == Dialect::Sqlite {
+            w.push("seq >= ?", Param::FirstSeqCreatedFrom(rounded_up));
+        }
     }
     if let Some(t) = filter.created_at_max {
         w.push("created_at <= ?", Param::Int(micros(t)));
+        if dialect == Dialect::Sqlite {
+            w.push("seq < ?", Param::FirstSeqCreatedFrom(micros(t) + 1));
+        }
     }
     if let Some(expr) = &filter.expr {
         let sql = super::google_filter::condition(expr, &mut w);
@@ -32,18 +39,33 @@ fn filter_where(dialect: Dialect, filter: &ListFilter) -> Where {
     w
 }
 
-/// The conditions on the columns the maintained counts are kept by.
+/// `column = value` for a kind, type or status: its name, or on SQLite its code.
+fn push_enum<T: Coded>(w: &mut Where, column: &str, value: T, name: &str) {
+    let param = match w.dialect {
+        Dialect::Sqlite => Param::Int(value.code()),
+        Dialect::Postgres => Param::Text(name.into()),
+    };
+    w.push(&format!("{column} = ?"), param);
+}
+
+/// The conditions on the columns the maintained counts are kept by (the same columns,
+/// and on SQLite the same encoding, in `operations` and `operation_counts`).
 fn counted_columns_where(dialect: Dialect, filter: &ListFilter) -> Where {
     let mut w = Where::new(dialect);
-    w.push("project_id = ?", Param::Text(filter.project_id.clone()));
+    let project = Param::Text(filter.project_id.clone());
+    match dialect {
+        // An uncorrelated subquery: evaluated once, then an index key like a constant.
+        Dialect::Sqlite => w.push("project = (SELECT n FROM projects WHERE name = ?)", project),
+        Dialect::Postgres => w.push("project_id = ?", project),
+    }
     if let Some(k) = filter.kind {
-        w.push("kind = ?", Param::Text(k.as_str().into()));
+        push_enum(&mut w, "kind", k, k.as_str());
     }
     if let Some(s) = filter.status {
-        w.push("status = ?", Param::Text(s.as_str().into()));
+        push_enum(&mut w, "status", s, s.as_str());
     }
     if let Some(t) = filter.op_type {
-        w.push("type = ?", Param::Text(t.as_str().into()));
+        push_enum(&mut w, "type", t, t.as_str());
     }
     w
 }
@@ -71,68 +93,97 @@ pub fn counts_query(dialect: Dialect, filter: &ListFilter) -> Statement {
     )
 }
 
-fn column(field: SortField) -> &'static str {
-    match field {
-        SortField::CreatedAt => "created_at",
-        SortField::UpdatedAt => "updated_at",
-        SortField::Name => "id",
-    }
+/// Where a keyset value comes from: the position's n-th sort key, or its `seq`.
+#[derive(Clone, Copy)]
+enum KeyFrom {
+    Key(usize),
+    Seq,
 }
 
-/// (column, descending) for every sort term plus the `seq` tie-breaker, as walked in
-/// `direction` (walking backwards flips every term).
-fn walk_order(sort: &Sort, direction: Direction) -> Vec<(&'static str, bool)> {
+/// (column, descending, value) for every sort term plus the `seq` tie-breaker, as walked
+/// in `direction` (walking backwards flips every term).
+///
+/// On SQLite creation order is `seq` order (stamps never go backwards on its one writer;
+/// equal stamps, one per commit, are broken by `seq` in the last term's direction), so a
+/// last `created_at` term walks as `seq` and the indexes hold no time. An earlier one
+/// still orders by the time: its ties are broken by the terms after it, not by `seq`.
+fn walk_order(
+    dialect: Dialect,
+    sort: &Sort,
+    direction: Direction,
+) -> Vec<(&'static str, bool, KeyFrom)> {
     let flip = direction == Direction::Prev;
-    sort.terms()
-        .iter()
-        .map(|t| (column(t.field), t.descending))
-        .chain(std::iter::once(("seq", sort.tie_descending())))
-        .map(|(c, d)| (c, d != flip))
-        .collect()
+    let terms = sort.terms();
+    let mut order = Vec::new();
+    for (i, t) in terms.iter().enumerate() {
+        let last = i + 1 == terms.len();
+        let (column, from) = match t.field {
+            SortField::CreatedAt if last && dialect == Dialect::Sqlite => ("seq", KeyFrom::Seq),
+            SortField::CreatedAt => ("created_at", KeyFrom::Key(i)),
+            SortField::UpdatedAt => ("updated_at", KeyFrom::Key(i)),
+            SortField::Name => ("id", KeyFrom::Key(i)),
+        };
+        order.push((column, t.descending != flip, from));
+    }
+    if order.last().is_none_or(|(column, _, _)| *column != "seq") {
+        order.push(("seq", sort.tie_descending() != flip, KeyFrom::Seq));
+    }
+    order
 }
 
-fn order_by(sort: &Sort, direction: Direction) -> String {
-    walk_order(sort, direction)
+fn order_by(dialect: Dialect, sort: &Sort, direction: Direction) -> String {
+    walk_order(dialect, sort, direction)
         .iter()
-        .map(|(c, d)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
+        .map(|(c, d, _)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn key_param(v: &KeyValue) -> Param {
+fn key_param(dialect: Dialect, v: &KeyValue) -> Param {
     match v {
         KeyValue::Time(t) => Param::Int(*t),
-        KeyValue::Text(s) => Param::Text(s.clone()),
+        KeyValue::Text(s) => match (dialect, s.parse::<uuid::Uuid>()) {
+            // SQLite keeps ids as their bytes, which sort as the lowercase text does.
+            (Dialect::Sqlite, Ok(id)) => Param::Blob(id.as_bytes().to_vec()),
+            _ => Param::Text(s.clone()),
+        },
     }
 }
 
 /// Adds "strictly after `pos` when walking in `direction`" to `w`.
 fn push_keyset(w: &mut Where, sort: &Sort, direction: Direction, pos: &Position) {
-    let order = walk_order(sort, direction);
-    let values: Vec<Param> = pos
-        .keys
+    let order = walk_order(w.dialect, sort, direction);
+    let seq = Param::Int(i64::try_from(pos.seq).unwrap_or(i64::MAX));
+    let values: Vec<Param> = order
         .iter()
-        .map(key_param)
-        .chain(std::iter::once(Param::Int(
-            i64::try_from(pos.seq).unwrap_or(i64::MAX),
-        )))
+        .map(|(_, _, from)| match from {
+            KeyFrom::Key(i) => pos
+                .keys
+                .get(*i)
+                .map_or(Param::Int(0), |k| key_param(w.dialect, k)),
+            KeyFrom::Seq => seq.clone(),
+        })
         .collect();
     let holes: Vec<String> = values.into_iter().map(|v| w.bind(v)).collect();
-    if order.iter().all(|(_, d)| *d == order[0].1) {
+    if order.iter().all(|(_, d, _)| *d == order[0].1) {
         // One direction for every column: a row-value comparison, which the databases
         // turn into a single index range.
-        let cols = order.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+        let cols = order
+            .iter()
+            .map(|(c, _, _)| *c)
+            .collect::<Vec<_>>()
+            .join(", ");
         let op = if order[0].1 { "<" } else { ">" };
         w.push_raw(format!("({cols}) {op} ({})", holes.join(", ")));
         return;
     }
     // Mixed directions: (a ⋚ x) OR (a = x AND b ⋚ y) OR (a = x AND b = y AND seq ⋚ z).
     let mut alternatives = Vec::new();
-    for (i, (col, desc)) in order.iter().enumerate() {
+    for (i, (col, desc, _)) in order.iter().enumerate() {
         let mut parts: Vec<String> = order[..i]
             .iter()
             .zip(&holes)
-            .map(|((c, _), h)| format!("{c} = {h}"))
+            .map(|((c, _, _), h)| format!("{c} = {h}"))
             .collect();
         parts.push(format!(
             "{col} {} {}",
@@ -161,7 +212,7 @@ pub fn page_query(
     }
     let template = format!(
         "SELECT {columns} FROM operations WHERE {{where}} ORDER BY {} LIMIT {limit}",
-        order_by(sort, direction)
+        order_by(dialect, sort, direction)
     );
     w.into_statement(&template)
 }

@@ -3,16 +3,20 @@
 //! for a [`Dialect`]. Each backend only executes what comes out, so both select exactly
 //! the same rows.
 
+pub mod codes;
 mod google_filter;
 mod list;
 
 pub use list::{PageShape, count_query, counts_query, exists_beyond_query, page_query};
 
-/// Which database the SQL is for. The differences are small: placeholders, and how a
-/// regular expression is matched (see `google_filter`).
+/// Which database the SQL is for. The differences: placeholders, how a regular
+/// expression is matched (see `google_filter`), and SQLite's compact row (ARCHITECTURE.md,
+/// "Storage size"): there a project is a `projects.n` integer, an id its 16 bytes, a
+/// kind/type/status its [`codes`] number, and lists in creation order walk `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// `?1` placeholders; `regexp(pattern, text)` is a function opsd registers.
+    /// `?1` placeholders; `regexp(pattern, text)` is a function opsd registers; the
+    /// compact row.
     Sqlite,
     /// `$1` placeholders with explicit types; text compared byte by byte
     /// (`COLLATE "C"`); regular expressions are checked outside the database.
@@ -26,6 +30,13 @@ pub enum Param {
     Text(String),
     /// A 64-bit integer (times are microseconds since the epoch).
     Int(i64),
+    /// Bytes (SQLite's operation ids).
+    Blob(Vec<u8>),
+    /// SQLite only, resolved by the backend when it binds: the lowest `seq` from which
+    /// every operation was created at or after this time (microseconds). Operations
+    /// are created in `seq` order with stamps that never go backwards, so a time bound
+    /// is a `seq` bound, found by a binary search over the rowid instead of an index.
+    FirstSeqCreatedFrom(i64),
 }
 
 /// A statement and its parameters, in placeholder order.
@@ -76,7 +87,8 @@ impl Where {
     pub fn bind(&mut self, value: Param) -> String {
         let ty = match value {
             Param::Text(_) => "text",
-            Param::Int(_) => "bigint",
+            Param::Int(_) | Param::FirstSeqCreatedFrom(_) => "bigint",
+            Param::Blob(_) => "bytea",
         };
         self.params.push(value);
         let n = self.params.len();
