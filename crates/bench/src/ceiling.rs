@@ -21,6 +21,7 @@ use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
 use opsd_backends::DatabaseUrl;
 use opsd_domain::{micros, now};
+use opsd_store::sql::codes::Coded;
 use rusqlite::{Connection, params};
 use serde_json::Value;
 use uuid::Uuid;
@@ -62,8 +63,11 @@ pub fn storage(
 ) -> Result<(u64, f64), String> {
     let err = |e: rusqlite::Error| format!("storage ceiling: {e}");
     let mut conn = Connection::open(db).map_err(err)?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-        .map_err(err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         INSERT OR IGNORE INTO projects (name) VALUES ('bench-ceiling');",
+    )
+    .map_err(err)?;
     let started = Instant::now();
     let mut rows = 0u64;
     while started.elapsed() < duration {
@@ -79,25 +83,26 @@ pub fn storage(
     Ok((rows, started.elapsed().as_secs_f64()))
 }
 
-/// One operation row and its creation event, with the columns and values opsd writes.
+/// One operation row and its creation event, with the columns and values opsd writes
+/// (SQLite's compact row: the project's number, the id's bytes, enum codes).
 fn insert_row(conn: &Connection, i: u64) -> rusqlite::Result<()> {
     let new = new_operation("bench-ceiling", "ceiling", i);
-    let id = Uuid::now_v7().to_string();
+    let id = Uuid::now_v7().into_bytes();
     let at = micros(now());
     let details = serde_json::to_string(&new.details).unwrap_or_default();
     conn.prepare_cached(
-        "INSERT INTO operations (id, project_id, kind, type, resource_id, status, progress, \
+        "INSERT INTO operations (id, project, kind, type, resource_id, status, progress, \
          status_message, description, details, error, warnings, http_error_status_code, \
          http_error_message, user, request_id, request_hash, region, zone, target_link, \
          created_at, started_at, ended_at, updated_at, version) VALUES \
-         (?1, ?2, ?3, ?4, ?5, 'pending', 0, NULL, ?6, ?7, NULL, '[]', NULL, NULL, ?8, ?9, \
-         ?10, ?11, ?12, NULL, ?13, NULL, NULL, ?13, 1)",
+         (?1, (SELECT n FROM projects WHERE name = ?2), ?3, ?4, ?5, 0, 0, NULL, ?6, ?7, NULL, \
+         '[]', NULL, NULL, ?8, ?9, ?10, ?11, ?12, NULL, ?13, NULL, NULL, ?13, 1)",
     )?
     .execute(params![
         id,
         new.project_id,
-        new.kind.as_str(),
-        new.op_type.as_str(),
+        new.kind.code(),
+        new.op_type.code(),
         new.resource_id,
         new.description,
         details,
@@ -112,10 +117,10 @@ fn insert_row(conn: &Connection, i: u64) -> rusqlite::Result<()> {
     // (`opsd_store::history`).
     let op_seq = conn.last_insert_rowid();
     conn.prepare_cached(
-        "INSERT INTO events (op_seq, project_id, version, status, progress, \
-         status_message, at) VALUES (?1, ?2, 1, 'pending', 0, NULL, ?3)",
+        "INSERT INTO events (op_seq, project, version, status, progress, status_message, at) \
+         VALUES (?1, (SELECT project FROM operations WHERE seq = ?1), 1, 0, 0, NULL, ?2)",
     )?
-    .execute(params![op_seq, new.project_id, at])?;
+    .execute(params![op_seq, at])?;
     Ok(())
 }
 

@@ -188,12 +188,9 @@ impl Store for SqliteStore {
         // than pay two thread switches to the blocking pool and back (the bench measured
         // those switches as most of a GET's cost).
         self.readers.with(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {} FROM operations WHERE id = ?1",
-                rows::OPERATION_COLUMNS.as_str()
-            ))?
-            .query_row([rows::id_bytes(id)], rows::operation_from_row)
-            .optional()
+            conn.prepare_cached(&rows::SELECT_BY_ID)?
+                .query_row([rows::id_bytes(id)], rows::operation_from_row)
+                .optional()
         })
     }
 

@@ -45,6 +45,14 @@ const COLUMNS: [&str; OPERATION_COLUMN_COUNT] = [
 /// [`COLUMNS`] of `operations` as SELECT text.
 pub static OPERATION_COLUMNS: LazyLock<String> = LazyLock::new(|| columns_of("operations"));
 
+/// One operation by id, as [`operation_from_row`] reads it.
+pub static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM operations WHERE id = ?1",
+        OPERATION_COLUMNS.as_str()
+    )
+});
+
 /// [`COLUMNS`] qualified with a table name or alias (for joins).
 pub fn columns_of(table: &str) -> String {
     COLUMNS

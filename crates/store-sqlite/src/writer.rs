@@ -322,13 +322,10 @@ fn update(
 
 /// Reads one operation on the given connection (inside the writer's transaction).
 pub fn load(conn: &Connection, id: Uuid) -> Result<Option<Operation>> {
-    conn.prepare_cached(&format!(
-        "SELECT {} FROM operations WHERE id = ?1",
-        rows::OPERATION_COLUMNS.as_str()
-    ))
-    .and_then(|mut s| {
-        s.query_row([rows::id_bytes(id)], rows::operation_from_row)
-            .optional()
-    })
-    .map_err(internal("load operation"))
+    conn.prepare_cached(&rows::SELECT_BY_ID)
+        .and_then(|mut s| {
+            s.query_row([rows::id_bytes(id)], rows::operation_from_row)
+                .optional()
+        })
+        .map_err(internal("load operation"))
 }
