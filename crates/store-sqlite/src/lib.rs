@@ -88,9 +88,10 @@ impl SqliteStore {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let writer_feed = feed.clone();
+        let replies = writer::Replies::here();
         std::thread::Builder::new()
             .name("opsd-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, clock, writer_feed, checkpointer))
+            .spawn(move || writer::run(conn, rx, clock, writer_feed, checkpointer, replies))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             queue,

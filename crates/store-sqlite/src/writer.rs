@@ -74,6 +74,35 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Written>>,
 }
 
+/// How a batch's answers reach their callers.
+///
+/// A oneshot sent from this thread wakes its caller's task through the runtime's event
+/// fd; the woken worker shares the core and preempts the writer there, so a batch of 60
+/// answered one by one cost 60 round trips through the scheduler (`create_durable`
+/// profile: a tenth of the core in context switches). Handing the whole batch to the
+/// runtime as one task costs one wake-up: its answers are then sent inside the runtime.
+pub struct Replies(Option<tokio::runtime::Handle>);
+
+impl Replies {
+    /// Through the runtime this is called in, if any (otherwise directly).
+    pub fn here() -> Self {
+        Self(tokio::runtime::Handle::try_current().ok())
+    }
+
+    fn send(&self, answers: Vec<(oneshot::Sender<Result<Written>>, Result<Written>)>) {
+        let answer_all = move || {
+            for (reply, result) in answers {
+                // A caller that went away no longer needs the answer; the write stands.
+                let _ = reply.send(result);
+            }
+        };
+        match &self.0 {
+            Some(runtime) => drop(runtime.spawn(async move { answer_all() })),
+            None => answer_all(),
+        }
+    }
+}
+
 /// Runs the writer loop until every sender is dropped.
 pub fn run(
     mut conn: Connection,
@@ -81,7 +110,9 @@ pub fn run(
     clock: Clock,
     feed: broadcast::Sender<Change>,
     checkpointer: Checkpointer,
+    replies: Replies,
 ) {
+    yield_to_requests();
     let mut last_now = last_stamp(&conn).unwrap_or_else(|e| {
         // Only a read of two rows; if it fails the first write will fail the same way.
         tracing::error!(error = %e, "reading the last stamp");
@@ -99,8 +130,31 @@ pub fn run(
         // Timestamps never go backwards, even if the wall clock does, and carry the
         // microsecond precision the store keeps, so a write returns what a read will see.
         last_now = rules::next_stamp(clock(), last_now);
-        commit_batch(&mut conn, &mut batch, last_now, &feed);
+        commit_batch(&mut conn, &mut batch, last_now, &feed, &replies);
         checkpointer.after_commit(&conn);
+    }
+}
+
+/// Makes the writer a `SCHED_BATCH` thread: woken by a queued write, it no longer
+/// preempts the request handlers on the core they share, but runs when they wait. They
+/// keep accepting and queueing writes meanwhile, so batches grow and each commit's fsync
+/// is shared by more writes, instead of writer and handlers trading the core per write.
+/// Measured with `create_durable`/`transition` (`--quick`, 64 producers, writer and
+/// handlers on one core): 0.49 → 0.55 and 0.61 → 0.65 of the storage ceiling. With a core
+/// to itself the writer runs at once as before. Best effort: failing only costs that gain.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityOsValue,
+            ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+        };
+        let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+        // Nice value 0, the default: Linux keeps nice values per thread.
+        let nice = ThreadPriority::Os(ThreadPriorityOsValue::default());
+        if let Err(e) = set_thread_priority_and_policy(thread_native_id(), nice, batch) {
+            tracing::debug!(error = ?e, "the writer stays a normal thread");
+        }
     }
 }
 
@@ -122,6 +176,7 @@ fn commit_batch(
     batch: &mut Vec<Job>,
     now: OffsetDateTime,
     feed: &broadcast::Sender<Change>,
+    replies: &Replies,
 ) {
     let mut changes = Vec::new();
     let outcome = (|| -> std::result::Result<Vec<Result<Written>>, Abort> {
@@ -161,16 +216,15 @@ fn commit_batch(
             // Published before the callers hear back, so that a waiter is already being
             // woken when the writer's HTTP response leaves.
             feed::publish(feed, changes);
-            for (job, result) in batch.drain(..).zip(results) {
-                // A caller that went away no longer needs the answer; the write stands.
-                let _ = job.reply.send(result);
-            }
+            let answers = batch.drain(..).map(|job| job.reply).zip(results);
+            replies.send(answers.collect());
         }
         Err(abort) => {
             tracing::error!(error = %abort, writes = batch.len(), "write transaction failed");
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(abort.to_store_error()));
-            }
+            let answers = batch
+                .drain(..)
+                .map(|job| (job.reply, Err(abort.to_store_error())));
+            replies.send(answers.collect());
         }
     }
 }
