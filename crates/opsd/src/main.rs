@@ -44,7 +44,10 @@ enum Command {
 /// jemalloc instead of glibc's malloc. Measured with 10,000 parked waits (each holds
 /// hyper's two 8 KiB connection buffers, mostly unwritten while it sleeps): glibc touched
 /// most of those pages (265 MiB resident), jemalloc leaves untouched ones unmapped
-/// (191 MiB), with no loss on the read path (ARCHITECTURE, "Memory of a parked wait").
+/// (191 MiB), with no loss on the read path. Its options are built in from
+/// `.cargo/config.toml`: freed pages go back to the system after 100 ms, so connections
+/// that close after their answer do not keep the peak up (ARCHITECTURE.md, "Memory of a
+/// parked wait").
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
