@@ -234,6 +234,12 @@ impl Store for SqliteStore {
         self.feed.subscribe()
     }
 
+    /// One process serves a SQLite database: its writer publishes every change, and only
+    /// its retention task deletes.
+    fn sole_writer(&self) -> bool {
+        true
+    }
+
     async fn events_since(
         &self,
         project_id: &str,

@@ -142,6 +142,13 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
+    /// Whether this process is the database's only writer, so that the change feed and
+    /// this process's own deletions account for every change (SQLite, which one process
+    /// owns). Where other processes may share it, caches of reads bound their age.
+    fn sole_writer(&self) -> bool {
+        false
+    }
+
     /// Up to `limit` of `project_id`'s changes with an event seq above `after_seq`,
     /// oldest first, with the history's horizon and head (one consistent read). By the
     /// ordering rule, no change with a seq at or below the last one returned can commit

@@ -140,6 +140,7 @@ impl AppState {
         let reads = Arc::new(read_cache::ReadCache::new(
             store.subscribe(),
             config.read_cache_bytes,
+            (!store.sole_writer()).then_some(read_cache::MAX_AGE),
         ));
         let live = Arc::new(Live::start(&*store, metrics.clone()));
         AppState(Arc::new(Shared {

@@ -26,8 +26,9 @@
 //!
 //! **What the feed does not carry.** Retention deletes operations without a change in the
 //! feed: the retention task ([`crate::live::retention`]) empties the cache whenever this
-//! process deletes some, and [`MAX_AGE`] bounds how long another process's deletions stay
-//! visible.
+//! process deletes some, and, where other processes share the database (PostgreSQL),
+//! [`MAX_AGE`] bounds how long their deletions stay visible. A backend that is the
+//! database's only writer (SQLite) sees every deletion itself, so its entries do not age.
 
 mod generations;
 
@@ -47,9 +48,9 @@ use uuid::Uuid;
 pub const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
 /// What one entry costs beyond its body and key: the map slot, the entry, allocations.
 const ENTRY_OVERHEAD: usize = 128;
-/// How long an entry is served at most. Retention deletes operations without a change in
-/// the feed, so this bounds how long a deleted operation (or a page that held it) can
-/// still be read.
+/// How long an entry is served at most where other processes share the database.
+/// Their retention deletes operations without a change in the feed, so this bounds how
+/// long a deleted operation (or a page that held it) can still be read.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
 /// Operations and projects whose last change is remembered; past that the memory is
 /// cleared and every entry made before is dropped (rare: that many distinct keys changed
@@ -78,6 +79,9 @@ pub struct ReadCache {
     inner: Mutex<Inner>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// How long an entry may be served; `None` when no other process can change the
+    /// store behind the feed.
+    max_age: Option<Duration>,
 }
 
 struct Inner {
@@ -97,8 +101,13 @@ struct Inner {
 
 impl ReadCache {
     /// A cache fed by `feed` (a receiver of the store's change feed, subscribed now),
-    /// holding at most `budget` bytes (0: nothing is ever kept).
-    pub fn new(feed: broadcast::Receiver<Change>, budget: usize) -> Self {
+    /// holding at most `budget` bytes (0: nothing is ever kept), each entry served for at
+    /// most `max_age` (`None`: until a change or a deletion in this process drops it).
+    pub fn new(
+        feed: broadcast::Receiver<Change>,
+        budget: usize,
+        max_age: Option<Duration>,
+    ) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 feed: Some(feed),
@@ -113,6 +122,7 @@ impl ReadCache {
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            max_age,
         }
     }
 
@@ -122,7 +132,7 @@ impl ReadCache {
             inner.drain();
             let (floor, changed) = (inner.floor, inner.op_changed.get(&id).copied());
             match inner.ops.get(&id) {
-                Some(r) if usable(r, floor, changed) => Some(r.clone()),
+                Some(r) if self.usable(r, floor, changed) => Some(r.clone()),
                 _ => None,
             }
         });
@@ -137,7 +147,9 @@ impl ReadCache {
             inner.drain();
             let (floor, changed) = (inner.floor, inner.project_changed.get(project).copied());
             match inner.pages.get(query) {
-                Some(r) if &*r.project == project && usable(r, floor, changed) => Some(r.clone()),
+                Some(r) if &*r.project == project && self.usable(r, floor, changed) => {
+                    Some(r.clone())
+                }
                 _ => None,
             }
         });
@@ -223,16 +235,18 @@ impl ReadCache {
         }
     }
 
+    /// Whether an entry made under its ticket may be served: no loss of changes since, no
+    /// change to its key since, and not older than the maximum age, if any.
+    fn usable(&self, r: &Rendered, floor: u64, changed: Option<u64>) -> bool {
+        r.ticket >= floor
+            && changed.is_none_or(|c| c < r.ticket)
+            && self.max_age.is_none_or(|age| r.made.elapsed() < age)
+    }
+
     fn lock(&self) -> Option<std::sync::MutexGuard<'_, Inner>> {
         // A poisoned lock (a panic while holding it) turns the cache off, not the reads.
         self.inner.lock().ok()
     }
-}
-
-/// Whether an entry made under its ticket may be served: no loss of changes since, no
-/// change to its key since, and not older than [`MAX_AGE`].
-fn usable(r: &Rendered, floor: u64, changed: Option<u64>) -> bool {
-    r.ticket >= floor && changed.is_none_or(|c| c < r.ticket) && r.made.elapsed() < MAX_AGE
 }
 
 impl Inner {
@@ -324,7 +338,7 @@ mod tests {
     #[test]
     fn a_change_during_the_read_keeps_the_answer_out() {
         let (feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
         let op = operation("p");
         let ticket = cache.ticket();
         // The write commits and is published while the miss reads the older version.
@@ -352,7 +366,7 @@ mod tests {
     #[test]
     fn a_page_is_only_served_for_its_project() {
         let (_feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
         cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
         assert!(cache.page("other", "q").is_none());
         assert!(cache.page("p", "q").is_some());
@@ -361,7 +375,7 @@ mod tests {
     #[test]
     fn lost_changes_and_deletions_empty_it() {
         let (feed, rx) = broadcast::channel(2);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
         let op = operation("p");
         let ticket = cache.ticket();
         cache.keep_operation(ticket, op.id, 1, "p", body("v1"));
@@ -385,9 +399,27 @@ mod tests {
     }
 
     #[test]
+    fn entries_age_out_only_where_other_processes_write() {
+        let (_feed, rx) = broadcast::channel(16);
+        let shared = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(Duration::from_millis(20)));
+        let (_feed, rx) = broadcast::channel(16);
+        let sole = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, None);
+        let op = operation("p");
+        for cache in [&shared, &sole] {
+            cache.keep_operation(cache.ticket(), op.id, 1, "p", body("v1"));
+            cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(shared.operation(op.id).is_none());
+        assert!(shared.page("p", "q").is_none());
+        assert!(sole.operation(op.id).is_some());
+        assert!(sole.page("p", "q").is_some());
+    }
+
+    #[test]
     fn memory_stays_within_the_budget() {
         let (_feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
         let big = Bytes::from(vec![b'x'; 64 << 10]);
         let ids: Vec<Uuid> = (0..2_000).map(|_| Uuid::now_v7()).collect();
         for id in &ids {
