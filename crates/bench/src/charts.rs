@@ -16,21 +16,12 @@ fn err(e: impl std::fmt::Debug) -> String {
     format!("chart: {e:?}")
 }
 
-/// Targets of the scenarios that have a ratio target.
-fn ratio_target(name: &str) -> Option<f64> {
-    match name {
-        "get_by_id" => Some(0.6),
-        "list_first_page" | "create_durable" => Some(0.3),
-        _ => None,
-    }
-}
-
 /// Bars of `ratio` per scenario; a black tick marks the target.
 pub fn ratios(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
-    let bars: Vec<(&str, f64)> = entries
+    let bars: Vec<(&str, f64, Option<f64>)> = entries
         .iter()
         .filter_map(|(n, e)| match e {
-            Entry::Done(o) => o.ratio.map(|r| (n.as_str(), r)),
+            Entry::Done(o) => o.ratio.map(|r| (n.as_str(), r, o.ratio_min)),
             _ => None,
         })
         .collect();
@@ -64,15 +55,15 @@ pub fn ratios(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
         .draw()
         .map_err(err)?;
     chart
-        .draw_series(bars.iter().enumerate().map(|(i, (_, r))| {
+        .draw_series(bars.iter().enumerate().map(|(i, (_, r, _))| {
             let x = i as f64;
             Rectangle::new([(x + 0.2, 0.0), (x + 0.8, *r)], BLUE.mix(0.6).filled())
         }))
         .map_err(err)?;
     chart
-        .draw_series(bars.iter().enumerate().filter_map(|(i, (n, _))| {
+        .draw_series(bars.iter().enumerate().filter_map(|(i, (_, _, target))| {
             let x = i as f64;
-            ratio_target(n)
+            target
                 .map(|t| PathElement::new(vec![(x + 0.1, t), (x + 0.9, t)], BLACK.stroke_width(3)))
         }))
         .map_err(err)?;

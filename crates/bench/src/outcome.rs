@@ -22,6 +22,9 @@ pub struct Outcome {
     pub ratio: Option<f64>,
     /// The target from the issue, in words.
     pub target: String,
+    /// The least `ratio` the target asks for, if it asks for one (drawn in the chart).
+    #[serde(skip)]
+    pub ratio_min: Option<f64>,
     /// Whether the target was met (absent when there is none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub met: Option<bool>,
@@ -102,6 +105,7 @@ impl Outcome {
     /// A target of "ratio ≥ `min`".
     pub fn ratio_target(&mut self, min: f64, ceiling_name: &str) {
         self.target = format!("ratio ≥ {min} of the {ceiling_name} ceiling");
+        self.ratio_min = Some(min);
         self.met = self.ratio.map(|r| r >= min);
     }
 
