@@ -324,11 +324,12 @@ fn list_page(
     page: &PageRequest,
 ) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
+    let mut binder = Binder::new(&tx);
     let shape = PageShape::new(sort, page);
     let total: i64 = if page.count_total {
         let count = sql::count_query(Dialect::Sqlite, filter);
         tx.prepare_cached(&count.sql)?
-            .query_row(bound(&tx, &count)?, |r| r.get(0))?
+            .query_row(binder.bind(&count)?, |r| r.get(0))?
     } else {
         0
     };
@@ -343,35 +344,57 @@ fn list_page(
     );
     let items = tx
         .prepare_cached(&rows.sql)?
-        .query_map(bound(&tx, &rows)?, rows::operation_from_row)?
+        .query_map(binder.bind(&rows)?, rows::operation_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let cut = shape.cut(items);
     let beyond = match &cut.probe {
         Some((direction, pos)) => {
             let probe = sql::exists_beyond_query(Dialect::Sqlite, filter, sort, *direction, pos);
-            tx.prepare_cached(&probe.sql)?.exists(bound(&tx, &probe)?)?
+            tx.prepare_cached(&probe.sql)?
+                .exists(binder.bind(&probe)?)?
         }
         None => false,
     };
     Ok(shape.finish(cut, beyond, total.unsigned_abs()))
 }
 
-/// The parameters of a shared statement, as rusqlite binds them.
-fn bound(conn: &Connection, statement: &Statement) -> rusqlite::Result<ParamsFromIter<Vec<Value>>> {
-    let values =
-        statement
-            .params
-            .iter()
-            .map(|p| {
-                Ok(match p {
-                    Param::Text(s) => Value::Text(s.clone()),
-                    Param::Int(n) => Value::Integer(*n),
-                    Param::Blob(b) => Value::Blob(b.clone()),
-                    Param::FirstSeqCreatedFrom(micros) => Value::Integer(
-                        seq_search::first_seq_from(conn, Stamped::OperationsCreated, *micros)?,
-                    ),
-                })
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rusqlite::params_from_iter(values))
+/// Binds shared statements on one connection. A time bound becomes a `seq` by a binary
+/// search (`seq_search`); the statements of one page (its rows, the probe, the count)
+/// share their bounds, so each is searched once per page, not once per statement.
+struct Binder<'c> {
+    conn: &'c Connection,
+    /// (microseconds, the first seq created from then) already searched.
+    seqs: Vec<(i64, i64)>,
+}
+
+impl<'c> Binder<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            seqs: Vec::new(),
+        }
+    }
+
+    /// The parameters of a shared statement, as rusqlite binds them.
+    fn bind(&mut self, statement: &Statement) -> rusqlite::Result<ParamsFromIter<Vec<Value>>> {
+        let mut values = Vec::with_capacity(statement.params.len());
+        for p in &statement.params {
+            values.push(match p {
+                Param::Text(s) => Value::Text(s.clone()),
+                Param::Int(n) => Value::Integer(*n),
+                Param::Blob(b) => Value::Blob(b.clone()),
+                Param::FirstSeqCreatedFrom(micros) => Value::Integer(self.first_seq_from(*micros)?),
+            });
+        }
+        Ok(rusqlite::params_from_iter(values))
+    }
+
+    fn first_seq_from(&mut self, micros: i64) -> rusqlite::Result<i64> {
+        if let Some((_, seq)) = self.seqs.iter().find(|(m, _)| *m == micros) {
+            return Ok(*seq);
+        }
+        let seq = seq_search::first_seq_from(self.conn, Stamped::OperationsCreated, micros)?;
+        self.seqs.push((micros, seq));
+        Ok(seq)
+    }
 }

@@ -16,9 +16,10 @@ fn plan(conn: &Connection, statement: &sql::Statement) -> String {
         .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
         .expect("prepare");
     let rows = s
-        .query_map(crate::bound(conn, statement).expect("bind"), |r| {
-            r.get::<_, String>(3)
-        })
+        .query_map(
+            crate::Binder::new(conn).bind(statement).expect("bind"),
+            |r| r.get::<_, String>(3),
+        )
         .expect("explain");
     rows.map(|r| r.expect("plan row"))
         .collect::<Vec<_>>()
