@@ -3,136 +3,84 @@
 //!
 //! A sequence would not: its values are taken at INSERT and become visible at COMMIT,
 //! so with two transactions in flight seq 11 can be visible before seq 10, and a watch
-//! that has seen 11 would skip 10 forever. Instead every write transaction first locks
-//! the single `feed_head` row ([`lock_head`]) and holds it until COMMIT. While it holds
-//! it, it assigns event seqs after `last_event_seq` and stamps its writes with one time
-//! (never earlier than the previous stamp); [`store_head`] writes both back just before
-//! COMMIT. The next transaction can take the lock only once this one is committed and
-//! visible, so it sees the new head, and seqs (and `created_at`/`updated_at`) follow
-//! commit order across every opsd process on the database. The cost is that writes to
-//! one database are serialised; the writer (`writer.rs`) batches concurrent writes
-//! into one transaction so that they share the lock and the commit.
+//! that has seen 11 would skip 10 forever. Instead the single `feed_head` row hands out
+//! seqs: the first statement of a batch's write flight ([`ADVANCE_SQL`], migration
+//! 0010) locks it, reserves the batch's seqs after `last_event_seq` and moves `stamp`
+//! to the batch's time; the lock is held until COMMIT. The next transaction can take it
+//! only once this one is committed and visible, so it sees the new head, and seqs (and
+//! `created_at`/`updated_at`) follow commit order across every opsd process on the
+//! database.
+//!
+//! The lock is held only from that statement to COMMIT, which travel in one flight
+//! (`batch/flight.rs`): for the database's own execution time, never for a client round
+//! trip. Everything a batch must read (the rows it changes, locked in `seq` order) was
+//! read in the flight before, without the head. Nothing that runs under the head waits
+//! for another lock: rows were locked earlier, and the per-project count rows, the
+//! idempotency index and the keys are only written under the head.
 
 use std::sync::{Arc, LazyLock};
 
 use deadpool_postgres::Transaction;
 use opsd_domain::{Operation, micros};
-use opsd_store::{Backfill, Change, Clock, Result, history, rules};
+use opsd_store::{Backfill, Change, Result};
 use time::OffsetDateTime;
 
 use crate::errors::ctx;
-use crate::rows::{self, big, from_micros};
+use crate::rows::{self, EventArrays, big};
 
-/// The feed head as a write transaction holds it.
-#[derive(Debug, Clone, Copy)]
-pub struct Head {
-    /// The last event seq assigned (by this transaction, once it appended events).
-    pub last_event_seq: u64,
-    /// The time this transaction stamps on what it writes.
-    pub now: OffsetDateTime,
-}
+/// Takes the feed head for the rest of the transaction: `$1` events' seqs are reserved
+/// and the head's stamp becomes `$2` (microseconds). Answers the last seq before the
+/// reserved ones. Refuses with a serialization failure when another transaction already
+/// committed a later stamp (the batch must then run again with a new time).
+pub const ADVANCE_SQL: &str = "SELECT opsd_advance_feed($1, $2)";
 
-/// Locks the feed head for the rest of `tx` and decides the transaction's time: the
-/// test clock if one is given, else the database server's clock (one clock for every
-/// process), never earlier than the previous transaction's.
-pub async fn lock_head(tx: &Transaction<'_>, clock: Option<&Clock>) -> Result<Head> {
-    let row = tx
-        .query_one(
-            &crate::prepared(
-                tx,
-                "SELECT last_event_seq, stamp, \
-             floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint \
-             FROM feed_head WHERE id = 1 FOR UPDATE",
-            )
-            .await?,
-            &[],
-        )
+/// Appends the events of [`EventArrays::params`] (`$2…$15`) with the seqs the flight's
+/// [`ADVANCE_SQL`] reserved for `$1` events: the k-th gets the head before the batch
+/// plus k, read back from the head row this transaction holds.
+pub const APPEND_SQL: &str = "INSERT INTO events (seq, op_seq, project_id, version, status, \
+     progress, status_message, at, started_at, ended_at, error, warnings, \
+     http_error_status_code, http_error_message, cancel_requested) \
+     SELECT h.last_event_seq - $1 + u.k, u.op_seq, u.project_id, u.version, u.status, \
+     u.progress, u.status_message, u.at, u.started_at, u.ended_at, u.error, u.warnings, \
+     u.http_error_status_code, u.http_error_message, u.cancel_requested \
+     FROM feed_head h, unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], \
+     $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], \
+     $12::text[], $13::bigint[], $14::text[], $15::boolean[]) WITH ORDINALITY \
+     AS u(op_seq, project_id, version, status, progress, status_message, at, started_at, \
+     ended_at, error, warnings, http_error_status_code, http_error_message, \
+     cancel_requested, k) WHERE h.id = 1";
+
+/// Deletes the events of the operations `$1` (ids) and raises the feed horizon past the
+/// highest one deleted, so a watch resuming from before it re-lists.
+pub const PURGE_EVENTS_SQL: &str = "WITH gone AS (DELETE FROM events WHERE op_seq IN \
+     (SELECT seq FROM operations WHERE id = ANY($1)) RETURNING seq) UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, \
+     COALESCE((SELECT MAX(seq) FROM gone), 0)) WHERE id = 1";
+
+/// Tells every listening process that the head moved (delivered at COMMIT, in commit
+/// order; it carries only the new head, the changes are read from the store).
+pub const NOTIFY_SQL: &str =
+    "SELECT pg_notify($1, (SELECT last_event_seq FROM feed_head WHERE id = 1)::text)";
+
+/// [`ADVANCE_SQL`] then [`APPEND_SQL`] for `ops`, as the writer's flight runs them, one
+/// round trip each; for tests that drive the feed protocol by hand inside a transaction
+/// they opened. Returns the seq of the last event appended.
+pub async fn append(tx: &Transaction<'_>, ops: &[Operation], stamp: OffsetDateTime) -> Result<u64> {
+    let n = i64::try_from(ops.len()).unwrap_or(i64::MAX);
+    let before: i64 = tx
+        .query_one(ADVANCE_SQL, &[&n, &micros(stamp)])
         .await
-        .map_err(ctx("lock feed head"))?;
-    let last: i64 = row.get(0);
-    let previous = from_micros(row.get(1)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let db_now = from_micros(row.get(2)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let clock_now = clock.map_or(db_now, |c| c());
-    Ok(Head {
-        last_event_seq: last.unsigned_abs(),
-        now: rules::next_stamp(clock_now, previous),
-    })
-}
-
-/// Writes the head back (the seqs assigned and the stamp used); call just before COMMIT.
-pub async fn store_head(tx: &Transaction<'_>, head: &Head) -> Result<()> {
-    tx.execute(
-        &crate::prepared(
-            tx,
-            "UPDATE feed_head SET last_event_seq = $1, stamp = $2 WHERE id = 1",
-        )
-        .await?,
-        &[&big(head.last_event_seq), &micros(head.now)],
-    )
-    .await
-    .map_err(ctx("store feed head"))?;
-    Ok(())
-}
-
-/// Appends the event for `op`'s new version (seq after the head) and remembers the
-/// change for publishing after COMMIT.
-pub async fn record(
-    tx: &Transaction<'_>,
-    head: &mut Head,
-    op: &Operation,
-    changes: &mut Vec<Change>,
-) -> Result<()> {
-    let seq = head.last_event_seq + 1;
-    tx.execute(
-        &crate::prepared(
-            tx,
-            "INSERT INTO events (seq, op_seq, project_id, version, status, progress, \
-         status_message, at, started_at, ended_at, error, warnings, http_error_status_code, \
-         http_error_message, cancel_requested) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         $10, $11, $12, $13, $14, $15)",
-        )
-        .await?,
-        &[
-            &big(seq),
-            &big(op.seq),
-            &op.project_id,
-            &big(op.version),
-            &op.status.as_str(),
-            &i64::from(op.progress),
-            &op.status_message,
-            &micros(op.updated_at),
-            &op.started_at.map(micros),
-            &op.ended_at.map(micros),
-            &history::error_column(op.error.as_ref()),
-            &history::warnings_column(&op.warnings),
-            &op.http_error_status_code.map(i64::from),
-            &op.http_error_message,
-            &op.cancel_requested,
-        ],
-    )
-    .await
-    .map_err(ctx("insert event"))?;
-    head.last_event_seq = seq;
-    changes.push(Change {
-        event_seq: seq,
-        operation: Arc::new(op.clone()),
-    });
-    Ok(())
-}
-
-/// Raises the feed horizon to `seq` (never lowers it).
-pub async fn raise_horizon(tx: &Transaction<'_>, seq: u64) -> Result<()> {
-    tx.execute(
-        &crate::prepared(
-            tx,
-            "UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, $1) WHERE id = 1",
-        )
-        .await?,
-        &[&big(seq)],
-    )
-    .await
-    .map_err(ctx("raise feed horizon"))?;
-    Ok(())
+        .map_err(ctx("advance feed head"))?
+        .get(0);
+    let mut events = EventArrays::default();
+    for op in ops {
+        events.push(op);
+    }
+    let mut params = events.params();
+    params.insert(0, &n);
+    tx.execute(APPEND_SQL, &params)
+        .await
+        .map_err(ctx("append events"))?;
+    Ok((before + n).unsigned_abs())
 }
 
 /// Up to `limit` of a project's changes after `after_seq`, with horizon and head, read in

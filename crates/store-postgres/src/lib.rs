@@ -3,14 +3,16 @@
 //! and failed over by the tools operators already trust) with one or more opsd
 //! processes in front of it.
 //!
-//! Writes go through one writer task per process (`writer.rs`: group commit, the feed
-//! head lock that keeps event seqs in commit order, `feed.rs`); reads use a connection
-//! pool. Everything that decides what a write does is shared with SQLite
+//! Writes go through one writer task per process (`writer.rs`: group commit, each batch
+//! in two round trips, `batch/`; the feed head lock that keeps event seqs in commit
+//! order, held only while the database runs a batch's last statements, `feed.rs`);
+//! reads use a connection pool. Everything that decides what a write does is shared with SQLite
 //! (`opsd_store::rules`), and so is the SQL of lists and Google filters
 //! (`opsd_store::sql`). Nothing here assumes a single process: claims and expiries lock
 //! rows with `SKIP LOCKED`, migrations take an advisory lock, stamps come from the
 //! database's clock.
 
+mod batch;
 mod config;
 mod errors;
 pub mod feed;
@@ -21,7 +23,6 @@ mod pump;
 mod rows;
 mod stats;
 mod writer;
-mod writes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,9 @@ const QUEUE_DEPTH: usize = 4096;
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the server lets a connection of this store sit inside a transaction without
+/// a statement before it ends the session (no transaction of opsd pauses that long).
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(30);
 /// Rows read per round when a filter must be re-checked outside the database.
 const RECHECK_BATCH: usize = 256;
 
@@ -99,6 +103,18 @@ impl PostgresStore {
         if pg.get_application_name().is_none() {
             pg.application_name("opsd");
         }
+        // A connection lost in the middle of a batch's write flight would otherwise
+        // keep the feed head (and the batch's rows) locked until the server noticed the
+        // dead connection, which TCP alone can take hours to tell.
+        let idle = format!(
+            "-c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        let startup = match pg.get_options() {
+            Some(given) => format!("{given} {idle}"),
+            None => idle,
+        };
+        pg.options(&startup);
         let manager = Manager::from_config(
             pg.clone(),
             tokio_postgres::NoTls,

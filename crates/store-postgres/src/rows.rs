@@ -18,14 +18,7 @@ pub const OPERATION_COLUMNS: &str = "seq, id, project_id, kind, type, resource_i
      started_at, ended_at, updated_at, version, cancel_requested";
 
 /// How many columns [`OPERATION_COLUMNS`] has (the lease columns follow them).
-const OPERATION_COLUMN_COUNT: usize = 26;
-
-/// The columns an INSERT writes: [`OPERATION_COLUMNS`] but `seq` (the database assigns
-/// it), then `request_hash`.
-pub const INSERT_COLUMNS: &str = "id, project_id, kind, type, resource_id, status, progress, \
-     status_message, description, details, error, warnings, http_error_status_code, \
-     http_error_message, \"user\", request_id, region, zone, target_link, created_at, \
-     started_at, ended_at, updated_at, version, cancel_requested, request_hash";
+pub const OPERATION_COLUMN_COUNT: usize = 26;
 
 /// The lease columns, read after [`OPERATION_COLUMNS`].
 pub const LEASE_COLUMNS: &str =
@@ -197,98 +190,239 @@ pub fn big(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The values of an operation row, in [`OPERATION_COLUMNS`] order minus `seq` (which the
-/// database assigns), followed by `request_hash`.
-pub struct OperationValues {
-    id: String,
-    kind: &'static str,
-    op_type: &'static str,
-    status: &'static str,
-    progress: i64,
-    details: String,
-    error: Option<String>,
-    warnings: String,
-    http_error_status_code: Option<i64>,
-    created_at: i64,
-    started_at: Option<i64>,
-    ended_at: Option<i64>,
-    updated_at: i64,
-    version: i64,
+/// Operations as column arrays, the parameters of one set-based statement
+/// (`unnest($1::bigint[], $2::text[], …)`) that writes every row of a batch at once.
+#[derive(Default)]
+pub struct OperationArrays {
+    seq: Vec<i64>,
+    id: Vec<String>,
+    project_id: Vec<String>,
+    kind: Vec<&'static str>,
+    op_type: Vec<&'static str>,
+    resource_id: Vec<String>,
+    status: Vec<&'static str>,
+    progress: Vec<i64>,
+    status_message: Vec<Option<String>>,
+    description: Vec<Option<String>>,
+    details: Vec<String>,
+    error: Vec<Option<String>>,
+    warnings: Vec<String>,
+    http_error_status_code: Vec<Option<i64>>,
+    http_error_message: Vec<Option<String>>,
+    user: Vec<Option<String>>,
+    request_id: Vec<Option<String>>,
+    region: Vec<Option<String>>,
+    zone: Vec<Option<String>>,
+    target_link: Vec<Option<String>>,
+    created_at: Vec<i64>,
+    started_at: Vec<Option<i64>>,
+    ended_at: Vec<Option<i64>>,
+    updated_at: Vec<i64>,
+    version: Vec<i64>,
+    cancel_requested: Vec<bool>,
+    request_hash: Vec<Option<Vec<u8>>>,
+    lease_token_hash: Vec<Option<String>>,
+    lease_worker: Vec<Option<String>>,
+    lease_expires_at: Vec<Option<i64>>,
+    lease_duration_ms: Vec<Option<i64>>,
 }
 
-impl OperationValues {
-    /// The column values of `op`.
-    pub fn of(op: &Operation) -> Self {
-        Self {
-            id: op.id.to_string(),
-            kind: op.kind.as_str(),
-            op_type: op.op_type.as_str(),
-            status: op.status.as_str(),
-            progress: i64::from(op.progress),
-            details: json(&op.details),
-            error: op.error.as_ref().map(json),
-            warnings: json(&op.warnings),
-            http_error_status_code: op.http_error_status_code.map(i64::from),
-            created_at: micros(op.created_at),
-            started_at: op.started_at.map(micros),
-            ended_at: op.ended_at.map(micros),
-            updated_at: micros(op.updated_at),
-            version: big(op.version),
-        }
+/// Inserts the rows of [`OperationArrays::insert_params`]. `seq` was reserved from the
+/// identity's sequence while the batch read (so its events can name it in the same
+/// flight).
+pub const INSERT_SQL: &str = "INSERT INTO operations (seq, id, project_id, kind, type, \
+     resource_id, status, progress, status_message, description, details, error, warnings, \
+     http_error_status_code, http_error_message, \"user\", request_id, region, zone, \
+     target_link, created_at, started_at, ended_at, updated_at, version, cancel_requested, \
+     request_hash) OVERRIDING SYSTEM VALUE SELECT * FROM unnest($1::bigint[], $2::text[], \
+     $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], \
+     $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::text[], \
+     $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[], \
+     $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::boolean[], \
+     $27::bytea[])";
+
+/// Writes what a change can alter, and the lease, to the rows of
+/// [`OperationArrays::update_params`] (found by `seq`, the primary key).
+pub const UPDATE_SQL: &str = "UPDATE operations o SET status = u.status, \
+     progress = u.progress, status_message = u.status_message, error = u.error, \
+     warnings = u.warnings, http_error_status_code = u.http_error_status_code, \
+     http_error_message = u.http_error_message, started_at = u.started_at, \
+     ended_at = u.ended_at, updated_at = u.updated_at, version = u.version, \
+     cancel_requested = u.cancel_requested, lease_token_hash = u.lease_token_hash, \
+     lease_worker = u.lease_worker, lease_expires_at = u.lease_expires_at, \
+     lease_duration_ms = u.lease_duration_ms \
+     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+     $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], \
+     $13::boolean[], $14::text[], $15::text[], $16::bigint[], $17::bigint[]) \
+     AS u(seq, status, progress, status_message, error, warnings, http_error_status_code, \
+     http_error_message, started_at, ended_at, updated_at, version, cancel_requested, \
+     lease_token_hash, lease_worker, lease_expires_at, lease_duration_ms) \
+     WHERE o.seq = u.seq";
+
+impl OperationArrays {
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.seq.len()
     }
 
-    /// Parameters for `INSERT` of [`INSERT_COLUMNS`] (`$1…$26`).
-    pub fn insert_params<'a>(
-        &'a self,
-        op: &'a Operation,
-        request_hash: &'a Option<Vec<u8>>,
-    ) -> [&'a (dyn ToSql + Sync); 26] {
-        [
+    /// Adds `op` with its lease and (for an insert) its idempotency fingerprint.
+    pub fn push(&mut self, op: &Operation, lease: Option<&HeldLease>, request_hash: Option<&[u8]>) {
+        self.seq.push(big(op.seq));
+        self.id.push(op.id.to_string());
+        self.project_id.push(op.project_id.clone());
+        self.kind.push(op.kind.as_str());
+        self.op_type.push(op.op_type.as_str());
+        self.resource_id.push(op.resource_id.clone());
+        self.status.push(op.status.as_str());
+        self.progress.push(i64::from(op.progress));
+        self.status_message.push(op.status_message.clone());
+        self.description.push(op.description.clone());
+        self.details.push(json(&op.details));
+        self.error.push(op.error.as_ref().map(json));
+        self.warnings.push(json(&op.warnings));
+        self.http_error_status_code
+            .push(op.http_error_status_code.map(i64::from));
+        self.http_error_message.push(op.http_error_message.clone());
+        self.user.push(op.user.clone());
+        self.request_id.push(op.request_id.clone());
+        self.region.push(op.region.clone());
+        self.zone.push(op.zone.clone());
+        self.target_link.push(op.target_link.clone());
+        self.created_at.push(micros(op.created_at));
+        self.started_at.push(op.started_at.map(micros));
+        self.ended_at.push(op.ended_at.map(micros));
+        self.updated_at.push(micros(op.updated_at));
+        self.version.push(big(op.version));
+        self.cancel_requested.push(op.cancel_requested);
+        self.request_hash.push(request_hash.map(<[u8]>::to_vec));
+        self.lease_token_hash
+            .push(lease.map(|l| l.token_hash.clone()));
+        self.lease_worker.push(lease.map(|l| l.worker.clone()));
+        self.lease_expires_at
+            .push(lease.map(|l| micros(l.expires_at)));
+        self.lease_duration_ms
+            .push(lease.map(|l| i64::try_from(l.duration.as_millis()).unwrap_or(i64::MAX)));
+    }
+
+    /// The parameters of [`INSERT_SQL`].
+    pub fn insert_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.seq,
             &self.id,
-            &op.project_id,
+            &self.project_id,
             &self.kind,
             &self.op_type,
-            &op.resource_id,
+            &self.resource_id,
             &self.status,
             &self.progress,
-            &op.status_message,
-            &op.description,
+            &self.status_message,
+            &self.description,
             &self.details,
             &self.error,
             &self.warnings,
             &self.http_error_status_code,
-            &op.http_error_message,
-            &op.user,
-            &op.request_id,
-            &op.region,
-            &op.zone,
-            &op.target_link,
+            &self.http_error_message,
+            &self.user,
+            &self.request_id,
+            &self.region,
+            &self.zone,
+            &self.target_link,
             &self.created_at,
             &self.started_at,
             &self.ended_at,
             &self.updated_at,
             &self.version,
-            &op.cancel_requested,
-            request_hash,
+            &self.cancel_requested,
+            &self.request_hash,
         ]
     }
 
-    /// Parameters for `UPDATE` of what a change can alter (`$1…$13`).
-    pub fn update_params<'a>(&'a self, op: &'a Operation) -> [&'a (dyn ToSql + Sync); 13] {
-        [
+    /// The parameters of [`UPDATE_SQL`].
+    pub fn update_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.seq,
             &self.status,
             &self.progress,
-            &op.status_message,
+            &self.status_message,
             &self.error,
             &self.warnings,
             &self.http_error_status_code,
-            &op.http_error_message,
+            &self.http_error_message,
             &self.started_at,
             &self.ended_at,
             &self.updated_at,
             &self.version,
-            &self.id,
-            &op.cancel_requested,
+            &self.cancel_requested,
+            &self.lease_token_hash,
+            &self.lease_worker,
+            &self.lease_expires_at,
+            &self.lease_duration_ms,
+        ]
+    }
+}
+
+/// Events as column arrays, for [`crate::feed::APPEND_SQL`]: what each change can
+/// touch, in the order their seqs are assigned.
+#[derive(Default)]
+pub struct EventArrays {
+    op_seq: Vec<i64>,
+    project_id: Vec<String>,
+    version: Vec<i64>,
+    status: Vec<&'static str>,
+    progress: Vec<i64>,
+    status_message: Vec<Option<String>>,
+    at: Vec<i64>,
+    started_at: Vec<Option<i64>>,
+    ended_at: Vec<Option<i64>>,
+    error: Vec<Option<String>>,
+    warnings: Vec<Option<String>>,
+    http_error_status_code: Vec<Option<i64>>,
+    http_error_message: Vec<Option<String>>,
+    cancel_requested: Vec<bool>,
+}
+
+impl EventArrays {
+    /// How many events it holds.
+    pub fn len(&self) -> usize {
+        self.op_seq.len()
+    }
+
+    /// Adds the event of `op`'s current version.
+    pub fn push(&mut self, op: &Operation) {
+        self.op_seq.push(big(op.seq));
+        self.project_id.push(op.project_id.clone());
+        self.version.push(big(op.version));
+        self.status.push(op.status.as_str());
+        self.progress.push(i64::from(op.progress));
+        self.status_message.push(op.status_message.clone());
+        self.at.push(micros(op.updated_at));
+        self.started_at.push(op.started_at.map(micros));
+        self.ended_at.push(op.ended_at.map(micros));
+        self.error.push(history::error_column(op.error.as_ref()));
+        self.warnings.push(history::warnings_column(&op.warnings));
+        self.http_error_status_code
+            .push(op.http_error_status_code.map(i64::from));
+        self.http_error_message.push(op.http_error_message.clone());
+        self.cancel_requested.push(op.cancel_requested);
+    }
+
+    /// The parameters of [`crate::feed::APPEND_SQL`].
+    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.op_seq,
+            &self.project_id,
+            &self.version,
+            &self.status,
+            &self.progress,
+            &self.status_message,
+            &self.at,
+            &self.started_at,
+            &self.ended_at,
+            &self.error,
+            &self.warnings,
+            &self.http_error_status_code,
+            &self.http_error_message,
+            &self.cancel_requested,
         ]
     }
 }

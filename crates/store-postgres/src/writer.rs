@@ -1,38 +1,36 @@
-//! The writer task: group commit on PostgreSQL. Write transactions on one database are
-//! serialised by the feed head lock (`feed.rs`), so instead of one transaction per
-//! request, one task per process drains a queue and runs every write waiting in it in
-//! one transaction, each inside its own savepoint so a refused write never undoes its
-//! neighbours. Callers hear back only after COMMIT (`synchronous_commit` as the server
+//! The writer task: group commit on PostgreSQL. One task per process drains a queue and
+//! runs every write waiting in it as one batch (`batch/`): one transaction, two round
+//! trips whatever the batch's size, the feed head held only while the database runs the
+//! final flight. Callers hear back only after COMMIT (`synchronous_commit` as the server
 //! is configured; on by default), and the committed changes are published on the feed
 //! first, in commit order.
 //!
-//! A batch the database aborts as a serialization failure or deadlock is retried whole
-//! (nothing of it was acknowledged). A batch that fails because the database is
-//! unreachable is answered `Unavailable` (503): if the COMMIT itself was lost on the
-//! way, the outcome is unknown to the caller, whose retry is safe — a create with a
-//! `request_id` replays, an update with `If-Match` answers 412 if it had applied.
+//! A batch that another transaction got in the way of (a serialization failure, a
+//! deadlock, a unique key taken first) runs again whole: nothing of it was
+//! acknowledged, and it decides anew on what is now committed. A batch whose statements
+//! fail is split in halves, each committed on its own, until the failing write is alone
+//! and answered with its error, so it never fails its batch-mates. A batch that fails
+//! because the database is unreachable is answered `Unavailable` (503): if the COMMIT
+//! itself was lost on the way, the outcome is unknown to the caller, whose retry is
+//! safe — a create with a `request_id` replays, an update with `If-Match` answers 412 if
+//! it had applied.
 
 use deadpool_postgres::Pool;
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewOperation, Patch};
-use opsd_store::{Change, Clock, Heartbeat, Preconditions, Result, StoreError};
+use opsd_store::{Clock, Heartbeat, Preconditions, Result, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::errors;
-use crate::feed;
+use crate::batch::{self, Failure};
 use crate::pump::Committed;
-use crate::writes::{self, Batch};
 
-/// The most writes one transaction takes. Each write runs in a savepoint, which is a
-/// subtransaction, and PostgreSQL keeps only 64 of those per transaction in its shared
-/// cache: beyond that every visibility check consults the subtransaction log, and a
-/// batch costs more per write the larger it gets (measured: 256 savepointed updates in
-/// 0.08 s, 1,024 in 0.71 s, 4,096 in 5.8 s). 64 keeps batches on the cheap side.
-const MAX_BATCH: usize = 64;
-/// How often a batch aborted by a conflict is tried again.
-const CONFLICT_RETRIES: usize = 3;
+/// The most writes one transaction takes: enough to absorb a burst of every client at
+/// once; a larger batch only makes its callers wait for one another longer.
+const MAX_BATCH: usize = 256;
+/// How often a batch is tried when other transactions keep getting in its way.
+const ATTEMPTS: usize = 8;
 
 /// A write waiting for the writer.
 pub enum Write {
@@ -120,177 +118,88 @@ pub async fn run(
     }
 }
 
-/// Why a batch transaction failed as a whole.
-enum BatchError {
-    /// The database chose it as a conflict victim: run it again.
-    Conflict(StoreError),
-    /// Anything else: answer every caller with it.
-    Failed(StoreError),
-}
-
-impl BatchError {
-    fn of(context: &'static str) -> impl Fn(tokio_postgres::Error) -> BatchError {
-        move |e| {
-            if errors::is_retryable_conflict(&e) {
-                BatchError::Conflict(errors::db(context, e))
-            } else {
-                BatchError::Failed(errors::db(context, e))
-            }
-        }
-    }
-}
-
-impl From<StoreError> for BatchError {
-    fn from(e: StoreError) -> Self {
-        BatchError::Failed(e)
-    }
-}
-
 async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: Option<&Clock>, publish: &Publish) {
-    let mut attempt = 0;
-    let outcome = loop {
-        attempt += 1;
-        match try_batch(pool, batch, clock, &publish.channel).await {
-            Err(BatchError::Conflict(e)) if attempt < CONFLICT_RETRIES => {
-                tracing::debug!(error = %e, attempt, "write batch hit a conflict; retrying");
+    let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
+    let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
+    let mut changes = Vec::new();
+    // Parts of the batch still to commit, the next one last.
+    let mut todo = vec![0..writes.len()];
+    while let Some(part) = todo.pop() {
+        match with_retries(pool, &writes[part.clone()], clock, &publish.channel).await {
+            Ok(done) => {
+                for (slot, answer) in answers[part].iter_mut().zip(done.answers) {
+                    *slot = Some(answer);
+                }
+                changes.extend(done.changes);
             }
-            Err(BatchError::Conflict(e) | BatchError::Failed(e)) => break Err(e),
-            Ok(done) => break Ok(done),
-        }
-    };
-    match outcome {
-        Ok((results, changes)) => {
-            // Published before the callers hear back, so that a waiter is already being
-            // woken when the writer's HTTP response leaves.
-            if !changes.is_empty() {
-                let (published, done) = oneshot::channel();
-                let handed = publish
-                    .committed
-                    .send(Committed { changes, published })
-                    .await;
-                if handed.is_ok() {
-                    let _ = done.await;
+            Err(Failure::Statement(e)) if part.len() > 1 => {
+                tracing::debug!(error = %e, writes = part.len(), "a write batch failed; splitting it");
+                let middle = part.start + part.len() / 2;
+                todo.push(middle..part.end);
+                todo.push(part.start..middle);
+            }
+            Err(Failure::Retry(e) | Failure::Unavailable(e) | Failure::Statement(e)) => {
+                tracing::warn!(error = %e, writes = part.len(), "write transaction failed");
+                for slot in &mut answers[part] {
+                    *slot = Some(Err(copy(&e)));
                 }
             }
-            for (job, result) in batch.drain(..).zip(results) {
-                // A caller that went away no longer needs the answer; the write stands.
-                let _ = job.reply.send(result);
-            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, writes = batch.len(), "write transaction failed");
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(match &e {
-                    StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-                    other => StoreError::Internal(other.to_string()),
-                }));
-            }
+    }
+    // Published before the callers hear back, so that a waiter is already being woken
+    // when the writer's HTTP response leaves.
+    if !changes.is_empty() {
+        let (published, done) = oneshot::channel();
+        let handed = publish
+            .committed
+            .send(Committed { changes, published })
+            .await;
+        if handed.is_ok() {
+            let _ = done.await;
         }
+    }
+    for (job, answer) in batch.drain(..).zip(answers) {
+        let answer =
+            answer.unwrap_or_else(|| Err(StoreError::Internal("a write went unanswered".into())));
+        // A caller that went away no longer needs the answer; the write stands.
+        let _ = job.reply.send(answer);
     }
 }
 
-type BatchOutcome = (Vec<Result<Written>>, Vec<Change>);
-
-async fn try_batch(
+/// Runs `writes` as one transaction, again while other transactions get in its way. A
+/// batch that keeps conflicting is reported as failing (split, if it has several
+/// writes; 503 for a single one).
+async fn with_retries(
     pool: &Pool,
-    batch: &[Job],
+    writes: &[&Write],
     clock: Option<&Clock>,
     channel: &str,
-) -> std::result::Result<BatchOutcome, BatchError> {
-    let mut client = pool.get().await.map_err(errors::pool)?;
-    let mut tx = client
-        .transaction()
-        .await
-        .map_err(BatchError::of("begin"))?;
-    let mut head = feed::lock_head(&tx, clock).await?;
-    let mut changes = Vec::new();
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        let (mark, head_before) = (changes.len(), head);
-        let sp = tx
-            .savepoint("write")
-            .await
-            .map_err(BatchError::of("savepoint"))?;
-        let mut b = Batch {
-            head: &mut head,
-            changes: &mut changes,
-        };
-        let result = apply(&sp, &mut b, &job.write).await;
-        match &result {
-            Ok(_) => sp
-                .commit()
-                .await
-                .map_err(BatchError::of("release savepoint"))?,
-            // The connection is gone: nothing of the batch can commit.
-            Err(StoreError::Unavailable(m)) => {
-                return Err(BatchError::Failed(StoreError::Unavailable(m.clone())));
+) -> std::result::Result<batch::Done, Failure> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match batch::attempt(pool, writes, clock, channel).await {
+            Err(Failure::Retry(e)) if attempt < ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "write batch hit a conflict; retrying");
+                if attempt > 2 {
+                    tokio::time::sleep(std::time::Duration::from_millis(attempt as u64)).await;
+                }
             }
-            Err(_) => {
-                // Rolling back to the savepoint undoes this write alone; its changes
-                // and event seqs were never made.
-                sp.rollback()
-                    .await
-                    .map_err(BatchError::of("roll back savepoint"))?;
-                changes.truncate(mark);
-                head = head_before;
+            Err(Failure::Retry(e)) => {
+                return Err(Failure::Statement(StoreError::Unavailable(format!(
+                    "write kept conflicting with other writers: {e}"
+                ))));
             }
+            other => return other,
         }
-        results.push(result);
     }
-    feed::store_head(&tx, &head).await?;
-    if !changes.is_empty() {
-        // Delivered to every listening process at COMMIT, in commit order; it carries
-        // only the new head (the changes are read from the store).
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&channel, &head.last_event_seq.to_string()],
-        )
-        .await
-        .map_err(BatchError::of("notify"))?;
-    }
-    tx.commit().await.map_err(BatchError::of("commit"))?;
-    Ok((results, changes))
 }
 
-async fn apply(
-    tx: &deadpool_postgres::Transaction<'_>,
-    b: &mut Batch<'_>,
-    write: &Write,
-) -> Result<Written> {
-    let now = b.head.now;
-    match write {
-        Write::Create(new) => writes::create(tx, b, new).await.map(Written::Created),
-        Write::Update { id, patch, pre } => writes::update(tx, b, *id, patch, pre)
-            .await
-            .map(Written::Updated),
-        Write::Claim(request) => writes::claim(tx, b, request).await.map(Written::Claimed),
-        Write::Heartbeat { id, heartbeat } => writes::heartbeat(tx, b, *id, heartbeat)
-            .await
-            .map(Written::Renewed),
-        Write::ExpireLeases { limit } => writes::expire(tx, b, *limit).await.map(Written::Expired),
-        Write::Purge { before, batch_size } => writes::purge(tx, *before, *batch_size)
-            .await
-            .map(Written::Purged),
-        Write::CreateKey {
-            key,
-            hash,
-            only_first,
-        } => writes::create_key(tx, now, key, hash, *only_first)
-            .await
-            .map(Written::Key),
-        Write::Cancel(id) => writes::cancel(tx, b, *id).await.map(Written::Updated),
-        Write::CreateSession {
-            hash,
-            key_id,
-            expires_at,
-        } => writes::create_session(tx, now, hash, *key_id, *expires_at)
-            .await
-            .map(|()| Written::Session),
-        Write::EndSession { hash, now } => writes::end_session(tx, hash, *now)
-            .await
-            .map(|()| Written::Session),
-        Write::RevokeKey(id) => writes::revoke_key(tx, now, *id)
-            .await
-            .map(|k| Written::Key(Some(k))),
+/// The same error for every caller of a failed part (503 stays 503; anything else is a
+/// 500 carrying its message).
+fn copy(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        other => StoreError::Internal(other.to_string()),
     }
 }

@@ -1,9 +1,12 @@
 //! The ordering rule on PostgreSQL, forced: two write transactions in flight, the one
-//! that took the later seq trying to commit first, and a watch backfill reading in
-//! between. With a plain sequence the backfill would see the later seq, move its
-//! position past it, and never see the earlier one when it commits. The feed head lock
-//! makes the later writer wait, so nothing is lost. (SQLite has one writer, so there
-//! the interleaving cannot happen; this test is skipped.)
+//! that reached the feed head later trying to commit first, and a watch backfill
+//! reading in between. With a plain sequence the backfill would see the later seq, move
+//! its position past it, and never see the earlier one when it commits. The feed head
+//! (`feed::ADVANCE_SQL`, held from the statement that assigns seqs to COMMIT) makes the
+//! later writer wait, so nothing is lost. The writer runs the same statements in one
+//! flight; here each is its own round trip so that the test can stop between them.
+//! (SQLite has one writer, so there the interleaving cannot happen; this test is
+//! skipped.)
 
 use std::time::Duration;
 
@@ -52,25 +55,21 @@ async fn a_later_seq_never_becomes_visible_before_an_earlier_one() {
     let mut position = *seen.last().expect("the create's event");
 
     // Writer 1 takes the next seq and holds its transaction open.
+    let stamp = op.updated_at;
     let mut c1 = connect(&db).await;
     let tx1 = c1.transaction().await.expect("begin 1");
-    let mut head1 = feed::lock_head(&tx1, None).await.expect("lock 1");
-    feed::record(&tx1, &mut head1, &next_version(&op, 2), &mut Vec::new())
+    let seq1 = feed::append(&tx1, &[next_version(&op, 2)], stamp)
         .await
         .expect("event 1");
 
-    // Writer 2 starts later (so its seq is higher) and tries to commit first.
+    // Writer 2 comes later (so its seq is higher) and tries to commit first.
     let mut c2 = connect(&db).await;
     let op2 = next_version(&op, 3);
     let writer2 = tokio::spawn(async move {
         let tx2 = c2.transaction().await.expect("begin 2");
-        let mut head2 = feed::lock_head(&tx2, None).await.expect("lock 2");
-        feed::record(&tx2, &mut head2, &op2, &mut Vec::new())
-            .await
-            .expect("event 2");
-        feed::store_head(&tx2, &head2).await.expect("head 2");
+        let seq2 = feed::append(&tx2, &[op2], stamp).await.expect("event 2");
         tx2.commit().await.expect("commit 2");
-        head2.last_event_seq
+        seq2
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -85,7 +84,10 @@ async fn a_later_seq_never_becomes_visible_before_an_earlier_one() {
         position = c.event_seq;
     }
 
-    feed::store_head(&tx1, &head1).await.expect("head 1");
+    assert!(
+        !writer2.is_finished(),
+        "writer 2 committed while writer 1 held the feed head"
+    );
     tx1.commit().await.expect("commit 1");
     let seq2 = tokio::time::timeout(Duration::from_secs(10), writer2)
         .await
@@ -99,7 +101,6 @@ async fn a_later_seq_never_becomes_visible_before_an_earlier_one() {
     {
         seen.push(c.event_seq);
     }
-    let seq1 = head1.last_event_seq;
     assert!(
         seq1 < seq2,
         "writer 1 took the earlier seq ({seq1} vs {seq2})"

@@ -1,0 +1,292 @@
+//! The second round trip of a batch: every write it decided, and COMMIT, in one flight.
+//! Set-based statements write all rows of a kind at once (column arrays through
+//! `unnest`), so the flight has the same few statements whatever the batch's size:
+//!
+//! 1. take the feed head and reserve the events' seqs (`feed::ADVANCE_SQL`), first, so
+//!    that every statement after it runs under the head;
+//! 2. insert the new operations; 3. update the changed ones (rows and leases);
+//! 4. append the events; 5. retention's deletes;
+//! 6. the key and session statements, in batch order;
+//! 7. notify the other processes; 8. COMMIT.
+
+use deadpool_postgres::ClientWrapper;
+use opsd_domain::{ApiKey, micros};
+use opsd_store::StoreError;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::Failure;
+use super::decide::Decided;
+use super::flight::{self, Step};
+use crate::feed::{ADVANCE_SQL, APPEND_SQL, NOTIFY_SQL, PURGE_EVENTS_SQL};
+use crate::rows::{self, EventArrays, INSERT_SQL, OperationArrays, UPDATE_SQL};
+use crate::writer::{Write, Written};
+
+const PURGE_OPERATIONS_SQL: &str = "DELETE FROM operations WHERE id = ANY($1)";
+
+/// The first key only if no key was ever created (`$8`); stamped with the batch's time.
+const CREATE_KEY_SQL: &str = "INSERT INTO api_keys (id, name, role, projects, key_hash, \
+     key_prefix, created_at) SELECT $1::text, $2::text, $3::text, $4::text, $5::bytea, \
+     $6::text, $7::bigint WHERE NOT $8::boolean OR NOT EXISTS (SELECT 1 FROM api_keys) \
+     RETURNING id";
+
+/// A console session, only while its key is live.
+const CREATE_SESSION_SQL: &str = "INSERT INTO sessions (secret_hash, key_id, created_at, \
+     expires_at) SELECT $1::bytea, id, $3::bigint, $4::bigint FROM api_keys \
+     WHERE id = $2 AND revoked_at IS NULL RETURNING 1";
+
+/// Sign-out, and the removal of every session expired by `$2`.
+const END_SESSION_SQL: &str = "DELETE FROM sessions WHERE secret_hash = $1 OR expires_at <= $2";
+
+/// What the write flight answered.
+pub struct Flushed {
+    /// The last event seq before the batch's (its k-th event has this plus k).
+    pub before: u64,
+    /// The answers of the key and session writes, in [`Decided::keys`] order.
+    pub keys: Vec<opsd_store::Result<Written>>,
+}
+
+/// The owned parameters of a key or session statement.
+enum KeyParams {
+    Create {
+        id: String,
+        name: String,
+        role: &'static str,
+        projects: String,
+        hash: Vec<u8>,
+        prefix: String,
+        created_at: i64,
+        only_first: bool,
+    },
+    Revoke {
+        id: String,
+        at: i64,
+    },
+    CreateSession {
+        hash: Vec<u8>,
+        key_id: String,
+        created_at: i64,
+        expires_at: i64,
+    },
+    EndSession {
+        hash: Vec<u8>,
+        now: i64,
+    },
+}
+
+impl KeyParams {
+    fn of(write: &Write, now: i64) -> Option<Self> {
+        Some(match write {
+            Write::CreateKey {
+                key,
+                hash,
+                only_first,
+            } => KeyParams::Create {
+                id: key.id.to_string(),
+                name: key.name.clone(),
+                role: key.role.as_str(),
+                projects: rows::json(&key.projects.to_list()),
+                hash: hash.to_vec(),
+                prefix: key.prefix.clone(),
+                created_at: now,
+                only_first: *only_first,
+            },
+            Write::RevokeKey(id) => KeyParams::Revoke {
+                id: id.to_string(),
+                at: now,
+            },
+            Write::CreateSession {
+                hash,
+                key_id,
+                expires_at,
+            } => KeyParams::CreateSession {
+                hash: hash.to_vec(),
+                key_id: key_id.to_string(),
+                created_at: now,
+                expires_at: micros(*expires_at),
+            },
+            Write::EndSession { hash, now } => KeyParams::EndSession {
+                hash: hash.to_vec(),
+                now: micros(*now),
+            },
+            _ => return None,
+        })
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        match self {
+            KeyParams::Create {
+                id,
+                name,
+                role,
+                projects,
+                hash,
+                prefix,
+                created_at,
+                only_first,
+            } => vec![
+                id, name, role, projects, hash, prefix, created_at, only_first,
+            ],
+            KeyParams::Revoke { id, at } => vec![id, at],
+            KeyParams::CreateSession {
+                hash,
+                key_id,
+                created_at,
+                expires_at,
+            } => vec![hash, key_id, created_at, expires_at],
+            KeyParams::EndSession { hash, now } => vec![hash, now],
+        }
+    }
+}
+
+/// Writes what `d` decided and commits, in one round trip (plus one the first time a
+/// connection prepares these statements).
+pub async fn flush(
+    client: &ClientWrapper,
+    d: &Decided<'_>,
+    channel: &str,
+) -> Result<Flushed, Failure> {
+    let revoke_sql = format!(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {}",
+        crate::keys::COLUMNS
+    );
+    let statements = flight::prepare(
+        client,
+        &[
+            ADVANCE_SQL,
+            INSERT_SQL,
+            UPDATE_SQL,
+            APPEND_SQL,
+            PURGE_EVENTS_SQL,
+            PURGE_OPERATIONS_SQL,
+            CREATE_KEY_SQL,
+            &revoke_sql,
+            CREATE_SESSION_SQL,
+            END_SESSION_SQL,
+            NOTIFY_SQL,
+        ],
+    )
+    .await
+    .map_err(Failure::of("prepare batch writes"))?;
+    let [
+        advance,
+        insert,
+        update,
+        append,
+        purge_events,
+        purge_operations,
+        create_key,
+        revoke,
+        create_session,
+        end_session,
+        notify,
+    ] = &statements[..]
+    else {
+        return Err(Failure::Statement(StoreError::Internal(
+            "prepared a different number of statements".into(),
+        )));
+    };
+
+    let mut inserts = OperationArrays::default();
+    for (id, hash) in &d.inserts {
+        let cur = &d.rows[id];
+        inserts.push(&cur.op, cur.lease.as_ref(), hash.as_deref());
+    }
+    let mut updates = OperationArrays::default();
+    for id in &d.dirty {
+        let cur = &d.rows[id];
+        updates.push(&cur.op, cur.lease.as_ref(), None);
+    }
+    let mut events = EventArrays::default();
+    for op in &d.events {
+        events.push(op);
+    }
+    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let stamp = micros(d.now);
+    let purge: Vec<String> = d.purge.iter().map(Uuid::to_string).collect();
+    let keys: Vec<KeyParams> = d
+        .keys
+        .iter()
+        .filter_map(|w| KeyParams::of(w, stamp))
+        .collect();
+
+    let mut steps = vec![Step::Query(advance.clone(), vec![&n, &stamp])];
+    if inserts.len() > 0 {
+        steps.push(Step::Query(insert.clone(), inserts.insert_params()));
+    }
+    if updates.len() > 0 {
+        steps.push(Step::Query(update.clone(), updates.update_params()));
+    }
+    if n > 0 {
+        let mut params = events.params();
+        params.insert(0, &n);
+        steps.push(Step::Query(append.clone(), params));
+    }
+    if !purge.is_empty() {
+        steps.push(Step::Query(purge_events.clone(), vec![&purge]));
+        steps.push(Step::Query(purge_operations.clone(), vec![&purge]));
+    }
+    let first_key = steps.len();
+    for key in &keys {
+        let statement = match key {
+            KeyParams::Create { .. } => create_key,
+            KeyParams::Revoke { .. } => revoke,
+            KeyParams::CreateSession { .. } => create_session,
+            KeyParams::EndSession { .. } => end_session,
+        };
+        steps.push(Step::Query(statement.clone(), key.params()));
+    }
+    if n > 0 {
+        steps.push(Step::Query(notify.clone(), vec![&channel]));
+    }
+    steps.push(Step::Simple("COMMIT"));
+
+    let answers = flight::send(client, &steps).await;
+    // The first failure is the cause; every statement after it only reports the aborted
+    // transaction, whose COMMIT rolled back.
+    let mut rows = Vec::with_capacity(answers.len());
+    for answer in answers {
+        rows.push(answer.map_err(Failure::of("write batch"))?);
+    }
+    let before: i64 = rows
+        .first()
+        .and_then(|r| r.first())
+        .map(|r| r.get(0))
+        .ok_or(Failure::Statement(StoreError::Internal(
+            "the feed head answered nothing".into(),
+        )))?;
+    let keys = d
+        .keys
+        .iter()
+        .zip(&rows[first_key..])
+        .map(|(write, rows)| key_answer(write, rows, d.now))
+        .collect();
+    Ok(Flushed {
+        before: before.unsigned_abs(),
+        keys,
+    })
+}
+
+/// What a key or session statement's rows mean to its caller.
+fn key_answer(
+    write: &Write,
+    rows: &[tokio_postgres::Row],
+    now: time::OffsetDateTime,
+) -> opsd_store::Result<Written> {
+    match write {
+        Write::CreateKey { key, .. } => Ok(Written::Key((!rows.is_empty()).then(|| ApiKey {
+            created_at: now,
+            ..key.clone()
+        }))),
+        Write::RevokeKey(id) => rows
+            .first()
+            .map(crate::keys::key)
+            .transpose()?
+            .map(|k| Written::Key(Some(k)))
+            .ok_or(StoreError::KeyNotFound(*id)),
+        Write::CreateSession { key_id, .. } if rows.is_empty() => {
+            Err(StoreError::KeyNotFound(*key_id))
+        }
+        _ => Ok(Written::Session),
+    }
+}

@@ -1,0 +1,128 @@
+//! One batch of writes, in one transaction of two round trips whatever its size:
+//!
+//! 1. `load`: open the transaction and read every row the batch touches (locking those
+//!    it changes), the operation seqs for its creates and the time, in one flight;
+//! 2. `decide`: decide every write in Rust with the shared rules (`opsd_store::rules`);
+//! 3. `flush`: write every row, event, lease and count with set-based statements and
+//!    COMMIT, in one flight that takes the feed head first (`feed.rs`).
+//!
+//! The feed head is held only during the second flight, which the database runs without
+//! waiting for the client; so neither the distance to the database nor another replica's
+//! round trips hold up anyone's writes.
+
+mod decide;
+mod flight;
+mod flush;
+mod load;
+
+use deadpool_postgres::Pool;
+use opsd_store::{Change, Clock, Result, StoreError};
+use tokio_postgres::error::SqlState;
+
+use crate::errors;
+use crate::writer::{Write, Written};
+use decide::Answer;
+
+/// Why an attempt at a batch failed.
+pub enum Failure {
+    /// Another transaction got in the way (a serialization failure, including a feed
+    /// head already stamped later than this batch; a deadlock; a unique key another
+    /// replica took first): the batch can run again as it is, and decides anew.
+    Retry(StoreError),
+    /// The environment (the database unreachable, restarting, out of disk): nothing was
+    /// committed, or the outcome of the COMMIT is unknown; callers get 503.
+    Unavailable(StoreError),
+    /// A statement failed: some write of the batch is at fault.
+    Statement(StoreError),
+}
+
+impl Failure {
+    /// Classifies a database error met while doing `context`.
+    pub fn of(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Failure {
+        move |e| {
+            let taken = e.code() == Some(&SqlState::UNIQUE_VIOLATION);
+            if errors::is_retryable_conflict(&e) || taken {
+                Failure::Retry(errors::db(context, e))
+            } else {
+                Failure::from(errors::db(context, e))
+            }
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Failure::Unavailable(e),
+            other => Failure::Statement(other),
+        }
+    }
+}
+
+/// A committed batch: an answer per write and the changes to publish, in seq order.
+pub struct Done {
+    pub answers: Vec<Result<Written>>,
+    pub changes: Vec<Change>,
+}
+
+/// One attempt at `writes` in one transaction.
+pub async fn attempt(
+    pool: &Pool,
+    writes: &[&Write],
+    clock: Option<&Clock>,
+    channel: &str,
+) -> std::result::Result<Done, Failure> {
+    let client = pool.get().await.map_err(errors::pool)?;
+    let outcome = run(&client, writes, clock, channel).await;
+    if outcome.is_err() {
+        // Ends a transaction a failed read left open (after a failed write flight the
+        // COMMIT already rolled back, and this is a no-op). A connection that is gone
+        // fails here too, and the pool drops it.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    outcome
+}
+
+async fn run(
+    client: &deadpool_postgres::ClientWrapper,
+    writes: &[&Write],
+    clock: Option<&Clock>,
+    channel: &str,
+) -> std::result::Result<Done, Failure> {
+    let loaded = load::load(client, writes, clock).await?;
+    let decided = decide::decide(writes, loaded)?;
+    let flushed = if decided.is_read_only() {
+        // Refusals and replays only: nothing to write, and the row locks to release.
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(Failure::of("end a batch that wrote nothing"))?;
+        flush::Flushed {
+            before: 0,
+            keys: Vec::new(),
+        }
+    } else {
+        flush::flush(client, &decided, channel).await?
+    };
+    let mut keys = flushed.keys.into_iter();
+    let answers = decided
+        .answers
+        .into_iter()
+        .map(|answer| match answer {
+            Answer::Ready(result) => result,
+            Answer::Key => keys.next().unwrap_or(Err(StoreError::Internal(
+                "a key write went unanswered".into(),
+            ))),
+        })
+        .collect();
+    let changes = decided
+        .events
+        .into_iter()
+        .zip(flushed.before + 1..)
+        .map(|(operation, event_seq)| Change {
+            event_seq,
+            operation,
+        })
+        .collect();
+    Ok(Done { answers, changes })
+}

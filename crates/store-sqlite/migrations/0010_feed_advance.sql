@@ -1,0 +1,3 @@
+-- Version 10 gives PostgreSQL the function its batched writes take the feed head with
+-- (ARCHITECTURE.md, "PostgreSQL writes"). SQLite has one writer and needs nothing; the
+-- version exists on both backends so that one number names one release's schema.
