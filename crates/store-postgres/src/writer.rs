@@ -200,6 +200,7 @@ async fn with_retries(
 fn copy(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Internal(m) => StoreError::Internal(m.clone()),
         other => StoreError::Internal(other.to_string()),
     }
 }

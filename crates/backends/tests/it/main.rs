@@ -25,3 +25,4 @@ mod pagination;
 mod stats;
 mod story;
 mod support;
+mod two_writers;
