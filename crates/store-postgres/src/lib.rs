@@ -157,28 +157,36 @@ impl PostgresStore {
         let gaps = Arc::new(AtomicU64::new(0));
         let (stop_listening, stop) = tokio::sync::watch::channel(());
         // A watch without Last-Event-ID starts at the head as of now.
-        tokio::spawn(pump::run(
-            pool.clone(),
-            committed_rx,
-            signals.clone(),
-            feed.clone(),
-            head,
-        ));
+        // Each worker is restarted after a panic (`opsd_store::supervise`); what it
+        // keeps across restarts is in a `Kept`.
+        let pumped = opsd_store::supervise::Kept::new((committed_rx, head));
+        let (p_pool, p_signals, p_feed) = (pool.clone(), signals.clone(), feed.clone());
+        opsd_store::supervise::task(pump::WORKER, move || {
+            pump::run(
+                p_pool.clone(),
+                pumped.clone(),
+                p_signals.clone(),
+                p_feed.clone(),
+            )
+        });
         let mut listener = pg.clone();
         listener.application_name(listen::APPLICATION_NAME);
-        tokio::spawn(listen::run(
-            listener,
-            channel.clone(),
-            signals,
-            gaps.clone(),
-            stop,
-        ));
-        tokio::spawn(writer::run(
-            pool.clone(),
-            rx,
-            options.clock,
-            writer::Publish { committed, channel },
-        ));
+        let (l_channel, l_gaps) = (channel.clone(), gaps.clone());
+        opsd_store::supervise::task(listen::WORKER, move || {
+            listen::run(
+                listener.clone(),
+                l_channel.clone(),
+                signals.clone(),
+                l_gaps.clone(),
+                stop.clone(),
+            )
+        });
+        let queued = opsd_store::supervise::Kept::new(rx);
+        let (w_pool, clock) = (pool.clone(), options.clock);
+        let publish = Arc::new(writer::Publish { committed, channel });
+        opsd_store::supervise::task(writer::WORKER, move || {
+            writer::run(w_pool.clone(), queued.clone(), clock.clone(), publish.clone())
+        });
         Ok(Self {
             pool,
             queue,

@@ -38,7 +38,11 @@ pub fn channel(schema: &str) -> String {
     format!("opsd_feed_{clean}")
 }
 
-/// Listens until `stop`'s sender is dropped (with the store).
+/// The listener's name for supervision, metrics and fault hooks.
+pub const WORKER: &str = "postgres-listener";
+
+/// Listens until `stop`'s sender is dropped (with the store). Started again by its
+/// supervisor after a panic; a new connection catches up whatever it missed.
 pub async fn run(
     config: Config,
     channel: String,

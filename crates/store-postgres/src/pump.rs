@@ -60,14 +60,19 @@ impl Default for Signals {
     }
 }
 
-/// Runs the pump until the writer is gone.
+/// The pump's name for supervision, metrics and fault hooks.
+pub const WORKER: &str = "postgres-pump";
+
+/// Runs the pump until the writer is gone. Started again by its supervisor after a
+/// panic, with the writer's channel and the last event seq published kept.
 pub async fn run(
     pool: Pool,
-    mut committed: mpsc::Receiver<Committed>,
+    kept: opsd_store::supervise::Kept<(mpsc::Receiver<Committed>, u64)>,
     signals: Arc<Signals>,
     feed: broadcast::Sender<Change>,
-    mut last: u64,
 ) {
+    let mut kept = kept.take().await;
+    let (committed, last) = &mut *kept;
     let mut failing = false;
     loop {
         let tick = if signals.listening.load(Ordering::Relaxed) {
@@ -78,23 +83,23 @@ pub async fn run(
         let outcome = tokio::select! {
             batch = committed.recv() => match batch {
                 Some(batch) => {
-                    let done = publish_batch(&pool, &feed, &mut last, batch.changes).await;
+                    let done = publish_batch(&pool, &feed, last, batch.changes).await;
                     let _ = batch.published.send(());
                     done
                 }
                 None => return,
             },
-            () = signals.wake.notified() => catch_up(&pool, &feed, &mut last).await,
-            () = tokio::time::sleep(tick) => catch_up(&pool, &feed, &mut last).await,
+            () = signals.wake.notified() => catch_up(&pool, &feed, last).await,
+            () = tokio::time::sleep(tick) => catch_up(&pool, &feed, last).await,
         };
         // Log a failing store once, not on every tick; the next round retries.
         match outcome {
             Ok(()) if failing => {
-                tracing::info!(last, "change feed caught up with the store again");
+                tracing::info!(last = *last, "change feed caught up with the store again");
                 failing = false;
             }
             Err(e) if !failing => {
-                tracing::warn!(error = %e, last, "change feed cannot read the store; retrying");
+                tracing::warn!(error = %e, last = *last, "change feed cannot read the store; retrying");
                 failing = true;
             }
             _ => {}

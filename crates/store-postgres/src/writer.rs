@@ -98,23 +98,40 @@ pub struct Publish {
     pub channel: String,
 }
 
-/// Runs the writer until every sender is dropped.
+/// The writer's name for supervision, metrics and fault hooks.
+pub const WORKER: &str = "postgres-writer";
+
+/// Runs the writer until every sender is dropped. Started again by its supervisor
+/// (`opsd_store::supervise`) after a panic, with the same queue; the callers of the
+/// batch in flight are answered as unavailable (503), never left without an answer.
 pub async fn run(
     pool: Pool,
-    mut queue: mpsc::Receiver<Job>,
+    queue: opsd_store::supervise::Kept<mpsc::Receiver<Job>>,
     clock: Option<Clock>,
-    publish: Publish,
+    publish: std::sync::Arc<Publish>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    struct InFlight(Vec<Job>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            for job in self.0.drain(..) {
+                let restarted = "the writer restarted during this write; retry";
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Unavailable(restarted.into())));
+            }
+        }
+    }
+    let mut queue = queue.take().await;
+    let mut batch = InFlight(Vec::with_capacity(MAX_BATCH));
     while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+        batch.0.push(first);
+        while batch.0.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => batch.0.push(job),
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &mut batch, clock.as_ref(), &publish).await;
+        commit_batch(&pool, &mut batch.0, clock.as_ref(), &publish).await;
     }
 }
 

@@ -28,6 +28,8 @@ use opsd_store::{Result, StoreError};
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 
+/// The checkpoint thread's name for supervision, metrics and fault hooks.
+const WORKER: &str = "sqlite-checkpoint";
 /// WAL pages past which a checkpoint is due (SQLite's own automatic threshold).
 pub const CHECKPOINT_PAGES: i32 = 1000;
 /// WAL pages at which the writer finishes the checkpoint itself.
@@ -59,9 +61,7 @@ impl Checkpointer {
         writer.wal_hook(Some(record_wal_pages));
         let (nudge, nudged) = mpsc::sync_channel(1);
         let db: PathBuf = db.to_owned();
-        std::thread::Builder::new()
-            .name("opsd-sqlite-checkpoint".into())
-            .spawn(move || run(&db, &nudged))
+        opsd_store::supervise::thread(WORKER, move || run(&db, &nudged))
             .map_err(|e| StoreError::Internal(format!("cannot start checkpoint thread: {e}")))?;
         Ok(Checkpointer { nudge })
     }
@@ -104,6 +104,7 @@ fn run(db: &Path, nudged: &mpsc::Receiver<()>) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        opsd_store::supervise::fault_point(WORKER);
         // With nothing new in the WAL this returns at once, without an fsync.
         if let Err(e) = checkpoint(&conn) {
             tracing::warn!(error = %e, "WAL checkpoint failed; will retry");

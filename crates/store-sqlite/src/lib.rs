@@ -46,6 +46,8 @@ use writer::{Job, Write, Written};
 
 /// How many queued writes may wait for the writer before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
+/// Longest `/readyz` waits for its probe write.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Bytes of the database file each read connection maps into memory.
 const READER_MMAP_BYTES: i64 = 1 << 30;
 /// Idle read connections kept open.
@@ -54,6 +56,8 @@ const MAX_IDLE_READERS: usize = 16;
 /// The embedded store.
 pub struct SqliteStore {
     queue: mpsc::Sender<Job>,
+    /// What the writer last learnt of the disk (`/readyz`).
+    disk: Arc<writer::DiskHealth>,
     readers: Arc<Readers>,
     feed: broadcast::Sender<Change>,
 }
@@ -87,14 +91,22 @@ impl SqliteStore {
         let checkpointer = checkpoint::Checkpointer::start(&conn, path)?;
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
-        let writer_feed = feed.clone();
-        let replies = writer::Replies::here();
-        std::thread::Builder::new()
-            .name("opsd-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, clock, writer_feed, checkpointer, replies))
+        let disk = Arc::new(writer::DiskHealth::default());
+        let mut state = writer::Writer {
+            conn,
+            queue: rx,
+            clock,
+            feed: feed.clone(),
+            checkpointer,
+            replies: writer::Replies::here(),
+            disk: disk.clone(),
+        };
+        // Restarted after a panic (`opsd_store::supervise`), with the same queue.
+        opsd_store::supervise::thread(writer::WORKER, move || writer::run(&mut state))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             queue,
+            disk,
             readers: Arc::new(Readers {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
@@ -108,10 +120,12 @@ impl SqliteStore {
         self.queue
             .send(Job { write, reply })
             .await
-            .map_err(|_| StoreError::Internal("writer thread has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Internal("writer thread dropped a write".into()))?
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
+        // A write is dropped unanswered only by a writer that panicked in its batch: the
+        // batch rolled back and the supervisor restarts the writer, so retrying is right.
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the writer restarted during this write; retry".into())
+        })?
     }
 
     pub(crate) async fn read<T: Send + 'static>(
@@ -232,6 +246,30 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.feed.subscribe()
+    }
+
+    /// The writer publishes each commit itself before answering, so the feed never
+    /// trails the database. The disk is what the last write met; when that was a
+    /// failure, a probe write (bounded by [`PROBE_TIMEOUT`]) tells whether it is over,
+    /// so that `/readyz` turns ready again without waiting for traffic it keeps away.
+    async fn readiness(&self) -> opsd_store::Readiness {
+        let mut disk = self.disk.get();
+        if disk != "ok" {
+            let probe = tokio::time::timeout(PROBE_TIMEOUT, self.write(Write::Probe)).await;
+            if let Ok(Ok(_)) = probe {
+                disk = "ok";
+            } else {
+                disk = self.disk.get();
+                if disk == "ok" {
+                    // The probe failed some other way (the writer restarting, busy).
+                    disk = "error";
+                }
+            }
+        }
+        opsd_store::Readiness {
+            disk: Some(disk),
+            feed_lag_ms: Some(0),
+        }
     }
 
     /// One process serves a SQLite database: its writer publishes every change, and only
@@ -383,6 +421,7 @@ impl<'c> Binder<'c> {
                 Param::Text(s) => Value::Text(s.clone()),
                 Param::Int(n) => Value::Integer(*n),
                 Param::Blob(b) => Value::Blob(b.clone()),
+                Param::Uuid(id) => Value::Blob(id.as_bytes().to_vec()),
                 Param::FirstSeqCreatedFrom(micros) => Value::Integer(self.first_seq_from(*micros)?),
             });
         }

@@ -11,6 +11,9 @@
 //! back. Lease and retention writes live in `leases` and `retention`; they join the
 //! batches like any other write.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{NewOperation, Operation, Patch};
 use opsd_store::rules;
@@ -54,6 +57,10 @@ pub enum Write {
     Key(crate::keys::KeyWrite),
     /// Console sessions (see `sessions`).
     Session(crate::sessions::SessionWrite),
+    /// `/readyz` asking whether the disk accepts writes again: rewrites the database
+    /// header's `application_id` with its own value, which appends a page to the WAL and
+    /// syncs it like any commit, and changes nothing.
+    Probe,
 }
 
 /// What a write produced.
@@ -103,35 +110,85 @@ impl Replies {
     }
 }
 
-/// Runs the writer loop until every sender is dropped.
-pub fn run(
-    mut conn: Connection,
-    mut queue: mpsc::Receiver<Job>,
-    clock: Clock,
-    feed: broadcast::Sender<Change>,
-    checkpointer: Checkpointer,
-    replies: Replies,
-) {
+/// The writer's name for supervision, metrics and fault hooks.
+pub const WORKER: &str = "sqlite-writer";
+
+/// Whether the last write transaction could write to the disk, for `/readyz`: set by
+/// every batch the writer commits or sees fail with an error of the environment.
+#[derive(Default)]
+pub struct DiskHealth(AtomicU8);
+
+impl DiskHealth {
+    const OK: u8 = 0;
+    const FULL: u8 = 1;
+    const ERROR: u8 = 2;
+
+    /// `"ok"`, `"full"` or `"error"`.
+    pub fn get(&self) -> &'static str {
+        match self.0.load(Ordering::Relaxed) {
+            Self::OK => "ok",
+            Self::FULL => "full",
+            _ => "error",
+        }
+    }
+
+    fn set(&self, v: u8) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+/// What the writer keeps across restarts (`opsd_store::supervise`): its connection,
+/// its queue and where it publishes.
+pub struct Writer {
+    pub conn: Connection,
+    pub queue: mpsc::Receiver<Job>,
+    pub clock: Clock,
+    pub feed: broadcast::Sender<Change>,
+    pub checkpointer: Checkpointer,
+    pub replies: Replies,
+    pub disk: Arc<DiskHealth>,
+}
+
+/// Runs the writer loop until every sender is dropped. Called again by its supervisor
+/// after a panic: the batch that was in flight is dropped (its callers hear the writer
+/// restarted, a 503) and rolled back, the queue and the connection carry on.
+pub fn run(w: &mut Writer) {
     yield_to_requests();
-    let mut last_now = last_stamp(&conn).unwrap_or_else(|e| {
+    if !w.conn.is_autocommit() {
+        // A panic between BEGIN and COMMIT: the transaction's guard rolled back while
+        // unwinding, unless that failed too; a transaction left open would refuse
+        // every later BEGIN.
+        if let Err(e) = w.conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "rolling back the transaction of a panicked batch");
+        }
+    }
+    let mut last_now = last_stamp(&w.conn).unwrap_or_else(|e| {
         // Only a read of two rows; if it fails the first write will fail the same way.
         tracing::error!(error = %e, "reading the last stamp");
         OffsetDateTime::UNIX_EPOCH
     });
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
+    while let Some(first) = w.queue.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
+            match w.queue.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
+        opsd_store::supervise::fault_point(WORKER);
         // Timestamps never go backwards, even if the wall clock does, and carry the
         // microsecond precision the store keeps, so a write returns what a read will see.
-        last_now = rules::next_stamp(clock(), last_now);
-        commit_batch(&mut conn, &mut batch, last_now, &feed, &replies);
-        checkpointer.after_commit(&conn);
+        last_now = rules::next_stamp((w.clock)(), last_now);
+        commit_batch(
+            &mut w.conn,
+            &mut batch,
+            last_now,
+            &w.feed,
+            &w.replies,
+            &w.disk,
+        );
+        w.checkpointer.after_commit(&w.conn);
     }
 }
 
@@ -177,6 +234,7 @@ fn commit_batch(
     now: OffsetDateTime,
     feed: &broadcast::Sender<Change>,
     replies: &Replies,
+    disk: &DiskHealth,
 ) {
     let mut changes = Vec::new();
     let outcome = (|| -> std::result::Result<Vec<Result<Written>>, Abort> {
@@ -213,6 +271,7 @@ fn commit_batch(
     })();
     match outcome {
         Ok(results) => {
+            disk.set(DiskHealth::OK);
             // Published before the callers hear back, so that a waiter is already being
             // woken when the writer's HTTP response leaves.
             feed::publish(feed, changes);
@@ -221,6 +280,9 @@ fn commit_batch(
         }
         Err(abort) => {
             tracing::error!(error = %abort, writes = batch.len(), "write transaction failed");
+            if let Some(health) = abort.disk_health() {
+                disk.set(health);
+            }
             let answers = batch
                 .drain(..)
                 .map(|job| (job.reply, Err(abort.to_store_error())));
@@ -254,6 +316,19 @@ impl std::fmt::Display for Abort {
 }
 
 impl Abort {
+    /// What the failure says of the disk, if it is the disk's.
+    fn disk_health(&self) -> Option<u8> {
+        match self {
+            Abort::Sql(e) => match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => Some(DiskHealth::FULL),
+                Some(rusqlite::ErrorCode::SystemIoFailure) => Some(DiskHealth::ERROR),
+                _ => None,
+            },
+            Abort::Failed(_, true) => Some(DiskHealth::ERROR),
+            Abort::Failed(_, false) => None,
+        }
+    }
+
     fn to_store_error(&self) -> StoreError {
         match self {
             Abort::Sql(e) => super::errors::classify("write transaction failed", e),
@@ -311,6 +386,7 @@ fn apply(
         Write::Key(k) => crate::keys::apply(conn, k, now).map(Written::Key),
         Write::Cancel(id) => crate::cancel::apply(conn, *id, now, changes).map(Written::Updated),
         Write::Session(w) => crate::sessions::apply(conn, w, now).map(|()| Written::Session),
+        Write::Probe => probe(conn).map(|()| Written::Session),
     }
 }
 
@@ -372,6 +448,14 @@ fn update(
     }
     feed::record(conn, &next, changes)?;
     Ok(next)
+}
+
+fn probe(conn: &Connection) -> Result<()> {
+    let id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(internal("read application_id"))?;
+    conn.execute_batch(&format!("PRAGMA application_id = {id}"))
+        .map_err(internal("write application_id"))
 }
 
 /// Reads one operation on the given connection (inside the writer's transaction).

@@ -30,9 +30,20 @@ pub mod rules;
 pub mod sessions;
 pub mod sql;
 pub mod stats;
+pub mod supervise;
 
 pub use live::{Backfill, Change, Claimed, FEED_CAPACITY, Heartbeat, Preconditions, Renewed};
 pub use rules::Clock;
+
+/// A store's part of `/readyz` ([`Store::readiness`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Whether the disk accepts writes: `None` when the backend cannot tell (its
+    /// database is on another machine), otherwise `"ok"`, `"full"` or `"error"`.
+    pub disk: Option<&'static str>,
+    /// How far the change feed trails the database's head, when known.
+    pub feed_lag_ms: Option<u64>,
+}
 
 /// What can go wrong in a store call, in terms a handler can map to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +140,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+
+    /// What `/readyz` reports of the store beyond [`ping`](Self::ping): whether its disk
+    /// accepts writes and how far its change feed trails the database. The default
+    /// knows neither (a backend whose database lives elsewhere).
+    async fn readiness(&self) -> Readiness {
+        Readiness::default()
+    }
 
     /// The change feed: every committed change, published after its COMMIT, in commit
     /// order. A receiver that falls more than [`FEED_CAPACITY`] behind gets `Lagged`.
