@@ -37,15 +37,16 @@ pub const ADVANCE_SQL: &str = "SELECT opsd_advance_feed($1, $2)";
 /// Appends the events of [`EventArrays::params`] (`$2…$15`) with the seqs the flight's
 /// [`ADVANCE_SQL`] reserved for `$1` events: the k-th gets the head before the batch
 /// plus k, read back from the head row this transaction holds.
-pub const APPEND_SQL: &str = "INSERT INTO events (seq, op_seq, project_id, version, status, \
+pub const APPEND_SQL: &str = "INSERT INTO events (seq, op_seq, project, version, status, \
      progress, status_message, at, started_at, ended_at, error, warnings, \
      http_error_status_code, http_error_message, cancel_requested) \
-     SELECT h.last_event_seq - $1 + u.k, u.op_seq, u.project_id, u.version, u.status, \
+     SELECT h.last_event_seq - $1 + u.k, u.op_seq, \
+     (SELECT n FROM projects WHERE name = u.project_id), u.version, u.status, \
      u.progress, u.status_message, u.at, u.started_at, u.ended_at, u.error, u.warnings, \
      u.http_error_status_code, u.http_error_message, u.cancel_requested \
-     FROM feed_head h, unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], \
-     $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], \
-     $12::text[], $13::bigint[], $14::text[], $15::boolean[]) WITH ORDINALITY \
+     FROM feed_head h, unnest($2::bigint[], $3::text[], $4::bigint[], $5::smallint[], \
+     $6::smallint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], \
+     $12::text[], $13::smallint[], $14::text[], $15::boolean[]) WITH ORDINALITY \
      AS u(op_seq, project_id, version, status, progress, status_message, at, started_at, \
      ended_at, error, warnings, http_error_status_code, http_error_message, \
      cancel_requested, k) WHERE h.id = 1";
@@ -53,7 +54,7 @@ pub const APPEND_SQL: &str = "INSERT INTO events (seq, op_seq, project_id, versi
 /// Deletes the events of the operations `$1` (ids) and raises the feed horizon past the
 /// highest one deleted, so a watch resuming from before it re-lists.
 pub const PURGE_EVENTS_SQL: &str = "WITH gone AS (DELETE FROM events WHERE op_seq IN \
-     (SELECT seq FROM operations WHERE id = ANY($1)) RETURNING seq) UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, \
+     (SELECT seq FROM operations WHERE id = ANY($1::uuid[])) RETURNING seq) UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, \
      COALESCE((SELECT MAX(seq) FROM gone), 0)) WHERE id = 1";
 
 /// Tells every listening process that the head moved (delivered at COMMIT, in commit
@@ -128,7 +129,8 @@ pub async fn events_since(
 static BACKFILL_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
-         WHERE e.project_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3",
+         WHERE e.project = (SELECT n FROM projects WHERE name = $1) AND e.seq > $2 \
+         ORDER BY e.seq LIMIT $3",
         rows::columns_of("o"),
         rows::EVENT_VERSION_COLUMNS
     )

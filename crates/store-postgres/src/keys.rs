@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::errors::ctx;
-use crate::rows::{from_micros, uuid_at};
+use crate::rows::from_micros;
 use crate::writer::{Write, Written};
 
 /// The columns [`key`] reads.
@@ -24,7 +24,7 @@ pub fn key(row: &Row) -> Result<ApiKey> {
     let projects: Vec<String> =
         serde_json::from_str(row.get(3)).map_err(|_| bad(3, "bad project list"))?;
     Ok(ApiKey {
-        id: uuid_at(row, 0)?,
+        id: text_id(row, 0)?,
         name: row.get(1),
         role: Role::parse(role).ok_or_else(|| bad(2, "unknown role"))?,
         projects: ProjectScope::from_list("projects", &projects)
@@ -172,4 +172,12 @@ impl KeyStore for PostgresStore {
             .map_err(ctx("look for api keys"))?
             .is_some())
     }
+}
+
+/// A key id, kept as text (keys are few; their table keeps its first schema).
+fn text_id(row: &Row, col: usize) -> Result<Uuid> {
+    let s: &str = row
+        .try_get(col)
+        .map_err(|e| StoreError::Internal(format!("api key column {col}: {e}")))?;
+    Uuid::parse_str(s).map_err(|e| StoreError::Internal(format!("api key id {s:?}: {e}")))
 }

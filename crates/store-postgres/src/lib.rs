@@ -185,7 +185,12 @@ impl PostgresStore {
         let (w_pool, clock) = (pool.clone(), options.clock);
         let publish = Arc::new(writer::Publish { committed, channel });
         opsd_store::supervise::task(writer::WORKER, move || {
-            writer::run(w_pool.clone(), queued.clone(), clock.clone(), publish.clone())
+            writer::run(
+                w_pool.clone(),
+                queued.clone(),
+                clock.clone(),
+                publish.clone(),
+            )
         });
         Ok(Self {
             pool,
@@ -267,6 +272,7 @@ fn bound(statement: &Statement) -> Result<Vec<Box<dyn ToSql + Sync + Send>>> {
                 Param::Text(s) => Ok(Box::new(s.clone())),
                 Param::Int(n) => Ok(Box::new(*n)),
                 Param::Blob(b) => Ok(Box::new(b.clone())),
+                Param::Uuid(id) => Ok(Box::new(*id)),
                 // PostgreSQL indexes its times; the shared SQL only asks SQLite for this.
                 Param::FirstSeqCreatedFrom(_) => Err(StoreError::Internal(
                     "a SQLite-only parameter in PostgreSQL SQL".into(),
@@ -299,7 +305,7 @@ async fn scan(
     let statement = |from: Option<&Position>, limit: usize| {
         sql::page_query(
             Dialect::Postgres,
-            rows::OPERATION_COLUMNS,
+            &rows::OPERATION_COLUMNS,
             filter,
             sort,
             direction,
@@ -400,12 +406,12 @@ impl Store for PostgresStore {
         let statement = client
             .prepare_cached(&format!(
                 "SELECT {} FROM operations WHERE id = $1",
-                rows::OPERATION_COLUMNS
+                *rows::OPERATION_COLUMNS
             ))
             .await
             .map_err(ctx("prepare get"))?;
         client
-            .query_opt(&statement, &[&id.to_string()])
+            .query_opt(&statement, &[&id])
             .await
             .map_err(ctx("get operation"))?
             .map(|r| rows::operation(&r))
@@ -423,9 +429,8 @@ impl Store for PostgresStore {
     async fn events(&self, id: Uuid) -> Result<Vec<Event>> {
         let mut client = self.client().await?;
         let tx = begin_read(&mut client).await?;
-        let key = id.to_string();
         let Some(op_seq) = tx
-            .query_opt("SELECT seq FROM operations WHERE id = $1", &[&key])
+            .query_opt("SELECT seq FROM operations WHERE id = $1", &[&id])
             .await
             .map_err(ctx("find operation"))?
             .map(|r| r.get::<_, i64>(0))

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_request_hash_bytes.sql")),
     (9, include_str!("../migrations/0009_compact_rows.sql")),
     (10, include_str!("../migrations/0010_feed_advance.sql")),
+    (11, include_str!("../migrations/0011_compact_rows.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -1,21 +1,51 @@
 //! Conversion between rows of `operations`/`events` and domain types. Everything read
 //! back is checked: a value this build cannot interpret is an error, never a guess.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use opsd_domain::lease::HeldLease;
-use opsd_domain::{Event, Kind, OpType, Operation, Status, micros};
+use opsd_domain::{Event, Operation, micros};
+use opsd_store::sql::codes::Coded;
 use opsd_store::{Result, StoreError, history};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-/// The columns every operation SELECT reads, in [`operation`] order.
-pub const OPERATION_COLUMNS: &str = "seq, id, project_id, kind, type, resource_id, status, \
-     progress, status_message, description, details, error, warnings, http_error_status_code, \
-     http_error_message, \"user\", request_id, region, zone, target_link, created_at, \
-     started_at, ended_at, updated_at, version, cancel_requested";
+/// The columns every operation SELECT reads, in [`operation`] order; `project` stands
+/// for the project's name, looked up in `projects`.
+const COLUMNS: [&str; OPERATION_COLUMN_COUNT] = [
+    "seq",
+    "id",
+    "project",
+    "kind",
+    "type",
+    "resource_id",
+    "status",
+    "progress",
+    "status_message",
+    "description",
+    "details",
+    "error",
+    "warnings",
+    "http_error_status_code",
+    "http_error_message",
+    "\"user\"",
+    "request_id",
+    "region",
+    "zone",
+    "target_link",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "updated_at",
+    "version",
+    "cancel_requested",
+];
+
+/// [`COLUMNS`] of `operations` as SELECT text.
+pub static OPERATION_COLUMNS: LazyLock<String> = LazyLock::new(|| columns_of("operations"));
 
 /// How many columns [`OPERATION_COLUMNS`] has (the lease columns follow them).
 pub const OPERATION_COLUMN_COUNT: usize = 26;
@@ -47,9 +77,10 @@ fn opt_time_at(row: &Row, col: usize) -> Result<Option<OffsetDateTime>> {
         .transpose()
 }
 
-fn enum_at<T>(row: &Row, col: usize, parse: fn(&str) -> Option<T>) -> Result<T> {
-    let s: &str = get(row, col)?;
-    parse(s).ok_or_else(|| bad(col, format!("unknown value '{s}'")))
+/// A kind, type or status from its stored code.
+pub fn code_at<T: Coded>(row: &Row, col: usize) -> Result<T> {
+    let code: i16 = get(row, col)?;
+    T::from_code(i64::from(code)).ok_or_else(|| bad(col, format!("unknown code {code}")))
 }
 
 fn json_at<T: serde::de::DeserializeOwned>(row: &Row, col: usize) -> Result<T> {
@@ -61,16 +92,15 @@ fn u64_at(row: &Row, col: usize) -> Result<u64> {
     u64::try_from(get::<i64>(row, col)?).map_err(|_| bad(col, "negative value"))
 }
 
-fn small<T: TryFrom<i64>>(row: &Row, col: usize) -> Result<Option<T>> {
-    get::<Option<i64>>(row, col)?
+fn small<T: TryFrom<i16>>(row: &Row, col: usize) -> Result<Option<T>> {
+    get::<Option<i16>>(row, col)?
         .map(|v| T::try_from(v).map_err(|_| bad(col, "value out of range")))
         .transpose()
 }
 
 /// An id read back from a row.
 pub fn uuid_at(row: &Row, col: usize) -> Result<Uuid> {
-    let s: &str = get(row, col)?;
-    Uuid::parse_str(s).map_err(|e| bad(col, e))
+    get(row, col)
 }
 
 /// Reads one operation from a row selected with [`OPERATION_COLUMNS`].
@@ -79,10 +109,10 @@ pub fn operation(row: &Row) -> Result<Operation> {
         seq: u64_at(row, 0)?,
         id: uuid_at(row, 1)?,
         project_id: get(row, 2)?,
-        kind: enum_at(row, 3, Kind::parse)?,
-        op_type: enum_at(row, 4, OpType::parse)?,
+        kind: code_at(row, 3)?,
+        op_type: code_at(row, 4)?,
         resource_id: get(row, 5)?,
-        status: enum_at(row, 6, Status::parse)?,
+        status: code_at(row, 6)?,
         progress: small(row, 7)?.ok_or_else(|| bad(7, "missing progress"))?,
         status_message: get(row, 8)?,
         description: get(row, 9)?,
@@ -134,7 +164,7 @@ pub fn event(row: &Row, operation_id: Uuid) -> Result<Event> {
         seq: u64_at(row, 0)?,
         operation_id,
         version: u64_at(row, 1)?,
-        status: enum_at(row, 2, Status::parse)?,
+        status: code_at(row, 2)?,
         progress: small(row, 3)?.ok_or_else(|| bad(3, "missing progress"))?,
         status_message: get(row, 4)?,
         at: time_at(row, 5)?,
@@ -147,11 +177,14 @@ pub const EVENT_VERSION_COLUMNS: &str = "e.version, e.status, e.progress, e.stat
      e.at, e.started_at, e.ended_at, e.error, e.warnings, e.http_error_status_code, \
      e.http_error_message, e.cancel_requested";
 
-/// [`OPERATION_COLUMNS`], each qualified with a table alias (for joins).
-pub fn columns_of(alias: &str) -> String {
-    OPERATION_COLUMNS
-        .split(',')
-        .map(|c| format!("{alias}.{}", c.trim()))
+/// [`COLUMNS`] qualified with a table name or alias (for joins).
+pub fn columns_of(table: &str) -> String {
+    COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "project" => format!("(SELECT name FROM projects WHERE n = {table}.project)"),
+            c => format!("{table}.{c}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -165,7 +198,7 @@ pub fn operation_at_event(row: &Row) -> Result<(u64, Operation)> {
     let c = OPERATION_COLUMN_COUNT + 1;
     let version = history::Version {
         version: u64_at(row, c)?,
-        status: enum_at(row, c + 1, Status::parse)?,
+        status: code_at(row, c + 1)?,
         progress: small(row, c + 2)?.ok_or_else(|| bad(c + 2, "missing progress"))?,
         status_message: get(row, c + 3)?,
         updated_at: time_at(row, c + 4)?,
@@ -185,6 +218,16 @@ pub fn json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// The stored code of a kind, type or status (`smallint`; codes are small).
+pub fn code<T: Coded>(value: T) -> i16 {
+    i16::try_from(value.code()).unwrap_or(i16::MAX)
+}
+
+/// An HTTP status code as stored (`smallint`; validated to 100…599).
+fn http_code(status: u16) -> i16 {
+    i16::try_from(status).unwrap_or(i16::MAX)
+}
+
 /// A u64 as PostgreSQL's BIGINT.
 pub fn big(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -195,19 +238,19 @@ pub fn big(v: u64) -> i64 {
 #[derive(Default)]
 pub struct OperationArrays {
     seq: Vec<i64>,
-    id: Vec<String>,
+    id: Vec<Uuid>,
     project_id: Vec<String>,
-    kind: Vec<&'static str>,
-    op_type: Vec<&'static str>,
+    kind: Vec<i16>,
+    op_type: Vec<i16>,
     resource_id: Vec<String>,
-    status: Vec<&'static str>,
-    progress: Vec<i64>,
+    status: Vec<i16>,
+    progress: Vec<i16>,
     status_message: Vec<Option<String>>,
     description: Vec<Option<String>>,
     details: Vec<String>,
     error: Vec<Option<String>>,
     warnings: Vec<String>,
-    http_error_status_code: Vec<Option<i64>>,
+    http_error_status_code: Vec<Option<i16>>,
     http_error_message: Vec<Option<String>>,
     user: Vec<Option<String>>,
     request_id: Vec<Option<String>>,
@@ -227,19 +270,36 @@ pub struct OperationArrays {
     lease_duration_ms: Vec<Option<i64>>,
 }
 
-/// Inserts the rows of [`OperationArrays::insert_params`]. `seq` was reserved from the
-/// identity's sequence while the batch read (so its events can name it in the same
-/// flight).
-pub const INSERT_SQL: &str = "INSERT INTO operations (seq, id, project_id, kind, type, \
+/// Numbers the projects `$1` that have none yet. Projects are only added under the feed
+/// head, so no two transactions add the same one, and no number is taken in vain (an
+/// `ON CONFLICT` insert would draw one from the sequence for every name it skips).
+pub const PROJECTS_SQL: &str = "INSERT INTO projects (name) SELECT DISTINCT u.name \
+     FROM unnest($1::text[]) AS u(name) \
+     WHERE NOT EXISTS (SELECT 1 FROM projects p WHERE p.name = u.name) ORDER BY 1";
+
+/// Inserts the rows of [`OperationArrays::insert_params`] (their projects numbered by
+/// [`PROJECTS_SQL`] earlier in the flight). `seq` was reserved from the identity's
+/// sequence while the batch read, so that its events can name it in the same flight.
+pub const INSERT_SQL: &str = "INSERT INTO operations (seq, id, project, kind, type, \
      resource_id, status, progress, status_message, description, details, error, warnings, \
      http_error_status_code, http_error_message, \"user\", request_id, region, zone, \
      target_link, created_at, started_at, ended_at, updated_at, version, cancel_requested, \
-     request_hash) OVERRIDING SYSTEM VALUE SELECT * FROM unnest($1::bigint[], $2::text[], \
-     $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], \
-     $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::text[], \
-     $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::bigint[], \
-     $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::boolean[], \
-     $27::bytea[])";
+     request_hash) OVERRIDING SYSTEM VALUE \
+     SELECT u.seq, u.id, p.n, u.kind, u.type, u.resource_id, u.status, u.progress, \
+     u.status_message, u.description, u.details, u.error, u.warnings, \
+     u.http_error_status_code, u.http_error_message, u.user_name, u.request_id, u.region, \
+     u.zone, u.target_link, u.created_at, u.started_at, u.ended_at, u.updated_at, \
+     u.version, u.cancel_requested, u.request_hash \
+     FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::smallint[], $5::smallint[], \
+     $6::text[], $7::smallint[], $8::smallint[], $9::text[], $10::text[], $11::text[], \
+     $12::text[], $13::text[], $14::smallint[], $15::text[], $16::text[], $17::text[], \
+     $18::text[], $19::text[], $20::text[], $21::bigint[], $22::bigint[], $23::bigint[], \
+     $24::bigint[], $25::bigint[], $26::boolean[], $27::bytea[]) \
+     AS u(seq, id, project_id, kind, type, resource_id, status, progress, status_message, \
+     description, details, error, warnings, http_error_status_code, http_error_message, \
+     user_name, request_id, region, zone, target_link, created_at, started_at, ended_at, \
+     updated_at, version, cancel_requested, request_hash) \
+     JOIN projects p ON p.name = u.project_id";
 
 /// Writes what a change can alter, and the lease, to the rows of
 /// [`OperationArrays::update_params`] (found by `seq`, the primary key).
@@ -251,9 +311,9 @@ pub const UPDATE_SQL: &str = "UPDATE operations o SET status = u.status, \
      cancel_requested = u.cancel_requested, lease_token_hash = u.lease_token_hash, \
      lease_worker = u.lease_worker, lease_expires_at = u.lease_expires_at, \
      lease_duration_ms = u.lease_duration_ms \
-     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
-     $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], \
-     $13::boolean[], $14::text[], $15::text[], $16::bigint[], $17::bigint[]) \
+     FROM unnest($1::bigint[], $2::smallint[], $3::smallint[], $4::text[], $5::text[], \
+     $6::text[], $7::smallint[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], \
+     $12::bigint[], $13::boolean[], $14::text[], $15::text[], $16::bigint[], $17::bigint[]) \
      AS u(seq, status, progress, status_message, error, warnings, http_error_status_code, \
      http_error_message, started_at, ended_at, updated_at, version, cancel_requested, \
      lease_token_hash, lease_worker, lease_expires_at, lease_duration_ms) \
@@ -268,20 +328,20 @@ impl OperationArrays {
     /// Adds `op` with its lease and (for an insert) its idempotency fingerprint.
     pub fn push(&mut self, op: &Operation, lease: Option<&HeldLease>, request_hash: Option<&[u8]>) {
         self.seq.push(big(op.seq));
-        self.id.push(op.id.to_string());
+        self.id.push(op.id);
         self.project_id.push(op.project_id.clone());
-        self.kind.push(op.kind.as_str());
-        self.op_type.push(op.op_type.as_str());
+        self.kind.push(code(op.kind));
+        self.op_type.push(code(op.op_type));
         self.resource_id.push(op.resource_id.clone());
-        self.status.push(op.status.as_str());
-        self.progress.push(i64::from(op.progress));
+        self.status.push(code(op.status));
+        self.progress.push(i16::from(op.progress));
         self.status_message.push(op.status_message.clone());
         self.description.push(op.description.clone());
         self.details.push(json(&op.details));
         self.error.push(op.error.as_ref().map(json));
         self.warnings.push(json(&op.warnings));
         self.http_error_status_code
-            .push(op.http_error_status_code.map(i64::from));
+            .push(op.http_error_status_code.map(http_code));
         self.http_error_message.push(op.http_error_message.clone());
         self.user.push(op.user.clone());
         self.request_id.push(op.request_id.clone());
@@ -302,6 +362,11 @@ impl OperationArrays {
             .push(lease.map(|l| micros(l.expires_at)));
         self.lease_duration_ms
             .push(lease.map(|l| i64::try_from(l.duration.as_millis()).unwrap_or(i64::MAX)));
+    }
+
+    /// The parameter of [`PROJECTS_SQL`]: every row's project.
+    pub fn projects(&self) -> &Vec<String> {
+        &self.project_id
     }
 
     /// The parameters of [`INSERT_SQL`].
@@ -368,15 +433,15 @@ pub struct EventArrays {
     op_seq: Vec<i64>,
     project_id: Vec<String>,
     version: Vec<i64>,
-    status: Vec<&'static str>,
-    progress: Vec<i64>,
+    status: Vec<i16>,
+    progress: Vec<i16>,
     status_message: Vec<Option<String>>,
     at: Vec<i64>,
     started_at: Vec<Option<i64>>,
     ended_at: Vec<Option<i64>>,
     error: Vec<Option<String>>,
     warnings: Vec<Option<String>>,
-    http_error_status_code: Vec<Option<i64>>,
+    http_error_status_code: Vec<Option<i16>>,
     http_error_message: Vec<Option<String>>,
     cancel_requested: Vec<bool>,
 }
@@ -392,8 +457,8 @@ impl EventArrays {
         self.op_seq.push(big(op.seq));
         self.project_id.push(op.project_id.clone());
         self.version.push(big(op.version));
-        self.status.push(op.status.as_str());
-        self.progress.push(i64::from(op.progress));
+        self.status.push(code(op.status));
+        self.progress.push(i16::from(op.progress));
         self.status_message.push(op.status_message.clone());
         self.at.push(micros(op.updated_at));
         self.started_at.push(op.started_at.map(micros));
@@ -401,7 +466,7 @@ impl EventArrays {
         self.error.push(history::error_column(op.error.as_ref()));
         self.warnings.push(history::warnings_column(&op.warnings));
         self.http_error_status_code
-            .push(op.http_error_status_code.map(i64::from));
+            .push(op.http_error_status_code.map(http_code));
         self.http_error_message.push(op.http_error_message.clone());
         self.cancel_requested.push(op.cancel_requested);
     }

@@ -4,7 +4,7 @@
 //! snapshot; which running operations count as "longer than usual" is the shared rule
 //! `opsd_store::stats::long_running`.
 
-use opsd_domain::{Kind, OpType, Status, micros};
+use opsd_domain::micros;
 use opsd_store::stats::{
     ATTENTION_LIMIT, DurationStats, ExpiringLease, MinuteCount, ProjectCount, ProjectStats,
     RUNNING_SCAN, Running, StatsRequest, long_running,
@@ -13,16 +13,12 @@ use opsd_store::{Result, StoreError};
 use tokio_postgres::{Row, Transaction};
 
 use crate::errors::ctx;
-use crate::rows::{from_micros, uuid_at};
+use crate::rows::{code_at, from_micros, uuid_at};
 
 const MINUTE_MICROS: i64 = 60_000_000;
 
 fn bad(what: &str) -> StoreError {
     StoreError::Internal(format!("stats: {what}"))
-}
-
-fn parsed<T>(row: &Row, col: usize, parse: fn(&str) -> Option<T>) -> Result<T> {
-    parse(row.get(col)).ok_or_else(|| bad("unknown value"))
 }
 
 fn time_at(row: &Row, col: usize) -> Result<time::OffsetDateTime> {
@@ -43,7 +39,7 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
     let per_minute = tx
         .query(
             "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT op_seq) FROM events \
-             WHERE project_id = $1 AND at >= $2 GROUP BY minute, status ORDER BY minute, status",
+             WHERE project = (SELECT n FROM projects WHERE name = $1) AND at >= $2 GROUP BY minute, status ORDER BY minute, status",
             &[&req.project_id, &since, &MINUTE_MICROS],
         )
         .await
@@ -52,7 +48,7 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
         .map(|row| {
             Ok(MinuteCount {
                 minute: time_at(row, 0)?,
-                status: parsed(row, 1, Status::parse)?,
+                status: code_at(row, 1)?,
                 operations: count_at(row, 2),
             })
         })
@@ -61,7 +57,7 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
         .query(
             "WITH d AS ( \
                SELECT kind, type, ended_at - COALESCE(started_at, created_at) AS dur \
-               FROM operations WHERE project_id = $1 AND ended_at >= $2 \
+               FROM operations WHERE project = (SELECT n FROM projects WHERE name = $1) AND ended_at >= $2 \
              ), r AS ( \
                SELECT kind, type, dur, \
                  ROW_NUMBER() OVER (PARTITION BY kind, type ORDER BY dur) AS rn, \
@@ -78,8 +74,8 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
         .iter()
         .map(|row| {
             Ok(DurationStats {
-                kind: parsed(row, 0, Kind::parse)?,
-                op_type: parsed(row, 1, OpType::parse)?,
+                kind: code_at(row, 0)?,
+                op_type: code_at(row, 1)?,
                 finished: count_at(row, 2),
                 p50_ms: count_at(row, 3) / 1_000,
                 p95_ms: count_at(row, 4) / 1_000,
@@ -89,7 +85,7 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
     let running = tx
         .query(
             "SELECT id, kind, type, COALESCE(started_at, created_at) AS s FROM operations \
-             WHERE project_id = $1 AND status = 'running' ORDER BY s LIMIT $2",
+             WHERE project = (SELECT n FROM projects WHERE name = $1) AND status = 1 ORDER BY s LIMIT $2",
             &[&req.project_id, &(RUNNING_SCAN as i64)],
         )
         .await
@@ -98,8 +94,8 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
         .map(|row| {
             Ok(Running {
                 id: uuid_at(row, 0)?,
-                kind: parsed(row, 1, Kind::parse)?,
-                op_type: parsed(row, 2, OpType::parse)?,
+                kind: code_at(row, 1)?,
+                op_type: code_at(row, 2)?,
                 started_at: time_at(row, 3)?,
             })
         })
@@ -109,7 +105,7 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
     let expiring_leases = tx
         .query(
             "SELECT id, kind, type, lease_worker, lease_expires_at, lease_duration_ms \
-             FROM operations WHERE project_id = $1 AND lease_expires_at IS NOT NULL \
+             FROM operations WHERE project = (SELECT n FROM projects WHERE name = $1) AND lease_expires_at IS NOT NULL \
                AND (lease_expires_at - $2) * 2 < lease_duration_ms * 1000 \
              ORDER BY lease_expires_at LIMIT $3",
             &[&req.project_id, &now, &(ATTENTION_LIMIT as i64)],
@@ -120,8 +116,8 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
         .map(|row| {
             Ok(ExpiringLease {
                 id: uuid_at(row, 0)?,
-                kind: parsed(row, 1, Kind::parse)?,
-                op_type: parsed(row, 2, OpType::parse)?,
+                kind: code_at(row, 1)?,
+                op_type: code_at(row, 2)?,
                 worker: row.get::<_, Option<String>>(3).unwrap_or_default(),
                 expires_at: time_at(row, 4)?,
                 lease_ms: count_at(row, 5),
@@ -139,8 +135,9 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
 /// Projects with operations, from the maintained counts (a few rows per project).
 pub async fn projects(tx: &Transaction<'_>) -> Result<Vec<ProjectCount>> {
     tx.query(
-        "SELECT project_id, SUM(n)::bigint FROM operation_counts GROUP BY project_id \
-         HAVING SUM(n) > 0 ORDER BY project_id",
+        "SELECT p.name, SUM(c.n)::bigint FROM operation_counts c \
+         JOIN projects p ON p.n = c.project GROUP BY p.name \
+         HAVING SUM(c.n) > 0 ORDER BY p.name",
         &[],
     )
     .await

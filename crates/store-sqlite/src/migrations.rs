@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_smaller_indexes.sql")),
     (9, include_str!("../migrations/0009_compact_rows.sql")),
     (10, include_str!("../migrations/0010_feed_advance.sql")),
+    (11, include_str!("../migrations/0011_compact_rows.sql")),
 ];
 
 /// A data step that runs in Rust after a migration's SQL, in the same transaction, for

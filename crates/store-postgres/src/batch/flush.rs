@@ -4,7 +4,8 @@
 //!
 //! 1. take the feed head and reserve the events' seqs (`feed::ADVANCE_SQL`), first, so
 //!    that every statement after it runs under the head;
-//! 2. insert the new operations; 3. update the changed ones (rows and leases);
+//! 2. number new projects and insert the new operations; 3. update the changed ones
+//!    (rows and leases);
 //! 4. append the events; 5. retention's deletes;
 //! 6. the key and session statements, in batch order;
 //! 7. notify the other processes; 8. COMMIT.
@@ -19,10 +20,10 @@ use super::Failure;
 use super::decide::Decided;
 use super::flight::{self, Step};
 use crate::feed::{ADVANCE_SQL, APPEND_SQL, NOTIFY_SQL, PURGE_EVENTS_SQL};
-use crate::rows::{self, EventArrays, INSERT_SQL, OperationArrays, UPDATE_SQL};
+use crate::rows::{self, EventArrays, INSERT_SQL, OperationArrays, PROJECTS_SQL, UPDATE_SQL};
 use crate::writer::{Write, Written};
 
-const PURGE_OPERATIONS_SQL: &str = "DELETE FROM operations WHERE id = ANY($1)";
+const PURGE_OPERATIONS_SQL: &str = "DELETE FROM operations WHERE id = ANY($1::uuid[])";
 
 /// The first key only if no key was ever created (`$8`); stamped with the batch's time.
 const CREATE_KEY_SQL: &str = "INSERT INTO api_keys (id, name, role, projects, key_hash, \
@@ -154,6 +155,7 @@ pub async fn flush(
         client,
         &[
             ADVANCE_SQL,
+            PROJECTS_SQL,
             INSERT_SQL,
             UPDATE_SQL,
             APPEND_SQL,
@@ -170,6 +172,7 @@ pub async fn flush(
     .map_err(Failure::of("prepare batch writes"))?;
     let [
         advance,
+        projects,
         insert,
         update,
         append,
@@ -203,7 +206,7 @@ pub async fn flush(
     }
     let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let stamp = micros(d.now);
-    let purge: Vec<String> = d.purge.iter().map(Uuid::to_string).collect();
+    let purge: &Vec<Uuid> = &d.purge;
     let keys: Vec<KeyParams> = d
         .keys
         .iter()
@@ -212,6 +215,7 @@ pub async fn flush(
 
     let mut steps = vec![Step::Query(advance.clone(), vec![&n, &stamp])];
     if inserts.len() > 0 {
+        steps.push(Step::Query(projects.clone(), vec![inserts.projects()]));
         steps.push(Step::Query(insert.clone(), inserts.insert_params()));
     }
     if updates.len() > 0 {
@@ -223,8 +227,8 @@ pub async fn flush(
         steps.push(Step::Query(append.clone(), params));
     }
     if !purge.is_empty() {
-        steps.push(Step::Query(purge_events.clone(), vec![&purge]));
-        steps.push(Step::Query(purge_operations.clone(), vec![&purge]));
+        steps.push(Step::Query(purge_events.clone(), vec![purge]));
+        steps.push(Step::Query(purge_operations.clone(), vec![purge]));
     }
     let first_key = steps.len();
     for key in &keys {

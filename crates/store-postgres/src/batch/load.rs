@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::Failure;
 use super::flight::{self, Step};
-use crate::rows::{self, LEASE_COLUMNS, OPERATION_COLUMNS, from_micros};
+use crate::rows::{self, LEASE_COLUMNS, OPERATION_COLUMNS, code, from_micros};
 use crate::writer::Write;
 
 /// An operation row as the batch read it (and, once decided, as the batch leaves it).
@@ -39,17 +39,17 @@ pub struct Current {
 /// Which claims read the same candidates: those with the same filters.
 #[derive(PartialEq, Eq, Hash, Clone)]
 pub struct ClaimFilter {
-    statuses: Vec<&'static str>,
+    statuses: Vec<i16>,
     project_id: Option<String>,
-    kinds: Vec<&'static str>,
+    kinds: Vec<i16>,
 }
 
 impl ClaimFilter {
     pub fn of(request: &ClaimRequest) -> Self {
         Self {
-            statuses: request.statuses.iter().map(|s| s.as_str()).collect(),
+            statuses: request.statuses.iter().map(|s| code(*s)).collect(),
             project_id: request.project_id.clone(),
-            kinds: request.kinds.iter().map(|k| k.as_str()).collect(),
+            kinds: request.kinds.iter().map(|k| code(*k)).collect(),
         }
     }
 }
@@ -74,8 +74,9 @@ pub struct Loaded {
 
 static LOCK_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {OPERATION_COLUMNS}, {LEASE_COLUMNS} FROM operations WHERE id = ANY($1) \
-         ORDER BY seq FOR UPDATE"
+        "SELECT {}, {LEASE_COLUMNS} FROM operations WHERE id = ANY($1::uuid[]) \
+         ORDER BY seq FOR UPDATE",
+        *OPERATION_COLUMNS
     )
 });
 
@@ -84,18 +85,20 @@ static REQUESTS_SQL: LazyLock<String> = LazyLock::new(|| {
         "SELECT {}, o.lease_token_hash, o.lease_worker, o.lease_expires_at, \
          o.lease_duration_ms, o.request_hash FROM operations o \
          JOIN unnest($1::text[], $2::text[]) AS r(project_id, request_id) \
-         ON o.project_id = r.project_id AND o.request_id = r.request_id \
-         WHERE o.request_id IS NOT NULL",
+         ON o.project = (SELECT n FROM projects WHERE name = r.project_id) \
+         AND o.request_id = r.request_id WHERE o.request_id IS NOT NULL",
         rows::columns_of("o")
     )
 });
 
 static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {OPERATION_COLUMNS}, {LEASE_COLUMNS} FROM operations \
-         WHERE status = ANY($1) AND ($2::text IS NULL OR project_id = $2) \
-         AND (cardinality($3::text[]) = 0 OR kind = ANY($3)) \
-         ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED"
+        "SELECT {}, {LEASE_COLUMNS} FROM operations \
+         WHERE status = ANY($1::smallint[]) AND status IN (0, 4) \
+         AND ($2::text IS NULL OR project = (SELECT n FROM projects WHERE name = $2)) \
+         AND (cardinality($3::smallint[]) = 0 OR kind = ANY($3)) \
+         ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED",
+        *OPERATION_COLUMNS
     )
 });
 
@@ -104,14 +107,15 @@ const DB_NOW: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bi
 
 static EXPIRE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {OPERATION_COLUMNS}, {LEASE_COLUMNS} FROM operations \
+        "SELECT {}, {LEASE_COLUMNS} FROM operations \
          WHERE lease_expires_at IS NOT NULL AND lease_expires_at <= COALESCE($1, {DB_NOW}) \
-         ORDER BY lease_expires_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+         ORDER BY lease_expires_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+        *OPERATION_COLUMNS
     )
 });
 
 const PURGE_SQL: &str = "SELECT id FROM operations WHERE ended_at IS NOT NULL \
-     AND ended_at < $1 AND status IN ('done', 'failed') ORDER BY ended_at, seq LIMIT $2 \
+     AND ended_at < $1 AND status IN (2, 3) ORDER BY ended_at, seq LIMIT $2 \
      FOR UPDATE SKIP LOCKED";
 
 const RESERVE_SQL: &str = "SELECT nextval(pg_get_serial_sequence('operations', 'seq')) \
@@ -134,7 +138,7 @@ enum Read {
 /// The parameters of the flight, owned here so the steps can borrow them.
 #[derive(Default)]
 struct Params {
-    ids: Vec<String>,
+    ids: Vec<Uuid>,
     request_projects: Vec<String>,
     request_ids: Vec<String>,
     claims: Vec<(ClaimFilter, i64)>,
@@ -165,7 +169,7 @@ impl Params {
                     }
                 }
                 Write::Update { id, .. } | Write::Heartbeat { id, .. } | Write::Cancel(id) => {
-                    p.ids.push(id.to_string());
+                    p.ids.push(*id);
                 }
                 Write::Claim(request) => {
                     // Every claim of the batch may take a row from the same candidates,

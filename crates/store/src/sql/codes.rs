@@ -1,7 +1,8 @@
-//! How SQLite stores the closed enums: a small integer each instead of the wire name
-//! (ARCHITECTURE.md, "Storage size"). An integer of 0 or 1 takes no byte of the record
-//! at all and one up to 127 takes one, where `nks_node_pool` took thirteen, in the row
-//! and again in every index that holds the column. PostgreSQL keeps the names.
+//! How the stores keep the closed enums: a small integer each instead of the wire name
+//! (ARCHITECTURE.md, "Storage size"). On SQLite an integer of 0 or 1 takes no byte of
+//! the record at all and one up to 127 takes one, where `nks_node_pool` took thirteen;
+//! on PostgreSQL a `smallint` takes two; in the row and again in every index that holds
+//! the column.
 //!
 //! The numbers are stored: never change or reuse one, only append.
 

@@ -27,20 +27,14 @@ fn field_sql(field: Field, w: &mut Where) -> String {
             if sqlite {
                 format!("({prefix} || {SQLITE_ID_TEXT})")
             } else {
-                format!("({prefix} || id)")
+                format!("({prefix} || id::text)")
             }
         }
         Field::Id => "seq".into(),
-        Field::Status if sqlite => {
-            codes::case_of("status", |s: Status| google_view::status(s).to_owned())
-        }
-        Field::Status => "(CASE status WHEN 'pending' THEN 'PENDING' WHEN 'done' THEN 'DONE' \
-                          WHEN 'failed' THEN 'DONE' ELSE 'RUNNING' END)"
-            .into(),
-        Field::OperationType if sqlite => codes::case_of("type", |t: OpType| {
+        Field::Status => codes::case_of("status", |s: Status| google_view::status(s).to_owned()),
+        Field::OperationType => codes::case_of("type", |t: OpType| {
             google_view::operation_type(t).to_owned()
         }),
-        Field::OperationType => "(CASE type WHEN 'create' THEN 'insert' ELSE type END)".into(),
         Field::Progress => "progress".into(),
         Field::InsertTime => "created_at".into(),
         Field::StartTime => "started_at".into(),
@@ -53,11 +47,7 @@ fn field_sql(field: Field, w: &mut Where) -> String {
         Field::StatusMessage => {
             let prefix = w.bind(Param::Text(UNKNOWN_PREFIX.into()));
             let default = w.bind(Param::Text(UNKNOWN_DEFAULT.into()));
-            let unknown = if sqlite {
-                format!("status = {}", Status::Unknown.code())
-            } else {
-                "status = 'unknown'".into()
-            };
+            let unknown = format!("status = {}", Status::Unknown.code());
             format!(
                 "(CASE WHEN {unknown} THEN {prefix} || COALESCE(status_message, {default}) \
                  ELSE status_message END)"

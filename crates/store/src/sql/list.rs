@@ -39,33 +39,28 @@ fn filter_where(dialect: Dialect, filter: &ListFilter) -> Where {
     w
 }
 
-/// `column = value` for a kind, type or status: its name, or on SQLite its code.
-fn push_enum<T: Coded>(w: &mut Where, column: &str, value: T, name: &str) {
-    let param = match w.dialect {
-        Dialect::Sqlite => Param::Int(value.code()),
-        Dialect::Postgres => Param::Text(name.into()),
-    };
-    w.push(&format!("{column} = ?"), param);
+/// `column = value` for a kind, type or status: its stored code.
+fn push_enum<T: Coded>(w: &mut Where, column: &str, value: T) {
+    w.push(&format!("{column} = ?"), Param::Int(value.code()));
 }
 
 /// The conditions on the columns the maintained counts are kept by (the same columns,
-/// and on SQLite the same encoding, in `operations` and `operation_counts`).
+/// with the same encoding, in `operations` and `operation_counts`).
 fn counted_columns_where(dialect: Dialect, filter: &ListFilter) -> Where {
     let mut w = Where::new(dialect);
-    let project = Param::Text(filter.project_id.clone());
-    match dialect {
-        // An uncorrelated subquery: evaluated once, then an index key like a constant.
-        Dialect::Sqlite => w.push("project = (SELECT n FROM projects WHERE name = ?)", project),
-        Dialect::Postgres => w.push("project_id = ?", project),
-    }
+    // An uncorrelated subquery: evaluated once, then an index key like a constant.
+    w.push(
+        "project = (SELECT n FROM projects WHERE name = ?)",
+        Param::Text(filter.project_id.clone()),
+    );
     if let Some(k) = filter.kind {
-        push_enum(&mut w, "kind", k, k.as_str());
+        push_enum(&mut w, "kind", k);
     }
     if let Some(s) = filter.status {
-        push_enum(&mut w, "status", s, s.as_str());
+        push_enum(&mut w, "status", s);
     }
     if let Some(t) = filter.op_type {
-        push_enum(&mut w, "type", t, t.as_str());
+        push_enum(&mut w, "type", t);
     }
     w
 }
@@ -139,13 +134,13 @@ fn order_by(dialect: Dialect, sort: &Sort, direction: Direction) -> String {
         .join(", ")
 }
 
-fn key_param(dialect: Dialect, v: &KeyValue) -> Param {
+fn key_param(v: &KeyValue) -> Param {
     match v {
         KeyValue::Time(t) => Param::Int(*t),
-        KeyValue::Text(s) => match (dialect, s.parse::<uuid::Uuid>()) {
-            // SQLite keeps ids as their bytes, which sort as the lowercase text does.
-            (Dialect::Sqlite, Ok(id)) => Param::Blob(id.as_bytes().to_vec()),
-            _ => Param::Text(s.clone()),
+        // Ids are kept as their 16 bytes, which sort as the lowercase text does.
+        KeyValue::Text(s) => match s.parse::<uuid::Uuid>() {
+            Ok(id) => Param::Uuid(id),
+            Err(_) => Param::Text(s.clone()),
         },
     }
 }
@@ -157,10 +152,7 @@ fn push_keyset(w: &mut Where, sort: &Sort, direction: Direction, pos: &Position)
     let values: Vec<Param> = order
         .iter()
         .map(|(_, _, from)| match from {
-            KeyFrom::Key(i) => pos
-                .keys
-                .get(*i)
-                .map_or(Param::Int(0), |k| key_param(w.dialect, k)),
+            KeyFrom::Key(i) => pos.keys.get(*i).map_or(Param::Int(0), |k| key_param(k)),
             KeyFrom::Seq => seq.clone(),
         })
         .collect();

@@ -9,10 +9,12 @@ mod list;
 
 pub use list::{PageShape, count_query, counts_query, exists_beyond_query, page_query};
 
-/// Which database the SQL is for. The differences: placeholders, how a regular
-/// expression is matched (see `google_filter`), and SQLite's compact row (ARCHITECTURE.md,
-/// "Storage size"): there a project is a `projects.n` integer, an id its 16 bytes, a
-/// kind/type/status its [`codes`] number, and lists in creation order walk `seq`.
+/// Which database the SQL is for. Both keep the compact row (ARCHITECTURE.md, "Storage
+/// size"): a project is a `projects.n` integer, an id its 16 bytes (a BLOB on SQLite, a
+/// `uuid` on PostgreSQL), a kind/type/status its [`codes`] number. The differences:
+/// placeholders, how a regular expression is matched (see `google_filter`), how an id
+/// reads as text, and that lists in creation order walk `seq` on SQLite only (its one
+/// writer creates in `seq` order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     /// `?1` placeholders; `regexp(pattern, text)` is a function opsd registers; the
@@ -30,8 +32,10 @@ pub enum Param {
     Text(String),
     /// A 64-bit integer (times are microseconds since the epoch).
     Int(i64),
-    /// Bytes (SQLite's operation ids).
+    /// Bytes.
     Blob(Vec<u8>),
+    /// An operation id (SQLite stores its 16 bytes, PostgreSQL a `uuid`).
+    Uuid(uuid::Uuid),
     /// SQLite only, resolved by the backend when it binds: the lowest `seq` from which
     /// every operation was created at or after this time (microseconds). Operations
     /// are created in `seq` order with stamps that never go backwards, so a time bound
@@ -89,6 +93,7 @@ impl Where {
             Param::Text(_) => "text",
             Param::Int(_) | Param::FirstSeqCreatedFrom(_) => "bigint",
             Param::Blob(_) => "bytea",
+            Param::Uuid(_) => "uuid",
         };
         self.params.push(value);
         let n = self.params.len();

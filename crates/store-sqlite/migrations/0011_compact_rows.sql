@@ -1,0 +1,3 @@
+-- Version 11 gives PostgreSQL the compact operations row SQLite has had since version 9
+-- (ARCHITECTURE.md, "Storage size"). Nothing to do here; the version exists on both
+-- backends so that one number names one release's schema.
