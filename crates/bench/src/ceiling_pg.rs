@@ -25,11 +25,17 @@ use std::time::{Duration, Instant};
 use futures_util::future::try_join_all;
 use opsd_backends::DatabaseUrl;
 use opsd_domain::{micros, now};
+use opsd_store::sql::codes::Coded;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::pg::{connect, error_text};
+
+/// A kind or type as opsd stores it.
+fn code<T: Coded>(value: T) -> i16 {
+    i16::try_from(value.code()).unwrap_or(i16::MAX)
+}
 use crate::workload::new_operation;
 
 /// How the ceiling's client commits.
@@ -42,14 +48,18 @@ pub enum Strategy {
 }
 
 /// One operation and its first event, in one statement (one round trip).
-const INSERT: &str = "WITH op AS (INSERT INTO operations (id, project_id, kind, type, \
+const INSERT: &str = "WITH op AS (INSERT INTO operations (id, project, kind, type, \
      resource_id, status, progress, status_message, description, details, error, warnings, \
      http_error_status_code, http_error_message, \"user\", request_id, request_hash, region, \
      zone, target_link, created_at, started_at, ended_at, updated_at, version) VALUES \
-     ($1, $2, $3, $4, $5, 'pending', 0, NULL, $6, $7, NULL, '[]', NULL, NULL, $8, $9, $10, \
-     $11, $12, NULL, $13, NULL, NULL, $13, 1) RETURNING seq, project_id) \
-     INSERT INTO events (seq, op_seq, project_id, version, status, progress, \
-     status_message, at) SELECT $14, seq, project_id, 1, 'pending', 0, NULL, $13 FROM op";
+     ($1, (SELECT n FROM projects WHERE name = $2), $3, $4, $5, 0, 0, NULL, $6, $7, NULL, \
+     '[]', NULL, NULL, $8, $9, $10, $11, $12, NULL, $13, NULL, NULL, $13, 1) \
+     RETURNING seq, project) \
+     INSERT INTO events (seq, op_seq, project, version, status, progress, \
+     status_message, at) SELECT $14, seq, project, 1, 0, 0, NULL, $13 FROM op";
+
+/// The ceiling's project, numbered as opsd numbers a project on its first create.
+const PROJECT: &str = "bench-ceiling";
 
 /// Row numbers (their idempotency keys must not repeat) and event seqs, shared by the
 /// rounds of one ceiling database.
@@ -86,6 +96,14 @@ async fn open(url: &DatabaseUrl) -> Result<(Client, tokio_postgres::Statement), 
         .batch_execute("SET synchronous_commit = on")
         .await
         .map_err(|e| format!("storage ceiling: {}", error_text(&e)))?;
+    client
+        .execute(
+            "INSERT INTO projects (name) SELECT $1::text \
+             WHERE NOT EXISTS (SELECT 1 FROM projects WHERE name = $1)",
+            &[&PROJECT],
+        )
+        .await
+        .map_err(|e| format!("storage ceiling: project: {}", error_text(&e)))?;
     let insert = client
         .prepare(INSERT)
         .await
@@ -143,10 +161,10 @@ async fn per_row(
 
 /// The values of one operation and its event, as opsd would write them.
 struct Row {
-    id: String,
+    id: Uuid,
     project: String,
-    kind: &'static str,
-    op_type: &'static str,
+    kind: i16,
+    op_type: i16,
     resource_id: String,
     description: Option<String>,
     details: String,
@@ -163,13 +181,13 @@ impl Row {
     fn next(counters: &Counters) -> Row {
         let i = counters.row.fetch_add(1, Ordering::Relaxed);
         let seq = counters.seq.fetch_add(1, Ordering::Relaxed);
-        let new = new_operation("bench-ceiling", "ceiling", i);
+        let new = new_operation(PROJECT, "ceiling", i);
         let at = now();
         let op = new.clone().into_operation(Uuid::now_v7(), at);
         Row {
-            id: op.id.to_string(),
-            kind: new.kind.as_str(),
-            op_type: new.op_type.as_str(),
+            id: op.id,
+            kind: code(new.kind),
+            op_type: code(new.op_type),
             details: serde_json::to_string(&new.details).unwrap_or_default(),
             request_hash: Some(crate::ceiling::fingerprint(i)),
             at: micros(at),
