@@ -134,7 +134,7 @@ pub fn fingerprint(i: u64) -> Vec<u8> {
 }
 
 /// The storage ceiling of one database copy, measured over one or more rounds.
-pub enum StorageCeiling<'a> {
+pub enum StorageCeiling {
     /// Raw rusqlite inserts, `batch` rows per transaction: (rows, seconds) so far.
     Sqlite {
         db: PathBuf,
@@ -144,7 +144,8 @@ pub enum StorageCeiling<'a> {
     },
     /// Raw tokio-postgres inserts, both ways (see `ceiling_pg`): (rows, seconds) of each.
     Postgres {
-        url: &'a DatabaseUrl,
+        /// Through the link of the scenario (the delaying proxy, at a round trip above 0).
+        url: Box<DatabaseUrl>,
         counters: Arc<Counters>,
         batch: usize,
         batched: (u64, f64),
@@ -152,9 +153,14 @@ pub enum StorageCeiling<'a> {
     },
 }
 
-impl<'a> StorageCeiling<'a> {
-    /// Ready to measure on `copy` (a copy of the template), `batch` rows per transaction.
-    pub fn new(copy: &'a crate::ctx::Copy, batch: usize) -> Result<Self, String> {
+impl StorageCeiling {
+    /// Ready to measure on `copy` (a copy of the template), `batch` rows per transaction,
+    /// on PostgreSQL through `link`.
+    pub fn new(
+        copy: &crate::ctx::Copy,
+        batch: usize,
+        link: &crate::link::Link,
+    ) -> Result<Self, String> {
         Ok(match &copy.db {
             None => StorageCeiling::Sqlite {
                 db: copy.dir.path().join("opsd.db"),
@@ -163,7 +169,7 @@ impl<'a> StorageCeiling<'a> {
                 secs: 0.0,
             },
             Some(db) => StorageCeiling::Postgres {
-                url: &db.url,
+                url: Box::new(link.url(&db.url)?),
                 counters: Arc::new(Counters {
                     row: AtomicU64::new(0),
                     seq: AtomicU64::new(db.last_event_seq()? + 1),

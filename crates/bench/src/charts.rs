@@ -1,7 +1,9 @@
 //! SVG charts of a run (plotters, SVG backend only: no fonts or image libraries):
 //! `ratios.svg` (each scenario against its ceiling, with the target), `latency.svg`
 //! (open-loop latency by percentile) and `scale.svg` (list p50 as the database grows).
-//! Titles name the backend when it is not the default (`title`, e.g. " (PostgreSQL)").
+//! Titles name the backend when it is not the default (`title`, e.g. " (PostgreSQL)");
+//! on PostgreSQL with several round trips, every scenario appears once per round trip
+//! (`get_by_id @0.5ms`).
 
 use std::path::Path;
 
@@ -25,7 +27,9 @@ pub fn ratios(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
             _ => None,
         })
         .collect();
-    let root = SVGBackend::new(path, (800, 420)).into_drawing_area();
+    // Wide enough for every bar's label.
+    let width = 800.max(140 * u32::try_from(bars.len()).unwrap_or(u32::MAX / 140));
+    let root = SVGBackend::new(path, (width, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let top = bars.iter().map(|b| b.1).fold(1.0f64, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&root)
@@ -133,12 +137,14 @@ pub fn latency(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
     root.present().map_err(err)
 }
 
-/// List p50 against database size, for the growing and the fixed project.
-pub fn scale(path: &Path, points: &[ScalePoint], title: &str) -> Res {
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+/// List p50 against database size, for the growing and the fixed project; one pair of
+/// lines per series (per round trip to PostgreSQL, named by its label).
+pub fn scale(path: &Path, series: &[(String, Vec<ScalePoint>)], title: &str) -> Res {
+    let all = || series.iter().flat_map(|s| &s.1);
+    let (Some(first), Some(last)) = (all().map(|p| p.0).min(), all().map(|p| p.0).max()) else {
         return Ok(());
     };
-    let max = points.iter().map(|p| p.1.max(p.2)).fold(0.1f64, f64::max);
+    let max = all().map(|p| p.1.max(p.2)).fold(0.1f64, f64::max);
     let root = SVGBackend::new(path, (800, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -150,7 +156,7 @@ pub fn scale(path: &Path, points: &[ScalePoint], title: &str) -> Res {
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(
-            (first.0 as f64 * 0.8..last.0 as f64 * 1.25).log_scale(),
+            (first as f64 * 0.8..last as f64 * 1.25).log_scale(),
             0f64..max * 1.3,
         )
         .map_err(err)?;
@@ -161,20 +167,30 @@ pub fn scale(path: &Path, points: &[ScalePoint], title: &str) -> Res {
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(err)?;
-    let growing: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.1)).collect();
-    let fixed: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.2)).collect();
-    for (label, color, line) in [
-        ("project growing with the database", RED, growing),
-        ("project of fixed size", BLUE, fixed),
-    ] {
-        chart
-            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(line.into_iter().map(|p| Circle::new(p, 4, color.filled())))
-            .map_err(err)?;
+    for (i, (label, points)) in series.iter().enumerate() {
+        let growing: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.1)).collect();
+        let fixed: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.2)).collect();
+        let colors = if series.len() == 1 {
+            [RED.to_rgba(), BLUE.to_rgba()]
+        } else {
+            [
+                Palette99::pick(2 * i).to_rgba(),
+                Palette99::pick(2 * i + 1).to_rgba(),
+            ]
+        };
+        for (what, color, line) in [
+            ("project growing with the database", colors[0], growing),
+            ("project of fixed size", colors[1], fixed),
+        ] {
+            chart
+                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("{what}{label}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart
+                .draw_series(line.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+                .map_err(err)?;
+        }
     }
     chart
         .configure_series_labels()

@@ -1,11 +1,13 @@
 //! What every scenario shares: the plan, the pinning, the load generator's runtime, the
 //! backend, the seeded template database (copied for each scenario, so each starts a
-//! fresh opsd on its own data directory, and on PostgreSQL its own database) and helpers
-//! to run phases against a server.
+//! fresh opsd on its own data directory, and on PostgreSQL its own database), the round
+//! trips to PostgreSQL a run measures (`link`) and helpers to run phases against a
+//! server.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use opsd_domain::Status;
@@ -15,6 +17,7 @@ use tokio::runtime::Runtime;
 use uuid::Uuid;
 
 use crate::ceiling::StorageCeiling;
+use crate::link::Link;
 use crate::loadgen::{self, Conn, Limits, MakeReq, Req, Stats};
 use crate::machine::Pinning;
 use crate::pg::{Pg, PgDb};
@@ -129,6 +132,25 @@ pub struct Ctx {
     /// Scratch space for data directories; removed at the end.
     pub work: TempDir,
     pub template: Template,
+    /// The round trips to PostgreSQL every scenario is measured at (`--pg-rtt`; one,
+    /// zero, on SQLite).
+    pub rtts: Vec<Duration>,
+    /// The PostgreSQL server a proxy forwards to (when a round trip is above zero).
+    pub upstream: Option<SocketAddr>,
+    /// How opsd and the storage ceiling reach PostgreSQL in the scenario running now.
+    pub link: Link,
+    /// What scenarios measured at the round trip running now, for later ones.
+    pub at: AtRtt,
+    /// The same for every round trip, while another one runs.
+    pub saved: Vec<AtRtt>,
+    /// The CPUs the first opsd was actually allowed (proof of the pinning).
+    pub opsd_cpus: std::sync::OnceLock<String>,
+}
+
+/// What one scenario leaves for another at the same round trip (a ratio at round trip
+/// r is to the ceiling measured through the same proxy at r).
+#[derive(Default)]
+pub struct AtRtt {
     /// The storage ceiling in rows/s, once measured (create_durable and transition
     /// share it).
     pub storage_ceiling: Option<f64>,
@@ -136,11 +158,37 @@ pub struct Ctx {
     pub storage_ceiling_notes: Vec<(&'static str, Value)>,
     /// Open-loop rate and p50 of list_first_page, for list_deep_page to compare with.
     pub first_page: Option<(f64, f64)>,
-    /// The CPUs the first opsd was actually allowed (proof of the pinning).
-    pub opsd_cpus: std::sync::OnceLock<String>,
 }
 
+/// What [`Ctx::at_rtt`] says about the link: keys and values for results.json.
+pub type LinkNotes = Vec<(&'static str, Value)>;
+
 impl Ctx {
+    /// Runs `f` at round trip `self.rtts[i]`: behind a fresh proxy (above zero), with what
+    /// earlier scenarios measured at that round trip. Returns what `f` did and what the
+    /// link measured meanwhile (nothing on SQLite).
+    pub fn at_rtt<T>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Ctx) -> T,
+    ) -> Result<(T, LinkNotes), String> {
+        self.link = Link::start(self.rtts[i], self.upstream)?;
+        std::mem::swap(&mut self.at, &mut self.saved[i]);
+        let done = f(self);
+        std::mem::swap(&mut self.at, &mut self.saved[i]);
+        let link = std::mem::replace(&mut self.link, Link::direct());
+        let notes = match self.backend {
+            Backend::Sqlite => Vec::new(),
+            Backend::Postgres(_) => link.notes(),
+        };
+        Ok((done, notes))
+    }
+
+    /// The URL through which opsd and the storage ceiling reach `db` now.
+    pub fn db_url(&self, db: &PgDb) -> Result<opsd_backends::DatabaseUrl, String> {
+        self.link.url(&db.url)
+    }
+
     /// A fresh data directory holding a copy of the template (on PostgreSQL, with a
     /// fresh copy of the template database).
     pub fn copy_template(&self, name: &str) -> Result<Copy, String> {
@@ -161,8 +209,8 @@ impl Ctx {
     /// A fresh opsd on a fresh copy of the template.
     pub fn fresh_opsd(&self, name: &str) -> Result<(Copy, Server), String> {
         let copy = self.copy_template(name)?;
-        let url = copy.db.as_ref().map(|db| &db.url);
-        let server = Server::opsd(&self.opsd, copy.dir.path(), url, &self.pinning)?;
+        let url = copy.db.as_ref().map(|db| self.db_url(db)).transpose()?;
+        let server = Server::opsd(&self.opsd, copy.dir.path(), url.as_ref(), &self.pinning)?;
         if let Some(cpus) = server.cpus_allowed() {
             let _ = self.opsd_cpus.set(cpus);
         }
@@ -243,7 +291,7 @@ impl Ctx {
         let copy = self.copy_template("storage-ceiling")?;
         let round = round_of(self.plan.write);
         let mut ours = Stats::empty();
-        let mut ceiling = StorageCeiling::new(&copy, batch)?;
+        let mut ceiling = StorageCeiling::new(&copy, batch, &self.link)?;
         for _ in 0..ROUNDS {
             ours = ours.combine(self.closed(opsd, conns, round, make.clone()));
             ceiling.round(&self.pinning, round.duration)?;
@@ -253,19 +301,19 @@ impl Ctx {
 
     /// The storage ceiling measured alongside create_durable, or now on its own.
     pub fn storage_ceiling(&mut self, batch: usize) -> Result<f64, String> {
-        if let Some(c) = self.storage_ceiling {
+        if let Some(c) = self.at.storage_ceiling {
             return Ok(c);
         }
         let copy = self.copy_template("storage-ceiling")?;
-        let mut ceiling = StorageCeiling::new(&copy, batch)?;
+        let mut ceiling = StorageCeiling::new(&copy, batch, &self.link)?;
         ceiling.round(&self.pinning, self.plan.write.duration)?;
         Ok(self.keep(ceiling))
     }
 
-    fn keep(&mut self, ceiling: StorageCeiling<'_>) -> f64 {
+    fn keep(&mut self, ceiling: StorageCeiling) -> f64 {
         let (rows_per_s, notes) = ceiling.result();
-        self.storage_ceiling = Some(rows_per_s);
-        self.storage_ceiling_notes = notes;
+        self.at.storage_ceiling = Some(rows_per_s);
+        self.at.storage_ceiling_notes = notes;
         rows_per_s
     }
 }

@@ -9,11 +9,14 @@
 //! `plan` (sizes per mode), `loadgen`, `ceiling`, `seed` and `ctx`, then the scenarios
 //! (`reads`, `writes`, `wait`, `scale`), then `report` and `charts`. `--replicas N`
 //! runs the scenarios of `replicas` instead: 1 and N opsd processes on one database.
+//! On PostgreSQL every scenario runs at each round trip of `--pg-rtt` in turn, behind a
+//! delaying proxy above zero (`link`); `opsd-bench proxy` runs that proxy on its own.
 
 mod ceiling;
 mod ceiling_pg;
 mod charts;
 mod ctx;
+mod link;
 mod loadgen;
 mod machine;
 mod outcome;
@@ -30,17 +33,19 @@ mod wait;
 mod workload;
 mod writes;
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use crate::ctx::{Backend, Ctx, LIST_PROJECT, RUN_PROJECT, Template};
+use crate::ctx::{AtRtt, Backend, Ctx, LIST_PROJECT, LinkNotes, RUN_PROJECT, Template};
+use crate::link::Link;
 use crate::machine::{Machine, Pinning};
 use crate::outcome::Entry;
 use crate::plan::{Mode, Plan};
-use crate::report::{Report, SCENARIOS};
+use crate::report::{Group, Report, SCENARIOS};
 
 /// opsd's benchmark harness.
 #[derive(Parser)]
@@ -78,6 +83,13 @@ struct Cli {
     /// the single-server scenarios.
     #[arg(long)]
     replicas: Option<usize>,
+    /// With `--backend postgres`: the round trips between opsd (and the storage ceiling)
+    /// and PostgreSQL to measure every scenario at, comma-separated (`0,0.5ms,2ms`; a
+    /// bare number is milliseconds). Above 0, a delaying proxy in this process sits in
+    /// between; 0 connects as the URL says. Default: 0 and 0.5 ms, and 2 ms in the full
+    /// run.
+    #[arg(long, value_delimiter = ',', value_parser = opsd_proxy::parse_rtt)]
+    pg_rtt: Vec<Duration>,
 }
 
 /// `--backend`.
@@ -103,6 +115,26 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
     },
+    /// A delaying TCP proxy (`opsd_proxy`) until killed: every byte to and from the
+    /// upstream server half the round trip late each way; prints the round trip it
+    /// measures to stderr now and then.
+    Proxy {
+        /// Where clients connect, e.g. 127.0.0.1:6432.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The server to forward to, host:port.
+        #[arg(long)]
+        upstream: String,
+        /// The round trip to add, e.g. 0.5ms, 500us, 2ms.
+        #[arg(long, value_parser = opsd_proxy::parse_rtt)]
+        rtt: Duration,
+        /// Where to serve the control API: POST /blackhole, /flow, /cut; GET /stats.
+        #[arg(long)]
+        control: Option<SocketAddr>,
+        /// How often to print the measured round trip.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        every: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +142,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::CeilingHttp { body_file }) => ceiling::serve_http(body_file),
         Some(Command::Soak { opsd, duration }) => soak::run(opsd, *duration),
+        Some(Command::Proxy {
+            listen,
+            upstream,
+            rtt,
+            control,
+            every,
+        }) => run_proxy(*listen, upstream, *rtt, *control, *every),
         None => run(&cli),
     };
     match result {
@@ -138,6 +177,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         ));
     }
     check_replicas(cli)?;
+    let (rtts, upstream) = rtts(cli)?;
     // 10,000 waiters (50,000 in the full run's wait_many) are as many sockets here and in
     // opsd, which inherits this limit when it is spawned below; wait_many runs fewer, and
     // says so, where the hard limit is lower.
@@ -165,7 +205,14 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
     };
     if let Backend::Postgres(pg) = &backend {
-        eprintln!("opsd-bench: backend {}", pg.describe);
+        eprintln!(
+            "opsd-bench: backend {}; round trips {}",
+            pg.describe,
+            rtts.iter()
+                .map(|r| opsd_proxy::format_rtt(*r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     std::fs::create_dir_all(&cli.out).map_err(|e| e.to_string())?;
     let seed_rt = tokio::runtime::Builder::new_multi_thread()
@@ -211,13 +258,15 @@ fn run(cli: &Cli) -> Result<(), String> {
         backend,
         work,
         template,
-        storage_ceiling: None,
-        storage_ceiling_notes: Vec::new(),
-        first_page: None,
+        saved: rtts.iter().map(|_| AtRtt::default()).collect(),
+        rtts,
+        upstream,
+        link: Link::direct(),
+        at: AtRtt::default(),
         opsd_cpus: std::sync::OnceLock::new(),
     };
     if let Some(max) = cli.replicas {
-        let rows = replicas::run(&ctx, max, &cli.only);
+        let rows = replicas::run(&mut ctx, max, &cli.only);
         let report = replicas::ReplicaReport {
             mode: cli.mode,
             database: match &ctx.backend {
@@ -233,46 +282,88 @@ fn run(cli: &Cli) -> Result<(), String> {
             seeding: template_note,
             binaries: binaries_note(&cli.profile),
             max_replicas: max,
+            rtts: ctx.rtts.clone(),
             rows,
             seconds: started.elapsed().as_secs_f64(),
         };
         drop(ctx);
         return replicas::write(&cli.out, &report);
     }
-    let mut entries = Vec::new();
+    let postgres = cli.backend == BackendName::Postgres;
+    let mut groups: Vec<Group> = ctx
+        .rtts
+        .iter()
+        .map(|rtt| Group {
+            rtt: postgres.then_some(*rtt),
+            entries: Vec::new(),
+        })
+        .collect();
     let (mut db_per_million, mut scale_note, mut scale_points) = (None, String::new(), Vec::new());
+    // Scenario by scenario, each at every round trip in turn: the runs of one scenario
+    // are close in time, so a change in the shared machine's load hits them alike.
     for name in SCENARIOS {
         if !cli.only.is_empty() && !cli.only.iter().any(|n| n == name) {
             continue;
         }
-        eprintln!(
-            "opsd-bench: {name} ({:.0} s in)",
-            started.elapsed().as_secs_f64()
-        );
-        let entry = match name {
-            "get_by_id" => reads::get_by_id(&ctx).map(done),
-            "list_first_page" => reads::list_first_page(&mut ctx).map(done),
-            "list_deep_page" => reads::list_deep_page(&ctx).map(done),
-            "create_durable" => writes::create_durable(&mut ctx).map(done),
-            "transition" => writes::transition(&mut ctx).map(done),
-            "wait_wakeup" => wait::wait_wakeup(&ctx),
-            "wait_many" => wait::wait_many(&ctx),
-            _ => scale::scale(&ctx, &seed_rt).map(|s| {
-                db_per_million = Some(s.db_bytes_per_million_ops);
-                scale_note = format!(
-                    "; scale: its own database grown step by step the same way ({} writes \
-                     in {:.1} s, {:.0} writes/s), operations spread over 100 projects",
-                    s.seeding.0,
-                    s.seeding.1,
-                    s.seeding.0 as f64 / s.seeding.1.max(1e-9)
-                );
-                scale_points = s.points;
-                done(s.outcome)
-            }),
+        if name == "scale" {
+            eprintln!(
+                "opsd-bench: {name} ({:.0} s in)",
+                started.elapsed().as_secs_f64()
+            );
+            // Grown once; every size measured at every round trip.
+            match scale::scale(&mut ctx, &seed_rt) {
+                Ok(s) => {
+                    db_per_million = Some(s.db_bytes_per_million_ops);
+                    scale_note = format!(
+                        "; scale: its own database grown step by step the same way ({} \
+                         writes in {:.1} s, {:.0} writes/s), operations spread over 100 \
+                         projects",
+                        s.seeding.0,
+                        s.seeding.1,
+                        s.seeding.0 as f64 / s.seeding.1.max(1e-9)
+                    );
+                    scale_points = s.points;
+                    for (group, (o, notes)) in groups.iter_mut().zip(s.outcomes) {
+                        let entry = annotate(done(o), notes);
+                        eprintln!("  {}", entry.to_json());
+                        group.entries.push((name.to_owned(), entry));
+                    }
+                }
+                Err(e) => {
+                    eprintln!("  {e}");
+                    for group in &mut groups {
+                        group
+                            .entries
+                            .push((name.to_owned(), Entry::Failed(e.clone())));
+                    }
+                }
+            }
+            continue;
         }
-        .unwrap_or_else(Entry::Failed);
-        eprintln!("  {}", entry.to_json());
-        entries.push((name.to_owned(), entry));
+        for (i, group) in groups.iter_mut().enumerate() {
+            let at = group
+                .rtt
+                .map(|r| format!(" at RTT {}", opsd_proxy::format_rtt(r)))
+                .unwrap_or_default();
+            eprintln!(
+                "opsd-bench: {name}{at} ({:.0} s in)",
+                started.elapsed().as_secs_f64()
+            );
+            let entry = ctx
+                .at_rtt(i, |ctx| match name {
+                    "get_by_id" => reads::get_by_id(ctx).map(done),
+                    "list_first_page" => reads::list_first_page(ctx).map(done),
+                    "list_deep_page" => reads::list_deep_page(ctx).map(done),
+                    "create_durable" => writes::create_durable(ctx).map(done),
+                    "transition" => writes::transition(ctx).map(done),
+                    "wait_wakeup" => wait::wait_wakeup(ctx),
+                    _ => wait::wait_many(ctx),
+                })
+                .and_then(|(entry, notes)| entry.map(|e| annotate(e, notes)))
+                .unwrap_or_else(Entry::Failed);
+            eprintln!("  {}", entry.to_json());
+            group.entries.push((name.to_owned(), entry));
+        }
     }
     let database = match &ctx.backend {
         Backend::Sqlite => None,
@@ -289,15 +380,16 @@ fn run(cli: &Cli) -> Result<(), String> {
         seeding: format!("{template_note}{scale_note}"),
         binaries: binaries_note(&cli.profile),
         db_bytes_per_million_ops: db_per_million,
-        entries,
+        groups,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_outputs(cli, &report, &scale_points)?;
-    let failed: Vec<&str> = report
-        .entries
+    let failed: Vec<String> = report
+        .groups
         .iter()
-        .filter(|(_, e)| matches!(e, Entry::Failed(_)))
-        .map(|(n, _)| n.as_str())
+        .flat_map(|g| g.entries.iter().map(move |e| (g, e)))
+        .filter(|(_, (_, e))| matches!(e, Entry::Failed(_)))
+        .map(|(g, (n, _))| format!("{n}{}", g.label(" at RTT ")))
         .collect();
     if failed.is_empty() {
         Ok(())
@@ -328,6 +420,10 @@ fn pinning_note(ctx: &Ctx, backend: BackendName) -> String {
     };
     match backend {
         BackendName::Sqlite => pinning,
+        BackendName::Postgres if ctx.rtts.iter().any(|r| !r.is_zero()) => format!(
+            "{pinning}; PostgreSQL's processes and the delaying proxy's threads unpinned \
+             (they share both CPUs with whatever runs)"
+        ),
         BackendName::Postgres => format!(
             "{pinning}; PostgreSQL's processes unpinned (they share both CPUs with \
              whatever runs)"
@@ -351,10 +447,111 @@ fn done(o: outcome::Outcome) -> Entry {
     Entry::Done(Box::new(o))
 }
 
+/// A measured entry with what its link measured (round trip asked for and measured).
+fn annotate(entry: Entry, notes: LinkNotes) -> Entry {
+    match entry {
+        Entry::Done(mut o) => {
+            for (key, value) in notes {
+                o.extra(key, value);
+            }
+            Entry::Done(o)
+        }
+        other => other,
+    }
+}
+
+/// The round trips to measure PostgreSQL at (`--pg-rtt`, or the mode's default) and,
+/// if any is above zero, the server the proxy forwards to.
+fn rtts(cli: &Cli) -> Result<(Vec<Duration>, Option<SocketAddr>), String> {
+    if cli.backend != BackendName::Postgres {
+        if !cli.pg_rtt.is_empty() {
+            return Err("--pg-rtt needs --backend postgres".into());
+        }
+        return Ok((vec![Duration::ZERO], None));
+    }
+    let mut rtts = if cli.pg_rtt.is_empty() {
+        link::default_rtts(cli.mode)
+    } else {
+        cli.pg_rtt.clone()
+    };
+    // Each once, in the order given.
+    let mut seen = Vec::new();
+    rtts.retain(|r| {
+        let new = !seen.contains(r);
+        seen.push(*r);
+        new
+    });
+    let upstream = match &cli.database_url {
+        Some(url) if rtts.iter().any(|r| !r.is_zero()) => {
+            let url: opsd_backends::DatabaseUrl = url.parse()?;
+            let upstream = link::upstream_of(&url)?;
+            // Fails now, not in the first scenario, if the URL cannot be pointed at a proxy.
+            link::through(&url, SocketAddr::from(([127, 0, 0, 1], 1)))?;
+            Some(upstream)
+        }
+        _ => None,
+    };
+    Ok((rtts, upstream))
+}
+
+/// `opsd-bench proxy`: a delaying proxy until killed.
+fn run_proxy(
+    listen: SocketAddr,
+    upstream: &str,
+    rtt: Duration,
+    control: Option<SocketAddr>,
+    every: Duration,
+) -> Result<(), String> {
+    let upstream = upstream
+        .to_socket_addrs()
+        .map_err(|e| format!("--upstream {upstream}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--upstream {upstream} has no address"))?;
+    let proxy = opsd_proxy::Proxy::start(opsd_proxy::ProxyConfig {
+        listen,
+        upstream,
+        rtt,
+        control,
+    })
+    .map_err(|e| format!("cannot start the proxy on {listen}: {e}"))?;
+    let control = proxy
+        .control_addr()
+        .map(|a| format!("; control API on http://{a}"))
+        .unwrap_or_default();
+    eprintln!(
+        "opsd-bench proxy: {} → {upstream}, round trip {}{control}",
+        proxy.addr(),
+        opsd_proxy::format_rtt(rtt)
+    );
+    let mut chunks = 0;
+    loop {
+        std::thread::sleep(every.max(Duration::from_millis(100)));
+        let s = proxy.stats();
+        // Quiet while nothing moves.
+        if s.up.chunks + s.down.chunks == chunks {
+            continue;
+        }
+        chunks = s.up.chunks + s.down.chunks;
+        eprintln!(
+            "opsd-bench proxy: measured round trip p50 {} µs, p99 {} µs (asked {} µs); \
+             {} connections ({} open), {} round trips, {} chunks, {} bytes{}",
+            s.measured_rtt_p50_us,
+            s.measured_rtt_p99_us,
+            s.rtt_us,
+            s.connections,
+            s.open_connections,
+            s.turns,
+            chunks,
+            s.up.bytes + s.down.bytes,
+            if s.blackholed { "; blackholed" } else { "" },
+        );
+    }
+}
+
 fn write_outputs(
     cli: &Cli,
     report: &Report,
-    scale_points: &[scale::ScalePoint],
+    scale_points: &[Vec<scale::ScalePoint>],
 ) -> Result<(), String> {
     let json = serde_json::to_string_pretty(&report.to_json()).map_err(|e| e.to_string())?;
     let out = &cli.out;
@@ -369,9 +566,37 @@ fn write_outputs(
     std::fs::write(out.join(format!("{results}.json")), json + "\n").map_err(|e| e.to_string())?;
     let table = report.markdown();
     std::fs::write(out.join(format!("{results}.md")), &table).map_err(|e| e.to_string())?;
-    charts::ratios(&out.join(format!("{ratios}.svg")), &report.entries, title)?;
-    charts::latency(&out.join(format!("{latency}.svg")), &report.entries, title)?;
-    charts::scale(&out.join(format!("{scale}.svg")), scale_points, title)?;
+    // With several round trips, every scenario once per round trip.
+    let entries: Vec<(String, Entry)> = report
+        .groups
+        .iter()
+        .flat_map(|g| {
+            let at = if report.groups.len() > 1 {
+                g.label(" @")
+            } else {
+                String::new()
+            };
+            g.entries
+                .iter()
+                .map(move |(n, e)| (format!("{n}{at}"), e.clone()))
+        })
+        .collect();
+    let series: Vec<(String, Vec<scale::ScalePoint>)> = report
+        .groups
+        .iter()
+        .zip(scale_points)
+        .map(|(g, points)| {
+            let label = if report.groups.len() > 1 {
+                g.label(", RTT ")
+            } else {
+                String::new()
+            };
+            (label, points.clone())
+        })
+        .collect();
+    charts::ratios(&out.join(format!("{ratios}.svg")), &entries, title)?;
+    charts::latency(&out.join(format!("{latency}.svg")), &entries, title)?;
+    charts::scale(&out.join(format!("{scale}.svg")), &series, title)?;
     println!("{table}");
     println!(
         "Results in {}: {results}.json, {results}.md, {ratios}.svg, {latency}.svg, {scale}.svg",

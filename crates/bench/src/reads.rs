@@ -37,7 +37,7 @@ pub fn list_first_page(ctx: &mut Ctx) -> Result<Outcome, String> {
     o.extra("response_bytes", body.len());
     o.extra("matching", total_count(&body));
     if let Some(rate) = o.open_loop_rate {
-        ctx.first_page = Some((rate, o.p50_ms));
+        ctx.at.first_page = Some((rate, o.p50_ms));
     }
     Ok(o)
 }
@@ -83,6 +83,7 @@ pub fn list_deep_page(ctx: &Ctx) -> Result<Outcome, String> {
     });
     let closed = ctx.closed(server.addr, READ_CONNS, ctx.plan.read, make.clone());
     let rate = ctx
+        .at
         .first_page
         .map_or(closed.ops_per_s() * ctx.plan.open_fraction, |f| f.0);
     let round = Limits {

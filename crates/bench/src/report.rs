@@ -1,5 +1,9 @@
 //! The run's results: `results.json` (scenario names as the issue gives them, as
 //! top-level keys beside the run's context) and the markdown table printed on stdout.
+//! On PostgreSQL each scenario's key holds a list, one entry per round trip of the run
+//! (`pg_rtts_ms`), and the table puts the round trips side by side.
+
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -29,8 +33,25 @@ pub struct Report {
     pub seeding: String,
     pub binaries: String,
     pub db_bytes_per_million_ops: Option<f64>,
-    pub entries: Vec<(String, Entry)>,
+    /// The scenarios, once per round trip to PostgreSQL (one group on SQLite).
+    pub groups: Vec<Group>,
     pub seconds: f64,
+}
+
+/// The scenarios measured at one round trip.
+pub struct Group {
+    /// The round trip to PostgreSQL (`None`: SQLite).
+    pub rtt: Option<Duration>,
+    pub entries: Vec<(String, Entry)>,
+}
+
+impl Group {
+    /// `prefix` and the round trip (`" at RTT 0.5ms"`), or nothing on SQLite.
+    pub fn label(&self, prefix: &str) -> String {
+        self.rtt
+            .map(|r| format!("{prefix}{}", opsd_proxy::format_rtt(r)))
+            .unwrap_or_default()
+    }
 }
 
 impl Report {
@@ -51,8 +72,27 @@ impl Report {
             json!(self.db_bytes_per_million_ops),
         );
         m.insert("run_seconds".into(), json!(self.seconds.round()));
-        for (name, entry) in &self.entries {
-            m.insert(name.clone(), entry.to_json());
+        if self.database.is_some() {
+            let rtts: Vec<f64> = self
+                .groups
+                .iter()
+                .filter_map(|g| g.rtt)
+                .map(crate::link::ms)
+                .collect();
+            m.insert("pg_rtts_ms".into(), json!(rtts));
+            for (name, _) in self.groups.first().map_or(&[][..], |g| &g.entries) {
+                let at_each: Vec<Value> = self
+                    .groups
+                    .iter()
+                    .filter_map(|g| g.entries.iter().find(|(n, _)| n == name))
+                    .map(|(_, e)| e.to_json())
+                    .collect();
+                m.insert(name.clone(), Value::Array(at_each));
+            }
+        } else {
+            for (name, entry) in self.groups.iter().flat_map(|g| &g.entries) {
+                m.insert(name.clone(), entry.to_json());
+            }
         }
         Value::Object(m)
     }
@@ -62,35 +102,9 @@ impl Report {
         let mut s = String::new();
         if let Some(database) = &self.database {
             s.push_str(&format!("Backend: **PostgreSQL** ({database}).\n\n"));
-        }
-        s.push_str(
-            "| scenario | ops/s | p50 ms | p99 ms | ceiling ops/s | ratio | target | met | peak RSS MiB |\n\
-             |---|--:|--:|--:|--:|--:|---|---|--:|\n",
-        );
-        for (name, entry) in &self.entries {
-            match entry {
-                Entry::Done(o) => s.push_str(&format!(
-                    "| `{name}` | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    num(o.ops_per_s, 0),
-                    num(o.p50_ms, 2),
-                    num(o.p99_ms, 2),
-                    o.ceiling_ops_per_s.map_or("–".into(), |c| num(c, 0)),
-                    o.ratio.map_or("–".into(), |r| num(r, 2)),
-                    o.target,
-                    match o.met {
-                        Some(true) => "yes",
-                        Some(false) => "**no**",
-                        None => "–",
-                    },
-                    o.peak_rss_mb.map_or("–".into(), |r| num(r, 0)),
-                )),
-                Entry::Skipped(why) => {
-                    s.push_str(&format!("| `{name}` | skipped: {why} ||||||||\n"));
-                }
-                Entry::Failed(why) => {
-                    s.push_str(&format!("| `{name}` | failed: {why} ||||||||\n"));
-                }
-            }
+            s.push_str(&self.rtt_table());
+        } else {
+            s.push_str(&self.table());
         }
         s.push('\n');
         if let Some(b) = self.db_bytes_per_million_ops {
@@ -118,6 +132,119 @@ impl Report {
             self.binaries,
         ));
         s
+    }
+
+    /// One row per scenario (SQLite: one group).
+    fn table(&self) -> String {
+        let mut s = String::from(
+            "| scenario | ops/s | p50 ms | p99 ms | ceiling ops/s | ratio | target | met | peak RSS MiB |\n\
+             |---|--:|--:|--:|--:|--:|---|---|--:|\n",
+        );
+        for (name, entry) in self.groups.iter().flat_map(|g| &g.entries) {
+            match entry {
+                Entry::Done(o) => s.push_str(&format!(
+                    "| `{name}` | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    num(o.ops_per_s, 0),
+                    num(o.p50_ms, 2),
+                    num(o.p99_ms, 2),
+                    o.ceiling_ops_per_s.map_or("–".into(), |c| num(c, 0)),
+                    o.ratio.map_or("–".into(), |r| num(r, 2)),
+                    o.target,
+                    met(o.met),
+                    o.peak_rss_mb.map_or("–".into(), |r| num(r, 0)),
+                )),
+                Entry::Skipped(why) => {
+                    s.push_str(&format!("| `{name}` | skipped: {why} ||||||||\n"));
+                }
+                Entry::Failed(why) => {
+                    s.push_str(&format!("| `{name}` | failed: {why} ||||||||\n"));
+                }
+            }
+        }
+        s
+    }
+
+    /// PostgreSQL: one row per scenario, one group of columns per round trip, then the
+    /// target (the same at every round trip).
+    fn rtt_table(&self) -> String {
+        let mut s = String::from(
+            "Round trip between opsd (and the storage ceiling) and PostgreSQL: `@0` \
+             direct, otherwise through opsd-bench's delaying proxy; `RTT µs` is the \
+             round trip the proxy measured under the scenario's load (p50 / p99). The \
+             ratio at each round trip is to the ceiling measured at that round trip.\n\n",
+        );
+        let columns = |g: &Group| {
+            let at = g.label("@");
+            let mut c = vec![
+                format!("ops/s {at}"),
+                format!("p50 / p99 ms {at}"),
+                format!("ratio (ceiling) {at}"),
+                format!("met {at}"),
+                format!("RSS MiB {at}"),
+            ];
+            if g.rtt.is_some_and(|r| !r.is_zero()) {
+                c.push(format!("RTT µs {at}"));
+            }
+            c
+        };
+        let mut header = vec!["scenario".to_owned()];
+        let mut align = vec!["---"];
+        for g in &self.groups {
+            let c = columns(g);
+            align.extend(std::iter::repeat_n("--:", c.len()));
+            header.extend(c);
+        }
+        header.push("target".into());
+        align.push("---");
+        s.push_str(&format!(
+            "| {} |\n|{}|\n",
+            header.join(" | "),
+            align.join("|")
+        ));
+        let names = self.groups.first().map_or(&[][..], |g| &g.entries);
+        for (name, _) in names {
+            let mut row = vec![format!("`{name}`")];
+            let mut target = String::new();
+            for g in &self.groups {
+                let width = columns(g).len();
+                let mut cells = match g.entries.iter().find(|(n, _)| n == name) {
+                    Some((_, Entry::Done(o))) => {
+                        target.clone_from(&o.target);
+                        let measured = |k: &str| o.extra.get(k).and_then(Value::as_u64);
+                        vec![
+                            num(o.ops_per_s, 0),
+                            format!("{} / {}", num(o.p50_ms, 2), num(o.p99_ms, 2)),
+                            match (o.ratio, o.ceiling_ops_per_s) {
+                                (Some(r), Some(c)) => format!("{} ({})", num(r, 2), num(c, 0)),
+                                _ => "–".into(),
+                            },
+                            met(o.met).into(),
+                            o.peak_rss_mb.map_or("–".into(), |r| num(r, 0)),
+                            match (measured("proxy_rtt_p50_us"), measured("proxy_rtt_p99_us")) {
+                                (Some(p50), Some(p99)) => format!("{p50} / {p99}"),
+                                _ => "–".into(),
+                            },
+                        ]
+                    }
+                    Some((_, Entry::Skipped(why))) => vec![format!("skipped: {why}")],
+                    Some((_, Entry::Failed(why))) => vec![format!("failed: {why}")],
+                    None => vec![],
+                };
+                cells.resize(width, "–".into());
+                row.extend(cells);
+            }
+            row.push(target);
+            s.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+        s
+    }
+}
+
+fn met(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "–",
     }
 }
 

@@ -86,7 +86,7 @@ fn storage_ratio(ctx: &mut Ctx, o: &mut Outcome) -> Result<(), String> {
 
 /// How the storage ceiling was measured (its batch; on PostgreSQL both ways and which won).
 fn ceiling_notes(ctx: &Ctx, o: &mut Outcome) {
-    for (key, value) in &ctx.storage_ceiling_notes {
+    for (key, value) in &ctx.at.storage_ceiling_notes {
         o.extra(key, value.clone());
     }
 }

@@ -10,6 +10,9 @@
 //! scenarios, so 1 and N replicas get the same CPU: on a 2-core machine the rows compare
 //! one process with N processes sharing that core (the cost of splitting the work and of
 //! the change feed between processes), not scale-out onto more hardware.
+//!
+//! Every row runs at each round trip to PostgreSQL of the run (`--pg-rtt`) in turn, every
+//! replica behind the same delaying proxy above zero.
 
 mod table;
 mod throughput;
@@ -44,27 +47,41 @@ pub fn counts(max: usize) -> Vec<usize> {
     if max <= 1 { vec![1] } else { vec![1, max] }
 }
 
-/// Runs every scenario named in `only` (all when empty) with 1 and `max` replicas.
-pub fn run(ctx: &Ctx, max: usize, only: &[String]) -> Vec<Row> {
+/// Runs every scenario named in `only` (all when empty) with 1 and `max` replicas, at
+/// every round trip of the run.
+pub fn run(ctx: &mut Ctx, max: usize, only: &[String]) -> Vec<Row> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
     let mut rows = Vec::new();
     let started = std::time::Instant::now();
     for name in SCENARIOS.into_iter().filter(|n| wanted(n)) {
-        // The open-loop rate of every count is set by the single replica's throughput,
-        // so that latencies compare at the same offered load.
-        let mut rate = None;
-        for n in counts(max) {
-            eprintln!(
-                "opsd-bench: {name} with {n} replica(s) ({:.0} s in)",
-                started.elapsed().as_secs_f64()
-            );
-            let row = match name {
-                "wait_wakeup" => wait::wait_wakeup(ctx, n),
-                _ => throughput::measure(ctx, name, n, &mut rate),
+        for (i, rtt) in ctx.rtts.clone().into_iter().enumerate() {
+            // The open-loop rate of every count is set by the single replica's
+            // throughput (at the same round trip), so that latencies compare at the same
+            // offered load.
+            let mut rate = None;
+            for n in counts(max) {
+                eprintln!(
+                    "opsd-bench: {name} with {n} replica(s) at RTT {} ({:.0} s in)",
+                    opsd_proxy::format_rtt(rtt),
+                    started.elapsed().as_secs_f64()
+                );
+                let measured = ctx.at_rtt(i, |ctx| match name {
+                    "wait_wakeup" => wait::wait_wakeup(ctx, n),
+                    _ => throughput::measure(ctx, name, n, &mut rate),
+                });
+                let mut row = match measured {
+                    Ok((Ok(mut row), notes)) => {
+                        for (key, value) in notes {
+                            row.extra(key, value);
+                        }
+                        row
+                    }
+                    Ok((Err(e), _)) | Err(e) => Row::failed(name, n, e),
+                };
+                row.rtt = rtt;
+                eprintln!("  {}", row.to_json());
+                rows.push(row);
             }
-            .unwrap_or_else(|e| Row::failed(name, n, e));
-            eprintln!("  {}", row.to_json());
-            rows.push(row);
         }
     }
     rows
@@ -108,8 +125,8 @@ impl Cluster {
         let url = copy
             .db
             .as_ref()
-            .map(|db| db.url.clone())
-            .ok_or("replicas need --backend postgres")?;
+            .map(|db| ctx.db_url(db))
+            .ok_or("replicas need --backend postgres")??;
         let mut servers = vec![Server::opsd(
             &ctx.opsd,
             copy.dir.path(),

@@ -1,6 +1,8 @@
 //! The replica table: one row per scenario and replica count, printed on stdout and
 //! written to `results-postgres-replicas.json` and `.md`.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
 use crate::loadgen::Stats;
@@ -14,6 +16,8 @@ use crate::report::num;
 pub struct Row {
     pub scenario: String,
     pub replicas: usize,
+    /// The round trip to PostgreSQL it ran at.
+    pub rtt: Duration,
     /// Connections of the load generator, over all replicas.
     pub connections: usize,
     /// Closed-loop requests/s (wait_wakeup: waiters released per second).
@@ -76,6 +80,7 @@ impl Row {
         let mut m = Map::new();
         m.insert("scenario".into(), json!(self.scenario));
         m.insert("replicas".into(), json!(self.replicas));
+        m.insert("pg_rtt_ms".into(), json!(crate::link::ms(self.rtt)));
         if let Some(why) = &self.failed {
             m.insert("error".into(), json!(why));
             return Value::Object(m);
@@ -121,6 +126,8 @@ pub struct ReplicaReport {
     pub binaries: String,
     /// `--replicas`.
     pub max_replicas: usize,
+    /// The round trips to PostgreSQL every row ran at.
+    pub rtts: Vec<Duration>,
     pub rows: Vec<Row>,
     pub seconds: f64,
 }
@@ -133,6 +140,7 @@ impl ReplicaReport {
             "backend": "postgres",
             "database": self.database,
             "replicas": self.max_replicas,
+            "pg_rtts_ms": self.rtts.iter().map(|r| crate::link::ms(*r)).collect::<Vec<_>>(),
             "machine": self.machine,
             "pinning": self.pinning,
             "seeding": self.seeding,
@@ -146,22 +154,29 @@ impl ReplicaReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "Backend: **PostgreSQL** ({}), 1 and {} `opsd serve` replicas on one database.\n\n\
-             | scenario | replicas | ops/s | vs 1 replica | p50 ms | p99 ms | release p99 ms | \
-             waiters | errors |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+             | scenario | RTT | replicas | ops/s | vs 1 replica | p50 ms | p99 ms | release p99 ms | \
+             waiters | errors | RTT µs |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
             self.database, self.max_replicas
         );
         for row in &self.rows {
             if let Some(why) = &row.failed {
                 s.push_str(&format!(
-                    "| `{}` | {} | failed: {why} |||||||\n",
-                    row.scenario, row.replicas
+                    "| `{}` | {} | {} | failed: {why} ||||||||\n",
+                    row.scenario,
+                    opsd_proxy::format_rtt(row.rtt),
+                    row.replicas
                 ));
                 continue;
             }
             let baseline = self
                 .rows
                 .iter()
-                .find(|r| r.scenario == row.scenario && r.replicas == 1 && r.failed.is_none())
+                .find(|r| {
+                    r.scenario == row.scenario
+                        && r.rtt == row.rtt
+                        && r.replicas == 1
+                        && r.failed.is_none()
+                })
                 .map(|r| r.ops_per_s);
             let relative = match baseline {
                 Some(b) if b > 0.0 => format!("{:.2}×", row.ops_per_s / b),
@@ -175,9 +190,15 @@ impl ReplicaReport {
                 };
                 format!("{}{verdict}", num(v, 2))
             });
+            let measured = |k: &str| row.extra.get(k).and_then(Value::as_u64);
+            let rtt_measured = match (measured("proxy_rtt_p50_us"), measured("proxy_rtt_p99_us")) {
+                (Some(p50), Some(p99)) => format!("{p50} / {p99}"),
+                _ => "–".into(),
+            };
             s.push_str(&format!(
-                "| `{}` | {} | {} | {relative} | {} | {} | {release} | {} | {} |\n",
+                "| `{}` | {} | {} | {} | {relative} | {} | {} | {release} | {} | {} | {rtt_measured} |\n",
                 row.scenario,
+                opsd_proxy::format_rtt(row.rtt),
                 row.replicas,
                 num(row.ops_per_s, 0),
                 num(row.p50_ms, 2),
@@ -192,7 +213,10 @@ impl ReplicaReport {
              per second. p50/p99: open loop at the 1-replica row's open-loop rate, so both \
              rows see the same offered load; `wait_wakeup`: the PATCHes through replica 1. \
              release p99: from a write's acknowledgement by replica 1 to its waiter's answer \
-             from another replica (with 1 replica: the same one); target ≤ 100 ms.\n",
+             from another replica (with 1 replica: the same one); target ≤ 100 ms. RTT: \
+             the round trip between the replicas and PostgreSQL (0: direct; above: through \
+             opsd-bench's delaying proxy), vs 1 replica at the same round trip; RTT µs: \
+             what the proxy measured under the row's load (p50 / p99).\n",
         );
         s.push_str(&format!(
             "Mode `{}`, {:.0} s. Machine: {} × {}, {} GiB, Linux {}.\n\
