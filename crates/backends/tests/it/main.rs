@@ -22,6 +22,7 @@ mod live;
 mod migrations;
 mod ordering;
 mod pagination;
+mod round_trips;
 mod stats;
 mod story;
 mod support;
