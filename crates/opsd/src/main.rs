@@ -9,6 +9,7 @@ mod storage;
 /// Errors of the subcommands, printed by `main`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -65,7 +66,11 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("opsd: cannot start the async runtime: {e}");
+            // Not eprintln!, which panics when stderr cannot be written.
+            let _ = writeln!(
+                std::io::stderr(),
+                "opsd: cannot start the async runtime: {e}"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -79,11 +84,13 @@ fn main() -> ExitCode {
             Command::Completions { .. } => Ok(cli::Exit::Ok),
         }
     });
+    // The log thread's last lines (why the server stopped) go out before the exit.
+    opsd_server::log::flush(std::time::Duration::from_secs(2));
     match result {
         Ok(cli::Exit::Ok) => ExitCode::SUCCESS,
         Ok(cli::Exit::Code(code)) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("opsd: {e}");
+            let _ = writeln!(std::io::stderr(), "opsd: {e}");
             ExitCode::FAILURE
         }
     }

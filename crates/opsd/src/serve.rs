@@ -84,6 +84,11 @@ enum LogFormat {
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     init_logging(args.log_format);
+    if std::env::var_os("OPSD_FAULT_HOOKS").is_some_and(|v| v == "1") {
+        // Test-only: `POST /debug/faults/{worker}/panic` (opsd_store::supervise).
+        opsd_store::supervise::enable_faults();
+        tracing::warn!("fault hooks are on (OPSD_FAULT_HOOKS=1): for tests only");
+    }
     let store = args.store.open().await?;
     crate::keys::ensure_first_admin(&*store, &args.store.data_dir).await?;
     let config = Config {
@@ -120,7 +125,12 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     );
     // Tests and scripts that pass port 0 read the chosen address from this line.
     let state = AppState::from_parts(store.clone(), store, &config);
-    println!("opsd listening on {}://{addr}", state.scheme);
+    // Not println!, which panics when stdout cannot be written.
+    let _ = writeln!(
+        std::io::stdout(),
+        "opsd listening on {}://{addr}",
+        state.scheme
+    );
     // For people; written after the line scripts read, and allowed to fail: a script that
     // stopped reading stdout after the listening line must not stop the server.
     let _ = writeln!(
@@ -133,15 +143,34 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
         retention: args.retention,
     };
     let background = Background::start(&state, &live_config);
+    // A worker that keeps panicking (opsd_store::supervise) stops the server like a
+    // signal would, and the process exits non-zero for its supervisor to restart it.
+    let (gave_up_tx, gave_up_rx) = tokio::sync::oneshot::channel();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            worker = opsd_store::supervise::gave_up() => {
+                let _ = gave_up_tx.send(worker);
+            }
+        }
+    };
     let served = match tls {
         Some(tls) => {
             let listener = opsd_server::tls::TlsListener::new(listener, tls);
-            opsd_server::serve(listener, state, shutdown_signal()).await
+            opsd_server::serve(listener, state, stop).await
         }
-        None => opsd_server::serve(listener, state, shutdown_signal()).await,
+        None => opsd_server::serve(listener, state, stop).await,
     };
     background.stop().await;
     served?;
+    if let Ok(worker) = gave_up_rx.await {
+        return Err(format!(
+            "worker {worker} panicked {} times within {} s; exiting so that opsd is restarted",
+            opsd_store::supervise::MAX_PANICS,
+            opsd_store::supervise::PANIC_WINDOW.as_secs()
+        )
+        .into());
+    }
     tracing::info!("opsd stopped");
     Ok(())
 }
@@ -149,15 +178,24 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
 /// `opsd migrate`.
 pub async fn migrate(store: &StoreArgs) -> Result<(), BoxError> {
     store.open().await?;
-    println!("database {} is up to date", store.config().describe());
+    let _ = writeln!(
+        std::io::stdout(),
+        "database {} is up to date",
+        store.config().describe()
+    );
     Ok(())
 }
 
+/// Logs go to stderr through `opsd_server::log`: a line that cannot be written (the
+/// disk under the log is full) is dropped and counted, never raised, and a slow stderr
+/// delays only the log thread. `log_internal_errors(false)`: tracing-subscriber would
+/// otherwise report a failed write with `eprintln!`, which panics when stderr fails.
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("OPSD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(opsd_server::log::non_blocking(std::io::stderr()))
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),

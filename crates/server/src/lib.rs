@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod http;
 pub mod live;
+pub mod log;
 pub mod metrics;
 pub mod tls;
 

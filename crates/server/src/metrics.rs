@@ -30,6 +30,13 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of a supervised worker.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    /// The worker's name, e.g. `sqlite-writer` (`opsd_store::supervise`).
+    pub worker: String,
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric opsd exports, and the registry that renders them.
@@ -56,6 +63,12 @@ pub struct Metrics {
     pub read_cache_hits: Counter,
     /// Reads the read cache could not answer (they read the store).
     pub read_cache_misses: Counter,
+    /// Restarts of each supervised worker after a panic, refreshed on every scrape.
+    pub worker_restarts: Family<WorkerLabels, Counter>,
+    /// Log lines the log's output refused (a full disk), refreshed on every scrape.
+    pub log_write_errors: Counter,
+    /// Log lines dropped because the log thread was behind, refreshed on every scrape.
+    pub log_lines_dropped: Counter,
     /// Finished requests by method, route and status.
     pub requests: Family<RequestLabels, Counter>,
     /// Time to the response head by method and route (a watch stream counts until its
@@ -88,6 +101,9 @@ impl Metrics {
         let read_cache_hits = Counter::default();
         let read_cache_misses = Counter::default();
         let requests = Family::<RequestLabels, Counter>::default();
+        let worker_restarts = Family::<WorkerLabels, Counter>::default();
+        let log_write_errors = Counter::default();
+        let log_lines_dropped = Counter::default();
         let request_duration = LatencyFamily::new_with_constructor(latency_histogram);
         registry.register(
             "waiters",
@@ -131,6 +147,21 @@ impl Metrics {
             read_cache_misses.clone(),
         );
         registry.register(
+            "worker_restarts",
+            "Restarts of a long-lived worker after a panic",
+            worker_restarts.clone(),
+        );
+        registry.register(
+            "log_write_errors",
+            "Log lines dropped because the log output refused them (e.g. a full disk)",
+            log_write_errors.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log output was too slow",
+            log_lines_dropped.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
             requests.clone(),
@@ -152,6 +183,9 @@ impl Metrics {
             feed_gaps,
             read_cache_hits,
             read_cache_misses,
+            worker_restarts,
+            log_write_errors,
+            log_lines_dropped,
             requests,
             request_duration,
         }
@@ -210,6 +244,7 @@ mod tests {
             "opsd_leases_held 0",
             "opsd_lease_expirations_total 1",
             "opsd_retention_deleted_operations_total 0",
+            "opsd_log_write_errors_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -9,4 +9,5 @@ mod durability;
 mod keys;
 mod process;
 mod replicas;
+mod supervision;
 mod tls;

@@ -41,7 +41,27 @@ impl Opsd {
         extra: &[&str],
         key_dir: &Path,
     ) -> Opsd {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
+        Self::spawn_as(
+            Command::new(env!("CARGO_BIN_EXE_opsd")),
+            data_dir,
+            store,
+            log,
+            extra,
+            key_dir,
+        )
+    }
+
+    /// Like [`spawn`](Self::spawn), with `command` (the binary, or a wrapper that
+    /// execs it with its arguments) and its environment.
+    pub fn spawn_as(
+        mut command: Command,
+        data_dir: &Path,
+        store: &[String],
+        log: impl Into<Stdio>,
+        extra: &[&str],
+        key_dir: &Path,
+    ) -> Opsd {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(store)

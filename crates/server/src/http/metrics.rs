@@ -82,13 +82,30 @@ pub async fn export(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "cannot count leases for /metrics"),
     }
-    // Counted elsewhere (the store, the read cache); the exported counters catch up.
+    // Counted elsewhere (the store, the read cache, the supervisor, the log writer);
+    // the exported counters catch up.
     let (hits, misses) = state.reads.hits_and_misses();
-    for (counter, now) in [
+    let restarts: Vec<_> = opsd_store::supervise::restarts()
+        .into_iter()
+        .map(|(worker, n)| {
+            let labels = crate::metrics::WorkerLabels {
+                worker: worker.to_owned(),
+            };
+            (
+                state.metrics.worker_restarts.get_or_create_owned(&labels),
+                n,
+            )
+        })
+        .collect();
+    let caught_up = [
         (&state.metrics.feed_gaps, state.store.feed_gaps()),
         (&state.metrics.read_cache_hits, hits),
         (&state.metrics.read_cache_misses, misses),
-    ] {
+        (&state.metrics.log_write_errors, crate::log::write_errors()),
+        (&state.metrics.log_lines_dropped, crate::log::dropped()),
+    ];
+    let restarts = restarts.iter().map(|(counter, n)| (counter, *n));
+    for (counter, now) in caught_up.into_iter().chain(restarts) {
         let counted = counter.get();
         if now > counted {
             counter.inc_by(now - counted);

@@ -254,7 +254,17 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::export))
         .route("/v1/projects", get(insight::projects))
         .route("/v1/operations/stats", get(insight::stats))
-        .merge(console::router())
+        .merge(console::router());
+    // Test-only: the fault hooks exist only in a process started with them on.
+    let app = if opsd_store::supervise::faults_enabled() {
+        app.route(
+            "/debug/faults/{worker}/panic",
+            axum::routing::post(system::inject_panic),
+        )
+    } else {
+        app
+    };
+    let app = app
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))

@@ -17,6 +17,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// Leases reaped per write.
 const BATCH: usize = 500;
 
+/// The lease expiry task's name for supervision, metrics and fault hooks.
+pub const WORKER: &str = "lease-expiry";
+
 /// Runs until `stop` turns true.
 pub async fn run(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     loop {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opsd_store::Store;
+use opsd_store::supervise;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
@@ -97,13 +98,17 @@ impl Background {
     /// Starts the tasks of `state`'s server on the current Tokio runtime.
     pub fn start(state: &AppState, config: &LiveConfig) -> Self {
         let (stop, rx) = signal::channel(false);
+        // Supervised: each starts again after a panic (`opsd_store::supervise`).
+        let (store, metrics, expiry_stop) =
+            (state.store.clone(), state.metrics.clone(), rx.clone());
+        let (retained, retention) = (state.clone(), config.retention);
         let tasks = vec![
-            tokio::spawn(expiry::run(
-                state.store.clone(),
-                state.metrics.clone(),
-                rx.clone(),
-            )),
-            tokio::spawn(retention::run(state.clone(), config.retention, rx)),
+            supervise::task(expiry::WORKER, move || {
+                expiry::run(store.clone(), metrics.clone(), expiry_stop.clone())
+            }),
+            supervise::task(retention::WORKER, move || {
+                retention::run(retained.clone(), retention, rx.clone())
+            }),
         ];
         Self { stop, tasks }
     }

@@ -21,6 +21,9 @@ pub fn interval(retention: Duration) -> Duration {
     (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
+/// The retention task's name for supervision, metrics and fault hooks.
+pub const WORKER: &str = "retention";
+
 /// Runs until `stop` turns true.
 pub async fn run(state: AppState, retention: Duration, mut stop: watch::Receiver<bool>) {
     loop {
