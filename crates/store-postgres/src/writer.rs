@@ -140,7 +140,8 @@ async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: Option<&Clock>, 
     let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
     let mut changes = Vec::new();
     // Parts of the batch still to commit, the next one last.
-    let mut todo = vec![0..writes.len()];
+    let mut todo = Vec::with_capacity(4);
+    todo.push(0..writes.len());
     while let Some(part) = todo.pop() {
         match with_retries(pool, &writes[part.clone()], clock, &publish.channel).await {
             Ok(done) => {

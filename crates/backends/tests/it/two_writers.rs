@@ -163,13 +163,13 @@ async fn a_batch_stamped_before_the_head_is_refused() {
     let mut client = opsd_store_postgres::connect(url).await.unwrap();
     let tx = client.transaction().await.unwrap();
     let earlier = op.updated_at - time::Duration::seconds(1);
-    let refused = opsd_store_postgres::feed::append(&tx, &[op.clone()], earlier).await;
+    let refused = opsd_store_postgres::feed::append(&tx, std::slice::from_ref(&op), earlier).await;
     let message = format!("{:?}", refused.expect_err("an earlier stamp is refused"));
     assert!(message.contains("later than this batch"), "{message}");
     drop(tx);
     // The same stamp as the head's is fine (stamps may repeat, never go back).
     let tx = client.transaction().await.unwrap();
-    opsd_store_postgres::feed::append(&tx, &[op.clone()], op.updated_at)
+    opsd_store_postgres::feed::append(&tx, std::slice::from_ref(&op), op.updated_at)
         .await
         .unwrap();
 }

@@ -17,16 +17,20 @@ use opsd_store::{Claimed, Created, Renewed, Result, StoreError, rules};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::load::{ClaimFilter, Current, Loaded};
+use super::load::{ClaimFilter, Current, Loaded, Requests};
 use crate::writer::{Write, Written};
 
 /// How a write is answered.
 pub enum Answer {
-    /// Decided here.
-    Ready(Result<Written>),
+    /// Decided here (boxed: a written operation is large, a key answer small).
+    Ready(Box<Result<Written>>),
     /// Decided by the database: the write's statement is in [`Decided::keys`], in the
     /// same order as these answers.
     Key,
+}
+
+fn ready(result: Result<Written>) -> Answer {
+    Answer::Ready(Box::new(result))
 }
 
 /// A batch, decided.
@@ -91,9 +95,9 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
                 let seq = new_seqs.next().ok_or(StoreError::Internal(
                     "fewer operation seqs reserved than creates".into(),
                 ))?;
-                Answer::Ready(d.create(new, seq, &mut requests).map(Written::Created))
+                ready(d.create(new, seq, &mut requests).map(Written::Created))
             }
-            Write::Update { id, patch, pre } => Answer::Ready(
+            Write::Update { id, patch, pre } => ready(
                 d.change(*id, |cur, now| {
                     let u = rules::update(&cur.op, cur.lease.as_ref(), patch, pre, now)?;
                     if u.release_lease {
@@ -103,7 +107,7 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
                 })
                 .map(Written::Updated),
             ),
-            Write::Cancel(id) => Answer::Ready(
+            Write::Cancel(id) => ready(
                 d.change(*id, |cur, now| {
                     Ok(opsd_domain::cancel::cancel(&cur.op, now)?)
                 })
@@ -117,7 +121,7 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
                     cur.lease = Some(beat.renewed);
                     Ok(beat.next)
                 });
-                Answer::Ready(changed.and_then(|operation| {
+                ready(changed.and_then(|operation| {
                     let lease_expires_at = expires
                         .ok_or(StoreError::Internal("a heartbeat renewed no lease".into()))?;
                     Ok(Written::Renewed(Renewed {
@@ -126,13 +130,13 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
                     }))
                 }))
             }
-            Write::Claim(request) => Answer::Ready(
+            Write::Claim(request) => ready(
                 d.claim(request, &claimable, &mut claimed)
                     .map(Written::Claimed),
             ),
             Write::ExpireLeases { .. } => {
                 let ids = expiring.next().unwrap_or_default();
-                Answer::Ready(Ok(Written::Expired(d.expire(&ids))))
+                ready(Ok(Written::Expired(d.expire(&ids))))
             }
             Write::Purge { .. } => {
                 let ids = purgeable.next().unwrap_or_default();
@@ -140,7 +144,7 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
                 let before = d.purge.len();
                 d.purge
                     .extend(ids.into_iter().filter(|id| !d.dirty.contains(id)));
-                Answer::Ready(Ok(Written::Purged((d.purge.len() - before) as u64)))
+                ready(Ok(Written::Purged((d.purge.len() - before) as u64)))
             }
             Write::CreateKey { .. }
             | Write::RevokeKey(_)
@@ -158,12 +162,7 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
 impl Decided<'_> {
     /// A create, or the replay of the operation an identical earlier request created
     /// (in an earlier batch or earlier in this one).
-    fn create(
-        &mut self,
-        new: &NewOperation,
-        seq: u64,
-        requests: &mut HashMap<(String, String), (Uuid, Option<Vec<u8>>)>,
-    ) -> Result<Created> {
+    fn create(&mut self, new: &NewOperation, seq: u64, requests: &mut Requests) -> Result<Created> {
         let hash = rules::request_hash(new);
         let key = new
             .request_id

@@ -54,14 +54,17 @@ impl ClaimFilter {
     }
 }
 
+/// Earlier creates by `(project_id, request_id)`: their id and body fingerprint.
+pub type Requests = HashMap<(String, String), (Uuid, Option<Vec<u8>>)>;
+
 /// Everything a batch read.
 pub struct Loaded {
     /// The time the batch stamps.
     pub now: OffsetDateTime,
     /// Every operation row read, by id.
     pub rows: HashMap<Uuid, Current>,
-    /// Earlier creates by `(project_id, request_id)`: their id and body fingerprint.
-    pub requests: HashMap<(String, String), (Uuid, Option<Vec<u8>>)>,
+    /// Earlier creates with the batch's request ids.
+    pub requests: Requests,
     /// Claim candidates per filter, oldest first.
     pub claimable: HashMap<ClaimFilter, Vec<Uuid>>,
     /// Per lease-expiry write, in batch order: the operations whose lease ran out.
@@ -266,7 +269,6 @@ pub async fn load(
     }
     read(Step::Query(clock_now.clone(), vec![]), Read::Clock);
 
-    drop(read);
     let mut answers = flight::send(client, &steps).await.into_iter();
     answers
         .next()
@@ -351,9 +353,9 @@ pub async fn load(
 fn keep(loaded: &mut Loaded, row: &Row) -> Result<Uuid> {
     let op = rows::operation(row)?;
     let id = op.id;
-    if !loaded.rows.contains_key(&id) {
+    if let std::collections::hash_map::Entry::Vacant(slot) = loaded.rows.entry(id) {
         let lease = rows::lease(row)?;
-        loaded.rows.insert(id, Current { op, lease });
+        slot.insert(Current { op, lease });
     }
     Ok(id)
 }

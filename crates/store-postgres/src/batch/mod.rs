@@ -109,7 +109,7 @@ async fn run(
         .answers
         .into_iter()
         .map(|answer| match answer {
-            Answer::Ready(result) => result,
+            Answer::Ready(result) => *result,
             Answer::Key => keys.next().unwrap_or(Err(StoreError::Internal(
                 "a key write went unanswered".into(),
             ))),

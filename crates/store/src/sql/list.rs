@@ -152,7 +152,7 @@ fn push_keyset(w: &mut Where, sort: &Sort, direction: Direction, pos: &Position)
     let values: Vec<Param> = order
         .iter()
         .map(|(_, _, from)| match from {
-            KeyFrom::Key(i) => pos.keys.get(*i).map_or(Param::Int(0), |k| key_param(k)),
+            KeyFrom::Key(i) => pos.keys.get(*i).map_or(Param::Int(0), key_param),
             KeyFrom::Seq => seq.clone(),
         })
         .collect();
