@@ -57,9 +57,8 @@ pub enum Write {
     Key(crate::keys::KeyWrite),
     /// Console sessions (see `sessions`).
     Session(crate::sessions::SessionWrite),
-    /// `/readyz` asking whether the disk accepts writes again: rewrites the database
-    /// header's `application_id` with its own value, which appends a page to the WAL and
-    /// syncs it like any commit, and changes nothing.
+    /// `/readyz` asking whether the disk accepts writes again: rewrites a 64 KiB row of
+    /// its own, which appends that much to the WAL and syncs it like any commit.
     Probe,
 }
 
@@ -450,12 +449,18 @@ fn update(
     Ok(next)
 }
 
+/// Bytes the probe writes: more than a typical batch appends to the WAL, so that a
+/// probe does not pass by fitting into the space a failed, larger commit left.
+const PROBE_BYTES: i64 = 64 << 10;
+
 fn probe(conn: &Connection) -> Result<()> {
-    let id: i64 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(internal("read application_id"))?;
-    conn.execute_batch(&format!("PRAGMA application_id = {id}"))
-        .map_err(internal("write application_id"))
+    // A table of its own, outside the migrations: it holds one row that each probe
+    // rewrites, and exists only once a write failed on this database.
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS readiness_probe (id INTEGER PRIMARY KEY, pad BLOB); \
+         INSERT OR REPLACE INTO readiness_probe (id, pad) VALUES (1, randomblob({PROBE_BYTES}));"
+    ))
+    .map_err(internal("probe write"))
 }
 
 /// Reads one operation on the given connection (inside the writer's transaction).

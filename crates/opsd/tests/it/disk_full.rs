@@ -170,3 +170,144 @@ async fn a_full_disk_is_a_retryable_503_and_writes_recover_when_space_is_freed()
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+/// The scenario of issue 21, without privileges: the log on the same "disk" as the
+/// database, and that disk full. A file-size limit (`RLIMIT_FSIZE`, set on the running
+/// process with `prlimit --pid`, which needs no privilege for one's own process) makes
+/// every write past 4 MiB in any file fail as a full disk does; the log file already
+/// holds 4 MiB, so every log line fails from the start, and the database fails once its
+/// WAL or file reaches the limit. SIGXFSZ, which would otherwise kill the process, is
+/// ignored by the `sh` that execs opsd (an ignored signal stays ignored across exec).
+/// Raising the limit again is "freeing space". Expected: only answers (201 or 503 with
+/// Retry-After; never a 500 or a dropped connection), `/readyz` 503 while writes cannot
+/// succeed and 200 again by itself afterwards, writes working again without a restart,
+/// and the failed log lines counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_log_on_the_full_disk_only_answers_and_writes_recover_without_a_restart() {
+    if opsd_backends::testing::backend() != opsd_backends::testing::TestBackend::Sqlite {
+        eprintln!("SKIPPED with_the_log_on_the_full_disk_…: the database is on SQLite only");
+        return;
+    }
+    const LIMIT: u64 = 4 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let log_path = data.join("server.log");
+    std::fs::File::create(&log_path)
+        .unwrap()
+        .set_len(LIMIT)
+        .unwrap();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    let mut sh = Command::new("sh");
+    sh.args([
+        "-c",
+        "trap '' XFSZ; exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_opsd"),
+    ]);
+    let store = opsd_backends::testing::process_store_args(&data);
+    let mut opsd = Opsd::spawn_as(sh, &data, &store, log, &[], &data);
+    let pid = opsd.child.id().to_string();
+    let limit = |fsize: &str| {
+        let ok = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--fsize={fsize}")])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "prlimit --pid {pid} --fsize={fsize} failed");
+    };
+    limit(&format!("{LIMIT}:unlimited"));
+    let client = opsd.client();
+    let base = opsd.base.clone();
+    let readyz = async |client: &reqwest::Client| {
+        let resp = client.get(format!("{base}/readyz")).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap())
+    };
+
+    let mut acked = 0;
+    let mut refused = 0;
+    let mut i = 0;
+    while refused < 20 && i < 20_000 {
+        i += 1;
+        let resp = client
+            .post(format!("{base}/v1/operations"))
+            .json(&body(i))
+            .send()
+            .await
+            .expect("a write on a full disk got no answer");
+        match resp.status().as_u16() {
+            201 => acked += 1,
+            503 => {
+                assert!(resp.headers().contains_key("retry-after"));
+                let e: Value = resp.json().await.unwrap();
+                assert_eq!(e["code"], "unavailable", "{e}");
+                refused += 1;
+            }
+            other => panic!(
+                "a write on a full disk answered {other}: {}",
+                resp.text().await.unwrap()
+            ),
+        }
+    }
+    assert!(refused > 0, "the limit was never reached after {i} writes");
+    eprintln!("file-size limit: {acked} writes acknowledged, then {refused} refused with 503");
+    // /readyz probes the disk with a 64 KiB write, which may still fit in the space a
+    // larger write could not use: it may say ready once more, then no longer.
+    let mut probes = Vec::new();
+    let ready = loop {
+        let (status, ready) = readyz(&client).await;
+        if status == 503 {
+            break ready;
+        }
+        probes.push(ready);
+        assert!(
+            probes.len() < 3,
+            "/readyz keeps saying ready while writes fail: {probes:?}"
+        );
+    };
+    assert_eq!(ready["ready"], false, "{ready}");
+    assert_ne!(ready["checks"]["disk"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["writer"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["store"], "ok", "{ready}");
+
+    // Free space: /readyz turns ready by itself (its probe write succeeds), and writes
+    // work again, without a restart.
+    limit("unlimited:unlimited");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, ready) = readyz(&client).await;
+        if status == 200 {
+            assert_eq!(ready["checks"]["disk"], "ok", "{ready}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz still {status} after space was freed: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let resp = client
+        .post(format!("{base}/v1/operations"))
+        .json(&body(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let log_errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("opsd_log_write_errors_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(log_errors > 0, "no failed log line counted:\n{metrics}");
+    assert!(opsd.child.try_wait().unwrap().is_none(), "opsd exited");
+}
