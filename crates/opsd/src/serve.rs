@@ -201,6 +201,12 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    // Panic messages through the same log: the default hook writes stderr directly,
+    // which blocks the panicking thread (a worker) when stderr is a pipe nobody reads.
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::capture();
+        tracing::error!(panic = %info, %backtrace, "panic");
+    }));
 }
 
 async fn shutdown_signal() {
