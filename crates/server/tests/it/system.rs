@@ -9,7 +9,28 @@ use crate::support::{TestServer, new_op, unique_project};
 async fn health_and_readiness() {
     let server = TestServer::start().await;
     server.client.get_resp("/healthz", StatusCode::OK).await;
-    server.client.get_resp("/readyz", StatusCode::OK).await;
+    let ready = server.client.get("/readyz", StatusCode::OK).await;
+    assert_eq!(ready["ready"], true, "{ready}");
+    let checks = &ready["checks"];
+    assert_eq!(checks["store"], "ok", "{ready}");
+    assert_eq!(checks["writer"], "ok", "{ready}");
+    assert_eq!(checks["workers"], "ok", "{ready}");
+    // Known on SQLite (the writer publishes its own commits; the disk is local), not
+    // reported on PostgreSQL.
+    match opsd_backends::testing::backend() {
+        opsd_backends::testing::TestBackend::Sqlite => {
+            assert_eq!(checks["feed_lag_ms"], 0, "{ready}");
+            assert_eq!(checks["disk"], "ok", "{ready}");
+        }
+        opsd_backends::testing::TestBackend::Postgres => {
+            assert!(checks["disk"].is_null(), "{ready}");
+        }
+    }
+    // The fault hooks do not exist unless the process was started with them.
+    let request = server
+        .client
+        .request(Method::POST, "/debug/faults/sqlite-writer/panic");
+    server.client.send(request, StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
