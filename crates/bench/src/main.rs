@@ -233,7 +233,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         ),
         Backend::Postgres(_) => (
             "opsd_backends::open (the PostgreSQL store)",
-            "128",
+            "1,024",
             "gets a copy of it (CREATE DATABASE … TEMPLATE)",
         ),
     };
