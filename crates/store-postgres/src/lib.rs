@@ -89,6 +89,8 @@ pub struct PostgresStore {
     feed: broadcast::Sender<Change>,
     /// Times the listening connection was lost and re-established.
     gaps: Arc<AtomicU64>,
+    /// Shared with the pump: the last event seq it published.
+    signals: Arc<pump::Signals>,
     /// Dropped with the store: stops the listener.
     _stop_listening: tokio::sync::watch::Sender<()>,
 }
@@ -171,12 +173,12 @@ impl PostgresStore {
         });
         let mut listener = pg.clone();
         listener.application_name(listen::APPLICATION_NAME);
-        let (l_channel, l_gaps) = (channel.clone(), gaps.clone());
+        let (l_channel, l_gaps, l_signals) = (channel.clone(), gaps.clone(), signals.clone());
         opsd_store::supervise::task(listen::WORKER, move || {
             listen::run(
                 listener.clone(),
                 l_channel.clone(),
-                signals.clone(),
+                l_signals.clone(),
                 l_gaps.clone(),
                 stop.clone(),
             )
@@ -197,6 +199,7 @@ impl PostgresStore {
             queue,
             feed,
             gaps,
+            signals,
             _stop_listening: stop_listening,
         })
     }
@@ -464,6 +467,29 @@ impl Store for PostgresStore {
 
     fn feed_gaps(&self) -> u64 {
         self.gaps.load(Ordering::Relaxed)
+    }
+
+    /// The feed's lag: how long the oldest committed change this process has not
+    /// published yet has been committed (0 when it has published everything), by the
+    /// database's clock. The disk is the database server's to watch.
+    async fn readiness(&self) -> opsd_store::Readiness {
+        let published = self.signals.published.load(Ordering::Relaxed);
+        let lag = async {
+            let client = self.client().await.ok()?;
+            let row = client
+                .query_opt(
+                    "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint \
+                     - at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
+                    &[&rows::big(published)],
+                )
+                .await
+                .ok()?;
+            Some(row.map_or(0, |r| r.get::<_, i64>(0).max(0).unsigned_abs() / 1_000))
+        };
+        opsd_store::Readiness {
+            disk: None,
+            feed_lag_ms: lag.await,
+        }
     }
 
     async fn events_since(

@@ -19,7 +19,7 @@
 //! resume from their `Last-Event-ID`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -49,6 +49,8 @@ pub struct Signals {
     pub wake: Notify,
     /// Whether the listener is connected.
     pub listening: AtomicBool,
+    /// The last event seq the pump published (for readiness: how far it trails).
+    pub published: AtomicU64,
 }
 
 impl Default for Signals {
@@ -56,6 +58,7 @@ impl Default for Signals {
         Self {
             wake: Notify::new(),
             listening: AtomicBool::new(false),
+            published: AtomicU64::new(0),
         }
     }
 }
@@ -75,6 +78,7 @@ pub async fn run(
     let (committed, last) = &mut *kept;
     let mut failing = false;
     loop {
+        signals.published.store(*last, Ordering::Relaxed);
         let tick = if signals.listening.load(Ordering::Relaxed) {
             SAFETY_TICK
         } else {
