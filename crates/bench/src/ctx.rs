@@ -164,6 +164,18 @@ pub struct AtRtt {
 pub type LinkNotes = Vec<(&'static str, Value)>;
 
 impl Ctx {
+    /// The ratio of the storage ceiling a write scenario must reach: `sqlite` (issue 13's
+    /// target) on SQLite; on PostgreSQL issue 20's, 0.6 direct and 0.5 through the
+    /// delaying proxy (where the ceiling, measured through the same proxy, pipelines
+    /// freely and opsd's writer waits for its read before it writes).
+    pub fn write_ratio_target(&self, sqlite: f64) -> f64 {
+        match (&self.backend, self.link.rtt.is_zero()) {
+            (Backend::Sqlite, _) => sqlite,
+            (Backend::Postgres(_), true) => 0.6,
+            (Backend::Postgres(_), false) => 0.5,
+        }
+    }
+
     /// Runs `f` at round trip `self.rtts[i]`: behind a fresh proxy (above zero), with what
     /// earlier scenarios measured at that round trip. Returns what `f` did and what the
     /// link measured meanwhile (nothing on SQLite).

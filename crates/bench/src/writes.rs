@@ -35,7 +35,7 @@ pub fn create_durable(ctx: &mut Ctx) -> Result<Outcome, String> {
     o.peak_rss_mb = server.stop().map(r3);
     o.with_ceiling(ceiling);
     ceiling_notes(ctx, &mut o);
-    o.ratio_target(0.6, "storage");
+    o.ratio_target(ctx.write_ratio_target(0.6), "storage");
     // And the open-loop p99 of 64 producers stays within 50 ms.
     o.target.push_str("; p99 ≤ 50 ms");
     o.met = o.met.map(|met| met && o.p99_ms <= 50.0);
@@ -80,7 +80,7 @@ pub fn transition(ctx: &mut Ctx) -> Result<Outcome, String> {
 fn storage_ratio(ctx: &mut Ctx, o: &mut Outcome) -> Result<(), String> {
     o.with_ceiling(ctx.storage_ceiling(WRITE_CONNS)?);
     ceiling_notes(ctx, o);
-    o.ratio_target(0.7, "storage");
+    o.ratio_target(ctx.write_ratio_target(0.7), "storage");
     Ok(())
 }
 
