@@ -13,42 +13,10 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-/// The columns every operation SELECT reads, in [`operation`] order; `project` stands
-/// for the project's name, looked up in `projects`.
-const COLUMNS: [&str; OPERATION_COLUMN_COUNT] = [
-    "seq",
-    "id",
-    "project",
-    "kind",
-    "type",
-    "resource_id",
-    "status",
-    "progress",
-    "status_message",
-    "description",
-    "details",
-    "error",
-    "warnings",
-    "http_error_status_code",
-    "http_error_message",
-    "\"user\"",
-    "request_id",
-    "region",
-    "zone",
-    "target_link",
-    "created_at",
-    "started_at",
-    "ended_at",
-    "updated_at",
-    "version",
-    "cancel_requested",
-];
+pub use opsd_store::sql::columns::{OPERATION_COLUMN_COUNT, columns_of};
 
-/// [`COLUMNS`] of `operations` as SELECT text.
+/// The columns of `operations` as SELECT text.
 pub static OPERATION_COLUMNS: LazyLock<String> = LazyLock::new(|| columns_of("operations"));
-
-/// How many columns [`OPERATION_COLUMNS`] has (the lease columns follow them).
-pub const OPERATION_COLUMN_COUNT: usize = 26;
 
 /// The lease columns, read after [`OPERATION_COLUMNS`].
 pub const LEASE_COLUMNS: &str =
@@ -176,18 +144,6 @@ pub fn event(row: &Row, operation_id: Uuid) -> Result<Event> {
 pub const EVENT_VERSION_COLUMNS: &str = "e.version, e.status, e.progress, e.status_message, \
      e.at, e.started_at, e.ended_at, e.error, e.warnings, e.http_error_status_code, \
      e.http_error_message, e.cancel_requested";
-
-/// [`COLUMNS`] qualified with a table name or alias (for joins).
-pub fn columns_of(table: &str) -> String {
-    COLUMNS
-        .iter()
-        .map(|c| match *c {
-            "project" => format!("(SELECT name FROM projects WHERE n = {table}.project)"),
-            c => format!("{table}.{c}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// The event's seq and the operation as it stood at that event, from a row of
 /// `SELECT` [`OPERATION_COLUMNS`] (the operations row, current version), `e.seq`, then

@@ -11,38 +11,9 @@ use rusqlite::{OptionalExtension, Row, params};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The columns every operation SELECT reads, in `operation_from_row` order; `project`
-/// stands for the project's name, looked up in `projects`.
-const COLUMNS: [&str; OPERATION_COLUMN_COUNT] = [
-    "seq",
-    "id",
-    "project",
-    "kind",
-    "type",
-    "resource_id",
-    "status",
-    "progress",
-    "status_message",
-    "description",
-    "details",
-    "error",
-    "warnings",
-    "http_error_status_code",
-    "http_error_message",
-    "user",
-    "request_id",
-    "region",
-    "zone",
-    "target_link",
-    "created_at",
-    "started_at",
-    "ended_at",
-    "updated_at",
-    "version",
-    "cancel_requested",
-];
+pub use opsd_store::sql::columns::{OPERATION_COLUMN_COUNT, columns_of};
 
-/// [`COLUMNS`] of `operations` as SELECT text.
+/// The columns of `operations` as SELECT text.
 pub static OPERATION_COLUMNS: LazyLock<String> = LazyLock::new(|| columns_of("operations"));
 
 /// One operation by id, as [`operation_from_row`] reads it.
@@ -52,21 +23,6 @@ pub static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| {
         OPERATION_COLUMNS.as_str()
     )
 });
-
-/// [`COLUMNS`] qualified with a table name or alias (for joins).
-pub fn columns_of(table: &str) -> String {
-    COLUMNS
-        .iter()
-        .map(|c| match *c {
-            "project" => format!("(SELECT name FROM projects WHERE n = {table}.project)"),
-            c => format!("{table}.{c}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// How many columns [`OPERATION_COLUMNS`] names (columns selected after it start here).
-pub const OPERATION_COLUMN_COUNT: usize = 26;
 
 /// The project's number for a write: made on its first operation.
 pub fn project_number(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<i64> {

@@ -10,19 +10,11 @@
 
 use std::time::Duration;
 
-use opsd_backends::StoreConfig;
 use opsd_backends::testing::{TestBackend, TestDb, backend};
 use opsd_domain::{Kind, OpType, Operation};
 use opsd_store_postgres::feed;
 
-use crate::support::new_op;
-
-async fn connect(db: &TestDb) -> opsd_store_postgres::Client {
-    let StoreConfig::Postgres { url, .. } = &db.config else {
-        unreachable!("PostgreSQL only")
-    };
-    opsd_store_postgres::connect(url).await.expect("connect")
-}
+use crate::support::{connect, new_op};
 
 fn next_version(op: &Operation, v: u64) -> Operation {
     Operation {

@@ -207,3 +207,12 @@ pub async fn walk_forward(
 pub fn flatten(pages: &[Page]) -> Vec<Operation> {
     pages.iter().flat_map(|p| p.items.iter().cloned()).collect()
 }
+
+/// A connection of the writer's kind to the test's PostgreSQL database, outside any
+/// store (for tests that drive the feed protocol by hand).
+pub async fn connect(db: &TestDb) -> opsd_store_postgres::Client {
+    let opsd_backends::StoreConfig::Postgres { url, .. } = &db.config else {
+        unreachable!("PostgreSQL only")
+    };
+    opsd_store_postgres::connect(url).await.expect("connect")
+}

@@ -6,13 +6,12 @@
 
 use std::sync::Arc;
 
-use opsd_backends::StoreConfig;
 use opsd_backends::testing::{TestBackend, TestDb, backend};
 use opsd_domain::{Kind, MAX_LIMIT, OpType, Patch, Sort, Status};
 use opsd_store::Store;
 use tokio::task::JoinSet;
 
-use crate::support::{new_op, open_store, page, project, status};
+use crate::support::{connect, new_op, open_store, page, project, status};
 
 fn postgres_only() -> bool {
     let on = backend() == TestBackend::Postgres;
@@ -157,10 +156,7 @@ async fn a_batch_stamped_before_the_head_is_refused() {
         .await
         .unwrap()
         .operation;
-    let StoreConfig::Postgres { url, .. } = &db.config else {
-        unreachable!("PostgreSQL only")
-    };
-    let mut client = opsd_store_postgres::connect(url).await.unwrap();
+    let mut client = connect(&db).await;
     let tx = client.transaction().await.unwrap();
     let earlier = op.updated_at - time::Duration::seconds(1);
     let refused = opsd_store_postgres::feed::append(&tx, std::slice::from_ref(&op), earlier).await;

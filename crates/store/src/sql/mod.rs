@@ -4,6 +4,7 @@
 //! the same rows.
 
 pub mod codes;
+pub mod columns;
 mod google_filter;
 mod list;
 
