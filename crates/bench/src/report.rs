@@ -109,7 +109,11 @@ impl Report {
         s.push('\n');
         if let Some(b) = self.db_bytes_per_million_ops {
             // Issue 13's target on SQLite, issue 20's on PostgreSQL.
-            let target = if self.database.is_some() { 800.0 } else { 600.0 };
+            let target = if self.database.is_some() {
+                800.0
+            } else {
+                600.0
+            };
             s.push_str(&format!(
                 "Database size: {:.0} MiB per million operations (target ≤ {target}: {}).\n",
                 b / 1024.0 / 1024.0,
