@@ -24,8 +24,8 @@ mod rows;
 mod stats;
 mod writer;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -61,6 +61,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server lets a connection of this store sit inside a transaction without
 /// a statement before it ends the session (no transaction of opsd pauses that long).
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(30);
+/// The age of the oldest event after a seq, in microseconds by the database's clock.
+static FEED_LAG_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} - at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
+        rows::DB_NOW_MICROS
+    )
+});
 /// Rows read per round when a filter must be re-checked outside the database.
 const RECHECK_BATCH: usize = 256;
 
@@ -476,12 +483,9 @@ impl Store for PostgresStore {
         let published = self.signals.published.load(Ordering::Relaxed);
         let lag = async {
             let client = self.client().await.ok()?;
+            let statement = client.prepare_cached(&FEED_LAG_SQL).await.ok()?;
             let row = client
-                .query_opt(
-                    "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint \
-                     - at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
-                    &[&rows::big(published)],
-                )
+                .query_opt(&statement, &[&rows::big(published)])
                 .await
                 .ok()?;
             Some(row.map_or(0, |r| r.get::<_, i64>(0).max(0).unsigned_abs() / 1_000))

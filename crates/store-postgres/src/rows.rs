@@ -30,6 +30,10 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, col: usize) -> R
     row.try_get(col).map_err(|e| bad(col, e))
 }
 
+/// The database server's clock in microseconds since the epoch, as SQL: the one clock
+/// every process on the database stamps with.
+pub const DB_NOW_MICROS: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
 /// Microseconds since the epoch back to a time.
 pub fn from_micros(m: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000).ok()

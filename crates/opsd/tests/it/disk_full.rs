@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::process::Opsd;
+use crate::process::{Opsd, metric};
 
 /// Mounts a tmpfs of `size` on `dir`; false when not permitted.
 fn mount_tmpfs(dir: &Path, size: &str) -> bool {
@@ -299,19 +299,10 @@ async fn with_the_log_on_the_full_disk_only_answers_and_writes_recover_without_a
         .await
         .unwrap();
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let log_errors: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("opsd_log_write_errors_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(log_errors > 0, "no failed log line counted:\n{metrics}");
+    let log_errors = metric(&client, &base, "opsd_log_write_errors_total").await;
+    assert!(
+        log_errors.is_some_and(|n| n > 0.0),
+        "no failed log line counted: {log_errors:?}"
+    );
     assert!(opsd.child.try_wait().unwrap().is_none(), "opsd exited");
 }

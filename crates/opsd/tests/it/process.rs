@@ -129,3 +129,17 @@ impl Drop for Opsd {
         let _ = self.child.wait();
     }
 }
+
+/// The value of an unlabelled metric of the opsd at `base` (`None` if it cannot be read).
+pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}

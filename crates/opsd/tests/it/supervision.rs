@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use opsd_backends::testing::{TestBackend, backend};
 use serde_json::{Value, json};
 
-use crate::process::Opsd;
+use crate::process::{Opsd, metric};
 
 fn start_with_fault_hooks(data: &std::path::Path, log: impl Into<Stdio>) -> Opsd {
     let mut command = Command::new(env!("CARGO_BIN_EXE_opsd"));
@@ -219,20 +219,11 @@ async fn a_log_that_cannot_be_written_is_counted_and_takes_no_request_down() {
             .unwrap();
         assert_eq!(resp.status(), 400);
     }
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let errors: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("opsd_log_write_errors_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(errors > 0, "no log write error counted:\n{metrics}");
+    let errors = metric(&client, base, "opsd_log_write_errors_total").await;
+    assert!(
+        errors.is_some_and(|n| n > 0.0),
+        "no log write error counted: {errors:?}"
+    );
     let resp = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }

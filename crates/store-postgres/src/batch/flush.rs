@@ -10,6 +10,8 @@
 //! 6. the key and session statements, in batch order;
 //! 7. notify the other processes; 8. COMMIT.
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::ClientWrapper;
 use opsd_domain::{ApiKey, micros};
 use opsd_store::StoreError;
@@ -30,6 +32,14 @@ const CREATE_KEY_SQL: &str = "INSERT INTO api_keys (id, name, role, projects, ke
      key_prefix, created_at) SELECT $1::text, $2::text, $3::text, $4::text, $5::bytea, \
      $6::text, $7::bigint WHERE NOT $8::boolean OR NOT EXISTS (SELECT 1 FROM api_keys) \
      RETURNING id";
+
+/// Revokes a key, keeping the first revocation time; answers the key.
+static REVOKE_KEY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {}",
+        crate::keys::COLUMNS
+    )
+});
 
 /// A console session, only while its key is live.
 const CREATE_SESSION_SQL: &str = "INSERT INTO sessions (secret_hash, key_id, created_at, \
@@ -147,10 +157,6 @@ pub async fn flush(
     d: &Decided<'_>,
     channel: &str,
 ) -> Result<Flushed, Failure> {
-    let revoke_sql = format!(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {}",
-        crate::keys::COLUMNS
-    );
     let statements = flight::prepare(
         client,
         &[
@@ -162,7 +168,7 @@ pub async fn flush(
             PURGE_EVENTS_SQL,
             PURGE_OPERATIONS_SQL,
             CREATE_KEY_SQL,
-            &revoke_sql,
+            &REVOKE_KEY_SQL,
             CREATE_SESSION_SQL,
             END_SESSION_SQL,
             NOTIFY_SQL,

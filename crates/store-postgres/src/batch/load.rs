@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::Failure;
 use super::flight::{self, Step};
-use crate::rows::{self, LEASE_COLUMNS, OPERATION_COLUMNS, code, from_micros};
+use crate::rows::{self, DB_NOW_MICROS, LEASE_COLUMNS, OPERATION_COLUMNS, code, from_micros};
 use crate::writer::Write;
 
 /// An operation row as the batch read it (and, once decided, as the batch leaves it).
@@ -105,13 +105,10 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The database's clock, as the stamp SQL computes it (microseconds since the epoch).
-const DB_NOW: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
-
 static EXPIRE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, {LEASE_COLUMNS} FROM operations \
-         WHERE lease_expires_at IS NOT NULL AND lease_expires_at <= COALESCE($1, {DB_NOW}) \
+         WHERE lease_expires_at IS NOT NULL AND lease_expires_at <= COALESCE($1, {DB_NOW_MICROS}) \
          ORDER BY lease_expires_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
         *OPERATION_COLUMNS
     )
@@ -125,7 +122,7 @@ const RESERVE_SQL: &str = "SELECT nextval(pg_get_serial_sequence('operations', '
      FROM generate_series(1, $1::bigint)";
 
 static CLOCK_SQL: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT stamp, {DB_NOW} FROM feed_head WHERE id = 1"));
+    LazyLock::new(|| format!("SELECT stamp, {DB_NOW_MICROS} FROM feed_head WHERE id = 1"));
 
 /// What one read of the flight is for.
 enum Read {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::process::Opsd;
+pub use crate::process::metric;
 
 /// True on PostgreSQL; otherwise says why `test` is skipped and returns false.
 pub fn postgres_or_skip(test: &str) -> bool {
@@ -188,20 +189,6 @@ pub async fn get(client: &reqwest::Client, base: &str, id: &str) -> Value {
         StatusCode::OK,
     )
     .await
-}
-
-/// The value of an unlabelled metric of replica `base` (`None` if it cannot be read).
-pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Polls `metric` on `base` until it is at least `at_least`, for up to 10 s.
