@@ -59,6 +59,8 @@ pub struct Metrics {
     /// Times this process may have missed other processes' changes (its listening
     /// connection to PostgreSQL was re-established); refreshed from the store per scrape.
     pub feed_gaps: Counter,
+    pub write_batches_retried: Counter,
+    pub write_batches_restamped: Counter,
     /// Reads answered from the read cache, refreshed from it on every scrape.
     pub read_cache_hits: Counter,
     /// Reads the read cache could not answer (they read the store).
@@ -98,6 +100,8 @@ impl Metrics {
         let lease_expirations = Counter::default();
         let retention_deleted = Counter::default();
         let feed_gaps = Counter::default();
+        let write_batches_retried = Counter::default();
+        let write_batches_restamped = Counter::default();
         let read_cache_hits = Counter::default();
         let read_cache_misses = Counter::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -135,6 +139,16 @@ impl Metrics {
             "feed_gaps",
             "Times the change feed may have missed notifications of other processes (caught up from the store)",
             feed_gaps.clone(),
+        );
+        registry.register(
+            "write_batches_retried",
+            "Write batch attempts run again because another process's transaction got in the way (PostgreSQL)",
+            write_batches_retried.clone(),
+        );
+        registry.register(
+            "write_batches_restamped",
+            "Write batches that took a later stamp another process had committed instead of their own time (PostgreSQL)",
+            write_batches_restamped.clone(),
         );
         registry.register(
             "read_cache_hits",
@@ -181,6 +195,8 @@ impl Metrics {
             lease_expirations,
             retention_deleted,
             feed_gaps,
+            write_batches_retried,
+            write_batches_restamped,
             read_cache_hits,
             read_cache_misses,
             worker_restarts,

@@ -4,9 +4,10 @@
 //! A sequence would not: its values are taken at INSERT and become visible at COMMIT,
 //! so with two transactions in flight seq 11 can be visible before seq 10, and a watch
 //! that has seen 11 would skip 10 forever. Instead the single `feed_head` row hands out
-//! seqs: the first statement of a batch's write flight ([`ADVANCE_SQL`], migration
-//! 0010) locks it, reserves the batch's seqs after `last_event_seq` and moves `stamp`
-//! to the batch's time; the lock is held until COMMIT. The next transaction can take it
+//! seqs: the first statement of a batch's write flight ([`ADVANCE_SQL`], migrations
+//! 0010 and 0012) locks it, reserves the batch's seqs after `last_event_seq` and moves
+//! `stamp` to the batch's time, or gives the batch the head's stamp if another process
+//! committed a later one (`batch/restamp.rs`); the lock is held until COMMIT. The next transaction can take it
 //! only once this one is committed and visible, so it sees the new head, and seqs (and
 //! `created_at`/`updated_at`) follow commit order across every opsd process on the
 //! database.
@@ -29,27 +30,46 @@ use crate::errors::ctx;
 use crate::rows::{self, EventArrays, big};
 
 /// Takes the feed head for the rest of the transaction: `$1` events' seqs are reserved
-/// and the head's stamp becomes `$2` (microseconds). Answers the last seq before the
-/// reserved ones. Refuses with a serialization failure when another transaction already
-/// committed a later stamp (the batch must then run again with a new time).
-pub const ADVANCE_SQL: &str = "SELECT opsd_advance_feed($1, $2)";
+/// and the head's stamp becomes the batch's time `$2` (microseconds), or stays where it
+/// is if another transaction already committed a later one. Answers the last seq before
+/// the reserved ones and the stamp the batch gets; every time the batch set to `$2` is
+/// written as that stamp by the statements after this one (see [`restamped`]). With
+/// `$3` false (the batch carries over a time equal to `$2`, so a time set "now" cannot
+/// be told apart) a later head refuses with a serialization failure instead, and the
+/// batch runs again with a new time.
+pub const ADVANCE_SQL: &str = "SELECT seq_before, given_stamp FROM opsd_advance_feed($1, $2, $3)";
+
+/// SQL for `column` as the batch stamps it: a time equal to the batch's own (`t0`, a
+/// parameter) becomes the stamp the feed head `h` holds for this transaction, anything
+/// else (a time carried over from an earlier version, or none) stays.
+pub fn restamped(column: &str, t0: &str) -> String {
+    format!("CASE WHEN {column} = {t0} THEN h.stamp ELSE {column} END")
+}
 
 /// Appends the events of [`EventArrays::params`] (`$2…$15`) with the seqs the flight's
 /// [`ADVANCE_SQL`] reserved for `$1` events: the k-th gets the head before the batch
-/// plus k, read back from the head row this transaction holds.
-pub const APPEND_SQL: &str = "INSERT INTO events (seq, op_seq, project, version, status, \
-     progress, status_message, at, started_at, ended_at, error, warnings, \
-     http_error_status_code, http_error_message, cancel_requested) \
-     SELECT h.last_event_seq - $1 + u.k, u.op_seq, \
-     (SELECT n FROM projects WHERE name = u.project_id), u.version, u.status, \
-     u.progress, u.status_message, u.at, u.started_at, u.ended_at, u.error, u.warnings, \
-     u.http_error_status_code, u.http_error_message, u.cancel_requested \
-     FROM feed_head h, unnest($2::bigint[], $3::text[], $4::bigint[], $5::smallint[], \
-     $6::smallint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], \
-     $12::text[], $13::smallint[], $14::text[], $15::boolean[]) WITH ORDINALITY \
-     AS u(op_seq, project_id, version, status, progress, status_message, at, started_at, \
-     ended_at, error, warnings, http_error_status_code, http_error_message, \
-     cancel_requested, k) WHERE h.id = 1";
+/// plus k, read back from the head row this transaction holds. `$16` is the batch's
+/// time, restamped as [`restamped`] says.
+pub static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO events (seq, op_seq, project, version, status, progress, \
+         status_message, at, started_at, ended_at, error, warnings, \
+         http_error_status_code, http_error_message, cancel_requested) \
+         SELECT h.last_event_seq - $1 + u.k, u.op_seq, \
+         (SELECT n FROM projects WHERE name = u.project_id), u.version, u.status, \
+         u.progress, u.status_message, {}, {}, {}, u.error, u.warnings, \
+         u.http_error_status_code, u.http_error_message, u.cancel_requested \
+         FROM feed_head h, unnest($2::bigint[], $3::text[], $4::bigint[], $5::smallint[], \
+         $6::smallint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], \
+         $12::text[], $13::smallint[], $14::text[], $15::boolean[]) WITH ORDINALITY \
+         AS u(op_seq, project_id, version, status, progress, status_message, at, \
+         started_at, ended_at, error, warnings, http_error_status_code, http_error_message, \
+         cancel_requested, k) WHERE h.id = 1",
+        restamped("u.at", "$16::bigint"),
+        restamped("u.started_at", "$16::bigint"),
+        restamped("u.ended_at", "$16::bigint"),
+    )
+});
 
 /// Deletes the events of the operations `$1` (ids) and raises the feed horizon past the
 /// highest one deleted, so a watch resuming from before it re-lists.
@@ -62,26 +82,35 @@ pub const PURGE_EVENTS_SQL: &str = "WITH gone AS (DELETE FROM events WHERE op_se
 pub const NOTIFY_SQL: &str =
     "SELECT pg_notify($1, (SELECT last_event_seq FROM feed_head WHERE id = 1)::text)";
 
-/// [`ADVANCE_SQL`] then [`APPEND_SQL`] for `ops`, as the writer's flight runs them, one
-/// round trip each; for tests that drive the feed protocol by hand inside a transaction
-/// they opened. Returns the seq of the last event appended.
-pub async fn append(tx: &Transaction<'_>, ops: &[Operation], stamp: OffsetDateTime) -> Result<u64> {
+/// [`ADVANCE_SQL`] then [`APPEND_SQL`] for `ops` stamped `stamp`, as the writer's flight
+/// runs them, one round trip each; for tests that drive the feed protocol by hand inside
+/// a transaction they opened. Returns the seq of the last event appended and the stamp
+/// the batch got.
+pub async fn append(
+    tx: &Transaction<'_>,
+    ops: &[Operation],
+    stamp: OffsetDateTime,
+    may_restamp: bool,
+) -> Result<(u64, OffsetDateTime)> {
     let n = i64::try_from(ops.len()).unwrap_or(i64::MAX);
-    let before: i64 = tx
-        .query_one(ADVANCE_SQL, &[&n, &micros(stamp)])
+    let t0 = micros(stamp);
+    let head = tx
+        .query_one(ADVANCE_SQL, &[&n, &t0, &may_restamp])
         .await
-        .map_err(ctx("advance feed head"))?
-        .get(0);
+        .map_err(ctx("advance feed head"))?;
+    let (before, given): (i64, i64) = (head.get(0), head.get(1));
     let mut events = EventArrays::default();
     for op in ops {
         events.push(op);
     }
     let mut params = events.params();
     params.insert(0, &n);
-    tx.execute(APPEND_SQL, &params)
+    params.push(&t0);
+    tx.execute(APPEND_SQL.as_str(), &params)
         .await
         .map_err(ctx("append events"))?;
-    Ok((before + n).unsigned_abs())
+    let given = rows::from_micros(given).unwrap_or(stamp);
+    Ok(((before + n).unsigned_abs(), given))
 }
 
 /// Up to `limit` of a project's changes after `after_seq`, with horizon and head, read in

@@ -96,6 +96,7 @@ pub struct PostgresStore {
     feed: broadcast::Sender<Change>,
     /// Times the listening connection was lost and re-established.
     gaps: Arc<AtomicU64>,
+    conflicts: Arc<writer::Conflicts>,
     /// Shared with the pump: the last event seq it published.
     signals: Arc<pump::Signals>,
     /// Dropped with the store: stops the listener.
@@ -193,12 +194,15 @@ impl PostgresStore {
         let queued = opsd_store::supervise::Kept::new(rx);
         let (w_pool, clock) = (pool.clone(), options.clock);
         let publish = Arc::new(writer::Publish { committed, channel });
+        let conflicts = Arc::new(writer::Conflicts::default());
+        let w_conflicts = conflicts.clone();
         opsd_store::supervise::task(writer::WORKER, move || {
             writer::run(
                 w_pool.clone(),
                 queued.clone(),
                 clock.clone(),
                 publish.clone(),
+                w_conflicts.clone(),
             )
         });
         Ok(Self {
@@ -206,6 +210,7 @@ impl PostgresStore {
             queue,
             feed,
             gaps,
+            conflicts,
             signals,
             _stop_listening: stop_listening,
         })
@@ -474,6 +479,13 @@ impl Store for PostgresStore {
 
     fn feed_gaps(&self) -> u64 {
         self.gaps.load(Ordering::Relaxed)
+    }
+
+    fn write_conflicts(&self) -> opsd_store::WriteConflicts {
+        opsd_store::WriteConflicts {
+            retried: self.conflicts.retried.load(Ordering::Relaxed),
+            restamped: self.conflicts.restamped.load(Ordering::Relaxed),
+        }
     }
 
     /// The feed's lag: how long the oldest committed change this process has not

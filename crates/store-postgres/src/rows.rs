@@ -240,44 +240,66 @@ pub const PROJECTS_SQL: &str = "INSERT INTO projects (name) SELECT DISTINCT u.na
 /// Inserts the rows of [`OperationArrays::insert_params`] (their projects numbered by
 /// [`PROJECTS_SQL`] earlier in the flight). `seq` was reserved from the identity's
 /// sequence while the batch read, so that its events can name it in the same flight.
-pub const INSERT_SQL: &str = "INSERT INTO operations (seq, id, project, kind, type, \
-     resource_id, status, progress, status_message, description, details, error, warnings, \
-     http_error_status_code, http_error_message, \"user\", request_id, region, zone, \
-     target_link, created_at, started_at, ended_at, updated_at, version, cancel_requested, \
-     request_hash) OVERRIDING SYSTEM VALUE \
-     SELECT u.seq, u.id, p.n, u.kind, u.type, u.resource_id, u.status, u.progress, \
-     u.status_message, u.description, u.details, u.error, u.warnings, \
-     u.http_error_status_code, u.http_error_message, u.user_name, u.request_id, u.region, \
-     u.zone, u.target_link, u.created_at, u.started_at, u.ended_at, u.updated_at, \
-     u.version, u.cancel_requested, u.request_hash \
-     FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::smallint[], $5::smallint[], \
-     $6::text[], $7::smallint[], $8::smallint[], $9::text[], $10::text[], $11::text[], \
-     $12::text[], $13::text[], $14::smallint[], $15::text[], $16::text[], $17::text[], \
-     $18::text[], $19::text[], $20::text[], $21::bigint[], $22::bigint[], $23::bigint[], \
-     $24::bigint[], $25::bigint[], $26::boolean[], $27::bytea[]) \
-     AS u(seq, id, project_id, kind, type, resource_id, status, progress, status_message, \
-     description, details, error, warnings, http_error_status_code, http_error_message, \
-     user_name, request_id, region, zone, target_link, created_at, started_at, ended_at, \
-     updated_at, version, cancel_requested, request_hash) \
-     JOIN projects p ON p.name = u.project_id";
+/// `$28` is the batch's time: the times set to it take the feed head's stamp
+/// ([`crate::feed::restamped`]).
+pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let at = |column: &str| crate::feed::restamped(column, "$28::bigint");
+    format!(
+        "INSERT INTO operations (seq, id, project, kind, type, resource_id, status, \
+         progress, status_message, description, details, error, warnings, \
+         http_error_status_code, http_error_message, \"user\", request_id, region, zone, \
+         target_link, created_at, started_at, ended_at, updated_at, version, \
+         cancel_requested, request_hash) OVERRIDING SYSTEM VALUE \
+         SELECT u.seq, u.id, p.n, u.kind, u.type, u.resource_id, u.status, u.progress, \
+         u.status_message, u.description, u.details, u.error, u.warnings, \
+         u.http_error_status_code, u.http_error_message, u.user_name, u.request_id, \
+         u.region, u.zone, u.target_link, {}, {}, {}, {}, u.version, u.cancel_requested, \
+         u.request_hash \
+         FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::smallint[], $5::smallint[], \
+         $6::text[], $7::smallint[], $8::smallint[], $9::text[], $10::text[], $11::text[], \
+         $12::text[], $13::text[], $14::smallint[], $15::text[], $16::text[], $17::text[], \
+         $18::text[], $19::text[], $20::text[], $21::bigint[], $22::bigint[], $23::bigint[], \
+         $24::bigint[], $25::bigint[], $26::boolean[], $27::bytea[]) \
+         AS u(seq, id, project_id, kind, type, resource_id, status, progress, \
+         status_message, description, details, error, warnings, http_error_status_code, \
+         http_error_message, user_name, request_id, region, zone, target_link, created_at, \
+         started_at, ended_at, updated_at, version, cancel_requested, request_hash) \
+         JOIN projects p ON p.name = u.project_id JOIN feed_head h ON h.id = 1",
+        at("u.created_at"),
+        at("u.started_at"),
+        at("u.ended_at"),
+        at("u.updated_at"),
+    )
+});
 
 /// Writes what a change can alter, and the lease, to the rows of
-/// [`OperationArrays::update_params`] (found by `seq`, the primary key).
-pub const UPDATE_SQL: &str = "UPDATE operations o SET status = u.status, \
-     progress = u.progress, status_message = u.status_message, error = u.error, \
-     warnings = u.warnings, http_error_status_code = u.http_error_status_code, \
-     http_error_message = u.http_error_message, started_at = u.started_at, \
-     ended_at = u.ended_at, updated_at = u.updated_at, version = u.version, \
-     cancel_requested = u.cancel_requested, lease_token_hash = u.lease_token_hash, \
-     lease_worker = u.lease_worker, lease_expires_at = u.lease_expires_at, \
-     lease_duration_ms = u.lease_duration_ms \
-     FROM unnest($1::bigint[], $2::smallint[], $3::smallint[], $4::text[], $5::text[], \
-     $6::text[], $7::smallint[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], \
-     $12::bigint[], $13::boolean[], $14::text[], $15::text[], $16::bigint[], $17::bigint[]) \
-     AS u(seq, status, progress, status_message, error, warnings, http_error_status_code, \
-     http_error_message, started_at, ended_at, updated_at, version, cancel_requested, \
-     lease_token_hash, lease_worker, lease_expires_at, lease_duration_ms) \
-     WHERE o.seq = u.seq";
+/// [`OperationArrays::update_params`] (found by `seq`, the primary key). `$18` is the
+/// batch's time, restamped as in [`INSERT_SQL`]. A lease's expiry is not: it was
+/// decided from the batch's time and answered as it is, and ends that much earlier if
+/// the head was later (by the time another process's batch took, milliseconds).
+pub static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let at = |column: &str| crate::feed::restamped(column, "$18::bigint");
+    format!(
+        "UPDATE operations o SET status = u.status, progress = u.progress, \
+         status_message = u.status_message, error = u.error, warnings = u.warnings, \
+         http_error_status_code = u.http_error_status_code, \
+         http_error_message = u.http_error_message, started_at = {}, ended_at = {}, \
+         updated_at = {}, version = u.version, cancel_requested = u.cancel_requested, \
+         lease_token_hash = u.lease_token_hash, lease_worker = u.lease_worker, \
+         lease_expires_at = u.lease_expires_at, lease_duration_ms = u.lease_duration_ms \
+         FROM unnest($1::bigint[], $2::smallint[], $3::smallint[], $4::text[], $5::text[], \
+         $6::text[], $7::smallint[], $8::text[], $9::bigint[], $10::bigint[], \
+         $11::bigint[], $12::bigint[], $13::boolean[], $14::text[], $15::text[], \
+         $16::bigint[], $17::bigint[]) \
+         AS u(seq, status, progress, status_message, error, warnings, \
+         http_error_status_code, http_error_message, started_at, ended_at, updated_at, \
+         version, cancel_requested, lease_token_hash, lease_worker, lease_expires_at, \
+         lease_duration_ms) JOIN feed_head h ON h.id = 1 WHERE o.seq = u.seq",
+        at("u.started_at"),
+        at("u.ended_at"),
+        at("u.updated_at"),
+    )
+});
 
 impl OperationArrays {
     /// How many rows it holds.

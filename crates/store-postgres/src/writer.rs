@@ -15,6 +15,9 @@
 //! safe — a create with a `request_id` replays, an update with `If-Match` answers 412 if
 //! it had applied.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use deadpool_postgres::Pool;
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewOperation, Patch};
@@ -98,6 +101,16 @@ pub struct Publish {
     pub channel: String,
 }
 
+/// How often this process's batches met another process's transactions, for
+/// `/metrics`: the cost of sharing the database with other replicas.
+#[derive(Default)]
+pub struct Conflicts {
+    /// Attempts run again: a serialization failure, a deadlock, a key taken first.
+    pub retried: AtomicU64,
+    /// Batches that took a later feed head's stamp instead of their own time.
+    pub restamped: AtomicU64,
+}
+
 /// The writer's name for supervision, metrics and fault hooks.
 pub const WORKER: &str = "postgres-writer";
 
@@ -108,7 +121,8 @@ pub async fn run(
     pool: Pool,
     queue: opsd_store::supervise::Kept<mpsc::Receiver<Job>>,
     clock: Option<Clock>,
-    publish: std::sync::Arc<Publish>,
+    publish: Arc<Publish>,
+    conflicts: Arc<Conflicts>,
 ) {
     struct InFlight(Vec<Job>);
     impl Drop for InFlight {
@@ -131,11 +145,17 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &mut batch.0, clock.as_ref(), &publish).await;
+        commit_batch(&pool, &mut batch.0, clock.as_ref(), &publish, &conflicts).await;
     }
 }
 
-async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: Option<&Clock>, publish: &Publish) {
+async fn commit_batch(
+    pool: &Pool,
+    batch: &mut Vec<Job>,
+    clock: Option<&Clock>,
+    publish: &Publish,
+    conflicts: &Conflicts,
+) {
     let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
     let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
     let mut changes = Vec::new();
@@ -143,7 +163,15 @@ async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: Option<&Clock>, 
     let mut todo = Vec::with_capacity(4);
     todo.push(0..writes.len());
     while let Some(part) = todo.pop() {
-        match with_retries(pool, &writes[part.clone()], clock, &publish.channel).await {
+        match with_retries(
+            pool,
+            &writes[part.clone()],
+            clock,
+            &publish.channel,
+            conflicts,
+        )
+        .await
+        {
             Ok(done) => {
                 for (slot, answer) in answers[part].iter_mut().zip(done.answers) {
                     *slot = Some(answer);
@@ -192,11 +220,22 @@ async fn with_retries(
     writes: &[&Write],
     clock: Option<&Clock>,
     channel: &str,
+    conflicts: &Conflicts,
 ) -> std::result::Result<batch::Done, Failure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match batch::attempt(pool, writes, clock, channel).await {
+        let outcome = batch::attempt(pool, writes, clock, channel).await;
+        match &outcome {
+            Ok(done) if done.restamped => {
+                conflicts.restamped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Failure::Retry(_)) => {
+                conflicts.retried.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        match outcome {
             Err(Failure::Retry(e)) if attempt < ATTEMPTS => {
                 tracing::debug!(error = %e, attempt, "write batch hit a conflict; retrying");
                 if attempt > 2 {

@@ -102,6 +102,17 @@ pub struct Created {
     pub created: bool,
 }
 
+/// Counts of write batches that met other processes' transactions
+/// ([`Store::write_conflicts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteConflicts {
+    /// Attempts run again because another transaction got in the way.
+    pub retried: u64,
+    /// Batches that took a later stamp another process had committed, instead of
+    /// their own time (and so were not run again).
+    pub restamped: u64,
+}
+
 /// Durable storage of operations and their history. Every write is durable when the
 /// returned future resolves, and the change feed follows the ordering rule above.
 #[async_trait]
@@ -158,6 +169,12 @@ pub trait Store: Send + Sync + 'static {
     /// a backend with one process.
     fn feed_gaps(&self) -> u64 {
         0
+    }
+
+    /// How often this process's write batches met other processes' transactions, for
+    /// `/metrics`. Always zero for a backend with one writer.
+    fn write_conflicts(&self) -> WriteConflicts {
+        WriteConflicts::default()
     }
 
     /// Whether this process is the database's only writer, so that the change feed and

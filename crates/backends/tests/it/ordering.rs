@@ -50,7 +50,7 @@ async fn a_later_seq_never_becomes_visible_before_an_earlier_one() {
     let stamp = op.updated_at;
     let mut c1 = connect(&db).await;
     let tx1 = c1.transaction().await.expect("begin 1");
-    let seq1 = feed::append(&tx1, &[next_version(&op, 2)], stamp)
+    let (seq1, _) = feed::append(&tx1, &[next_version(&op, 2)], stamp, false)
         .await
         .expect("event 1");
 
@@ -59,7 +59,9 @@ async fn a_later_seq_never_becomes_visible_before_an_earlier_one() {
     let op2 = next_version(&op, 3);
     let writer2 = tokio::spawn(async move {
         let tx2 = c2.transaction().await.expect("begin 2");
-        let seq2 = feed::append(&tx2, &[op2], stamp).await.expect("event 2");
+        let (seq2, _) = feed::append(&tx2, &[op2], stamp, false)
+            .await
+            .expect("event 2");
         tx2.commit().await.expect("commit 2");
         seq2
     });

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use opsd_backends::testing::{TestBackend, TestDb, backend};
-use opsd_domain::{Kind, MAX_LIMIT, OpType, Patch, Sort, Status};
+use opsd_domain::{Kind, MAX_LIMIT, OpType, Operation, Patch, Sort, Status};
 use opsd_store::Store;
 use tokio::task::JoinSet;
 
@@ -30,8 +30,8 @@ async fn two_replicas() -> (TestDb, Arc<dyn Store>, Arc<dyn Store>) {
 /// Each replica decides an update in Rust on the row it read; two of them updating the
 /// same operation at once must still each see the other's version (the rows are locked
 /// when read), so the history has every version once. Both replicas stamp one fixed
-/// time, so that the stamp check (which also refuses some overlapping batches) never
-/// fires and only the row locks stand between them.
+/// time, so that no batch is restamped or refused for its stamp and only the row locks
+/// stand between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_updating_one_operation_lose_no_update() {
     if !postgres_only() {
@@ -82,40 +82,76 @@ async fn replicas_updating_one_operation_lose_no_update() {
     assert_eq!(last.version, 2 + applied);
 }
 
+/// 60 operations created and moved on by two replicas at once in `project`; what each
+/// write answered.
+async fn both_replicas_write(
+    a: &Arc<dyn Store>,
+    b: &Arc<dyn Store>,
+    project: &str,
+) -> Vec<Operation> {
+    let mut tasks = JoinSet::new();
+    for i in 0..60 {
+        let store = Arc::clone(if i % 2 == 0 { a } else { b });
+        let project = project.to_owned();
+        tasks.spawn(async move {
+            let new = new_op(&project, Kind::Vm, OpType::Create, &format!("vm-{i}"));
+            let mut versions = vec![store.create(new).await.unwrap().operation];
+            let id = versions[0].id;
+            if i % 3 != 0 {
+                versions.push(
+                    store
+                        .update(id, status(Status::Running), None)
+                        .await
+                        .unwrap(),
+                );
+            }
+            if i % 3 == 1 {
+                versions.push(store.update(id, status(Status::Done), None).await.unwrap());
+            }
+            versions
+        });
+    }
+    tasks.join_all().await.into_iter().flatten().collect()
+}
+
 /// Both replicas write at once; read back in seq order, no stamp is earlier than the one
-/// before it, and every count a list reports matches the rows.
+/// before it, every count a list reports matches the rows, and every write answered the
+/// times that were stored. Rounds go on until some batch took a later replica's stamp
+/// (`restamped`), so the check covers that path: without either half of it (the write
+/// flight's restamping of what it stores, or the writer's of what it answers) the
+/// answer check fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_keep_stamps_in_seq_order_and_counts_exact() {
     if !postgres_only() {
         return;
     }
     let (_db, a, b) = two_replicas().await;
-    let mut tasks = JoinSet::new();
-    for i in 0..60 {
-        let store = Arc::clone(if i % 2 == 0 { &a } else { &b });
-        tasks.spawn(async move {
-            let op = store
-                .create(new_op("p", Kind::Vm, OpType::Create, &format!("vm-{i}")))
-                .await
-                .unwrap()
-                .operation;
-            if i % 3 != 0 {
-                store
-                    .update(op.id, status(Status::Running), None)
-                    .await
-                    .unwrap();
-            }
-            if i % 3 == 1 {
-                store
-                    .update(op.id, status(Status::Done), None)
-                    .await
-                    .unwrap();
-            }
-        });
+    let restamped = || a.write_conflicts().restamped + b.write_conflicts().restamped;
+    let mut round = 0;
+    while round == 0 || restamped() == 0 {
+        round += 1;
+        assert!(
+            round <= 50,
+            "no batch took another replica's stamp in 50 rounds"
+        );
+        let project = format!("p{round}");
+        let answered = both_replicas_write(&a, &b, &project).await;
+        check_round(&a, &b, &project, &answered).await;
     }
-    tasks.join_all().await;
-    let changes = a.events_since("p", 0, 10_000).await.unwrap().changes;
+}
+
+async fn check_round(a: &Arc<dyn Store>, b: &Arc<dyn Store>, p: &str, answered: &[Operation]) {
+    let changes = a.events_since(p, 0, 10_000).await.unwrap().changes;
     assert_eq!(changes.len(), 60 + 40 + 20, "every change once");
+    let stored: std::collections::HashMap<_, _> = changes
+        .iter()
+        .map(|c| ((c.operation.id, c.operation.version), &*c.operation))
+        .collect();
+    for op in answered {
+        let version = stored[&(op.id, op.version)];
+        let times = |o: &Operation| (o.created_at, o.started_at, o.ended_at, o.updated_at);
+        assert_eq!(times(version), times(op), "answered as stored");
+    }
     for pair in changes.windows(2) {
         assert!(pair[0].event_seq < pair[1].event_seq);
         assert!(
@@ -127,25 +163,27 @@ async fn replicas_keep_stamps_in_seq_order_and_counts_exact() {
             pair[0].operation.updated_at
         );
     }
-    let all = page(&*b, &project("p"), &Sort::default(), None, MAX_LIMIT).await;
+    let all = page(&**b, &project(p), &Sort::default(), None, MAX_LIMIT).await;
     assert_eq!(all.total_count, 60);
     for s in [Status::Pending, Status::Running, Status::Done] {
         let filter = opsd_domain::ListFilter {
             status: Some(s),
-            ..project("p")
+            ..project(p)
         };
-        let listed = page(&*a, &filter, &Sort::default(), None, MAX_LIMIT).await;
+        let listed = page(&**a, &filter, &Sort::default(), None, MAX_LIMIT).await;
         let rows = all.items.iter().filter(|op| op.status == s).count() as u64;
         assert_eq!(listed.total_count, rows, "count of {s:?}");
         assert_eq!(listed.items.len() as u64, rows);
     }
 }
 
-/// The check behind those stamps, forced: a transaction that reaches the feed head with
-/// a stamp earlier than one already committed is refused (and the writer runs its batch
-/// again with a new time).
+/// The rule behind those stamps, forced: a batch that reaches the feed head after a later
+/// stamp was committed takes the head's stamp for every time it set (its own time
+/// becomes the head's), and keeps the times it carried over; or, when it could not tell
+/// the two apart (`may_restamp` false: its time equals a stamp already committed), it is
+/// refused and runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_stamped_before_the_head_is_refused() {
+async fn a_batch_stamped_before_the_head_takes_its_stamp() {
     if !postgres_only() {
         return;
     }
@@ -156,18 +194,57 @@ async fn a_batch_stamped_before_the_head_is_refused() {
         .await
         .unwrap()
         .operation;
+    let head = op.updated_at;
     let mut client = connect(&db).await;
+    let earlier = head - time::Duration::seconds(1);
+    let mut next = op.clone();
+    next.version = 2;
+    next.status = Status::Running;
+    let carried = earlier - time::Duration::seconds(1);
+    next.started_at = Some(carried);
+    next.updated_at = earlier;
+
     let tx = client.transaction().await.unwrap();
-    let earlier = op.updated_at - time::Duration::seconds(1);
-    let refused = opsd_store_postgres::feed::append(&tx, std::slice::from_ref(&op), earlier).await;
-    let message = format!("{:?}", refused.expect_err("an earlier stamp is refused"));
+    let refused =
+        opsd_store_postgres::feed::append(&tx, std::slice::from_ref(&next), earlier, false).await;
+    let message = format!("{:?}", refused.expect_err("no restamp allowed: refused"));
     assert!(message.contains("later than this batch"), "{message}");
     drop(tx);
-    // The same stamp as the head's is fine (stamps may repeat, never go back).
+
     let tx = client.transaction().await.unwrap();
-    opsd_store_postgres::feed::append(&tx, std::slice::from_ref(&op), op.updated_at)
+    let (seq, given) =
+        opsd_store_postgres::feed::append(&tx, std::slice::from_ref(&next), earlier, true)
+            .await
+            .unwrap();
+    assert_eq!(given, head, "the batch gets the head's stamp");
+    let row = tx
+        .query_one(
+            "SELECT at, started_at FROM events WHERE seq = $1",
+            &[&i64::try_from(seq).unwrap()],
+        )
         .await
         .unwrap();
+    let (at, started): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(
+        at,
+        opsd_domain::micros(head),
+        "the time it set moved to the head's"
+    );
+    assert_eq!(
+        started,
+        opsd_domain::micros(carried),
+        "a time carried over stays"
+    );
+    tx.rollback().await.unwrap();
+
+    // A later stamp than the head's is the batch's own.
+    let tx = client.transaction().await.unwrap();
+    let later = head + time::Duration::seconds(1);
+    let (_, given) =
+        opsd_store_postgres::feed::append(&tx, std::slice::from_ref(&next), later, false)
+            .await
+            .unwrap();
+    assert_eq!(given, later);
 }
 
 /// A write the rules accept but the database refuses (PostgreSQL stores no NUL in text)

@@ -97,8 +97,11 @@ pub async fn export(State(state): State<AppState>) -> Response {
             )
         })
         .collect();
+    let conflicts = state.store.write_conflicts();
     let caught_up = [
         (&state.metrics.feed_gaps, state.store.feed_gaps()),
+        (&state.metrics.write_batches_retried, conflicts.retried),
+        (&state.metrics.write_batches_restamped, conflicts.restamped),
         (&state.metrics.read_cache_hits, hits),
         (&state.metrics.read_cache_misses, misses),
         (&state.metrics.log_write_errors, crate::log::write_errors()),

@@ -35,8 +35,11 @@ fn ready(result: Result<Written>) -> Answer {
 
 /// A batch, decided.
 pub struct Decided<'w> {
-    /// The time stamped on every change.
+    /// The time stamped on every change (the write flight may move it to a later feed
+    /// head's stamp: `batch::restamp`).
     pub now: OffsetDateTime,
+    /// See [`Loaded::may_restamp`].
+    pub may_restamp: bool,
     /// One answer per write, in batch order.
     pub answers: Vec<Answer>,
     /// Every row read or created, as the batch leaves it.
@@ -68,6 +71,7 @@ impl Decided<'_> {
 pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
     let Loaded {
         now,
+        may_restamp,
         rows,
         mut requests,
         claimable,
@@ -77,6 +81,7 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
     } = loaded;
     let mut d = Decided {
         now,
+        may_restamp,
         answers: Vec::with_capacity(writes.len()),
         rows,
         inserts: Vec::new(),

@@ -27,24 +27,36 @@ use crate::writer::{Write, Written};
 
 const PURGE_OPERATIONS_SQL: &str = "DELETE FROM operations WHERE id = ANY($1::uuid[])";
 
-/// The first key only if no key was ever created (`$8`); stamped with the batch's time.
-const CREATE_KEY_SQL: &str = "INSERT INTO api_keys (id, name, role, projects, key_hash, \
-     key_prefix, created_at) SELECT $1::text, $2::text, $3::text, $4::text, $5::bytea, \
-     $6::text, $7::bigint WHERE NOT $8::boolean OR NOT EXISTS (SELECT 1 FROM api_keys) \
-     RETURNING id";
+/// The stamp the feed head holds for this transaction: the batch's time, as the key and
+/// session statements (which run after the head was taken) stamp it.
+const HEAD_STAMP: &str = "(SELECT stamp FROM feed_head WHERE id = 1)";
+
+/// The first key only if no key was ever created (`$7`); stamped with the batch's time.
+static CREATE_KEY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO api_keys (id, name, role, projects, key_hash, key_prefix, created_at) \
+         SELECT $1::text, $2::text, $3::text, $4::text, $5::bytea, $6::text, {HEAD_STAMP} \
+         WHERE NOT $7::boolean OR NOT EXISTS (SELECT 1 FROM api_keys) RETURNING id"
+    )
+});
 
 /// Revokes a key, keeping the first revocation time; answers the key.
 static REVOKE_KEY_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {}",
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, {HEAD_STAMP}) WHERE id = $1 \
+         RETURNING {}",
         crate::keys::COLUMNS
     )
 });
 
 /// A console session, only while its key is live.
-const CREATE_SESSION_SQL: &str = "INSERT INTO sessions (secret_hash, key_id, created_at, \
-     expires_at) SELECT $1::bytea, id, $3::bigint, $4::bigint FROM api_keys \
-     WHERE id = $2 AND revoked_at IS NULL RETURNING 1";
+static CREATE_SESSION_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO sessions (secret_hash, key_id, created_at, expires_at) \
+         SELECT $1::bytea, id, {HEAD_STAMP}, $3::bigint FROM api_keys \
+         WHERE id = $2 AND revoked_at IS NULL RETURNING 1"
+    )
+});
 
 /// Sign-out, and the removal of every session expired by `$2`.
 const END_SESSION_SQL: &str = "DELETE FROM sessions WHERE secret_hash = $1 OR expires_at <= $2";
@@ -53,6 +65,9 @@ const END_SESSION_SQL: &str = "DELETE FROM sessions WHERE secret_hash = $1 OR ex
 pub struct Flushed {
     /// The last event seq before the batch's (its k-th event has this plus k).
     pub before: u64,
+    /// The time stamped on the batch's changes: its own, or the feed head's if another
+    /// process committed a later one first.
+    pub stamp: time::OffsetDateTime,
     /// The answers of the key and session writes, in [`Decided::keys`] order.
     pub keys: Vec<opsd_store::Result<Written>>,
 }
@@ -66,17 +81,14 @@ enum KeyParams {
         projects: String,
         hash: Vec<u8>,
         prefix: String,
-        created_at: i64,
         only_first: bool,
     },
     Revoke {
         id: String,
-        at: i64,
     },
     CreateSession {
         hash: Vec<u8>,
         key_id: String,
-        created_at: i64,
         expires_at: i64,
     },
     EndSession {
@@ -86,7 +98,7 @@ enum KeyParams {
 }
 
 impl KeyParams {
-    fn of(write: &Write, now: i64) -> Option<Self> {
+    fn of(write: &Write) -> Option<Self> {
         Some(match write {
             Write::CreateKey {
                 key,
@@ -99,13 +111,9 @@ impl KeyParams {
                 projects: rows::json(&key.projects.to_list()),
                 hash: hash.to_vec(),
                 prefix: key.prefix.clone(),
-                created_at: now,
                 only_first: *only_first,
             },
-            Write::RevokeKey(id) => KeyParams::Revoke {
-                id: id.to_string(),
-                at: now,
-            },
+            Write::RevokeKey(id) => KeyParams::Revoke { id: id.to_string() },
             Write::CreateSession {
                 hash,
                 key_id,
@@ -113,7 +121,6 @@ impl KeyParams {
             } => KeyParams::CreateSession {
                 hash: hash.to_vec(),
                 key_id: key_id.to_string(),
-                created_at: now,
                 expires_at: micros(*expires_at),
             },
             Write::EndSession { hash, now } => KeyParams::EndSession {
@@ -133,18 +140,14 @@ impl KeyParams {
                 projects,
                 hash,
                 prefix,
-                created_at,
                 only_first,
-            } => vec![
-                id, name, role, projects, hash, prefix, created_at, only_first,
-            ],
-            KeyParams::Revoke { id, at } => vec![id, at],
+            } => vec![id, name, role, projects, hash, prefix, only_first],
+            KeyParams::Revoke { id } => vec![id],
             KeyParams::CreateSession {
                 hash,
                 key_id,
-                created_at,
                 expires_at,
-            } => vec![hash, key_id, created_at, expires_at],
+            } => vec![hash, key_id, expires_at],
             KeyParams::EndSession { hash, now } => vec![hash, now],
         }
     }
@@ -162,14 +165,14 @@ pub async fn flush(
         &[
             ADVANCE_SQL,
             PROJECTS_SQL,
-            INSERT_SQL,
-            UPDATE_SQL,
-            APPEND_SQL,
+            &INSERT_SQL,
+            &UPDATE_SQL,
+            &APPEND_SQL,
             PURGE_EVENTS_SQL,
             PURGE_OPERATIONS_SQL,
-            CREATE_KEY_SQL,
+            &CREATE_KEY_SQL,
             &REVOKE_KEY_SQL,
-            CREATE_SESSION_SQL,
+            &CREATE_SESSION_SQL,
             END_SESSION_SQL,
             NOTIFY_SQL,
         ],
@@ -211,25 +214,26 @@ pub async fn flush(
         events.push(op);
     }
     let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let stamp = micros(d.now);
+    let t0 = micros(d.now);
     let purge: &Vec<Uuid> = &d.purge;
-    let keys: Vec<KeyParams> = d
-        .keys
-        .iter()
-        .filter_map(|w| KeyParams::of(w, stamp))
-        .collect();
+    let keys: Vec<KeyParams> = d.keys.iter().filter_map(|w| KeyParams::of(w)).collect();
 
-    let mut steps = vec![Step::Query(advance.clone(), vec![&n, &stamp])];
+    let mut steps = vec![Step::Query(advance.clone(), vec![&n, &t0, &d.may_restamp])];
     if inserts.len() > 0 {
         steps.push(Step::Query(projects.clone(), vec![inserts.projects()]));
-        steps.push(Step::Query(insert.clone(), inserts.insert_params()));
+        let mut params = inserts.insert_params();
+        params.push(&t0);
+        steps.push(Step::Query(insert.clone(), params));
     }
     if updates.len() > 0 {
-        steps.push(Step::Query(update.clone(), updates.update_params()));
+        let mut params = updates.update_params();
+        params.push(&t0);
+        steps.push(Step::Query(update.clone(), params));
     }
     if n > 0 {
         let mut params = events.params();
         params.insert(0, &n);
+        params.push(&t0);
         steps.push(Step::Query(append.clone(), params));
     }
     if !purge.is_empty() {
@@ -258,21 +262,23 @@ pub async fn flush(
     for answer in answers {
         rows.push(answer.map_err(Failure::of("write batch"))?);
     }
-    let before: i64 = rows
+    let (before, stamp): (i64, i64) = rows
         .first()
         .and_then(|r| r.first())
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .ok_or(Failure::Statement(StoreError::Internal(
             "the feed head answered nothing".into(),
         )))?;
+    let stamp = rows::from_micros(stamp).unwrap_or(d.now);
     let keys = d
         .keys
         .iter()
         .zip(&rows[first_key..])
-        .map(|(write, rows)| key_answer(write, rows, d.now))
+        .map(|(write, rows)| key_answer(write, rows, stamp))
         .collect();
     Ok(Flushed {
         before: before.unsigned_abs(),
+        stamp,
         keys,
     })
 }

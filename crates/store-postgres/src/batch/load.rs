@@ -61,6 +61,10 @@ pub type Requests = HashMap<(String, String), (Uuid, Option<Vec<u8>>)>;
 pub struct Loaded {
     /// The time the batch stamps.
     pub now: OffsetDateTime,
+    /// Whether `now` is later than every stamp committed when the batch read, so that
+    /// no time the batch carries over equals it and the write flight may move the times
+    /// it set to a later feed head (`feed::restamped`).
+    pub may_restamp: bool,
     /// Every operation row read, by id.
     pub rows: HashMap<Uuid, Current>,
     /// Earlier creates with the batch's request ids.
@@ -273,6 +277,7 @@ pub async fn load(
         .map_err(Failure::of("begin write transaction"))?;
     let mut loaded = Loaded {
         now: OffsetDateTime::UNIX_EPOCH,
+        may_restamp: false,
         rows: HashMap::new(),
         requests: HashMap::new(),
         claimable: HashMap::new(),
@@ -339,6 +344,7 @@ pub async fn load(
                 let db_now = from_micros(row.get(1)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
                 let clock_now = p.clock_now.and_then(from_micros).unwrap_or(db_now);
                 loaded.now = rules::next_stamp(clock_now, previous);
+                loaded.may_restamp = loaded.now > previous;
             }
         }
     }

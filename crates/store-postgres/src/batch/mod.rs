@@ -14,6 +14,7 @@ mod decide;
 mod flight;
 mod flush;
 mod load;
+mod restamp;
 
 use deadpool_postgres::Pool;
 use opsd_store::{Change, Clock, Result, StoreError};
@@ -63,6 +64,8 @@ impl From<StoreError> for Failure {
 pub struct Done {
     pub answers: Vec<Result<Written>>,
     pub changes: Vec<Change>,
+    /// Whether the batch took a later feed head's stamp instead of its own time.
+    pub restamped: bool,
 }
 
 /// One attempt at `writes` in one transaction.
@@ -99,13 +102,15 @@ async fn run(
             .map_err(Failure::of("end a batch that wrote nothing"))?;
         flush::Flushed {
             before: 0,
+            stamp: decided.now,
             keys: Vec::new(),
         }
     } else {
         flush::flush(client, &decided, channel).await?
     };
+    let (t0, stamp) = (decided.now, flushed.stamp);
     let mut keys = flushed.keys.into_iter();
-    let answers = decided
+    let mut answers: Vec<_> = decided
         .answers
         .into_iter()
         .map(|answer| match answer {
@@ -115,7 +120,7 @@ async fn run(
             ))),
         })
         .collect();
-    let changes = decided
+    let mut changes: Vec<_> = decided
         .events
         .into_iter()
         .zip(flushed.before + 1..)
@@ -124,5 +129,18 @@ async fn run(
             operation,
         })
         .collect();
-    Ok(Done { answers, changes })
+    let restamped = stamp != t0;
+    if restamped {
+        answers
+            .iter_mut()
+            .for_each(|a| restamp::answer(a, t0, stamp));
+        changes
+            .iter_mut()
+            .for_each(|c| restamp::change(c, t0, stamp));
+    }
+    Ok(Done {
+        answers,
+        changes,
+        restamped,
+    })
 }

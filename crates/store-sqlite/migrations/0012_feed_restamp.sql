@@ -1,0 +1,4 @@
+-- Version 12 lets a PostgreSQL batch that meets a later feed head take its stamp instead
+-- of running again (ARCHITECTURE.md, "PostgreSQL writes"). SQLite has one writer and
+-- needs nothing; the version exists on both backends so that one number names one
+-- release's schema.
