@@ -9,8 +9,9 @@
 //!   that stamps every chunk with its arrival and queues it, and a writer that waits
 //!   for the chunk's deadline and writes it, with whatever else is already due. The
 //!   writer sleeps until shortly before the deadline (by how late its sleeps usually
-//!   end, learned, plus 20 µs), then yields the CPU until it: a deadline is met within
-//!   tens of microseconds on an idle machine. tokio's timers have a 1 ms granularity,
+//!   end, learned; every proxy thread asks for a 1 ns timer slack) and never spins, so
+//!   the proxy takes no CPU from what it measures: a deadline is met within tens of
+//!   microseconds on an idle machine. tokio's timers have a 1 ms granularity,
 //!   too coarse for a 0.5 ms round trip (ARCHITECTURE.md, "The delaying proxy").
 //! - **Measurement.** The delay each chunk actually got (its write minus its arrival) goes
 //!   into a histogram per direction; [`Stats::measured_rtt_p50_us`] is the sum of both
@@ -93,7 +94,7 @@ impl Proxy {
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
-            overshoot_ns: AtomicU64::new(75_000),
+            overshoot_ns: AtomicU64::new(30_000),
             stats: stats::Recorder::new(),
         });
         let mut threads = vec![spawn("opsd-proxy-accept", {
@@ -366,7 +367,10 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle
     std::thread::Builder::new()
         .name(name.into())
         .stack_size(256 * 1024)
-        .spawn(f)
+        .spawn(move || {
+            pipe::precise();
+            f()
+        })
 }
 
 /// An address to connect to that reaches a listener bound to `addr` (which may be the

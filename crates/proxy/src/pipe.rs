@@ -13,12 +13,8 @@ use crate::{Shared, Sockets, lock, spawn};
 
 /// How long a connection to the upstream server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A writer sleeps until the time the kernel usually takes to wake it up, plus this,
-/// before a deadline, then yields the CPU until the deadline: early by this much
-/// rather than late.
-const GUARD: Duration = Duration::from_micros(20);
-/// The most a writer expects a sleep to overrun (beyond it, yielding would burn the CPU
-/// the machine is short of).
+/// The most a writer expects a sleep to overrun (an estimate beyond it is a loaded
+/// machine's noise, not the timer's).
 const MAX_OVERSHOOT_NS: u64 = 200_000;
 /// The longest single sleep, so that a writer notices the proxy stopping.
 const NAP: Duration = Duration::from_millis(50);
@@ -232,34 +228,39 @@ fn writer(mut dst: TcpStream, rx: &Receiver<Msg>, dir: Dir, conn: &Conn) {
     }
 }
 
-/// Sleeps until `due` within a few tens of microseconds. A thread asleep wakes up late,
-/// by ~75 µs on the VM this was written on (timer slack and the hypervisor's timers), so
-/// it sleeps until that much (learned: [`Shared::overshoot_ns`], an average over recent
-/// sleeps) plus [`GUARD`] before `due`, then yields the CPU until `due`. Returns false
-/// if the proxy stops meanwhile.
+/// Sleeps until `due` within a few tens of microseconds, without burning CPU: the
+/// benchmark shares its cores with opsd and PostgreSQL, so a proxy that spun would slow
+/// what it measures. Every proxy thread runs with a timer slack of 1 ns ([`precise`]),
+/// and a sleep still wakes ~30 µs late on the VM this was written on (the hypervisor's
+/// timers; ~75 µs with Linux's default 50 µs slack). So it sleeps until that much
+/// before `due` (learned: [`Shared::overshoot_ns`], an average over recent sleeps) and
+/// then counts as arrived: early or late by the sleep's jitter. Returns false if the
+/// proxy stops meanwhile.
 fn sleep_until(due: Instant, shared: &Shared) -> bool {
     loop {
         let now = Instant::now();
-        if now >= due {
+        let left = due.saturating_duration_since(now);
+        let overshoot = Duration::from_nanos(shared.overshoot_ns.load(Ordering::Relaxed));
+        if left <= overshoot {
             return true;
         }
-        let left = due - now;
-        let overshoot = Duration::from_nanos(shared.overshoot_ns.load(Ordering::Relaxed));
-        let margin = overshoot + GUARD;
-        if left > margin {
-            if shared.stopping() {
-                return false;
-            }
-            let nap = (left - margin).min(NAP);
-            std::thread::sleep(nap);
-            let late = now.elapsed().saturating_sub(nap);
-            let late = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
-            // An exponential average over ~16 sleeps.
-            let est = shared.overshoot_ns.load(Ordering::Relaxed);
-            let next = (est * 15 + late.min(MAX_OVERSHOOT_NS)) / 16;
-            shared.overshoot_ns.store(next, Ordering::Relaxed);
-        } else {
-            std::thread::yield_now();
+        if shared.stopping() {
+            return false;
         }
+        let nap = (left - overshoot).min(NAP);
+        std::thread::sleep(nap);
+        let late = now.elapsed().saturating_sub(nap);
+        let late = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
+        // An exponential average over ~16 sleeps.
+        let est = shared.overshoot_ns.load(Ordering::Relaxed);
+        let next = (est * 15 + late.min(MAX_OVERSHOOT_NS)) / 16;
+        shared.overshoot_ns.store(next, Ordering::Relaxed);
     }
+}
+
+/// Asks the kernel to wake this thread on time: Linux lets a sleep end up to the
+/// thread's timer slack late (50 µs by default) to batch wake-ups, which is most of the
+/// precision the proxy needs. Best effort: without it the proxy is only less precise.
+pub fn precise() {
+    let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
 }
