@@ -175,6 +175,11 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
+        // For looking into a run's databases afterwards (sizes, index density).
+        if std::env::var_os("OPSD_BENCH_KEEP_DATABASES").is_some() {
+            eprintln!("opsd-bench: kept database {}", self.name);
+            return;
+        }
         let result = block(async {
             let client = connect(&self.pg.base).await?;
             drop_database(&client, &self.name).await
