@@ -18,6 +18,7 @@
 use deadpool_postgres::Pool;
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewOperation, Patch};
+use opsd_store::trace::{BatchSpan, WriteSpan};
 use opsd_store::{Clock, Heartbeat, Preconditions, Result, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -89,6 +90,8 @@ pub enum Written {
 pub struct Job {
     pub write: Write,
     pub reply: oneshot::Sender<Result<Written>>,
+    /// The span of the store call that queued it, linked to the batch that commits it.
+    pub span: WriteSpan,
 }
 
 /// Where committed batches go: the pump (which publishes them on the feed) and, for the
@@ -136,6 +139,7 @@ pub async fn run(
 }
 
 async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: Option<&Clock>, publish: &Publish) {
+    let span = BatchSpan::start("postgresql", batch.iter().map(|job| &job.span));
     let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
     let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
     let mut changes = Vec::new();
@@ -158,6 +162,7 @@ async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: Option<&Clock>, 
             }
             Err(Failure::Retry(e) | Failure::Unavailable(e) | Failure::Statement(e)) => {
                 tracing::warn!(error = %e, writes = part.len(), "write transaction failed");
+                span.failed(&e.to_string());
                 for slot in &mut answers[part] {
                     *slot = Some(Err(copy(&e)));
                 }
