@@ -3,7 +3,6 @@
 //! part of a retry's identity.
 
 use opsd_domain::{Kind, OpType, Patch, Status, TraceContext};
-use opsd_store::Store;
 
 use crate::support::{new_op, open_store, resize};
 
