@@ -39,6 +39,7 @@ pub fn new_operation(project: &str, tag: &str, i: u64) -> NewOperation {
         region: Some("us-east-1".into()),
         zone: Some("us-east-1a".into()),
         target_link: None,
+        trace_context: None,
     }
 }
 

@@ -43,7 +43,9 @@ pub use error::{ApiError, Error, Result};
 pub use leases::ClaimRequest;
 pub use operations::ListQuery;
 pub use opsd_domain::cancel::CANCELLED;
-pub use opsd_domain::{Details, ErrorItem, FieldDiff, Kind, OpType, OperationError, Role, Status};
+pub use opsd_domain::{
+    Details, ErrorItem, FieldDiff, Kind, OpType, OperationError, Role, Status, TraceContext,
+};
 pub use retry::RetryPolicy;
 pub use types::{
     ApiKey, CreatedKey, Event, Lease, NewOperation, Operation, OperationPatch, Page, Pagination,
@@ -58,6 +60,28 @@ use retry::Idempotency;
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The W3C trace context sent with every request, if any.
+    trace: Option<Arc<TraceHeaders>>,
+}
+
+/// A trace context as the header values it is sent as (built once, not per request).
+struct TraceHeaders {
+    context: TraceContext,
+    parent: HeaderValue,
+    state: Option<HeaderValue>,
+}
+
+impl TraceHeaders {
+    fn new(context: TraceContext) -> Option<TraceHeaders> {
+        Some(TraceHeaders {
+            parent: HeaderValue::from_str(&context.traceparent()).ok()?,
+            state: context
+                .tracestate
+                .as_deref()
+                .and_then(|s| HeaderValue::from_str(s).ok()),
+            context,
+        })
+    }
 }
 
 struct Inner {
@@ -75,6 +99,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     retry: RetryPolicy,
     root_certificates: Vec<Vec<u8>>,
+    trace: Option<TraceContext>,
 }
 
 impl ClientBuilder {
@@ -105,6 +130,25 @@ impl ClientBuilder {
 
     /// Trusts this PEM certificate (e.g. a self-signed server's) besides the
     /// webpki roots.
+    /// Sends `context` as `traceparent`/`tracestate` with every request, so that the
+    /// server's spans join the caller's trace (see also [`Client::with_trace_context`]).
+    pub fn trace_context(mut self, context: TraceContext) -> Self {
+        self.trace = Some(context);
+        self
+    }
+
+    /// [`trace_context`](Self::trace_context) from the `TRACEPARENT` and `TRACESTATE`
+    /// environment variables, when `TRACEPARENT` holds a valid one (`opsd work` sets them
+    /// for its commands, so that a script's own calls join the operation's trace).
+    pub fn trace_context_from_env(mut self) -> Self {
+        let parent = std::env::var("TRACEPARENT").ok();
+        let state = std::env::var("TRACESTATE").ok();
+        if let Some(cx) = parent.and_then(|p| TraceContext::parse(&p, state.as_deref())) {
+            self.trace = Some(cx);
+        }
+        self
+    }
+
     pub fn add_root_certificate_pem(mut self, pem: &[u8]) -> Self {
         self.root_certificates.push(pem.to_vec());
         self
@@ -142,6 +186,7 @@ impl ClientBuilder {
                 timeout: self.timeout,
                 retry: self.retry,
             }),
+            trace: self.trace.and_then(TraceHeaders::new).map(Arc::new),
         })
     }
 }
@@ -161,10 +206,39 @@ impl Client {
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             root_certificates: Vec::new(),
+            trace: None,
         }
     }
 
     /// The server's base URL.
+    /// This client, sending `context` as its W3C trace context on every request (the
+    /// connection pool and settings are shared with `self`). The [`Worker`] uses it so
+    /// that the heartbeats and the final update of an operation join the trace of the
+    /// request that created it.
+    pub fn with_trace_context(&self, context: TraceContext) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            trace: TraceHeaders::new(context).map(Arc::new),
+        }
+    }
+
+    /// The trace context this client sends, if any.
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.trace.as_deref().map(|t| &t.context)
+    }
+
+    /// `request` with this client's trace context headers, if it has one.
+    fn traced(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let Some(trace) = &self.trace else {
+            return request;
+        };
+        let request = request.header("traceparent", trace.parent.clone());
+        match &trace.state {
+            Some(state) => request.header("tracestate", state.clone()),
+            None => request,
+        }
+    }
+
     pub fn base_url(&self) -> &str {
         &self.inner.base
     }
@@ -183,7 +257,8 @@ impl Client {
     ) -> Result<reqwest::Response> {
         let mut attempt = 0;
         loop {
-            let result = make(&self.inner.http)
+            let result = self
+                .traced(make(&self.inner.http))
                 .timeout(self.inner.timeout + extra)
                 .send()
                 .await;

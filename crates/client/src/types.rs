@@ -87,6 +87,10 @@ pub struct Operation {
     /// Someone asked to cancel it; its worker should stop.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// W3C trace context of the request that created it, if any; a worker sends it with
+    /// its heartbeats and final update so that they join that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<opsd_domain::TraceContext>,
 }
 
 impl Operation {

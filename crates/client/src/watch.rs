@@ -265,6 +265,7 @@ impl State {
         if let Some(last) = self.last {
             request = request.header("last-event-id", last.to_string());
         }
+        let request = self.client.traced(request);
         let error = match request.send().await {
             Ok(r) if r.status().is_success() => {
                 self.failures = 0;

@@ -20,6 +20,7 @@ mod new_operation;
 mod operation;
 pub mod state_machine;
 pub mod strict;
+pub mod trace_context;
 pub mod validate;
 
 pub use auth::{ApiKey, Denied, NewApiKey, Principal, ProjectScope, Role};
@@ -34,3 +35,4 @@ pub use operation::{
     Status, Warning, WarningData, now, truncate_micros,
 };
 pub use state_machine::Patch;
+pub use trace_context::TraceContext;

@@ -21,6 +21,10 @@ pub struct NewOperation {
     pub region: Option<String>,
     pub zone: Option<String>,
     pub target_link: Option<String>,
+    /// The creating request's trace context. Not part of the request's identity: a retry
+    /// with the same `request_id` from another trace is still the same request.
+    #[serde(skip)]
+    pub trace_context: Option<crate::TraceContext>,
 }
 
 impl NewOperation {
@@ -83,6 +87,7 @@ impl NewOperation {
             updated_at: now,
             version: 1,
             cancel_requested: false,
+            trace_context: self.trace_context,
         }
     }
 }

@@ -366,6 +366,10 @@ pub struct Operation {
     /// `CANCELLED` (absent in JSON snapshots written before cancellation existed).
     #[serde(default)]
     pub cancel_requested: bool,
+    /// Trace context of the request that created the operation, if it carried one (or
+    /// was traced by opsd itself); fixed at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<crate::TraceContext>,
 }
 
 /// One entry of an operation's history: the state right after a change.
@@ -412,6 +416,7 @@ mod tests {
             region: None,
             zone: Some("z".into()),
             target_link: None,
+            trace_context: None,
         };
         let mut op = new.into_operation(Uuid::now_v7(), t);
         op.started_at = Some(t);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use opsd_server::live::{Background, LiveConfig};
+use opsd_server::telemetry::Telemetry;
 use opsd_server::{AppState, Config, RateLimit};
 use tracing_subscriber::EnvFilter;
 
@@ -69,6 +70,12 @@ pub struct ServeArgs {
     /// API from a browser with their own key (CORS). Default: none.
     #[arg(long, env = "OPSD_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = opsd_server::http::parse_origin)]
     cors_allowed_origins: Vec<String>,
+    /// Export traces over OTLP (HTTP/protobuf) to this collector, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is added). Default: no tracing at all. The
+    /// service name comes from OTEL_SERVICE_NAME (default opsd), sampling from
+    /// OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 fn parse_retention(s: &str) -> Result<Duration, String> {
@@ -83,7 +90,8 @@ enum LogFormat {
 
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
-    init_logging(args.log_format);
+    let telemetry = start_telemetry(args.otlp_endpoint.as_deref())?;
+    init_logging(args.log_format, telemetry.as_ref());
     if std::env::var_os("OPSD_FAULT_HOOKS").is_some_and(|v| v == "1") {
         // Test-only: `POST /debug/faults/{worker}/panic` (opsd_store::supervise).
         opsd_store::supervise::enable_faults();
@@ -124,7 +132,16 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
         "opsd listening"
     );
     // Tests and scripts that pass port 0 read the chosen address from this line.
-    let state = AppState::from_parts(store.clone(), store, &config);
+    let operations: std::sync::Arc<dyn opsd_store::Store> = if telemetry.is_some() {
+        let system = match args.store.config() {
+            opsd_backends::StoreConfig::Sqlite { .. } => "sqlite",
+            opsd_backends::StoreConfig::Postgres { .. } => "postgresql",
+        };
+        std::sync::Arc::new(opsd_store::traced::TracedStore::new(store.clone(), system))
+    } else {
+        store.clone()
+    };
+    let state = AppState::from_parts(operations, store, &config);
     // Not println!, which panics when stdout cannot be written.
     let _ = writeln!(
         std::io::stdout(),
@@ -162,6 +179,10 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
         None => opsd_server::serve(listener, state, stop).await,
     };
     background.stop().await;
+    if let Some(telemetry) = telemetry {
+        // The last spans go out before the process exits.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    }
     served?;
     if let Ok(worker) = gave_up_rx.await {
         return Err(format!(
@@ -173,6 +194,24 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     }
     tracing::info!("opsd stopped");
     Ok(())
+}
+
+/// Starts trace export when an endpoint is given (flag or `OTEL_EXPORTER_OTLP_ENDPOINT`).
+fn start_telemetry(endpoint: Option<&str>) -> Result<Option<Telemetry>, BoxError> {
+    let Some(endpoint) = endpoint.filter(|e| !e.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    let sampler = opsd_server::telemetry::sampler(
+        var("OTEL_TRACES_SAMPLER").as_deref(),
+        var("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+    )?;
+    let service = var("OTEL_SERVICE_NAME").unwrap_or_else(|| "opsd".to_owned());
+    Ok(Some(Telemetry::start(endpoint, &service, sampler)?))
 }
 
 /// `opsd migrate`.
@@ -190,16 +229,37 @@ pub async fn migrate(store: &StoreArgs) -> Result<(), BoxError> {
 /// disk under the log is full) is dropped and counted, never raised, and a slow stderr
 /// delays only the log thread. `log_internal_errors(false)`: tracing-subscriber would
 /// otherwise report a failed write with `eprintln!`, which panics when stderr fails.
-fn init_logging(format: LogFormat) {
+///
+/// With trace export on, the subscriber is a registry with two layers: the log lines
+/// (filtered by `OPSD_LOG` as before) and the OpenTelemetry layer, which sees every
+/// span at info and above whatever the log level. Off, it is the plain formatter.
+fn init_logging(format: LogFormat, telemetry: Option<&Telemetry>) {
     let filter = EnvFilter::try_from_env("OPSD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(opsd_server::log::non_blocking(std::io::stderr()))
-        .log_internal_errors(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if let Some(telemetry) = telemetry {
+        use tracing_subscriber::prelude::*;
+        let otel = telemetry
+            .layer()
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(opsd_server::log::non_blocking(std::io::stderr()))
+            .log_internal_errors(false)
+            .with_ansi(ansi);
+        let registry = tracing_subscriber::registry().with(otel);
+        match format {
+            LogFormat::Text => registry.with(fmt.with_filter(filter)).init(),
+            LogFormat::Json => registry.with(fmt.json().with_filter(filter)).init(),
+        }
+    } else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(opsd_server::log::non_blocking(std::io::stderr()))
+            .log_internal_errors(false)
+            .with_ansi(ansi);
+        match format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().init(),
+        }
     }
     // Panic messages through the same log: the default hook writes stderr directly,
     // which blocks the panicking thread (a worker) when stderr is a pipe nobody reads.

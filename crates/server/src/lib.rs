@@ -6,6 +6,7 @@ pub mod http;
 pub mod live;
 pub mod log;
 pub mod metrics;
+pub mod telemetry;
 pub mod tls;
 
 use std::future::Future;

@@ -219,7 +219,11 @@ impl PostgresStore {
     async fn write(&self, write: Write) -> Result<Written> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { write, reply })
+            .send(Job {
+                write,
+                reply,
+                span: opsd_store::trace::WriteSpan::current(),
+            })
             .await
             .map_err(|_| StoreError::Internal("writer task has stopped".into()))?;
         answer

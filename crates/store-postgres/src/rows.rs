@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use opsd_domain::lease::HeldLease;
-use opsd_domain::{Event, Operation, micros};
+use opsd_domain::{Event, Operation, TraceContext, micros};
 use opsd_store::sql::codes::Coded;
 use opsd_store::{Result, StoreError, history};
 use time::OffsetDateTime;
@@ -106,7 +106,19 @@ pub fn operation(row: &Row) -> Result<Operation> {
         updated_at: time_at(row, 23)?,
         version: u64_at(row, 24)?,
         cancel_requested: get(row, 25)?,
+        trace_context: trace_context_at(row, 26)?,
     })
+}
+
+/// The trace context stored in columns `col` (traceparent bytes) and `col + 1`.
+fn trace_context_at(row: &Row, col: usize) -> Result<Option<TraceContext>> {
+    let Some(parent) = get::<Option<&[u8]>>(row, col)? else {
+        return Ok(None);
+    };
+    let state: Option<String> = get(row, col + 1)?;
+    TraceContext::from_stored(parent, state)
+        .map(Some)
+        .ok_or_else(|| bad(col, "a stored traceparent is 25 bytes"))
 }
 
 /// Reads the lease that follows the operation columns, if the operation holds one.
@@ -224,6 +236,8 @@ pub struct OperationArrays {
     version: Vec<i64>,
     cancel_requested: Vec<bool>,
     request_hash: Vec<Option<Vec<u8>>>,
+    trace_parent: Vec<Option<Vec<u8>>>,
+    trace_state: Vec<Option<String>>,
     lease_token_hash: Vec<Option<String>>,
     lease_worker: Vec<Option<String>>,
     lease_expires_at: Vec<Option<i64>>,
@@ -240,30 +254,32 @@ pub const PROJECTS_SQL: &str = "INSERT INTO projects (name) SELECT DISTINCT u.na
 /// Inserts the rows of [`OperationArrays::insert_params`] (their projects numbered by
 /// [`PROJECTS_SQL`] earlier in the flight). `seq` was reserved from the identity's
 /// sequence while the batch read, so that its events can name it in the same flight.
-/// `$28` is the batch's time: the times set to it take the feed head's stamp
+/// `$30` is the batch's time: the times set to it take the feed head's stamp
 /// ([`crate::feed::restamped`]).
 pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
-    let at = |column: &str| crate::feed::restamped(column, "$28::bigint");
+    let at = |column: &str| crate::feed::restamped(column, "$30::bigint");
     format!(
         "INSERT INTO operations (seq, id, project, kind, type, resource_id, status, \
          progress, status_message, description, details, error, warnings, \
          http_error_status_code, http_error_message, \"user\", request_id, region, zone, \
          target_link, created_at, started_at, ended_at, updated_at, version, \
-         cancel_requested, request_hash) OVERRIDING SYSTEM VALUE \
+         cancel_requested, request_hash, trace_parent, trace_state) OVERRIDING SYSTEM VALUE \
          SELECT u.seq, u.id, p.n, u.kind, u.type, u.resource_id, u.status, u.progress, \
          u.status_message, u.description, u.details, u.error, u.warnings, \
          u.http_error_status_code, u.http_error_message, u.user_name, u.request_id, \
          u.region, u.zone, u.target_link, {}, {}, {}, {}, u.version, u.cancel_requested, \
-         u.request_hash \
+         u.request_hash, u.trace_parent, u.trace_state \
          FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::smallint[], $5::smallint[], \
          $6::text[], $7::smallint[], $8::smallint[], $9::text[], $10::text[], $11::text[], \
          $12::text[], $13::text[], $14::smallint[], $15::text[], $16::text[], $17::text[], \
          $18::text[], $19::text[], $20::text[], $21::bigint[], $22::bigint[], $23::bigint[], \
-         $24::bigint[], $25::bigint[], $26::boolean[], $27::bytea[]) \
+         $24::bigint[], $25::bigint[], $26::boolean[], $27::bytea[], $28::bytea[], \
+         $29::text[]) \
          AS u(seq, id, project_id, kind, type, resource_id, status, progress, \
          status_message, description, details, error, warnings, http_error_status_code, \
          http_error_message, user_name, request_id, region, zone, target_link, created_at, \
-         started_at, ended_at, updated_at, version, cancel_requested, request_hash) \
+         started_at, ended_at, updated_at, version, cancel_requested, request_hash, \
+         trace_parent, trace_state) \
          JOIN projects p ON p.name = u.project_id JOIN feed_head h ON h.id = 1",
         at("u.created_at"),
         at("u.started_at"),
@@ -337,6 +353,11 @@ impl OperationArrays {
         self.version.push(big(op.version));
         self.cancel_requested.push(op.cancel_requested);
         self.request_hash.push(request_hash.map(<[u8]>::to_vec));
+        let trace = op.trace_context.as_ref();
+        self.trace_parent
+            .push(trace.map(|t| t.to_stored().to_vec()));
+        self.trace_state
+            .push(trace.and_then(|t| t.tracestate.clone()));
         self.lease_token_hash
             .push(lease.map(|l| l.token_hash.clone()));
         self.lease_worker.push(lease.map(|l| l.worker.clone()));
@@ -381,6 +402,8 @@ impl OperationArrays {
             &self.version,
             &self.cancel_requested,
             &self.request_hash,
+            &self.trace_parent,
+            &self.trace_state,
         ]
     }
 

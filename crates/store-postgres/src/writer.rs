@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use deadpool_postgres::Pool;
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewOperation, Patch};
+use opsd_store::trace::{BatchSpan, WriteSpan};
 use opsd_store::{Clock, Heartbeat, Preconditions, Result, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -92,6 +93,8 @@ pub enum Written {
 pub struct Job {
     pub write: Write,
     pub reply: oneshot::Sender<Result<Written>>,
+    /// The span of the store call that queued it, linked to the batch that commits it.
+    pub span: WriteSpan,
 }
 
 /// Where committed batches go: the pump (which publishes them on the feed) and, for the
@@ -156,6 +159,7 @@ async fn commit_batch(
     publish: &Publish,
     conflicts: &Conflicts,
 ) {
+    let span = BatchSpan::start("postgresql", batch.iter().map(|job| &job.span));
     let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
     let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
     let mut changes = Vec::new();
@@ -186,6 +190,7 @@ async fn commit_batch(
             }
             Err(Failure::Retry(e) | Failure::Unavailable(e) | Failure::Statement(e)) => {
                 tracing::warn!(error = %e, writes = part.len(), "write transaction failed");
+                span.failed(&e.to_string());
                 for slot in &mut answers[part] {
                     *slot = Some(Err(copy(&e)));
                 }

@@ -146,6 +146,7 @@ mod tests {
                 region: None,
                 zone: None,
                 target_link: None,
+                trace_context: None,
             };
             store.create(new).await.unwrap();
         }

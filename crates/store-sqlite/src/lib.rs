@@ -118,7 +118,11 @@ impl SqliteStore {
     pub(crate) async fn write(&self, write: Write) -> Result<Written> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { write, reply })
+            .send(Job {
+                write,
+                reply,
+                span: opsd_store::trace::WriteSpan::current(),
+            })
             .await
             .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
         // A write is dropped unanswered only by a writer that panicked in its batch: the

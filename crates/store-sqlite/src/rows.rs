@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use opsd_domain::{Event, Operation, micros};
+use opsd_domain::{Event, Operation, TraceContext, micros};
 use opsd_store::history;
 use opsd_store::sql::codes::Coded;
 use rusqlite::types::Type;
@@ -118,7 +118,19 @@ pub fn operation_from_row(row: &Row) -> rusqlite::Result<Operation> {
         updated_at: time_at(row, 23)?,
         version: u64_at(row, 24)?,
         cancel_requested: row.get(25)?,
+        trace_context: trace_context_at(row, 26)?,
     })
+}
+
+/// The trace context stored in columns `col` (traceparent bytes) and `col + 1`.
+fn trace_context_at(row: &Row, col: usize) -> rusqlite::Result<Option<TraceContext>> {
+    let Some(parent) = row.get::<_, Option<Vec<u8>>>(col)? else {
+        return Ok(None);
+    };
+    let state: Option<String> = row.get(col + 1)?;
+    TraceContext::from_stored(&parent, state)
+        .map(Some)
+        .ok_or_else(|| conversion(col, "a stored traceparent is 25 bytes".into()))
 }
 
 /// Reads one event of operation `operation_id` from
@@ -213,9 +225,9 @@ pub fn insert_operation(
         "INSERT INTO operations (id, project, kind, type, resource_id, status, progress, \
          status_message, description, details, error, warnings, http_error_status_code, \
          http_error_message, user, request_id, request_hash, region, zone, target_link, \
-         created_at, started_at, ended_at, updated_at, version) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-         ?20, ?21, ?22, ?23, ?24, ?25)",
+         created_at, started_at, ended_at, updated_at, version, trace_parent, trace_state) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+         ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
     )?
     .execute(params![
         id_bytes(op.id),
@@ -243,6 +255,10 @@ pub fn insert_operation(
         op.ended_at.map(micros),
         micros(op.updated_at),
         to_i64(op.version)?,
+        op.trace_context.as_ref().map(|t| t.to_stored().to_vec()),
+        op.trace_context
+            .as_ref()
+            .and_then(|t| t.tracestate.as_deref()),
     ])?;
     u64::try_from(conn.last_insert_rowid())
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{NewOperation, Operation, Patch};
 use opsd_store::rules;
+use opsd_store::trace::{BatchSpan, WriteSpan};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -78,6 +79,8 @@ pub enum Written {
 pub struct Job {
     pub write: Write,
     pub reply: oneshot::Sender<Result<Written>>,
+    /// The span of the store call that queued it, linked to the batch that commits it.
+    pub span: WriteSpan,
 }
 
 /// How a batch's answers reach their callers.
@@ -235,6 +238,7 @@ fn commit_batch(
     replies: &Replies,
     disk: &DiskHealth,
 ) {
+    let span = BatchSpan::start("sqlite", batch.iter().map(|job| &job.span));
     let mut changes = Vec::new();
     let outcome = (|| -> std::result::Result<Vec<Result<Written>>, Abort> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -279,6 +283,7 @@ fn commit_batch(
         }
         Err(abort) => {
             tracing::error!(error = %abort, writes = batch.len(), "write transaction failed");
+            span.failed(&abort.to_string());
             if let Some(health) = abort.disk_health() {
                 disk.set(health);
             }

@@ -55,6 +55,7 @@ impl Version {
             zone: _,
             target_link: _,
             created_at: _,
+            trace_context: _,
             // Changeable: kept by every event.
             status,
             progress,
@@ -103,6 +104,7 @@ impl Version {
             zone,
             target_link,
             created_at,
+            trace_context,
             status: _,
             progress: _,
             status_message: _,
@@ -131,6 +133,7 @@ impl Version {
             zone,
             target_link,
             created_at,
+            trace_context,
             status: self.status,
             progress: self.progress,
             status_message: self.status_message,
@@ -204,6 +207,7 @@ mod tests {
             region: Some("reg".into()),
             zone: Some("z".into()),
             target_link: Some("t".into()),
+            trace_context: None,
         }
         .into_operation(Uuid::now_v7(), at(0))
     }

@@ -31,6 +31,8 @@ pub mod sessions;
 pub mod sql;
 pub mod stats;
 pub mod supervise;
+pub mod trace;
+pub mod traced;
 
 pub use live::{Backfill, Change, Claimed, FEED_CAPACITY, Heartbeat, Preconditions, Renewed};
 pub use rules::Clock;

@@ -26,4 +26,5 @@ mod round_trips;
 mod stats;
 mod story;
 mod support;
+mod trace_context;
 mod two_writers;

@@ -90,6 +90,7 @@ pub fn new_op(project: &str, kind: Kind, op_type: OpType, resource: &str) -> New
         region: None,
         zone: None,
         target_link: None,
+        trace_context: None,
     }
 }
 

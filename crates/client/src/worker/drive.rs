@@ -43,6 +43,10 @@ impl Driver {
     {
         let id = lease.operation.id;
         let token = lease.lease_token;
+        // Heartbeats and the final update join the trace the operation was created in.
+        if let Some(cx) = &lease.operation.trace_context {
+            self.client = self.client.with_trace_context(cx.clone());
+        }
         if lease.operation.cancel_requested {
             // Cancelled while it was unknown, then claimed again: nothing to run.
             return self.cancel(id, &token).await;

@@ -32,6 +32,7 @@ pub(crate) fn op(status: Status) -> Operation {
         updated_at: t,
         version: 1,
         cancel_requested: false,
+        trace_context: None,
     }
 }
 

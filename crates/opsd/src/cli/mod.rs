@@ -48,7 +48,11 @@ impl Connection {
                 .map(|k| k.trim().to_owned())
                 .map_err(|_| "no API key: pass --key or set OPSD_KEY")?,
         };
-        let mut builder = Client::builder(&self.url).api_key(key);
+        // A command run by `opsd work` finds the operation's trace context in TRACEPARENT
+        // and carries it on.
+        let mut builder = Client::builder(&self.url)
+            .api_key(key)
+            .trace_context_from_env();
         if let Some(path) = &self.ca_cert {
             let pem =
                 std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -6,6 +6,9 @@
 //! - the operation is in the environment: `OPSD_OPERATION_ID`, `OPSD_PROJECT_ID`,
 //!   `OPSD_KIND`, `OPSD_TYPE`, `OPSD_RESOURCE_ID`, and the whole of it as JSON in
 //!   `OPSD_OPERATION`;
+//! - `TRACEPARENT` (and `TRACESTATE`) hold the W3C trace context of the request that
+//!   created the operation, when it has one, so that what the command does joins that
+//!   trace (`opsd ops` commands it runs send it on); otherwise both are removed;
 //! - a line `progress N [message]` on its stdout reports progress; other lines are
 //!   copied to opsd's stdout and stderr, prefixed with the operation id;
 //! - `OPSD_KEY` is removed from its environment, and it never sees the lease token;
@@ -168,7 +171,15 @@ async fn run_command(command: &[String], task: Task) -> Result<(), TaskError> {
             "OPSD_OPERATION",
             serde_json::to_string(&op).unwrap_or_default(),
         )
-        .stdin(std::process::Stdio::null())
+        .env_remove("TRACEPARENT")
+        .env_remove("TRACESTATE");
+    if let Some(cx) = &op.trace_context {
+        cmd.env("TRACEPARENT", cx.traceparent());
+        if let Some(state) = &cx.tracestate {
+            cmd.env("TRACESTATE", state);
+        }
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .process_group(0)

@@ -11,3 +11,4 @@ mod process;
 mod replicas;
 mod supervision;
 mod tls;
+mod traces;

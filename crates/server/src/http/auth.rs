@@ -360,6 +360,7 @@ where
             if let Some(Credential::Session(secret)) = credential {
                 request.extensions_mut().insert(session::Current(secret));
             }
+            crate::http::trace::record_key(principal.key_id);
             request.extensions_mut().insert(principal);
             next(request).await
         }

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod read_cache;
 pub mod request_id;
 pub mod system;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;

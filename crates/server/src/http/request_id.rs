@@ -10,17 +10,37 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use opsd_domain::TraceContext;
+use tracing::Instrument;
 
-tokio::task_local! {
+use crate::http::trace;
+
+/// What a request's handlers may ask about it without threading it through.
+struct Scope {
     /// Kept as the header value it is sent as: one allocation per request, shared by
     /// the task-local, the response header and the log line (only error bodies copy it).
-    static REQUEST_ID: HeaderValue;
+    id: HeaderValue,
+    /// The caller's W3C trace context, kept only while export is off (on, the request's
+    /// span carries it).
+    incoming_trace: Option<TraceContext>,
+}
+
+tokio::task_local! {
+    static REQUEST: Scope;
 }
 
 /// The id of the request being handled, if called inside one.
 pub fn current() -> Option<String> {
-    REQUEST_ID
-        .try_with(|id| id.to_str().ok().map(str::to_owned))
+    REQUEST
+        .try_with(|r| r.id.to_str().ok().map(str::to_owned))
+        .ok()
+        .flatten()
+}
+
+/// The trace context the request being handled came with (export off only).
+pub fn incoming_trace() -> Option<TraceContext> {
+    REQUEST
+        .try_with(|r| r.incoming_trace.clone())
         .ok()
         .flatten()
 }
@@ -68,7 +88,18 @@ pub async fn layer(request: Request, next: Next) -> Response {
     // The URI's parts share the request's buffer: cloning it copies no path.
     let (method, uri) = (request.method().clone(), request.uri().clone());
     let started = Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let incoming = trace::incoming(request.headers());
+    let span = opsd_store::trace::enabled()
+        .then(|| trace::request_span(&request, incoming.as_ref(), id.to_str().unwrap_or("-")));
+    let scope = Scope {
+        id: id.clone(),
+        incoming_trace: if span.is_some() { None } else { incoming },
+    };
+    let handled = REQUEST.scope(scope, next.run(request));
+    let mut response = match &span {
+        Some(span) => handled.instrument(span.clone()).await,
+        None => handled.await,
+    };
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // Successes are logged at debug: at tens of thousands of requests a second, a line
@@ -79,10 +110,18 @@ pub async fn layer(request: Request, next: Next) -> Response {
             tracing::event!($level, request_id = %id.to_str().unwrap_or("-"), %method, path = %uri.path(), status, latency_ms, "request")
         };
     }
-    match status {
+    let log = || match status {
         500.. => log_request!(tracing::Level::WARN),
         400..=499 => log_request!(tracing::Level::INFO),
         _ => log_request!(tracing::Level::DEBUG),
+    };
+    match &span {
+        // Inside the span, so that the line carries its trace and span ids.
+        Some(span) => {
+            trace::finish(span, status);
+            span.in_scope(log);
+        }
+        None => log(),
     }
     response.headers_mut().insert("x-request-id", id);
     response

@@ -18,4 +18,5 @@ mod read_cache;
 mod shutdown;
 mod support;
 mod system;
+mod trace_context;
 mod wire;

@@ -3,7 +3,7 @@
 //! (the compact row keeps its number).
 
 /// How many columns [`OPERATION_COLUMNS`] names (columns selected after it start here).
-pub const OPERATION_COLUMN_COUNT: usize = 26;
+pub const OPERATION_COLUMN_COUNT: usize = 28;
 
 /// The columns, in row-reader order.
 pub const OPERATION_COLUMNS: [&str; OPERATION_COLUMN_COUNT] = [
@@ -34,6 +34,9 @@ pub const OPERATION_COLUMNS: [&str; OPERATION_COLUMN_COUNT] = [
     "updated_at",
     "version",
     "cancel_requested",
+    // The creating request's trace context: traceparent as 25 bytes, tracestate as text.
+    "trace_parent",
+    "trace_state",
 ];
 
 /// [`OPERATION_COLUMNS`] as SELECT text, qualified with a table name or alias.

@@ -137,6 +137,7 @@ pub async fn claim(
     let Some(claimed) = state.store.claim(request).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
+    opsd_store::trace::link_to_creation(claimed.operation.trace_context.as_ref());
     let version = claimed.operation.version;
     let out = ClaimOut {
         operation: claimed.operation.into(),
@@ -190,6 +191,7 @@ pub async fn heartbeat(
         status_message: body.status_message,
     };
     let renewed = state.store.heartbeat(id, heartbeat).await?;
+    opsd_store::trace::link_to_creation(renewed.operation.trace_context.as_ref());
     let version = renewed.operation.version;
     Ok(with_etag(
         version,

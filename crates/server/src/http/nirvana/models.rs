@@ -4,7 +4,7 @@
 
 use opsd_domain::{
     Details, Event, Kind, NewOperation, OpType, Operation, OperationError, Patch, Status,
-    ValidationError, Warning,
+    TraceContext, ValidationError, Warning,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -90,6 +90,10 @@ pub struct OperationOut {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     #[schema(required = false)]
     pub cancel_requested: bool,
+    /// W3C trace context of the request that created the operation; omitted when that
+    /// request carried none (and opsd was not exporting traces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<TraceContext>,
 }
 
 impl From<Operation> for OperationOut {
@@ -120,6 +124,7 @@ impl From<Operation> for OperationOut {
             started_at: op.started_at,
             ended_at: op.ended_at,
             cancel_requested: op.cancel_requested,
+            trace_context: op.trace_context,
         }
     }
 }
@@ -212,6 +217,7 @@ impl OperationIn {
             region: self.region,
             zone: self.zone,
             target_link: self.target_link,
+            trace_context: None,
         };
         new.validate()?;
         Ok(new)

@@ -41,6 +41,7 @@ pub async fn create(
     caller.require_project(Role::Producer, &new.project_id)?;
     // Who asked for the change: the producer may say; otherwise it is the key's name.
     new.user.get_or_insert_with(|| caller.0.name.clone());
+    new.trace_context = crate::http::trace::creation_context();
     let created = state.store.create(new).await?;
     let op = created.operation;
     if created.created {
@@ -116,6 +117,7 @@ pub async fn update(
         caller.require_operation(Role::Producer, &op)?;
     }
     let op = state.store.update_with(id, patch, pre).await?;
+    opsd_store::trace::link_to_creation(op.trace_context.as_ref());
     Ok(with_etag(op.version, Json(OperationOut::from(op))))
 }
 

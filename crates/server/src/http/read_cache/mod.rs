@@ -320,6 +320,7 @@ mod tests {
             region: None,
             zone: None,
             target_link: None,
+            trace_context: None,
         }
         .into_operation(Uuid::now_v7(), opsd_domain::now())
     }

@@ -170,6 +170,7 @@ async fn a_watch_that_falls_behind_the_feed_ends() {
             region: None,
             zone: None,
             target_link: None,
+            trace_context: None,
         })
         .await
         .unwrap()
