@@ -7,5 +7,6 @@ mod retries;
 mod sdk;
 mod stub;
 mod support;
+mod trace;
 mod watch;
 mod worker;
