@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_compact_rows.sql")),
     (10, include_str!("../migrations/0010_feed_advance.sql")),
     (11, include_str!("../migrations/0011_compact_rows.sql")),
+    (12, include_str!("../migrations/0012_store_meta.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_compact_rows.sql")),
     (10, include_str!("../migrations/0010_feed_advance.sql")),
     (11, include_str!("../migrations/0011_compact_rows.sql")),
+    (12, include_str!("../migrations/0012_store_meta.sql")),
 ];
 
 /// A data step that runs in Rust after a migration's SQL, in the same transaction, for
