@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `opsd` binary.
 #![allow(clippy::unwrap_used)]
 
+mod backup;
 mod cli;
 mod crash_loop;
 mod database_url;
