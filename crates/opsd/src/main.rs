@@ -3,6 +3,7 @@
 
 mod backup;
 mod cli;
+mod copy;
 mod keys;
 mod serve;
 mod storage;
@@ -34,6 +35,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup into a data directory (opsd stopped); starts a new epoch.
     Restore(backup::RestoreArgs),
+    /// Copy a whole store into another (SQLite and PostgreSQL, either way): one pass,
+    /// resumable, then a verification. See docs/backup-and-move.md.
+    Copy(copy::CopyArgs),
     /// Manage API keys directly in the store (the server may be down).
     Keys(keys::KeysArgs),
     /// Talk to a running opsd: get, list, create, update, cancel, claim, wait for and
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
             Command::Migrate(store) => serve::migrate(&store).await.map(|()| cli::Exit::Ok),
             Command::Backup(args) => backup::backup(args).await.map(|()| cli::Exit::Ok),
             Command::Restore(args) => backup::restore(args).await.map(|()| cli::Exit::Ok),
+            Command::Copy(args) => copy::run(args).await.map(|()| cli::Exit::Ok),
             Command::Keys(args) => keys::run(args).await.map(|()| cli::Exit::Ok),
             Command::Ops(args) => cli::run(args).await,
             Command::Work(args) => cli::work::run(args).await.map(|()| cli::Exit::Ok),

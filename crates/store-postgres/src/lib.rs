@@ -14,6 +14,7 @@
 
 mod batch;
 mod config;
+pub mod copy;
 mod errors;
 pub mod feed;
 mod keys;
@@ -150,6 +151,9 @@ impl PostgresStore {
                 .map_err(|e| StoreError::Internal(format!("migrating {url}: {e}")))?;
             if !applied.is_empty() {
                 tracing::info!(?applied, database = %url, "applied migrations");
+            }
+            if copy::being_copied_into(&client).await? {
+                return Err(opsd_store::copy::being_copied_into());
             }
             let row = client
                 .query_one(

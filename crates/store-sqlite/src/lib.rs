@@ -8,6 +8,7 @@
 mod cancel;
 mod checkpoint;
 mod compact;
+pub mod copy;
 pub mod epoch;
 mod errors;
 mod feed;
@@ -88,6 +89,9 @@ impl SqliteStore {
             tracing::info!(?applied, path = %path.display(), "applied migrations");
         }
         let epoch = epoch::read(&conn).map_err(open_error(path))?;
+        if copy::being_copied_into(&conn).map_err(open_error(path))? {
+            return Err(opsd_store::copy::being_copied_into());
+        }
         // Each write runs in a savepoint, whose undo pages (the statement journal) SQLite
         // otherwise writes to a temporary file: a third of the writer's time went to
         // those pwrite() calls. A batch's undo pages are a few MiB at most.

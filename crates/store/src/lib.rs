@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 pub mod api_keys;
 pub mod backup;
+pub mod copy;
 pub mod history;
 mod live;
 pub mod rules;

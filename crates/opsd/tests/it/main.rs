@@ -3,6 +3,7 @@
 
 mod backup;
 mod cli;
+mod copy;
 mod crash_loop;
 mod database_url;
 mod disk_full;
