@@ -17,7 +17,7 @@ pub fn parse_store(s: &str) -> Result<StoreConfig, String> {
         let url = DatabaseUrl::from_str(s).map_err(|e| e.to_string())?;
         Ok(StoreConfig::Postgres {
             url: Box::new(url),
-            pool_size: 2,
+            pool_size: 8,
         })
     } else if s.is_empty() {
         Err("a store is a data directory or a postgres:// URL, not empty".into())

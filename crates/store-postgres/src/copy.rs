@@ -4,6 +4,7 @@
 //! head and moves the head, as the write path does.
 
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 use opsd_store::copy::{
     self, Batch, CopySource, CopyTarget, Counts, EventRow, KeyRow, OperationRow, Progress, meta,
 };
@@ -20,6 +21,8 @@ use crate::migrations;
 /// One end of a copy: one connection to the database.
 pub struct PostgresCopy {
     client: Mutex<deadpool_postgres::Object>,
+    /// Project numbers already looked up or made (a target's projects only grow).
+    projects: Mutex<std::collections::HashMap<String, i32>>,
 }
 
 impl PostgresCopy {
@@ -27,6 +30,7 @@ impl PostgresCopy {
     pub async fn source(url: &DatabaseUrl) -> Result<Self> {
         Ok(PostgresCopy {
             client: Mutex::new(crate::connect(url).await?),
+            projects: Mutex::default(),
         })
     }
 
@@ -38,6 +42,7 @@ impl PostgresCopy {
             .map_err(|e| StoreError::Internal(format!("migrating {url}: {e}")))?;
         Ok(PostgresCopy {
             client: Mutex::new(client),
+            projects: Mutex::default(),
         })
     }
 }
@@ -271,6 +276,19 @@ impl CopyTarget for PostgresCopy {
     async fn apply(&self, batch: &Batch) -> Result<()> {
         let mut c = self.client.lock().await;
         let tx = c.transaction().await.map_err(ctx("begin"))?;
+        let mut projects = self.projects.lock().await;
+        for name in batch
+            .operations
+            .iter()
+            .map(|o| &o.project)
+            .chain(batch.events.iter().map(|e| &e.project))
+        {
+            if !projects.contains_key(name) {
+                let n = project_number(&tx, name).await?;
+                projects.insert(name.clone(), n);
+            }
+        }
+        let project = |name: &String| projects.get(name).copied().unwrap_or_default();
         let update = tx
             .prepare(&copy::update_operation_sql())
             .await
@@ -279,50 +297,30 @@ impl CopyTarget for PostgresCopy {
             .prepare(&copy::insert_operation_sql())
             .await
             .map_err(ctx("prepare insert"))?;
-        for o in &batch.operations {
-            let project = project_number(&tx, &o.project).await?;
-            let params: [&(dyn ToSql + Sync); 30] = [
-                &o.id,
-                &project,
-                &o.kind,
-                &o.op_type,
-                &o.resource_id,
-                &o.status,
-                &o.progress,
-                &o.status_message,
-                &o.description,
-                &o.details,
-                &o.error,
-                &o.warnings,
-                &o.http_error_status_code,
-                &o.http_error_message,
-                &o.user,
-                &o.request_id,
-                &o.request_hash,
-                &o.region,
-                &o.zone,
-                &o.target_link,
-                &o.created_at,
-                &o.started_at,
-                &o.ended_at,
-                &o.updated_at,
-                &o.version,
-                &o.lease_token_hash,
-                &o.lease_worker,
-                &o.lease_expires_at,
-                &o.lease_duration_ms,
-                &o.cancel_requested,
-            ];
-            let updated = tx
-                .execute(&update, &params)
-                .await
-                .map_err(ctx("update operation"))?;
-            if updated == 0 {
-                tx.execute(&insert_op, &params)
-                    .await
-                    .map_err(ctx("insert operation"))?;
-            }
-        }
+        let numbers: Vec<i32> = batch
+            .operations
+            .iter()
+            .map(|o| project(&o.project))
+            .collect();
+        let params: Vec<[&(dyn ToSql + Sync); 30]> = batch
+            .operations
+            .iter()
+            .zip(&numbers)
+            .map(|(o, n)| operation_params(o, n))
+            .collect();
+        // Statements on one connection are pipelined: sent together, answered in order.
+        let updated = try_join_all(params.iter().map(|p| tx.execute(&update, p)))
+            .await
+            .map_err(ctx("update operation"))?;
+        try_join_all(
+            params
+                .iter()
+                .zip(updated)
+                .filter(|(_, n)| *n == 0)
+                .map(|(p, _)| tx.execute(&insert_op, p)),
+        )
+        .await
+        .map_err(ctx("insert operation"))?;
         let head: i64 = tx
             .query_one(
                 "SELECT last_event_seq FROM feed_head WHERE id = 1 FOR UPDATE",
@@ -340,35 +338,20 @@ impl CopyTarget for PostgresCopy {
             ))
             .await
             .map_err(ctx("prepare event insert"))?;
-        let mut seq = head;
-        let mut stamp = 0i64;
-        for e in &batch.events {
-            seq += 1;
-            stamp = stamp.max(e.at);
-            let project = project_number(&tx, &e.project).await?;
-            tx.execute(
-                &insert,
-                &[
-                    &seq,
-                    &e.operation_id,
-                    &project,
-                    &e.version,
-                    &e.status,
-                    &e.progress,
-                    &e.status_message,
-                    &e.at,
-                    &e.started_at,
-                    &e.ended_at,
-                    &e.error,
-                    &e.warnings,
-                    &e.http_error_status_code,
-                    &e.http_error_message,
-                    &e.cancel_requested,
-                ],
-            )
+        let seqs: Vec<i64> = (1..=batch.events.len() as i64).map(|i| head + i).collect();
+        let event_projects: Vec<i32> = batch.events.iter().map(|e| project(&e.project)).collect();
+        let event_params: Vec<[&(dyn ToSql + Sync); 15]> = batch
+            .events
+            .iter()
+            .zip(&seqs)
+            .zip(&event_projects)
+            .map(|((e, seq), project)| event_params(e, seq, project))
+            .collect();
+        try_join_all(event_params.iter().map(|p| tx.execute(&insert, p)))
             .await
             .map_err(ctx("insert event"))?;
-        }
+        let seq = head + batch.events.len() as i64;
+        let stamp = batch.events.iter().map(|e| e.at).max().unwrap_or(0);
         tx.execute(
             "UPDATE feed_head SET last_event_seq = $1, stamp = GREATEST(stamp, $2) WHERE id = 1",
             &[&seq, &stamp],
@@ -376,6 +359,7 @@ impl CopyTarget for PostgresCopy {
         .await
         .map_err(ctx("move feed head"))?;
         set_meta(&tx, meta::AFTER, &batch.after.to_string()).await?;
+        drop(projects);
         tx.commit().await.map_err(ctx("commit"))
     }
 
@@ -405,4 +389,65 @@ impl CopyTarget for PostgresCopy {
     async fn finish(&self) -> Result<()> {
         set_meta(&*self.client.lock().await, meta::STATE, "done").await
     }
+}
+
+/// An operation's parameters in [`copy::OPERATION_COLUMNS`] order.
+fn operation_params<'a>(o: &'a OperationRow, project: &'a i32) -> [&'a (dyn ToSql + Sync); 30] {
+    [
+        &o.id,
+        project,
+        &o.kind,
+        &o.op_type,
+        &o.resource_id,
+        &o.status,
+        &o.progress,
+        &o.status_message,
+        &o.description,
+        &o.details,
+        &o.error,
+        &o.warnings,
+        &o.http_error_status_code,
+        &o.http_error_message,
+        &o.user,
+        &o.request_id,
+        &o.request_hash,
+        &o.region,
+        &o.zone,
+        &o.target_link,
+        &o.created_at,
+        &o.started_at,
+        &o.ended_at,
+        &o.updated_at,
+        &o.version,
+        &o.lease_token_hash,
+        &o.lease_worker,
+        &o.lease_expires_at,
+        &o.lease_duration_ms,
+        &o.cancel_requested,
+    ]
+}
+
+/// An event's parameters: its new seq, its operation's id, then [`copy::EVENT_COLUMNS`].
+fn event_params<'a>(
+    e: &'a EventRow,
+    seq: &'a i64,
+    project: &'a i32,
+) -> [&'a (dyn ToSql + Sync); 15] {
+    [
+        seq,
+        &e.operation_id,
+        project,
+        &e.version,
+        &e.status,
+        &e.progress,
+        &e.status_message,
+        &e.at,
+        &e.started_at,
+        &e.ended_at,
+        &e.error,
+        &e.warnings,
+        &e.http_error_status_code,
+        &e.http_error_message,
+        &e.cancel_requested,
+    ]
 }

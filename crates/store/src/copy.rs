@@ -293,7 +293,8 @@ pub struct Fingerprint {
 /// The fingerprint of a store, read through the same [`Store`] calls the API serves
 /// from: every project, every page of its operations, every operation's history.
 pub async fn fingerprint(store: &dyn Store, counts: Counts) -> Result<Fingerprint> {
-    let mut lines: Vec<(Uuid, Vec<u8>)> = Vec::new();
+    use futures_util::{StreamExt, TryStreamExt};
+    let mut operations = Vec::new();
     for project in store.projects().await? {
         let filter = ListFilter {
             project_id: project.project_id.clone(),
@@ -312,31 +313,37 @@ pub async fn fingerprint(store: &dyn Store, counts: Counts) -> Result<Fingerprin
                     },
                 )
                 .await?;
-            for op in page.items {
-                // Seqs are the store's own numbering, renumbered by a copy.
-                let mut rendered = serde_json::to_value(&op).map_err(internal)?;
-                if let Some(fields) = rendered.as_object_mut() {
-                    fields.remove("seq");
-                }
-                let mut line = serde_json::to_vec(&rendered).map_err(internal)?;
-                for e in store.events(op.id).await? {
-                    let event = serde_json::json!([
-                        e.version,
-                        e.status,
-                        e.progress,
-                        e.status_message,
-                        opsd_domain::micros(e.at),
-                    ]);
-                    line.extend(serde_json::to_vec(&event).map_err(internal)?);
-                }
-                lines.push((op.id, line));
-            }
+            operations.extend(page.items);
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
     }
+    // Histories are read several at a time: one round trip each on PostgreSQL.
+    let mut lines: Vec<(Uuid, Vec<u8>)> = futures_util::stream::iter(operations)
+        .map(|op| async move {
+            // Seqs are the store's own numbering, renumbered by a copy.
+            let mut rendered = serde_json::to_value(&op).map_err(internal)?;
+            if let Some(fields) = rendered.as_object_mut() {
+                fields.remove("seq");
+            }
+            let mut line = serde_json::to_vec(&rendered).map_err(internal)?;
+            for e in store.events(op.id).await? {
+                let event = serde_json::json!([
+                    e.version,
+                    e.status,
+                    e.progress,
+                    e.status_message,
+                    opsd_domain::micros(e.at),
+                ]);
+                line.extend(serde_json::to_vec(&event).map_err(internal)?);
+            }
+            Ok::<_, StoreError>((op.id, line))
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
     lines.sort_by_key(|l| l.0);
     let mut hasher = Sha256::new();
     for (_, line) in &lines {

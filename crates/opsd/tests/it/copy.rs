@@ -189,7 +189,10 @@ async fn sqlite_to_postgres_to_sqlite_answers_byte_for_byte_the_same() {
     let started = std::time::Instant::now();
     seed(&a, 10_000).await;
     eprintln!("seeded in {:?}", started.elapsed());
-    let pg = opsd_backends::testing::fresh_schema().await.to_string();
+    let pg = opsd_backends::testing::fresh_schema()
+        .await
+        .expose()
+        .to_owned();
     let (a_arg, b_arg) = (a.display().to_string(), b.display().to_string());
     let there = tokio::task::spawn_blocking({
         let (a_arg, pg) = (a_arg.clone(), pg.clone());
