@@ -334,3 +334,108 @@ async fn a_copy_killed_midway_resumes_and_verifies() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// The switch-over: a first pass while the source serves writes, then the source made
+/// read-only (writes answer 503 `read_only`), a final pass that copies what changed
+/// since, and a verification that passes; the copy then serves every write the source
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_pass_while_serving_and_a_final_pass_read_only_miss_nothing() {
+    if backend() == TestBackend::Postgres {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let source = serve_sqlite(&a);
+    let client = source.client();
+    let write = |i: usize| {
+        let (client, base) = (client.clone(), source.base.clone());
+        async move {
+            let body = serde_json::json!({"project_id": "p", "kind": "vm", "type": "create",
+                                          "resource_id": format!("vm-{i}")});
+            let resp = client
+                .post(format!("{base}/v1/operations"))
+                .json(&body)
+                .send()
+                .await
+                .ok()?;
+            if resp.status() != 201 {
+                return None;
+            }
+            let op: Value = resp.json().await.ok()?;
+            let id = op["id"].as_str()?.to_owned();
+            let resp = client
+                .patch(format!("{base}/v1/operations/{id}"))
+                .json(&serde_json::json!({"status": "running"}))
+                .send()
+                .await
+                .ok()?;
+            (resp.status() == 200).then_some(id)
+        }
+    };
+    let mut acked: Vec<String> = join_all((0..200).map(write))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    // The first pass, with writes going on.
+    let (a_arg, b_arg) = (a.display().to_string(), b.display().to_string());
+    let first = tokio::spawn({
+        let (a_arg, b_arg) = (a_arg.clone(), b_arg.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                copy(&a_arg, &b_arg, &["--no-verify", "--batch-size", "50"])
+            })
+            .await
+            .unwrap()
+        }
+    });
+    let mut i = 200;
+    while !first.is_finished() {
+        acked.extend(join_all((i..i + 20).map(write)).await.into_iter().flatten());
+        i += 20;
+    }
+    assert!(first.await.unwrap().status.success());
+    acked.extend(join_all((i..i + 50).map(write)).await.into_iter().flatten());
+
+    // Read-only: writes refused with a clear code.
+    let resp = client
+        .put(format!("{}/v1/admin/read_only", source.base))
+        .json(&serde_json::json!({"read_only": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let refused = client
+        .post(format!("{}/v1/operations", source.base))
+        .json(&serde_json::json!({"project_id": "p", "kind": "vm", "type": "create", "resource_id": "late"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.json::<Value>().await.unwrap()["code"], "read_only");
+
+    // The final pass, then the copy serves everything acknowledged.
+    let out = tokio::task::spawn_blocking(move || copy(&a_arg, &b_arg, &["-o", "json"]))
+        .await
+        .unwrap();
+    let lines = passed(&out);
+    let pass = lines.iter().find(|l| l["event"] == "pass").unwrap();
+    assert_eq!(pass["report"]["resumed"], true);
+    drop(source);
+    std::fs::copy(a.join("admin.key"), b.join("admin.key")).unwrap();
+    let moved = serve_sqlite(&b);
+    let client = moved.client();
+    for id in &acked {
+        let op: Value = client
+            .get(format!("{}/v1/operations/{id}", moved.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(op["status"], "running", "{id}: {op}");
+    }
+    eprintln!("{} writes acknowledged, all in the copy", acked.len());
+}
