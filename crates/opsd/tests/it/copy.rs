@@ -320,6 +320,15 @@ async fn a_copy_killed_midway_resumes_and_verifies() {
     assert!(pass["report"]["after"].as_i64().unwrap() > interrupted_at);
     assert_eq!(copy_state(&target).as_deref(), Some("done"));
 
+    // A target where an unused `opsd serve` made its first admin key is empty: the key
+    // is replaced by the source's, and the copy says so.
+    let d = dir.path().join("d");
+    drop(serve_sqlite(&d));
+    let out = copy(&a.display().to_string(), &d.display().to_string(), &["-o", "json"]);
+    let lines = passed(&out);
+    let pass = lines.iter().find(|l| l["event"] == "pass").unwrap();
+    assert!(pass["report"]["replaced_first_key"].is_string(), "{pass}");
+
     // A target holding another store is refused, and so is a non-empty one.
     let c = dir.path().join("c");
     seed(&c, 5).await;
