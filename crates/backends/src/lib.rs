@@ -12,6 +12,7 @@ use opsd_store::{Clock, KeyStore, Store, StoreError};
 
 pub use opsd_store_postgres::DatabaseUrl;
 
+pub mod copy;
 pub mod testing;
 
 /// A store with its key store: what a server needs.

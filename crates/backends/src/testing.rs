@@ -119,7 +119,7 @@ pub fn process_store_args(data_dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Creates an empty schema and returns a URL whose connections use it.
-async fn fresh_schema() -> DatabaseUrl {
+pub async fn fresh_schema() -> DatabaseUrl {
     let base = std::env::var(DATABASE_URL_VAR)
         .unwrap_or_else(|_| panic!("{BACKEND_VAR}=postgres needs {DATABASE_URL_VAR}"));
     let url: DatabaseUrl = base.parse().expect("valid test database URL");

@@ -12,6 +12,7 @@
 //! On PostgreSQL every scenario runs at each round trip of `--pg-rtt` in turn, behind a
 //! delaying proxy above zero (`link`); `opsd-bench proxy` runs that proxy on its own.
 
+mod backup;
 mod ceiling;
 mod ceiling_pg;
 mod charts;
@@ -357,6 +358,12 @@ fn run(cli: &Cli) -> Result<(), String> {
                     "create_durable" => writes::create_durable(ctx).map(done),
                     "transition" => writes::transition(ctx).map(done),
                     "wait_wakeup" => wait::wait_wakeup(ctx),
+                    "backup" => match ctx.backend {
+                        Backend::Sqlite => backup::backup(ctx).map(done),
+                        Backend::Postgres(_) => Ok(Entry::Skipped(
+                            "PostgreSQL is backed up with its own tools (pg_dump)".into(),
+                        )),
+                    },
                     _ => wait::wait_many(ctx),
                 })
                 .and_then(|(entry, notes)| entry.map(|e| annotate(e, notes)))

@@ -12,7 +12,7 @@ use crate::outcome::Entry;
 use crate::plan::Mode;
 
 /// The scenarios, in the order they run and are reported.
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 9] = [
     "get_by_id",
     "list_first_page",
     "list_deep_page",
@@ -20,6 +20,7 @@ pub const SCENARIOS: [&str; 8] = [
     "transition",
     "wait_wakeup",
     "wait_many",
+    "backup",
     "scale",
 ];
 

@@ -24,6 +24,7 @@
 //! `operations` (get, list, create, update, events, cancel, wait), `watch`, `leases`
 //! (claim, heartbeat), `keys`, then [`worker`].
 
+mod admin;
 mod error;
 mod keys;
 mod leases;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 
+pub use admin::BackupDownload;
 pub use error::{ApiError, Error, Result};
 pub use leases::ClaimRequest;
 pub use operations::ListQuery;

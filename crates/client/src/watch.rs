@@ -119,7 +119,7 @@ struct State {
     client: Client,
     query: WatchQuery,
     /// The last event delivered (or the requested start).
-    last: Option<u64>,
+    last: Option<EventId>,
     events: Option<Events>,
     /// Failed connection attempts in a row.
     failures: u32,
@@ -154,7 +154,7 @@ impl Client {
     ) -> impl Stream<Item = Result<WatchEvent>> + Send + 'static {
         let state = State {
             client: self.clone(),
-            last: query.after,
+            last: query.after.map(|seq| EventId { epoch: None, seq }),
             query,
             events: None,
             failures: 0,
@@ -215,24 +215,26 @@ impl State {
     /// Turns one SSE event into a stream item; `None` for what the caller need not see
     /// (unknown event types, an event already delivered).
     fn accept(&mut self, event: eventsource_stream::Event) -> Result<Option<WatchEvent>> {
-        let seq = event.id.parse::<u64>().ok();
+        let id = EventId::parse(&event.id);
         match event.event.as_str() {
             "operation" => {
-                let seq = seq.ok_or_else(|| Error::Decode("watch event without an id".into()))?;
-                if self.last.is_some_and(|last| seq <= last) {
+                let id = id.ok_or_else(|| Error::Decode("watch event without an id".into()))?;
+                if self.last.as_ref().is_some_and(|last| id.not_after(last)) {
                     return Ok(None);
                 }
+                let seq = id.seq;
                 let operation: Operation = serde_json::from_str(&event.data)
                     .map_err(|e| Error::Decode(format!("watch event {seq}: {e}")))?;
-                self.last = Some(seq);
+                self.last = Some(id);
                 Ok(Some(WatchEvent::Changed {
                     seq,
                     operation: Box::new(operation),
                 }))
             }
             "reset" => {
-                let seq = seq.ok_or_else(|| Error::Decode("reset event without an id".into()))?;
-                self.last = Some(seq);
+                let id = id.ok_or_else(|| Error::Decode("reset event without an id".into()))?;
+                let seq = id.seq;
+                self.last = Some(id);
                 let message = serde_json::from_str::<serde_json::Value>(&event.data)
                     .ok()
                     .and_then(|v| v["message"].as_str().map(str::to_owned))
@@ -262,7 +264,7 @@ impl State {
             .get(self.client.url("/v1/operations/watch"))
             .query(&self.query.pairs())
             .header("accept", "text/event-stream");
-        if let Some(last) = self.last {
+        if let Some(last) = &self.last {
             request = request.header("last-event-id", last.to_string());
         }
         let request = self.client.traced(request);
@@ -289,5 +291,79 @@ impl State {
         } else {
             Err(Error::Api(error))
         }
+    }
+}
+
+/// A watch event's id as the server sent it: `<epoch>-<seq>` (a bare seq from servers
+/// before epochs, or a caller's starting point). The epoch is the store's: after a
+/// restore or a copy the same seq may name another change, so the id is sent back
+/// whole and the server decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EventId {
+    epoch: Option<String>,
+    seq: u64,
+}
+
+impl EventId {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw.rsplit_once('-') {
+            Some((epoch, seq)) => Some(EventId {
+                epoch: Some(epoch.to_owned()),
+                seq: seq.parse().ok()?,
+            }),
+            None => Some(EventId {
+                epoch: None,
+                seq: raw.parse().ok()?,
+            }),
+        }
+    }
+
+    /// Whether this event was already delivered: same epoch (or one side without) and
+    /// no later seq. An event of another epoch follows a reset and is always new.
+    fn not_after(&self, last: &EventId) -> bool {
+        let same_epoch = match (&self.epoch, &last.epoch) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        same_epoch && self.seq <= last.seq
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.epoch {
+            Some(epoch) => write!(f, "{epoch}-{}", self.seq),
+            None => write!(f, "{}", self.seq),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventId;
+
+    #[test]
+    fn event_ids_round_trip_and_order_within_an_epoch() {
+        let id = EventId::parse("0a1b2c3d4e5f6071-42").unwrap();
+        assert_eq!(id.to_string(), "0a1b2c3d4e5f6071-42");
+        assert_eq!(EventId::parse("7").unwrap().to_string(), "7");
+        assert!(EventId::parse("x-y").is_none());
+        let earlier = EventId::parse("aa-41").unwrap();
+        assert!(earlier.not_after(&id) || earlier.epoch != id.epoch);
+        assert!(
+            !EventId::parse("bb-1")
+                .unwrap()
+                .not_after(&EventId::parse("aa-9").unwrap())
+        );
+        assert!(
+            EventId::parse("aa-9")
+                .unwrap()
+                .not_after(&EventId::parse("aa-9").unwrap())
+        );
+        assert!(
+            EventId::parse("aa-3")
+                .unwrap()
+                .not_after(&EventId::parse("5").unwrap())
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! `opsd`: one binary for the server and its tools. This file only parses flags; each
 //! subcommand lives in its own module.
 
+mod backup;
 mod cli;
+mod copy;
 mod keys;
 mod serve;
 mod storage;
@@ -28,6 +30,14 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit (`serve` also applies them at start-up).
     Migrate(storage::StoreArgs),
+    /// Back up a SQLite store while opsd serves it: from its data directory, or by asking
+    /// the server (POST /v1/admin/backup).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a data directory (opsd stopped); starts a new epoch.
+    Restore(backup::RestoreArgs),
+    /// Copy a whole store into another (SQLite and PostgreSQL, either way): one pass,
+    /// resumable, then a verification. See docs/backup-and-move.md.
+    Copy(copy::CopyArgs),
     /// Manage API keys directly in the store (the server may be down).
     Keys(keys::KeysArgs),
     /// Talk to a running opsd: get, list, create, update, cancel, claim, wait for and
@@ -78,6 +88,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map(|()| cli::Exit::Ok),
             Command::Migrate(store) => serve::migrate(&store).await.map(|()| cli::Exit::Ok),
+            Command::Backup(args) => backup::backup(args).await.map(|()| cli::Exit::Ok),
+            Command::Restore(args) => backup::restore(args).await.map(|()| cli::Exit::Ok),
+            Command::Copy(args) => copy::run(args).await.map(|()| cli::Exit::Ok),
             Command::Keys(args) => keys::run(args).await.map(|()| cli::Exit::Ok),
             Command::Ops(args) => cli::run(args).await,
             Command::Work(args) => cli::work::run(args).await.map(|()| cli::Exit::Ok),

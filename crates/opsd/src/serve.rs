@@ -24,6 +24,10 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     store: StoreArgs,
+    /// Refuse every write (503 `read_only`) until an admin sends
+    /// `PUT /v1/admin/read_only {"read_only": false}`: for the last pass of `opsd copy`.
+    #[arg(long, env = "OPSD_READ_ONLY")]
+    read_only: bool,
     /// Longest an ordinary request may take (wait and watch excepted), e.g. 30s.
     #[arg(long, env = "OPSD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
@@ -115,6 +119,7 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
         tls: args.tls_cert.is_some(),
         cors_allowed_origins: args.cors_allowed_origins.clone(),
         read_cache_bytes: (args.read_cache_mib as usize) << 20,
+        read_only: args.read_only,
     };
     // Read the certificate before binding, so a bad file fails the start cleanly.
     let tls = match (&args.tls_cert, &args.tls_key) {

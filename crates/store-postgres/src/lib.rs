@@ -14,6 +14,7 @@
 
 mod batch;
 mod config;
+pub mod copy;
 mod errors;
 pub mod feed;
 mod keys;
@@ -99,6 +100,8 @@ pub struct PostgresStore {
     conflicts: Arc<writer::Conflicts>,
     /// Shared with the pump: the last event seq it published.
     signals: Arc<pump::Signals>,
+    /// The store's epoch, read at open (only a copy into this database changes it).
+    epoch: String,
     /// Dropped with the store: stops the listener.
     _stop_listening: tokio::sync::watch::Sender<()>,
 }
@@ -142,7 +145,7 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("connection pool: {e}")))?;
-        let (schema, head) = {
+        let (schema, head, epoch) = {
             let mut client = pool.get().await.map_err(errors::pool)?;
             let applied = migrations::migrate(&mut client)
                 .await
@@ -150,14 +153,23 @@ impl PostgresStore {
             if !applied.is_empty() {
                 tracing::info!(?applied, database = %url, "applied migrations");
             }
+            if copy::being_copied_into(&client).await? {
+                return Err(opsd_store::copy::being_copied_into());
+            }
             let row = client
                 .query_one(
-                    "SELECT current_schema()::text, last_event_seq FROM feed_head WHERE id = 1",
+                    "SELECT current_schema()::text, last_event_seq, \
+                     (SELECT value FROM store_meta WHERE key = 'epoch') \
+                     FROM feed_head WHERE id = 1",
                     &[],
                 )
                 .await
                 .map_err(ctx("read feed head"))?;
-            (row.get::<_, String>(0), row.get::<_, i64>(1).unsigned_abs())
+            (
+                row.get::<_, String>(0),
+                row.get::<_, i64>(1).unsigned_abs(),
+                row.get::<_, String>(2),
+            )
         };
         let channel = listen::channel(&schema);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -212,6 +224,7 @@ impl PostgresStore {
             gaps,
             conflicts,
             signals,
+            epoch,
             _stop_listening: stop_listening,
         })
     }
@@ -475,6 +488,10 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(ctx("ping"))?;
         Ok(())
+    }
+
+    fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

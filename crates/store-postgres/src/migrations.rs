@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/0011_compact_rows.sql")),
     (12, include_str!("../migrations/0012_feed_restamp.sql")),
     (13, include_str!("../migrations/0013_trace_context.sql")),
+    (14, include_str!("../migrations/0014_store_meta.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -8,6 +8,8 @@
 mod cancel;
 mod checkpoint;
 mod compact;
+pub mod copy;
+pub mod epoch;
 mod errors;
 mod feed;
 mod google_filter;
@@ -21,6 +23,7 @@ mod retention;
 mod rows;
 mod seq_search;
 mod sessions;
+pub mod snapshot;
 mod stats;
 mod writer;
 
@@ -60,6 +63,8 @@ pub struct SqliteStore {
     disk: Arc<writer::DiskHealth>,
     readers: Arc<Readers>,
     feed: broadcast::Sender<Change>,
+    /// The store's epoch, read at open (only an offline restore or copy changes it).
+    epoch: String,
 }
 
 impl SqliteStore {
@@ -82,6 +87,10 @@ impl SqliteStore {
         let applied = migrations::migrate(&mut conn).map_err(open_error(path))?;
         if !applied.is_empty() {
             tracing::info!(?applied, path = %path.display(), "applied migrations");
+        }
+        let epoch = epoch::read(&conn).map_err(open_error(path))?;
+        if copy::being_copied_into(&conn).map_err(open_error(path))? {
+            return Err(opsd_store::copy::being_copied_into());
         }
         // Each write runs in a savepoint, whose undo pages (the statement journal) SQLite
         // otherwise writes to a temporary file: a third of the writer's time went to
@@ -112,6 +121,7 @@ impl SqliteStore {
                 idle: Mutex::new(Vec::new()),
             }),
             feed,
+            epoch,
         })
     }
 
@@ -246,6 +256,25 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
+    }
+
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    async fn backup(&self) -> Result<opsd_store::backup::Taken> {
+        let from = self.readers.path.clone();
+        // Beside the database: the same filesystem, which has room for the database.
+        let to = from.with_file_name(format!(".opsd-backup-{}.db", Uuid::now_v7()));
+        let path = to.clone();
+        let summary = tokio::task::spawn_blocking(move || snapshot::backup(&from, &to, &|_| {}))
+            .await
+            .map_err(|e| StoreError::Internal(format!("backup task failed: {e}")))?
+            .map_err(|e| match e {
+                snapshot::SnapshotError::Io(detail) => StoreError::Unavailable(detail),
+                other => StoreError::Internal(other.to_string()),
+            })?;
+        Ok(opsd_store::backup::Taken { path, summary })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/0011_compact_rows.sql")),
     (12, include_str!("../migrations/0012_feed_restamp.sql")),
     (13, include_str!("../migrations/0013_trace_context.sql")),
+    (14, include_str!("../migrations/0014_store_meta.sql")),
 ];
 
 /// A data step that runs in Rust after a migration's SQL, in the same transaction, for

@@ -24,6 +24,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub mod api_keys;
+pub mod backup;
+pub mod copy;
 pub mod history;
 mod live;
 pub mod rules;
@@ -86,6 +88,9 @@ pub enum StoreError {
     /// The backend cannot serve now (disk full, database unreachable); retry later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// This backend cannot do what was asked (the message says what to use instead).
+    #[error("{0}")]
+    NotSupported(String),
     /// The backend failed; the message is for logs, not for clients.
     #[error("storage failure: {0}")]
     Internal(String),
@@ -153,6 +158,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+
+    /// The store's epoch: the name of its line of event seqs. A restore or a copy starts
+    /// a new one, after which the same seq may name a different change; watch event ids
+    /// carry it so that a resume point from another epoch is recognised (read once when
+    /// the store opens: nothing changes it while the store serves).
+    fn epoch(&self) -> &str;
+
+    /// Writes a verified, consistent snapshot of the whole store, taken while it
+    /// serves, to a new file beside the database (deleted when the result is dropped).
+    /// Only a store that is one file can do this; the default refuses.
+    async fn backup(&self) -> Result<backup::Taken> {
+        Err(StoreError::NotSupported(
+            "this backend's database is backed up by its own tools (pg_dump for PostgreSQL)".into(),
+        ))
+    }
 
     /// What `/readyz` reports of the store beyond [`ping`](Self::ping): whether its disk
     /// accepts writes and how far its change feed trails the database. The default

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     Backfill, Change, Claimed, Created, Heartbeat, Preconditions, Readiness, Renewed, Result,
-    Store, stats,
+    Store, WriteConflicts, stats,
 };
 
 /// A store whose calls become spans named `store.<call>`.
@@ -74,6 +74,18 @@ impl Store for TracedStore {
 
     async fn ping(&self) -> Result<()> {
         self.span("ping", self.inner.ping()).await
+    }
+
+    fn epoch(&self) -> &str {
+        self.inner.epoch()
+    }
+
+    async fn backup(&self) -> Result<crate::backup::Taken> {
+        self.span("backup", self.inner.backup()).await
+    }
+
+    fn write_conflicts(&self) -> WriteConflicts {
+        self.inner.write_conflicts()
     }
 
     async fn readiness(&self) -> Readiness {

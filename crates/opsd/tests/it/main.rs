@@ -1,7 +1,9 @@
 //! End-to-end tests of the real `opsd` binary.
 #![allow(clippy::unwrap_used)]
 
+mod backup;
 mod cli;
+mod copy;
 mod crash_loop;
 mod database_url;
 mod disk_full;

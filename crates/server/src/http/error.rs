@@ -46,6 +46,9 @@ pub enum ApiError {
     /// 412: `If-Match` / `expected_version` is stale.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// 409: this storage backend cannot do what was asked (the message says what can).
+    #[error("{0}")]
+    NotSupportedForBackend(String),
     /// 413: body over the limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -80,6 +83,15 @@ pub enum ApiError {
     Unavailable {
         /// What failed, for the log.
         detail: String,
+        /// Seconds to wait before retrying.
+        retry_after_s: u64,
+    },
+    /// 503: the server is read-only (an operator is moving its store elsewhere).
+    #[error(
+        "this server is read-only (its store is being moved or maintained): writes are refused \
+         until an admin makes it writable again; retry after {retry_after_s} s"
+    )]
+    ReadOnly {
         /// Seconds to wait before retrying.
         retry_after_s: u64,
     },
@@ -133,6 +145,9 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => {
                 (StatusCode::PRECONDITION_FAILED, "precondition_failed")
             }
+            ApiError::NotSupportedForBackend(_) => {
+                (StatusCode::CONFLICT, "not_supported_for_backend")
+            }
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -142,6 +157,7 @@ impl ApiError {
             }
             ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::ReadOnly { .. } => (StatusCode::SERVICE_UNAVAILABLE, "read_only"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -170,6 +186,7 @@ impl ApiError {
                 | ApiError::TooManyFailures { .. }
                 | ApiError::Overloaded { .. }
                 | ApiError::Unavailable { .. }
+                | ApiError::ReadOnly { .. }
         )
     }
 
@@ -179,7 +196,8 @@ impl ApiError {
             ApiError::RateLimited { retry_after_s }
             | ApiError::TooManyFailures { retry_after_s }
             | ApiError::Overloaded { retry_after_s, .. }
-            | ApiError::Unavailable { retry_after_s, .. } => {
+            | ApiError::Unavailable { retry_after_s, .. }
+            | ApiError::ReadOnly { retry_after_s } => {
                 headers.insert(
                     axum::http::header::RETRY_AFTER,
                     HeaderValue::from(*retry_after_s),
@@ -216,6 +234,7 @@ impl From<StoreError> for ApiError {
                 detail,
                 retry_after_s: 5,
             },
+            StoreError::NotSupported(message) => ApiError::NotSupportedForBackend(message),
             StoreError::Internal(detail) => ApiError::Internal(detail),
         }
     }

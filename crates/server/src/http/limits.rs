@@ -34,9 +34,10 @@ impl Limits {
     }
 }
 
-/// Waits and watch streams: held open by design.
+/// Waits and watch streams: held open by design; and backups, whose length grows with
+/// the store.
 fn is_long_lived(path: &str) -> bool {
-    path.ends_with("/wait") || path == "/v1/operations/watch"
+    path.ends_with("/wait") || path == "/v1/operations/watch" || path == "/v1/admin/backup"
 }
 
 /// Middleware step (see `super::guard`): admit or shed, then bound the time of ordinary

@@ -7,6 +7,7 @@
 //! `/docs` viewer), `limits` (overload protection), `request_id` (ids and access logs),
 //! `metrics` (`/metrics` and request metrics).
 
+pub mod admin;
 pub mod auth;
 pub mod console;
 pub mod error;
@@ -60,6 +61,8 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// Bytes of rendered GET and list responses kept in memory (0: no read cache).
     pub read_cache_bytes: usize,
+    /// Start refusing writes (503 `read_only`) until an admin switches it off.
+    pub read_only: bool,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             tls: false,
             cors_allowed_origins: Vec::new(),
             read_cache_bytes: read_cache::DEFAULT_BUDGET_BYTES,
+            read_only: false,
         }
     }
 }
@@ -125,6 +129,8 @@ pub struct Shared {
     pub cors_allowed_origins: Vec<HeaderValue>,
     /// See [`Config::header_read_timeout`].
     pub header_read_timeout: Duration,
+    /// Whether writes are refused now ([`Config::read_only`], `/v1/admin/read_only`).
+    pub read_only: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -167,6 +173,7 @@ impl AppState {
                 .filter_map(|o| HeaderValue::from_str(o).ok())
                 .collect(),
             header_read_timeout: config.header_read_timeout,
+            read_only: std::sync::atomic::AtomicBool::new(config.read_only),
         }))
     }
 }
@@ -235,7 +242,14 @@ async fn guard(
 ) -> Response {
     metrics::observe(&state.metrics, request, |r| {
         limits::admit(&state, r, |r| {
-            auth::authenticate(&state, r, |r| next.run(r))
+            auth::authenticate(&state, r, |r| async {
+                let read_only = state.read_only.load(std::sync::atomic::Ordering::SeqCst);
+                if read_only && admin::writes(r.method(), r.uri().path()) {
+                    let path = r.uri().path().to_owned();
+                    return error_response(&path, error::ApiError::ReadOnly { retry_after_s: 5 });
+                }
+                next.run(r).await
+            })
         })
     })
     .await
@@ -248,6 +262,7 @@ pub fn router(state: AppState) -> Router {
         .merge(nirvana::router())
         .merge(google::router())
         .merge(keys::router())
+        .merge(admin::router())
         .merge(live::router())
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))

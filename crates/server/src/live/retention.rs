@@ -36,6 +36,10 @@ pub async fn run(state: AppState, retention: Duration, mut stop: watch::Receiver
 }
 
 async fn purge(state: &AppState, retention: Duration, stop: &watch::Receiver<bool>) {
+    // A read-only server is being copied: deletions now would be missed by the copy.
+    if state.read_only.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     // A period longer than the calendar reaches (`--retention 100000y`) keeps everything.
     let Some(before) =
         OffsetDateTime::now_utc().checked_sub(retention.try_into().unwrap_or(time::Duration::MAX))

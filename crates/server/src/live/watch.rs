@@ -6,9 +6,9 @@
 //! by page); then stream live changes, skipping every seq the backfill already covered.
 //! A change that commits while the backfill reads is either in the backfill or still in
 //! the feed receiver, and seqs order the two. If the history after the client's last
-//! event is no longer complete (retention deleted part of it, or the id is from the
-//! future), the stream sends a `Reset` carrying the current head and continues live
-//! from there: the client re-lists and keeps the stream.
+//! event is no longer complete (retention deleted part of it, the id is from the future,
+//! or from another epoch of the store), the stream sends a `Reset` carrying the current
+//! head and continues live from there: the client re-lists and keeps the stream.
 //!
 //! Nothing here buffers per stream beyond one backfill page: live changes wait in the
 //! store's shared broadcast ring. A consumer that falls more than the ring's capacity
@@ -38,10 +38,32 @@ pub enum WatchItem {
     Reset {
         /// The newest event seq when the gap was found.
         head: u64,
-        /// Whether the client's id was ahead of `head` (not from this server's history,
-        /// e.g. after a restore from backup) rather than behind the retained history.
-        ahead: bool,
+        /// Why the client's resume point cannot be served.
+        reason: ResetReason,
     },
+}
+
+/// Why a watch was reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// Retention deleted part of the history after the client's last event.
+    Expired,
+    /// The client's seq is ahead of the store's newest event.
+    Ahead,
+    /// The client's id is from another epoch of the store (before a restore or copy):
+    /// its seq may name a different change here.
+    OtherEpoch,
+}
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// With the next change to commit.
+    Now,
+    /// After this event seq of the store's current epoch (`0`: the oldest retained).
+    After(u64),
+    /// After an event of another epoch: the stream begins with a reset.
+    OtherEpoch,
 }
 
 enum Phase {
@@ -56,18 +78,20 @@ struct Watch {
     phase: Phase,
     /// Every event up to here has been considered (sent or filtered out).
     cursor: u64,
+    /// The client resumes from another epoch: reset before anything else.
+    other_epoch: bool,
     pending: VecDeque<WatchItem>,
     shutdown: watch::Receiver<bool>,
     _open: GaugeGuard,
 }
 
-/// The stream of `filter`'s changes, after `last_event_id` when given (else from now).
+/// The stream of `filter`'s changes from `start`.
 /// Subscribes to the feed before returning, so no change committed after this call can
 /// be missed. Ends on `shutdown`, when the consumer lags, or on a store error.
 pub fn stream(
     store: Arc<dyn Store>,
     filter: ListFilter,
-    last_event_id: Option<u64>,
+    start: Start,
     shutdown: watch::Receiver<bool>,
     metrics: &Metrics,
 ) -> impl Stream<Item = WatchItem> + Send + use<> {
@@ -75,12 +99,16 @@ pub fn stream(
         feed: store.subscribe(),
         store,
         filter,
-        phase: if last_event_id.is_some() {
-            Phase::Backfill
-        } else {
+        phase: if start == Start::Now {
             Phase::Live
+        } else {
+            Phase::Backfill
         },
-        cursor: last_event_id.unwrap_or(0),
+        cursor: match start {
+            Start::After(seq) => seq,
+            Start::Now | Start::OtherEpoch => 0,
+        },
+        other_epoch: start == Start::OtherEpoch,
         pending: VecDeque::new(),
         shutdown,
         _open: GaugeGuard::new(&metrics.watch_streams),
@@ -120,12 +148,20 @@ impl Watch {
                 return None;
             }
         };
-        if self.cursor < page.horizon || self.cursor > page.head {
-            let ahead = self.cursor > page.head;
+        let reason = if self.other_epoch {
+            Some(ResetReason::OtherEpoch)
+        } else if self.cursor > page.head {
+            Some(ResetReason::Ahead)
+        } else if self.cursor < page.horizon {
+            Some(ResetReason::Expired)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
             self.cursor = page.head;
             self.pending.push_back(WatchItem::Reset {
                 head: page.head,
-                ahead,
+                reason,
             });
             self.phase = Phase::Live;
             return Some(());

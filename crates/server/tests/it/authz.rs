@@ -37,6 +37,8 @@ enum Endpoint {
     KeysList,
     KeysCreate,
     KeysRevoke,
+    Backup,
+    ReadOnlyGet,
     OpenApi,
     Docs,
     Metrics,
@@ -51,7 +53,7 @@ enum Endpoint {
     Projects,
 }
 
-const ENDPOINTS: [Endpoint; 22] = [
+const ENDPOINTS: [Endpoint; 24] = [
     Endpoint::Get,
     Endpoint::List,
     Endpoint::Create,
@@ -62,6 +64,8 @@ const ENDPOINTS: [Endpoint; 22] = [
     Endpoint::KeysList,
     Endpoint::KeysCreate,
     Endpoint::KeysRevoke,
+    Endpoint::Backup,
+    Endpoint::ReadOnlyGet,
     Endpoint::OpenApi,
     Endpoint::Docs,
     Endpoint::Metrics,
@@ -120,6 +124,15 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
                 StatusCode::FORBIDDEN
             };
         }
+        Backup | ReadOnlyGet if role != Role::Admin => return StatusCode::FORBIDDEN,
+        // PostgreSQL is backed up with its own tools.
+        Backup
+            if opsd_backends::testing::backend()
+                == opsd_backends::testing::TestBackend::Postgres =>
+        {
+            return StatusCode::CONFLICT;
+        }
+        Backup | ReadOnlyGet => return StatusCode::OK,
         OpenApi | Docs | Metrics | Health | Projects => return StatusCode::OK,
     };
     if role < needed {
@@ -238,6 +251,8 @@ async fn call(
                 None,
             )
         }
+        Backup => (Method::POST, "/v1/admin/backup".into(), None),
+        ReadOnlyGet => (Method::GET, "/v1/admin/read_only".into(), None),
         OpenApi => (Method::GET, "/openapi.json".into(), None),
         Docs => (Method::GET, "/docs".into(), None),
         Metrics => (Method::GET, "/metrics".into(), None),

@@ -204,3 +204,51 @@ async fn every_error_body_carries_the_request_id() {
     assert_eq!(body["request_id"], resp.header("x-request-id"));
     assert!(!body["request_id"].as_str().unwrap().is_empty());
 }
+
+/// The admin endpoints are in the document with what they answer: the backup's file
+/// type and summary headers, 409 `not_supported_for_backend` on PostgreSQL; and what the
+/// server answers is one of the documented statuses with the documented content type.
+#[tokio::test]
+async fn the_admin_backup_is_documented_as_it_answers() {
+    let server = TestServer::start().await;
+    let c = &server.client;
+    let doc = document(c).await;
+    let backup = &doc["paths"]["/v1/admin/backup"]["post"];
+    assert_eq!(backup["operationId"], "backupStore");
+    let responses = &backup["responses"];
+    for status in ["200", "403", "409"] {
+        assert!(
+            responses.get(status).is_some(),
+            "{status} undocumented: {responses}"
+        );
+    }
+    assert!(
+        responses["200"]["content"]
+            .get("application/vnd.sqlite3")
+            .is_some()
+    );
+    assert!(
+        responses["200"]["headers"]
+            .get("x-opsd-backup-sha256")
+            .is_some()
+    );
+    for method in ["get", "put"] {
+        assert!(doc["paths"]["/v1/admin/read_only"].get(method).is_some());
+    }
+    let response = c
+        .request(Method::POST, "/v1/admin/backup")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16().to_string();
+    let documented = &responses[&status];
+    assert!(documented.is_object(), "{status} undocumented");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        documented["content"].get(&content_type).is_some(),
+        "{content_type} not documented for {status}: {documented}"
+    );
+}

@@ -2,6 +2,7 @@
 //! port over its own SQLite file (`support`) and talks to it with reqwest.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod authz;
 mod connections;
 mod console;

@@ -72,6 +72,7 @@ mod tests {
             region: None,
             zone: None,
             target_link: None,
+            trace_context: None,
         };
         let mut op = new.into_operation(uuid::Uuid::now_v7(), earlier);
         op.started_at = Some(earlier);

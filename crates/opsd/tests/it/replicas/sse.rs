@@ -92,7 +92,12 @@ impl Watch {
             Ok(Some(Ok(e))) => {
                 assert_eq!(e.event, "operation", "unexpected event: {e:?}");
                 Next::Event(Event {
-                    seq: e.id.parse().expect("every event has a numeric id"),
+                    seq: e
+                        .id
+                        .rsplit_once('-')
+                        .map_or(e.id.as_str(), |(_, seq)| seq)
+                        .parse()
+                        .expect("every event id ends with its seq"),
                     data: serde_json::from_str(&e.data).unwrap(),
                 })
             }

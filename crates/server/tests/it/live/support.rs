@@ -118,6 +118,9 @@ impl KeyStore for CountingStore {
 
 #[async_trait]
 impl Store for CountingStore {
+    fn epoch(&self) -> &str {
+        self.inner.epoch()
+    }
     async fn create(&self, new: NewOperation) -> Result<Created> {
         self.inner.create(new).await
     }
@@ -384,7 +387,10 @@ where
 #[derive(Debug, Clone, PartialEq)]
 pub struct SseEvent {
     pub event: String,
+    /// The seq part of the event id (`<epoch>-<seq>`).
     pub id: Option<u64>,
+    /// The epoch part of the event id.
+    pub epoch: Option<String>,
     pub data: Value,
 }
 
@@ -403,7 +409,7 @@ pub struct SseStream {
     response: reqwest::Response,
     pending: Vec<u8>,
     event: Option<String>,
-    id: Option<u64>,
+    id: Option<(String, u64)>,
     data: Option<String>,
     ready: VecDeque<SseEvent>,
 }
@@ -411,11 +417,17 @@ pub struct SseStream {
 impl SseStream {
     /// Opens `GET /v1/operations/watch?<query>`, resuming after `last_event_id`.
     pub async fn open(server: &TestServer, query: &str, last_event_id: Option<u64>) -> Self {
+        let id = last_event_id.map(|seq| format!("{}-{seq}", server.state.store.epoch()));
+        Self::open_raw(server, query, id.as_deref()).await
+    }
+
+    /// Opens the stream with `Last-Event-ID` exactly `last_event_id`.
+    pub async fn open_raw(server: &TestServer, query: &str, last_event_id: Option<&str>) -> Self {
         let mut request = server
             .http
             .get(format!("{}/v1/operations/watch?{query}", server.base));
         if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id.to_string());
+            request = request.header("last-event-id", id);
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -460,7 +472,8 @@ impl SseStream {
                 if let Some(data) = self.data.take() {
                     self.ready.push_back(SseEvent {
                         event: self.event.take().unwrap_or_else(|| "message".into()),
-                        id: self.id,
+                        id: self.id.as_ref().map(|id| id.1),
+                        epoch: self.id.as_ref().map(|id| id.0.clone()),
                         data: serde_json::from_str(&data).unwrap(),
                     });
                 }
@@ -472,7 +485,10 @@ impl SseStream {
             let (field, value) = line.split_once(": ").unwrap_or((line, ""));
             match field {
                 "event" => self.event = Some(value.into()),
-                "id" => self.id = Some(value.parse().unwrap()),
+                "id" => {
+                    let (epoch, seq) = value.rsplit_once('-').expect("an id is <epoch>-<seq>");
+                    self.id = Some((epoch.to_owned(), seq.parse().unwrap()));
+                }
                 "data" => {
                     assert!(self.data.is_none(), "multi-line data");
                     self.data = Some(value.into());

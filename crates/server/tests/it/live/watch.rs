@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use opsd_domain::{Kind, ListFilter, Status};
 use opsd_server::http::nirvana::models::OperationOut;
-use opsd_server::live::watch::stream;
+use opsd_server::live::watch::{Start, stream};
 use opsd_server::metrics::Metrics;
 use opsd_store::{Change, Store};
 use proptest::prelude::*;
@@ -181,7 +181,7 @@ async fn a_watch_that_falls_behind_the_feed_ends() {
         ..ListFilter::default()
     };
     let (_stop, stopped) = watch::channel(false);
-    let mut watching = Box::pin(stream(store.clone(), filter, None, stopped, &metrics));
+    let mut watching = Box::pin(stream(store.clone(), filter, Start::Now, stopped, &metrics));
     assert_eq!(metrics.watch_streams.get(), 1);
     let change = |seq| Change {
         event_seq: seq,
@@ -413,5 +413,77 @@ proptest! {
                 .await
                 .expect("the case took longer than a minute");
         });
+    }
+}
+
+/// Event ids carry the store's epoch. An id of another epoch (a client that watched the
+/// store before it was restored or copied) gets a reset, even when its seq exists here:
+/// the same seq may name another change. A bare seq is read in the current epoch.
+/// Without the epoch check, the other-epoch resume below would replay from seq 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_from_another_epoch_gets_a_reset_and_a_bare_seq_resumes() {
+    let server = TestServer::start().await;
+    let epoch = server.state.store.epoch().to_owned();
+    assert!(!epoch.is_empty() && !epoch.contains('-'), "{epoch}");
+    let first = server.create("p", "vm", "vm-1").await; // event 1
+    let second = server.create("p", "vm", "vm-2").await; // event 2
+
+    let mut stream =
+        SseStream::open_raw(&server, "project_id=p", Some(&format!("{epoch}-0"))).await;
+    let (events, _) = drain(&mut stream, Duration::from_millis(300)).await;
+    let got: Vec<(Option<&str>, Option<u64>, &Value)> = events
+        .iter()
+        .map(|e| (e.epoch.as_deref(), e.id, &e.data))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(epoch.as_str()), Some(1), &first),
+            (Some(epoch.as_str()), Some(2), &second)
+        ]
+    );
+
+    let other = if epoch == "0123456789abcdef" {
+        "fedcba9876543210"
+    } else {
+        "0123456789abcdef"
+    };
+    let mut stream =
+        SseStream::open_raw(&server, "project_id=p", Some(&format!("{other}-1"))).await;
+    let Next::Event(reset) = stream.next(Duration::from_secs(5)).await else {
+        panic!("no reset event")
+    };
+    assert_eq!(
+        (reset.event.as_str(), reset.epoch.as_deref(), reset.id),
+        ("reset", Some(epoch.as_str()), Some(2))
+    );
+    assert!(
+        reset.data["message"]
+            .as_str()
+            .unwrap()
+            .contains("another epoch"),
+        "{}",
+        reset.data
+    );
+    let (events, _) = drain(&mut stream, Duration::from_millis(300)).await;
+    assert!(
+        events.is_empty(),
+        "nothing replayed after the reset: {events:?}"
+    );
+
+    let mut stream = SseStream::open_raw(&server, "project_id=p", Some("1")).await;
+    let (events, _) = drain(&mut stream, Duration::from_millis(300)).await;
+    let got: Vec<(Option<u64>, &Value)> = events.iter().map(|e| (e.id, &e.data)).collect();
+    assert_eq!(got, [(Some(2), &second)]);
+
+    for bad in ["-1", "x_y-1", "abc-", "ABC-1"] {
+        let response = server
+            .http
+            .get(format!("{}/v1/operations/watch?project_id=p", server.base))
+            .header("last-event-id", bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
 }
