@@ -232,12 +232,26 @@ async fn guard(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    metrics::observe(&state.metrics, request, |r| {
+    let guarded = |r| {
         limits::admit(&state, r, |r| {
             auth::authenticate(&state, r, |r| next.run(r))
         })
-    })
-    .await
+    };
+    // gRPC calls have their own metrics: their HTTP status is always 200.
+    if crate::grpc::is_grpc(request.headers()) {
+        crate::grpc::observe::observe(&state.metrics, request, guarded).await
+    } else {
+        metrics::observe(&state.metrics, request, guarded).await
+    }
+}
+
+/// Unknown paths: 404, or UNIMPLEMENTED for a gRPC call.
+async fn fallback(headers: axum::http::HeaderMap) -> Response {
+    if crate::grpc::is_grpc(&headers) {
+        crate::grpc::unimplemented()
+    } else {
+        system::not_found().await.into_response()
+    }
 }
 
 /// The whole HTTP application.
@@ -254,7 +268,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::export))
         .route("/v1/projects", get(insight::projects))
         .route("/v1/operations/stats", get(insight::stats))
-        .merge(console::router());
+        .merge(console::router())
+        .merge(crate::grpc::router(state.clone()));
     // Test-only: the fault hooks exist only in a process started with them on.
     let app = if opsd_store::supervise::faults_enabled() {
         app.route(
@@ -265,7 +280,7 @@ pub fn router(state: AppState) -> Router {
         app
     };
     let app = app
-        .fallback(system::not_found)
+        .fallback(fallback)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
