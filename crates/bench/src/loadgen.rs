@@ -78,6 +78,11 @@ pub fn set_api_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The `Bearer …` value requests carry, if set (for clients other than [`Conn`]).
+pub fn api_key() -> Option<hyper::header::HeaderValue> {
+    API_KEY.read().ok().and_then(|k| k.clone())
+}
+
 pub struct Conn {
     addr: SocketAddr,
     source: Option<std::net::IpAddr>,

@@ -17,6 +17,7 @@ mod ceiling;
 mod ceiling_pg;
 mod charts;
 mod ctx;
+mod grpc;
 mod link;
 mod loadgen;
 mod machine;
@@ -107,6 +108,11 @@ enum Command {
         #[arg(long)]
         body_file: PathBuf,
     },
+    /// The gRPC ceiling server: answers every GetOperation with the given message.
+    CeilingGrpc {
+        #[arg(long)]
+        body_file: PathBuf,
+    },
     /// A long mixed load at half capacity; fails if memory, files or tasks keep growing.
     Soak {
         /// The opsd binary to soak.
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::CeilingHttp { body_file }) => ceiling::serve_http(body_file),
+        Some(Command::CeilingGrpc { body_file }) => grpc::serve_ceiling(body_file),
         Some(Command::Soak { opsd, duration }) => soak::run(opsd, *duration),
         Some(Command::Proxy {
             listen,
@@ -353,6 +360,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             let entry = ctx
                 .at_rtt(i, |ctx| match name {
                     "get_by_id" => reads::get_by_id(ctx).map(done),
+                    "grpc_get" => grpc::grpc_get(ctx).map(done),
                     "list_first_page" => reads::list_first_page(ctx).map(done),
                     "list_deep_page" => reads::list_deep_page(ctx).map(done),
                     "create_durable" => writes::create_durable(ctx).map(done),

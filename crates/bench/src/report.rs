@@ -12,8 +12,9 @@ use crate::outcome::Entry;
 use crate::plan::Mode;
 
 /// The scenarios, in the order they run and are reported.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "get_by_id",
+    "grpc_get",
     "list_first_page",
     "list_deep_page",
     "create_durable",

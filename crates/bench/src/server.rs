@@ -104,6 +104,16 @@ impl Server {
         Self::start(cmd, pinning)
     }
 
+    /// The gRPC ceiling (`opsd-bench ceiling-grpc`) on the server core.
+    pub fn ceiling_grpc(body_file: &Path, pinning: &Pinning) -> Result<Server, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["ceiling-grpc", "--body-file"])
+            .arg(body_file)
+            .stderr(Stdio::inherit());
+        Self::start(cmd, pinning)
+    }
+
     fn start(mut cmd: Command, pinning: &Pinning) -> Result<Server, String> {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         let mut child = pinning.spawn_on_server_core(&mut cmd)?;

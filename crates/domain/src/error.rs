@@ -50,4 +50,20 @@ pub enum ChangeError {
         /// The operation's terminal status.
         status: crate::Status,
     },
+    /// Only finished operations can be deleted.
+    #[error("operation is {status}: only a done or failed operation can be deleted")]
+    NotFinished {
+        /// The operation's current status.
+        status: crate::Status,
+    },
+}
+
+/// Whether an operation in `status` may be deleted (by retention or on request): only a
+/// finished one, whose history no worker will extend.
+pub fn check_deletable(status: crate::Status) -> Result<(), ChangeError> {
+    if status.is_terminal() {
+        Ok(())
+    } else {
+        Err(ChangeError::NotFinished { status })
+    }
 }

@@ -16,6 +16,7 @@ pub mod google_filter;
 pub mod google_view;
 pub mod lease;
 mod list;
+pub mod lro_view;
 mod new_operation;
 mod operation;
 pub mod state_machine;
@@ -25,7 +26,7 @@ pub mod validate;
 
 pub use auth::{ApiKey, Denied, NewApiKey, Principal, ProjectScope, Role};
 pub use cursor::{Cursor, Direction, KeyValue, Position};
-pub use error::{ChangeError, ValidationError};
+pub use error::{ChangeError, ValidationError, check_deletable};
 pub use list::{
     DEFAULT_LIMIT, ListFilter, MAX_LIMIT, Page, PageRequest, Sort, SortField, SortTerm, micros,
 };

@@ -2,6 +2,7 @@
 //! with graceful shutdown. The binary (`crates/opsd`) only parses flags and calls [`serve`].
 
 pub mod accept;
+pub mod grpc;
 pub mod http;
 pub mod live;
 pub mod log;

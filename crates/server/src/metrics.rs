@@ -30,6 +30,22 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of a finished gRPC call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    /// `service/Method`, e.g. `google.longrunning.Operations/GetOperation`.
+    pub method: String,
+    /// The gRPC status code's name, e.g. `OK`, `NOT_FOUND`.
+    pub code: String,
+}
+
+/// Labels of a gRPC call's latency.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcMethodLabels {
+    /// `service/Method`.
+    pub method: String,
+}
+
 /// Labels of a supervised worker.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkerLabels {
@@ -38,6 +54,7 @@ pub struct WorkerLabels {
 }
 
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type GrpcLatencyFamily = Family<GrpcMethodLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric opsd exports, and the registry that renders them.
 #[derive(Debug)]
@@ -76,6 +93,10 @@ pub struct Metrics {
     /// Time to the response head by method and route (a watch stream counts until its
     /// head is sent, a wait until it answers).
     pub request_duration: LatencyFamily,
+    /// Finished gRPC calls by method and status code.
+    pub grpc_requests: Family<GrpcLabels, Counter>,
+    /// Time of a gRPC call to its status, by method.
+    pub grpc_request_duration: GrpcLatencyFamily,
 }
 
 impl Default for Metrics {
@@ -186,6 +207,19 @@ impl Metrics {
             Unit::Seconds,
             request_duration.clone(),
         );
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
+        let grpc_request_duration = GrpcLatencyFamily::new_with_constructor(latency_histogram);
+        registry.register(
+            "grpc_requests",
+            "gRPC calls by method and status code",
+            grpc_requests.clone(),
+        );
+        registry.register_with_unit(
+            "grpc_request_duration",
+            "Time of a gRPC call to its status, by method",
+            Unit::Seconds,
+            grpc_request_duration.clone(),
+        );
         Self {
             registry,
             waiters,
@@ -204,6 +238,8 @@ impl Metrics {
             log_lines_dropped,
             requests,
             request_duration,
+            grpc_requests,
+            grpc_request_duration,
         }
     }
 

@@ -42,7 +42,8 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
                 key.display()
             )
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 (gRPC needs it) or HTTP/1.1, as the client prefers.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -568,6 +568,13 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn delete_finished(&self, id: Uuid) -> Result<()> {
+        match self.write(Write::Delete(id)).await? {
+            Written::Purged(_) => Ok(()),
+            _ => Err(mismatched_answer("delete")),
+        }
+    }
+
     async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
         match self.write(Write::Claim(request)).await? {
             Written::Claimed(c) => Ok(c),

@@ -64,6 +64,8 @@ pub enum Write {
     },
     RevokeKey(Uuid),
     Cancel(Uuid),
+    /// Deletes one finished operation (retention's rules, on request).
+    Delete(Uuid),
     /// A console session for a live key (only the secret's hash is stored).
     CreateSession {
         hash: [u8; 32],

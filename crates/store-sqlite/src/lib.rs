@@ -365,6 +365,13 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn delete_finished(&self, id: Uuid) -> Result<()> {
+        match self.write(Write::Delete(id)).await? {
+            Written::Purged(_) => Ok(()),
+            _ => Err(mismatched_answer("delete")),
+        }
+    }
+
     async fn stats(
         &self,
         request: &opsd_store::stats::StatsRequest,

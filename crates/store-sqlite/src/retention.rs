@@ -44,6 +44,30 @@ pub fn purge(conn: &Connection, before: OffsetDateTime, batch_size: usize) -> Re
     Ok(ids.len() as u64)
 }
 
+/// Deletes finished operation `id` and its events, as [`purge`] does for old ones.
+pub fn delete_finished(conn: &Connection, id: uuid::Uuid) -> Result<u64> {
+    let status: Option<i64> = conn
+        .prepare_cached("SELECT status FROM operations WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_map([id.as_bytes().as_slice()], |r| r.get(0))?
+                .next()
+                .transpose()
+        })
+        .map_err(internal("read operation status"))?;
+    let Some(status) = status else {
+        return Err(opsd_store::StoreError::NotFound(id));
+    };
+    let status = Status::from_code(status)
+        .ok_or_else(|| opsd_store::StoreError::Internal(format!("unknown status code {status}")))?;
+    opsd_domain::check_deletable(status)?;
+    let mut highest_event = 0u64;
+    delete_one(conn, id.as_bytes(), &mut highest_event).map_err(internal("delete operation"))?;
+    if highest_event > 0 {
+        feed::raise_horizon(conn, highest_event).map_err(internal("raise feed horizon"))?;
+    }
+    Ok(1)
+}
+
 fn delete_one(conn: &Connection, id: &[u8], highest_event: &mut u64) -> rusqlite::Result<()> {
     let op_seq: i64 = conn
         .prepare_cached("SELECT seq FROM operations WHERE id = ?1")?

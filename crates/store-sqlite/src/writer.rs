@@ -47,6 +47,8 @@ pub enum Write {
     },
     /// A cancellation request (see `cancel`).
     Cancel(Uuid),
+    /// Deletes one finished operation (retention's rules, on request).
+    Delete(Uuid),
     ExpireLeases {
         limit: usize,
     },
@@ -387,6 +389,7 @@ fn apply(
         Write::Purge { before, batch_size } => {
             retention::purge(conn, *before, *batch_size).map(Written::Purged)
         }
+        Write::Delete(id) => retention::delete_finished(conn, *id).map(Written::Purged),
         Write::Key(k) => crate::keys::apply(conn, k, now).map(Written::Key),
         Write::Cancel(id) => crate::cancel::apply(conn, *id, now, changes).map(Written::Updated),
         Write::Session(w) => crate::sessions::apply(conn, w, now).map(|()| Written::Session),

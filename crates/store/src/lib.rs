@@ -245,6 +245,11 @@ pub trait Store: Send + Sync + 'static {
     /// Unfinished operations are never deleted.
     async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64>;
 
+    /// Deletes one finished operation with its events, as retention does (advancing the
+    /// feed horizon). An unfinished one is `Change(NotFinished)` (the domain's
+    /// `check_deletable`), a missing one `NotFound`.
+    async fn delete_finished(&self, id: Uuid) -> Result<()>;
+
     /// The picture of one project over a window (see [`stats`]).
     async fn stats(&self, request: &stats::StatsRequest) -> Result<stats::ProjectStats>;
 

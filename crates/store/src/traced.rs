@@ -151,6 +151,11 @@ impl Store for TracedStore {
         .await
     }
 
+    async fn delete_finished(&self, id: Uuid) -> Result<()> {
+        self.span("delete_finished", self.inner.delete_finished(id))
+            .await
+    }
+
     async fn stats(&self, request: &stats::StatsRequest) -> Result<stats::ProjectStats> {
         self.span("stats", self.inner.stats(request)).await
     }

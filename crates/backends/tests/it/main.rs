@@ -15,6 +15,7 @@
 mod cancel;
 mod concurrency;
 mod creation_order;
+mod delete;
 mod feed_across;
 mod google_filter;
 mod history;

@@ -123,3 +123,48 @@ fn a_bad_certificate_file_fails_the_start_with_its_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing.pem"), "{stderr}");
 }
+
+/// ALPN offers `h2` next to `http/1.1`: a client that asks for HTTP/2 gets it (gRPC
+/// needs it) and is answered with HTTP/2 frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_negotiates_http2_for_clients_that_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (fixture("tls-cert.pem"), fixture("tls-key.pem"));
+    let opsd = Opsd::start_with(
+        dir.path(),
+        Stdio::inherit(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let addr = opsd.base.strip_prefix("https://").unwrap().to_owned();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixture("tls-cert.pem")).unwrap())
+        .unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // The client preface and an empty SETTINGS frame; the server's first frame is its
+    // own SETTINGS (type 4).
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tls.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut head = [0u8; 9];
+    tls.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[3], 4, "expected a SETTINGS frame, got {head:?}");
+}

@@ -305,11 +305,12 @@ where
     Fut: Future<Output = Response>,
 {
     let path = request.uri().path();
-    if is_public(path) || is_static_asset(path) {
+    if is_public(path) || is_static_asset(path) || crate::grpc::is_keyless(path) {
         return next(request).await;
     }
     let optional = is_optional_auth(path);
     let google = is_google(path);
+    let grpc = crate::grpc::is_grpc(request.headers());
     // Extracted before any await: the request body is not Sync, so no borrow of the
     // request may live across one.
     let (credential, bad_credential) = match credential(request.headers(), request.uri()) {
@@ -366,6 +367,7 @@ where
         }
         // A page that works signed out: it decides what to show.
         Err(_) if optional => next(request).await,
+        Err(e) if grpc => crate::grpc::status::response(&e),
         Err(e) if google => google::error::GoogleError(e).into_response(),
         Err(e) => e.into_response(),
     }

@@ -132,6 +132,9 @@ impl ApiError {
             ApiError::Conflict(ChangeError::AlreadyFinished { .. }) => {
                 (StatusCode::CONFLICT, "already_finished")
             }
+            ApiError::Conflict(ChangeError::NotFinished { .. }) => {
+                (StatusCode::CONFLICT, "not_finished")
+            }
             ApiError::Conflict(ChangeError::Invalid(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
             }
@@ -170,7 +173,9 @@ impl ApiError {
             }
             ApiError::Conflict(ChangeError::Transition { .. }) => Some("status".into()),
             ApiError::Conflict(ChangeError::ProgressDecrease { .. }) => Some("progress".into()),
-            ApiError::Conflict(ChangeError::AlreadyFinished { .. }) => Some("status".into()),
+            ApiError::Conflict(
+                ChangeError::AlreadyFinished { .. } | ChangeError::NotFinished { .. },
+            ) => Some("status".into()),
             ApiError::IdempotencyConflict(_) => Some("request_id".into()),
             ApiError::Lease(_) => Some("lease_token".into()),
             _ => None,

@@ -34,10 +34,13 @@ impl Limits {
     }
 }
 
-/// Waits and watch streams: held open by design; and backups, whose length grows with
+/// Waits (REST and gRPC) and watch streams: held open by design; and backups, whose length grows with
 /// the store.
 fn is_long_lived(path: &str) -> bool {
-    path.ends_with("/wait") || path == "/v1/operations/watch" || path == "/v1/admin/backup"
+    path.ends_with("/wait")
+        || path == "/v1/operations/watch"
+        || path == "/v1/admin/backup"
+        || path == crate::grpc::WAIT_PATH
 }
 
 /// Middleware step (see `super::guard`): admit or shed, then bound the time of ordinary
@@ -55,12 +58,15 @@ where
     let long = is_long_lived(path);
     // The error shape depends on the path; decided now, before the request moves on.
     let google = path.starts_with(super::google::PREFIX);
+    let grpc = crate::grpc::is_grpc(request.headers());
     let refuse = |message| {
         let e = ApiError::Overloaded {
             message,
             retry_after_s: 1,
         };
-        if google {
+        if grpc {
+            crate::grpc::status::response(&e)
+        } else if google {
             super::google::error::GoogleError(e).into_response()
         } else {
             e.into_response()

@@ -240,19 +240,41 @@ async fn guard(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    metrics::observe(&state.metrics, request, |r| {
+    let guarded = |r| {
         limits::admit(&state, r, |r| {
             auth::authenticate(&state, r, |r| async {
                 let read_only = state.read_only.load(std::sync::atomic::Ordering::SeqCst);
-                if read_only && admin::writes(r.method(), r.uri().path()) {
-                    let path = r.uri().path().to_owned();
-                    return error_response(&path, error::ApiError::ReadOnly { retry_after_s: 5 });
+                if read_only {
+                    let refused = error::ApiError::ReadOnly { retry_after_s: 5 };
+                    let path = r.uri().path();
+                    // Every gRPC call is a POST: its method says whether it writes.
+                    if crate::grpc::is_grpc(r.headers()) {
+                        if crate::grpc::writes(path) {
+                            return crate::grpc::status::response(&refused);
+                        }
+                    } else if admin::writes(r.method(), path) {
+                        return error_response(&path.to_owned(), refused);
+                    }
                 }
                 next.run(r).await
             })
         })
-    })
-    .await
+    };
+    // gRPC calls have their own metrics: their HTTP status is always 200.
+    if crate::grpc::is_grpc(request.headers()) {
+        crate::grpc::observe::observe(&state.metrics, request, guarded).await
+    } else {
+        metrics::observe(&state.metrics, request, guarded).await
+    }
+}
+
+/// Unknown paths: 404, or UNIMPLEMENTED for a gRPC call.
+async fn fallback(headers: axum::http::HeaderMap) -> Response {
+    if crate::grpc::is_grpc(&headers) {
+        crate::grpc::unimplemented()
+    } else {
+        system::not_found().await.into_response()
+    }
 }
 
 /// The whole HTTP application.
@@ -270,7 +292,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::export))
         .route("/v1/projects", get(insight::projects))
         .route("/v1/operations/stats", get(insight::stats))
-        .merge(console::router());
+        .merge(console::router())
+        .merge(crate::grpc::router(state.clone()));
     // Test-only: the fault hooks exist only in a process started with them on.
     let app = if opsd_store::supervise::faults_enabled() {
         app.route(
@@ -281,7 +304,7 @@ pub fn router(state: AppState) -> Router {
         app
     };
     let app = app
-        .fallback(system::not_found)
+        .fallback(fallback)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard));

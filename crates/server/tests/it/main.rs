@@ -9,6 +9,7 @@ mod console;
 mod contract;
 mod errors;
 mod fuzz;
+mod grpc;
 mod hostile;
 mod list;
 mod live;

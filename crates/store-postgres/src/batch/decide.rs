@@ -143,6 +143,7 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
                 let ids = expiring.next().unwrap_or_default();
                 ready(Ok(Written::Expired(d.expire(&ids))))
             }
+            Write::Delete(id) => ready(d.delete(*id).map(|()| Written::Purged(1))),
             Write::Purge { .. } => {
                 let ids = purgeable.next().unwrap_or_default();
                 // A row this batch changed is no longer what retention picked.
@@ -229,6 +230,22 @@ impl Decided<'_> {
         *cur = next;
         self.mark_dirty(id);
         Ok(answer)
+    }
+
+    /// Deletes a finished operation with its events, as retention does. The row leaves
+    /// the batch's rows, so a later write of the batch finds no such operation.
+    fn delete(&mut self, id: Uuid) -> Result<()> {
+        let cur = self.rows.get(&id).ok_or(StoreError::NotFound(id))?;
+        opsd_domain::check_deletable(cur.op.status)?;
+        if self.dirty.contains(&id) {
+            // Written earlier in this same batch: deleting it too would race that write.
+            return Err(StoreError::Unavailable(
+                "the operation changed at the same moment; retry".into(),
+            ));
+        }
+        self.rows.remove(&id);
+        self.purge.push(id);
+        Ok(())
     }
 
     fn mark_dirty(&mut self, id: Uuid) {

@@ -172,7 +172,10 @@ impl Params {
                         p.request_ids.push(request_id.clone());
                     }
                 }
-                Write::Update { id, .. } | Write::Heartbeat { id, .. } | Write::Cancel(id) => {
+                Write::Update { id, .. }
+                | Write::Heartbeat { id, .. }
+                | Write::Cancel(id)
+                | Write::Delete(id) => {
                     p.ids.push(*id);
                 }
                 Write::Claim(request) => {

@@ -65,6 +65,59 @@ async fn a_wait_returns_within_1s_of_a_write_through_another_replica() {
     }
 }
 
+/// gRPC's `WaitOperation` on one replica is woken by a write through another, as the
+/// REST wait is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_wait_is_woken_by_a_write_through_another_replica() {
+    use opsd_grpc_proto::google::longrunning::WaitOperationRequest;
+    use opsd_grpc_proto::google::longrunning::operations_client::OperationsClient;
+    if !postgres_or_skip("a_grpc_wait_is_woken_by_a_write_through_another_replica") {
+        return;
+    }
+    let cluster = Cluster::start(2, &[]);
+    let client = cluster.client();
+    let writer = cluster.base(1).to_owned();
+    let op = create(&client, &writer, "grpc-waits", "vm-1").await;
+    let id = op["id"].as_str().unwrap().to_owned();
+    patch(&client, &writer, &id, json!({"status": "running"})).await;
+
+    let channel = tonic::transport::Endpoint::from_shared(cluster.base(0).to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(WaitOperationRequest {
+        name: format!("projects/grpc-waits/operations/{id}"),
+        timeout: Some(prost_types::Duration {
+            seconds: 20,
+            nanos: 0,
+        }),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", cluster.admin_key).parse().unwrap(),
+    );
+    let wait = tokio::spawn(async move {
+        let answer = OperationsClient::new(channel).wait_operation(request).await;
+        (Instant::now(), answer)
+    });
+    await_metric(&client, cluster.base(0), "opsd_waiters", 1.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    patch(&client, &writer, &id, json!({"status": "done"})).await;
+    let acked = Instant::now();
+    let (returned, answer) = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("the wait answers within its timeout")
+        .unwrap();
+    let op = answer.unwrap().into_inner();
+    assert!(
+        op.done,
+        "the wait timed out instead of seeing the other replica's write"
+    );
+    // Generous: the machine is shared; the 20 s timeout is what a missed wake-up costs.
+    assert!(returned.saturating_duration_since(acked) < Duration::from_secs(10));
+}
+
 /// Writes `ops` operations through `base`, each created, moved to running, then done;
 /// returns every acknowledged change with its answer.
 async fn write_changes(

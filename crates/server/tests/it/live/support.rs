@@ -180,6 +180,9 @@ impl Store for CountingStore {
     async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
         self.inner.purge_terminal(before, batch_size).await
     }
+    async fn delete_finished(&self, id: Uuid) -> Result<()> {
+        self.inner.delete_finished(id).await
+    }
     async fn stats(
         &self,
         request: &opsd_store::stats::StatsRequest,
