@@ -61,6 +61,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server lets a connection of this store sit inside a transaction without
 /// a statement before it ends the session (no transaction of opsd pauses that long).
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(30);
+/// TCP keepalive on every connection: the first probe after this long without traffic,
+/// then every [`KEEPALIVE_INTERVAL`], the connection given up after
+/// [`KEEPALIVE_RETRIES`] unanswered probes (about 25 s for an idle connection to a host
+/// that vanished, instead of the kernel's two hours).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the kernel closes the connection
+/// (`TCP_USER_TIMEOUT`): a busy connection to a host that vanished fails after this.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest the server runs one statement of this store (`statement_timeout`): no
+/// statement of a request may outlast the request's default timeout. Migrations run
+/// without it.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// tokio-postgres's keepalive idle time when the URL sets none.
+const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 /// The age of the oldest event after a seq, in microseconds by the database's clock.
 static FEED_LAG_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -114,16 +130,28 @@ impl PostgresStore {
         }
         // A connection lost in the middle of a batch's write flight would otherwise
         // keep the feed head (and the batch's rows) locked until the server noticed the
-        // dead connection, which TCP alone can take hours to tell.
-        let idle = format!(
-            "-c idle_in_transaction_session_timeout={}",
-            IDLE_IN_TRANSACTION.as_millis()
+        // dead connection, which TCP alone can take hours to tell. Settings the URL
+        // gives (its `options`, its keepalive and user timeout) win over these.
+        let ours = format!(
+            "-c idle_in_transaction_session_timeout={} -c statement_timeout={}",
+            IDLE_IN_TRANSACTION.as_millis(),
+            STATEMENT_TIMEOUT.as_millis()
         );
         let startup = match pg.get_options() {
-            Some(given) => format!("{given} {idle}"),
-            None => idle,
+            Some(given) => format!("{ours} {given}"),
+            None => ours,
         };
         pg.options(&startup);
+        pg.keepalives(true);
+        if pg.get_keepalives_idle() == DEFAULT_KEEPALIVE_IDLE {
+            pg.keepalives_idle(KEEPALIVE_IDLE)
+                .keepalives_interval(KEEPALIVE_INTERVAL)
+                .keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if pg.get_tcp_user_timeout().is_none() {
+            pg.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        batch::declare_faults();
         let manager = Manager::from_config(
             pg.clone(),
             tokio_postgres::NoTls,
@@ -143,9 +171,18 @@ impl PostgresStore {
             .map_err(|e| StoreError::Internal(format!("connection pool: {e}")))?;
         let (schema, head) = {
             let mut client = pool.get().await.map_err(errors::pool)?;
+            // A migration may rewrite a large table: not bounded like a request.
+            client
+                .batch_execute("SET statement_timeout = 0")
+                .await
+                .map_err(ctx("lift the statement timeout to migrate"))?;
             let applied = migrations::migrate(&mut client)
                 .await
                 .map_err(|e| StoreError::Internal(format!("migrating {url}: {e}")))?;
+            client
+                .batch_execute("RESET statement_timeout")
+                .await
+                .map_err(ctx("restore the statement timeout"))?;
             if !applied.is_empty() {
                 tracing::info!(?applied, database = %url, "applied migrations");
             }

@@ -131,6 +131,13 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        // A write whose caller gave up while it waited (its request timed out behind a
+        // database that stopped answering) is not started: the caller was told 503, and
+        // it must not commit behind its back once the database answers again.
+        batch.0.retain(|job| !job.reply.is_closed());
+        if batch.0.is_empty() {
+            continue;
+        }
         commit_batch(&pool, &mut batch.0, clock.as_ref(), &publish).await;
     }
 }
@@ -213,11 +220,13 @@ async fn with_retries(
     }
 }
 
-/// The same error for every caller of a failed part (503 stays 503; anything else is a
+/// The same error for every caller of a failed part (503 stays 503, an unknown outcome
+/// stays unknown; anything else is a
 /// 500 carrying its message).
 fn copy(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::OutcomeUnknown(m) => StoreError::OutcomeUnknown(m.clone()),
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
         other => StoreError::Internal(other.to_string()),
     }

@@ -14,5 +14,6 @@ mod faults;
 mod keys;
 mod live;
 mod load;
+mod network;
 mod pg_restart;
 mod sse;
