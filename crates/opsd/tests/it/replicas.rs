@@ -9,11 +9,11 @@
 //! `scripts/test`).
 
 mod claims;
-mod cluster;
+pub(crate) mod cluster;
 mod faults;
 mod keys;
 mod live;
 mod load;
 mod network;
-mod pg_restart;
-mod sse;
+pub(crate) mod pg_restart;
+pub(crate) mod sse;
