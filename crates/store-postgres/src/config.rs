@@ -102,6 +102,7 @@ mod tests {
             "postgres://opsd:s3cr3t-pw@db.internal:5432/opsd",
             "postgresql://opsd:s3cr3t-pw@127.0.0.1/opsd?sslmode=disable",
             "postgres://opsd@127.0.0.1/opsd?password=s3cr3t-pw&application_name=x",
+            "postgres://opsd:s3cr3t-pw@10.0.0.1:5432,10.0.0.2:5433/opsd?target_session_attrs=read-write",
         ] {
             let url: DatabaseUrl = raw.parse().expect("valid URL");
             for shown in [format!("{url:?}"), format!("{url}"), url.redacted()] {
@@ -112,6 +113,20 @@ mod tests {
         }
         let bad = "mysql://opsd:s3cr3t-pw@host/db".parse::<DatabaseUrl>();
         assert!(!bad.expect_err("refused").contains("s3cr3t-pw"));
+    }
+
+    #[test]
+    fn a_multi_host_url_names_every_host() {
+        let url: DatabaseUrl =
+            "postgres://opsd:pw@10.0.0.1:5432,10.0.0.2:5433/opsd?target_session_attrs=read-write"
+                .parse()
+                .expect("valid");
+        assert_eq!(url.config().get_hosts().len(), 2);
+        assert_eq!(url.config().get_ports(), &[5432, 5433]);
+        assert_eq!(
+            url.config().get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
     }
 
     #[test]

@@ -62,6 +62,8 @@ async fn history_on_sqlite_under_kill_9_and_a_full_disk() {
         disk: disk.as_ref(),
         proxy: None,
         pg_dir: None,
+        pg_ha: None,
+        resumed_after: None,
     };
     run(&mut targets, &[Fault::Kill9, Fault::DiskFull]).await;
 }
@@ -100,6 +102,8 @@ async fn history_on_postgres_under_kill_9_restarts_blackholes_and_cuts() {
         disk: None,
         proxy: Some(&proxy),
         pg_dir: Some(pg.dir.path()),
+        pg_ha: None,
+        resumed_after: None,
     };
     run(
         &mut targets,
@@ -111,6 +115,60 @@ async fn history_on_postgres_under_kill_9_restarts_blackholes_and_cuts() {
         ],
     )
     .await;
+}
+
+/// PostgreSQL failover (README, "High availability"): a primary and a synchronous
+/// standby (`scripts/pg-ha`), two replicas on one multi-host URL with
+/// `target_session_attrs=read-write`; the primary is killed, the standby promoted and
+/// its `synchronous_standby_names` cleared (the recipe for a primary gone for good).
+/// Writes must resume on every replica within 10 s of the promotion, and the whole
+/// history must check. With `OPSD_FAILOVER_WITHOUT_RECIPE=1` the standby is promoted
+/// without the recipe: every commit then waits for a standby that no longer exists,
+/// and this test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_through_a_postgres_failover() {
+    if !crate::replicas::cluster::postgres_or_skip("history_through_a_postgres_failover") {
+        return;
+    }
+    let pair = tempfile::tempdir().unwrap();
+    let url = nemesis::pg_ha(pair.path(), "start").await;
+    let _stop = StopPair(pair.path().to_owned());
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let store = vec![
+        "--database-url".to_owned(),
+        url,
+        "--db-pool-size".to_owned(),
+        "6".to_owned(),
+    ];
+    let mut replicas = Replicas::start(dirs.iter().map(|d| d.path().to_owned()).collect(), store);
+    let mut targets = Targets {
+        replicas: &mut replicas,
+        disk: None,
+        proxy: None,
+        pg_dir: None,
+        pg_ha: Some(pair.path()),
+        resumed_after: None,
+    };
+    run(&mut targets, &[Fault::Failover]).await;
+    let resumed = targets.resumed_after.expect("the failover happened");
+    eprintln!("failover: writes acknowledged by every replica {resumed:?} after the promotion");
+    assert!(
+        resumed <= Duration::from_secs(10),
+        "writes resumed {resumed:?} after the promotion"
+    );
+}
+
+/// Stops the primary/standby pair (whatever of it runs) and deletes it when dropped.
+struct StopPair(std::path::PathBuf);
+
+impl Drop for StopPair {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-ha"))
+                .arg("destroy")
+                .env("OPSD_PG_DIR", &self.0)
+                .status();
+    }
 }
 
 /// Runs the clients and the nemesis, heals, reads the final state and checks.

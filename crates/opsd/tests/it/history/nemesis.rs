@@ -156,6 +156,8 @@ pub enum Fault {
     RestartPostgres,
     Blackhole,
     Cut,
+    /// The primary killed, the standby promoted (`scripts/pg-ha`); once per run.
+    Failover,
 }
 
 /// What the nemesis acts on.
@@ -165,6 +167,10 @@ pub struct Targets<'a> {
     pub proxy: Option<&'a opsd_proxy::Proxy>,
     /// The private cluster's directory, for `scripts/pg restart`.
     pub pg_dir: Option<&'a Path>,
+    /// The primary/standby pair's directory, for `scripts/pg-ha`.
+    pub pg_ha: Option<&'a Path>,
+    /// How long after the promotion a write was acknowledged again by every replica.
+    pub resumed_after: Option<Duration>,
 }
 
 /// Injects `faults` in turn, one every `every`, until `duration` has passed; each fault
@@ -207,8 +213,73 @@ pub async fn run(
                 let Some(proxy) = targets.proxy else { continue };
                 proxy.cut();
             }
+            Fault::Failover => {
+                let Some(dir) = targets.pg_ha else { continue };
+                if targets.resumed_after.is_some() {
+                    continue;
+                }
+                pg_ha(dir, "kill-primary").await;
+                // No primary for a moment: writes answer 503 meanwhile.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let promote = if std::env::var_os("OPSD_FAILOVER_WITHOUT_RECIPE").is_some() {
+                    "promote-without-recipe"
+                } else {
+                    "promote"
+                };
+                pg_ha(dir, promote).await;
+                let promoted = tokio::time::Instant::now();
+                for i in 0..targets.replicas.len() {
+                    let base = targets.replicas.base(i).expect("replica runs");
+                    await_a_write(&base, &targets.replicas.admin_key()).await;
+                }
+                targets.resumed_after = Some(promoted.elapsed());
+            }
         }
         *injected.entry(format!("{fault:?}")).or_default() += 1;
     }
     injected
+}
+
+/// Runs `scripts/pg-ha <command>` on the pair in `dir`; its stdout, trimmed.
+pub async fn pg_ha(dir: &Path, command: &'static str) -> String {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-ha"))
+            .arg(command)
+            .env("OPSD_PG_DIR", &dir)
+            .output()
+            .expect("run scripts/pg-ha");
+        assert!(
+            out.status.success(),
+            "scripts/pg-ha {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+    .await
+    .unwrap()
+}
+
+/// Creates an operation through `base` until one is acknowledged (at most 60 s).
+async fn await_a_write(base: &str, key: &str) {
+    let http = crate::replicas::cluster::client(key);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = serde_json::json!({"project_id": "failover-probe", "kind": "vm",
+                                      "type": "update", "resource_id": "probe"});
+        let created = http
+            .post(format!("{base}/v1/operations"))
+            .json(&body)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if created {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{base} acknowledged no write within 60 s of the promotion"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
