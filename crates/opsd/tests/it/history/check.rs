@@ -230,6 +230,16 @@ fn leases(h: &History, ops: &HashMap<&str, &FinalOp>, flag: &mut impl FnMut(&'st
             g.expires_us = g.expires_us.max(at);
         }
     }
+    // Acknowledged finishes by (operation, token): the versions they made.
+    let mut finishes: HashMap<(&str, &str), Vec<u64>> = HashMap::new();
+    for call in &h.calls {
+        if let (Kind::Finish { id, token }, Some(done)) = (&call.kind, answered_op(call)) {
+            finishes
+                .entry((id.as_str(), token.as_str()))
+                .or_default()
+                .push(done["version"].as_u64().unwrap_or_default());
+        }
+    }
     for (id, gs) in &mut grants {
         gs.sort_by_key(|g| g.version);
         for pair in gs.windows(2) {
@@ -287,21 +297,15 @@ fn leases(h: &History, ops: &HashMap<&str, &FinalOp>, flag: &mut impl FnMut(&'st
                 );
             }
             // A PATCH with the token is accepted only while the lease is held.
-            for call in &h.calls {
-                if let (Kind::Finish { id: f, token }, Some(done)) = (&call.kind, answered_op(call))
-                    && f == id
-                    && token == g.token
-                {
-                    let at = done["version"].as_u64().unwrap_or_default();
-                    if expiries.iter().any(|e| e.version < at) {
-                        flag(
-                            "finished by a holder whose lease had expired",
-                            format!(
-                                "{id}: finished at v{at} after the lease granted at v{} expired",
-                                g.version
-                            ),
-                        );
-                    }
+            for at in finishes.get(&(*id, g.token)).into_iter().flatten() {
+                if expiries.iter().any(|e| e.version < *at) {
+                    flag(
+                        "finished by a holder whose lease had expired",
+                        format!(
+                            "{id}: finished at v{at} after the lease granted at v{} expired",
+                            g.version
+                        ),
+                    );
                 }
             }
             if let Some(e) = expiries.first()
