@@ -10,10 +10,11 @@
 //! acknowledged, and it decides anew on what is now committed. A batch whose statements
 //! fail is split in halves, each committed on its own, until the failing write is alone
 //! and answered with its error, so it never fails its batch-mates. A batch that fails
-//! because the database is unreachable is answered `Unavailable` (503): if the COMMIT
-//! itself was lost on the way, the outcome is unknown to the caller, whose retry is
-//! safe — a create with a `request_id` replays, an update with `If-Match` answers 412 if
-//! it had applied.
+//! because the database is unreachable is answered `Unavailable` (503). If the answer to
+//! its COMMIT was lost, the writer asks the database whether it committed and answers
+//! accordingly, or `OutcomeUnknown` (503) when it cannot tell (`batch/outcome.rs`); a
+//! retry is safe either way — a create with a `request_id` replays, an update with
+//! `If-Match` answers 412 if it had applied.
 
 use deadpool_postgres::Pool;
 use opsd_domain::lease::ClaimRequest;

@@ -6,6 +6,9 @@
 //! 3. `flush`: write every row, event, lease and count with set-based statements and
 //!    COMMIT, in one flight that takes the feed head first (`feed.rs`).
 //!
+//! Each flight has a deadline, and a write flight whose answer is lost is settled by
+//! asking the database whether the transaction committed (`outcome.rs`).
+//!
 //! The feed head is held only during the second flight, which the database runs without
 //! waiting for the client; so neither the distance to the database nor another replica's
 //! round trips hold up anyone's writes.
