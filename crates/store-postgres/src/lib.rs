@@ -58,25 +58,6 @@ const QUEUE_DEPTH: usize = 4096;
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the server lets a connection of this store sit inside a transaction without
-/// a statement before it ends the session (no transaction of opsd pauses that long).
-const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(30);
-/// TCP keepalive on every connection: the first probe after this long without traffic,
-/// then every [`KEEPALIVE_INTERVAL`], the connection given up after
-/// [`KEEPALIVE_RETRIES`] unanswered probes (about 25 s for an idle connection to a host
-/// that vanished, instead of the kernel's two hours).
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-const KEEPALIVE_RETRIES: u32 = 3;
-/// How long sent data may stay unacknowledged before the kernel closes the connection
-/// (`TCP_USER_TIMEOUT`): a busy connection to a host that vanished fails after this.
-const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
-/// The longest the server runs one statement of this store (`statement_timeout`): no
-/// statement of a request may outlast the request's default timeout. Migrations run
-/// without it.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// tokio-postgres's keepalive idle time when the URL sets none.
-const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 /// The age of the oldest event after a seq, in microseconds by the database's clock.
 static FEED_LAG_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -123,34 +104,7 @@ impl PostgresStore {
     /// cannot be reached now; once running, an unreachable database makes requests
     /// answer 503 until it is back.
     pub async fn open(url: &DatabaseUrl, options: Options) -> Result<Self> {
-        let mut pg = url.config().clone();
-        pg.connect_timeout(CONNECT_TIMEOUT);
-        if pg.get_application_name().is_none() {
-            pg.application_name("opsd");
-        }
-        // A connection lost in the middle of a batch's write flight would otherwise
-        // keep the feed head (and the batch's rows) locked until the server noticed the
-        // dead connection, which TCP alone can take hours to tell. Settings the URL
-        // gives (its `options`, its keepalive and user timeout) win over these.
-        let ours = format!(
-            "-c idle_in_transaction_session_timeout={} -c statement_timeout={}",
-            IDLE_IN_TRANSACTION.as_millis(),
-            STATEMENT_TIMEOUT.as_millis()
-        );
-        let startup = match pg.get_options() {
-            Some(given) => format!("{ours} {given}"),
-            None => ours,
-        };
-        pg.options(&startup);
-        pg.keepalives(true);
-        if pg.get_keepalives_idle() == DEFAULT_KEEPALIVE_IDLE {
-            pg.keepalives_idle(KEEPALIVE_IDLE)
-                .keepalives_interval(KEEPALIVE_INTERVAL)
-                .keepalives_retries(KEEPALIVE_RETRIES);
-        }
-        if pg.get_tcp_user_timeout().is_none() {
-            pg.tcp_user_timeout(TCP_USER_TIMEOUT);
-        }
+        let pg = url.session_config(CONNECT_TIMEOUT);
         batch::declare_faults();
         let manager = Manager::from_config(
             pg.clone(),
