@@ -59,9 +59,6 @@ const QUEUE_DEPTH: usize = 4096;
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the server lets a connection of this store sit inside a transaction without
-/// a statement before it ends the session (no transaction of opsd pauses that long).
-const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(30);
 /// The age of the oldest event after a seq, in microseconds by the database's clock.
 static FEED_LAG_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -111,23 +108,8 @@ impl PostgresStore {
     /// cannot be reached now; once running, an unreachable database makes requests
     /// answer 503 until it is back.
     pub async fn open(url: &DatabaseUrl, options: Options) -> Result<Self> {
-        let mut pg = url.config().clone();
-        pg.connect_timeout(CONNECT_TIMEOUT);
-        if pg.get_application_name().is_none() {
-            pg.application_name("opsd");
-        }
-        // A connection lost in the middle of a batch's write flight would otherwise
-        // keep the feed head (and the batch's rows) locked until the server noticed the
-        // dead connection, which TCP alone can take hours to tell.
-        let idle = format!(
-            "-c idle_in_transaction_session_timeout={}",
-            IDLE_IN_TRANSACTION.as_millis()
-        );
-        let startup = match pg.get_options() {
-            Some(given) => format!("{given} {idle}"),
-            None => idle,
-        };
-        pg.options(&startup);
+        let pg = url.session_config(CONNECT_TIMEOUT);
+        batch::declare_faults();
         let manager = Manager::from_config(
             pg.clone(),
             tokio_postgres::NoTls,
@@ -147,9 +129,18 @@ impl PostgresStore {
             .map_err(|e| StoreError::Internal(format!("connection pool: {e}")))?;
         let (schema, head, epoch) = {
             let mut client = pool.get().await.map_err(errors::pool)?;
+            // A migration may rewrite a large table: not bounded like a request.
+            client
+                .batch_execute("SET statement_timeout = 0")
+                .await
+                .map_err(ctx("lift the statement timeout to migrate"))?;
             let applied = migrations::migrate(&mut client)
                 .await
                 .map_err(|e| StoreError::Internal(format!("migrating {url}: {e}")))?;
+            client
+                .batch_execute("RESET statement_timeout")
+                .await
+                .map_err(ctx("restore the statement timeout"))?;
             if !applied.is_empty() {
                 tracing::info!(?applied, database = %url, "applied migrations");
             }

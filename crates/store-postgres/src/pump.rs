@@ -29,6 +29,8 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use crate::errors::{self, ctx};
 use crate::rows::big;
 
+/// The longest one catch-up from the store may take.
+const CATCH_UP_DEADLINE: Duration = Duration::from_secs(5);
 /// Events read per round when catching up from the store.
 const CATCH_UP_PAGE: i64 = 1000;
 /// How often the pump looks at the store without being told to, while the listener is
@@ -133,8 +135,21 @@ async fn publish_batch(
     Ok(())
 }
 
-/// Publishes every committed change after `last`, read from the store.
+/// Publishes every committed change after `last`, read from the store; gives up after
+/// [`CATCH_UP_DEADLINE`] (what was read by then is published), so that a database that
+/// stops answering without closing the connection cannot hold the pump, and with it
+/// the writer waiting for its batch to be published.
 async fn catch_up(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut u64) -> Result<()> {
+    tokio::time::timeout(CATCH_UP_DEADLINE, read_missing(pool, feed, last))
+        .await
+        .unwrap_or_else(|_| {
+            Err(opsd_store::StoreError::Unavailable(
+                "the database did not answer the change feed in time".into(),
+            ))
+        })
+}
+
+async fn read_missing(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut u64) -> Result<()> {
     let client = pool.get().await.map_err(errors::pool)?;
     let statement = client
         .prepare_cached(&crate::feed::CATCH_UP_SQL)

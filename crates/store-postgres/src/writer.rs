@@ -10,10 +10,11 @@
 //! acknowledged, and it decides anew on what is now committed. A batch whose statements
 //! fail is split in halves, each committed on its own, until the failing write is alone
 //! and answered with its error, so it never fails its batch-mates. A batch that fails
-//! because the database is unreachable is answered `Unavailable` (503): if the COMMIT
-//! itself was lost on the way, the outcome is unknown to the caller, whose retry is
-//! safe — a create with a `request_id` replays, an update with `If-Match` answers 412 if
-//! it had applied.
+//! because the database is unreachable is answered `Unavailable` (503). If the answer to
+//! its COMMIT was lost, the writer asks the database whether it committed and answers
+//! accordingly, or `OutcomeUnknown` (503) when it cannot tell (`batch/outcome.rs`); a
+//! retry is safe either way — a create with a `request_id` replays, an update with
+//! `If-Match` answers 412 if it had applied.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,6 +151,13 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        // A write whose caller gave up while it waited (its request timed out behind a
+        // database that stopped answering) is not started: the caller was told 503, and
+        // it must not commit behind its back once the database answers again.
+        batch.0.retain(|job| !job.reply.is_closed());
+        if batch.0.is_empty() {
+            continue;
+        }
         commit_batch(&pool, &mut batch.0, clock.as_ref(), &publish, &conflicts).await;
     }
 }
@@ -259,11 +267,13 @@ async fn with_retries(
     }
 }
 
-/// The same error for every caller of a failed part (503 stays 503; anything else is a
+/// The same error for every caller of a failed part (503 stays 503, an unknown outcome
+/// stays unknown; anything else is a
 /// 500 carrying its message).
 fn copy(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::OutcomeUnknown(m) => StoreError::OutcomeUnknown(m.clone()),
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
         other => StoreError::Internal(other.to_string()),
     }

@@ -91,6 +91,11 @@ pub enum StoreError {
     /// This backend cannot do what was asked (the message says what to use instead).
     #[error("{0}")]
     NotSupported(String),
+    /// The write reached the database but the answer to its COMMIT was lost, and the
+    /// backend could not find out whether it committed: the caller must read back (or
+    /// retry with the same `request_id` or `If-Match`) to learn the outcome.
+    #[error("outcome of the write is unknown: {0}")]
+    OutcomeUnknown(String),
     /// The backend failed; the message is for logs, not for clients.
     #[error("storage failure: {0}")]
     Internal(String),

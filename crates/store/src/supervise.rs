@@ -335,6 +335,37 @@ fn take_armed(name: &str) -> bool {
     }
 }
 
+/// Fault points other than panics (`"<worker>/<fault>"`) that a backend declared.
+static DECLARED: LazyLock<Mutex<Vec<&'static str>>> = LazyLock::new(Mutex::default);
+
+/// Declares a one-shot fault point named `"<worker>/<fault>"` (for example the
+/// PostgreSQL writer losing a COMMIT's answer), so that [`arm_fault`] accepts it. A
+/// no-op when the hooks are off.
+pub fn declare_fault(point: &'static str) {
+    if faults_enabled() {
+        let mut declared = lock(&DECLARED);
+        if !declared.contains(&point) {
+            declared.push(point);
+        }
+    }
+}
+
+/// Arms the declared fault point `point` once. False when the hooks are off or no such
+/// point was declared in this process.
+pub fn arm_fault(point: &str) -> bool {
+    if !faults_enabled() || !lock(&DECLARED).contains(&point) {
+        return false;
+    }
+    lock(&ARMED).push(point.to_owned());
+    true
+}
+
+/// Whether the fault point `point` was armed, disarming it (a cheap load when the
+/// hooks are off). The caller then injects its fault.
+pub fn take_fault(point: &str) -> bool {
+    faults_enabled() && take_armed(point)
+}
+
 /// Panics if a fault was armed for `name` (a cheap load when the hooks are off). For
 /// thread workers, which call it once per round of their loop.
 pub fn fault_point(name: &str) {

@@ -8,6 +8,7 @@ mod crash_loop;
 mod database_url;
 mod disk_full;
 mod durability;
+mod history;
 mod keys;
 mod process;
 mod replicas;

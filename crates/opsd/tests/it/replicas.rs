@@ -9,10 +9,11 @@
 //! `scripts/test`).
 
 mod claims;
-mod cluster;
+pub(crate) mod cluster;
 mod faults;
 mod keys;
 mod live;
 mod load;
-mod pg_restart;
-mod sse;
+mod network;
+pub(crate) mod pg_restart;
+pub(crate) mod sse;

@@ -15,7 +15,10 @@ use crate::http::error::ApiError;
 
 /// The gRPC status of `e`.
 pub fn of(e: &ApiError) -> tonic::Status {
-    if let ApiError::Internal(detail) | ApiError::Unavailable { detail, .. } = e {
+    if let ApiError::Internal(detail)
+    | ApiError::Unavailable { detail, .. }
+    | ApiError::OutcomeUnknown { detail, .. } = e
+    {
         tracing::error!(error = %detail, "gRPC request failed");
     }
     let grpc_code = match e {
@@ -34,9 +37,10 @@ pub fn of(e: &ApiError) -> tonic::Status {
         ApiError::PayloadTooLarge(_)
         | ApiError::RateLimited { .. }
         | ApiError::TooManyFailures { .. } => code::RESOURCE_EXHAUSTED,
-        ApiError::Overloaded { .. } | ApiError::Unavailable { .. } | ApiError::ReadOnly { .. } => {
-            code::UNAVAILABLE
-        }
+        ApiError::Overloaded { .. }
+        | ApiError::Unavailable { .. }
+        | ApiError::ReadOnly { .. }
+        | ApiError::OutcomeUnknown { .. } => code::UNAVAILABLE,
         ApiError::Internal(_) => code::INTERNAL,
     };
     let (_, reason) = e.status_and_code();
@@ -85,7 +89,8 @@ fn retry_after(e: &ApiError) -> Option<u64> {
         | ApiError::TooManyFailures { retry_after_s }
         | ApiError::Overloaded { retry_after_s, .. }
         | ApiError::Unavailable { retry_after_s, .. }
-        | ApiError::ReadOnly { retry_after_s } => Some(*retry_after_s),
+        | ApiError::ReadOnly { retry_after_s }
+        | ApiError::OutcomeUnknown { retry_after_s, .. } => Some(*retry_after_s),
         _ => None,
     }
 }

@@ -95,6 +95,17 @@ pub enum ApiError {
         /// Seconds to wait before retrying.
         retry_after_s: u64,
     },
+    /// 503: the write may or may not have been committed (the database's answer was
+    /// lost and could not be recovered); the client reads back or retries idempotently.
+    #[error(
+        "the write may or may not have been applied (the database's answer was lost); read it back, or retry with the same request_id or If-Match, after {retry_after_s} s"
+    )]
+    OutcomeUnknown {
+        /// What failed, for the log.
+        detail: String,
+        /// Seconds to wait before retrying.
+        retry_after_s: u64,
+    },
     /// 500: our fault; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -161,6 +172,7 @@ impl ApiError {
             ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::ReadOnly { .. } => (StatusCode::SERVICE_UNAVAILABLE, "read_only"),
+            ApiError::OutcomeUnknown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -192,6 +204,7 @@ impl ApiError {
                 | ApiError::Overloaded { .. }
                 | ApiError::Unavailable { .. }
                 | ApiError::ReadOnly { .. }
+                | ApiError::OutcomeUnknown { .. }
         )
     }
 
@@ -202,7 +215,8 @@ impl ApiError {
             | ApiError::TooManyFailures { retry_after_s }
             | ApiError::Overloaded { retry_after_s, .. }
             | ApiError::Unavailable { retry_after_s, .. }
-            | ApiError::ReadOnly { retry_after_s } => {
+            | ApiError::ReadOnly { retry_after_s }
+            | ApiError::OutcomeUnknown { retry_after_s, .. } => {
                 headers.insert(
                     axum::http::header::RETRY_AFTER,
                     HeaderValue::from(*retry_after_s),
@@ -240,6 +254,10 @@ impl From<StoreError> for ApiError {
                 retry_after_s: 5,
             },
             StoreError::NotSupported(message) => ApiError::NotSupportedForBackend(message),
+            StoreError::OutcomeUnknown(detail) => ApiError::OutcomeUnknown {
+                detail,
+                retry_after_s: 1,
+            },
             StoreError::Internal(detail) => ApiError::Internal(detail),
         }
     }
@@ -252,6 +270,9 @@ impl ApiError {
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             ApiError::Unavailable { detail, .. } => {
                 tracing::warn!(%detail, "storage unavailable; answering 503");
+            }
+            ApiError::OutcomeUnknown { detail, .. } => {
+                tracing::warn!(%detail, "a write's outcome is unknown; answering 503");
             }
             _ => {}
         }

@@ -91,8 +91,9 @@ where
         });
         return Response::from_parts(parts, Body::from_stream(held));
     }
-    // A write already handed to the store still commits if its request times out: the
-    // caller learns the outcome by retrying with the same request_id.
+    // A write the store already started still commits if its request times out (one
+    // still queued is dropped by the PostgreSQL writer): the caller learns the outcome
+    // by retrying with the same request_id.
     match tokio::time::timeout(limits.request_timeout, next(request)).await {
         Ok(response) => response,
         Err(_) => refuse("the request took longer than the server's timeout"),

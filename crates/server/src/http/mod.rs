@@ -297,8 +297,8 @@ pub fn router(state: AppState) -> Router {
     // Test-only: the fault hooks exist only in a process started with them on.
     let app = if opsd_store::supervise::faults_enabled() {
         app.route(
-            "/debug/faults/{worker}/panic",
-            axum::routing::post(system::inject_panic),
+            "/debug/faults/{worker}/{fault}",
+            axum::routing::post(system::inject_fault),
         )
     } else {
         app

@@ -116,13 +116,25 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Test-only fault hook (routed only when `OPSD_FAULT_HOOKS=1`): makes the worker named
-/// in the path panic once, so that tests can watch it being restarted. Admin only.
-pub async fn inject_panic(_: Admin, Path(worker): Path<String>) -> Result<StatusCode, ApiError> {
-    if supervise::arm_panic(&worker) {
+/// Test-only fault hook (routed only when `OPSD_FAULT_HOOKS=1`): `panic` makes the
+/// worker named in the path panic once, so that tests can watch it being restarted; any
+/// other fault arms that fault point of the worker once (for example
+/// `postgres-writer/lose-commit`). Admin only.
+pub async fn inject_fault(
+    _: Admin,
+    Path((worker, fault)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let armed = if fault == "panic" {
+        supervise::arm_panic(&worker)
+    } else {
+        supervise::arm_fault(&format!("{worker}/{fault}"))
+    };
+    if armed {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound(format!("no worker named {worker}")))
+        Err(ApiError::NotFound(format!(
+            "no worker {worker} with a fault point {fault}"
+        )))
     }
 }
 

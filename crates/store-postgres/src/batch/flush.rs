@@ -255,6 +255,9 @@ pub async fn flush(
     }
     steps.push(Step::Simple("COMMIT"));
 
+    if let Some(lost) = super::outcome::lose_answer_if_armed(flight::send(client, &steps)).await {
+        return Err(lost);
+    }
     let answers = flight::send(client, &steps).await;
     // The first failure is the cause; every statement after it only reports the aborted
     // transaction, whose COMMIT rolled back.
@@ -284,7 +287,7 @@ pub async fn flush(
 }
 
 /// What a key or session statement's rows mean to its caller.
-fn key_answer(
+pub(super) fn key_answer(
     write: &Write,
     rows: &[tokio_postgres::Row],
     now: time::OffsetDateTime,

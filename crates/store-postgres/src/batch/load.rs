@@ -137,6 +137,7 @@ enum Read {
     Purge,
     Reserve,
     Clock,
+    Xact,
 }
 
 /// The parameters of the flight, owned here so the steps can borrow them.
@@ -206,13 +207,14 @@ impl Params {
 }
 
 /// Opens the batch's transaction and reads what `writes` need, in one round trip (plus
-/// one the first time a connection prepares these statements). On an error the
-/// transaction is left open: the caller rolls it back.
+/// one the first time a connection prepares these statements), with the transaction's
+/// id (to find out whether it committed if the answer to its COMMIT is lost,
+/// `outcome.rs`). On an error the transaction is left open: the caller rolls it back.
 pub async fn load(
     client: &ClientWrapper,
     writes: &[&Write],
     clock: Option<&Clock>,
-) -> std::result::Result<Loaded, Failure> {
+) -> std::result::Result<(Loaded, String), Failure> {
     let p = Params::of(writes, clock);
     let statements = flight::prepare(
         client,
@@ -224,11 +226,22 @@ pub async fn load(
             PURGE_SQL,
             RESERVE_SQL,
             &CLOCK_SQL,
+            super::outcome::XACT_SQL,
         ],
     )
     .await
     .map_err(Failure::of("prepare batch reads"))?;
-    let [lock, requests, claim, expire, purge, reserve, clock_now] = &statements[..] else {
+    let [
+        lock,
+        requests,
+        claim,
+        expire,
+        purge,
+        reserve,
+        clock_now,
+        xact,
+    ] = &statements[..]
+    else {
         return Err(Failure::Statement(opsd_store::StoreError::Internal(
             "prepared a different number of statements".into(),
         )));
@@ -272,6 +285,7 @@ pub async fn load(
         );
     }
     read(Step::Query(clock_now.clone(), vec![]), Read::Clock);
+    read(Step::Query(xact.clone(), vec![]), Read::Xact);
 
     let mut answers = flight::send(client, &steps).await.into_iter();
     answers
@@ -288,6 +302,7 @@ pub async fn load(
         purgeable: Vec::new(),
         new_seqs: Vec::new(),
     };
+    let mut xact = String::new();
     for (what, answer) in reads.into_iter().zip(answers) {
         let rows = answer.map_err(Failure::of("read batch rows"))?;
         match what {
@@ -349,9 +364,15 @@ pub async fn load(
                 loaded.now = rules::next_stamp(clock_now, previous);
                 loaded.may_restamp = loaded.now > previous;
             }
+            Read::Xact => {
+                xact = rows
+                    .first()
+                    .map(|row| row.get::<_, String>(0))
+                    .unwrap_or_default();
+            }
         }
     }
-    Ok(loaded)
+    Ok((loaded, xact))
 }
 
 /// Keeps the operation of `row` (the first read of a row wins: it is the locked one, and

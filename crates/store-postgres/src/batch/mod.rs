@@ -6,6 +6,9 @@
 //! 3. `flush`: write every row, event, lease and count with set-based statements and
 //!    COMMIT, in one flight that takes the feed head first (`feed.rs`).
 //!
+//! Each flight has a deadline, and a write flight whose answer is lost is settled by
+//! asking the database whether the transaction committed (`outcome.rs`).
+//!
 //! The feed head is held only during the second flight, which the database runs without
 //! waiting for the client; so neither the distance to the database nor another replica's
 //! round trips hold up anyone's writes.
@@ -14,7 +17,10 @@ mod decide;
 mod flight;
 mod flush;
 mod load;
+mod outcome;
 mod restamp;
+
+pub use outcome::declare_faults;
 
 use deadpool_postgres::Pool;
 use opsd_store::{Change, Clock, Result, StoreError};
@@ -76,38 +82,91 @@ pub async fn attempt(
     channel: &str,
 ) -> std::result::Result<Done, Failure> {
     let client = pool.get().await.map_err(errors::pool)?;
-    let outcome = run(&client, writes, clock, channel).await;
-    if outcome.is_err() {
-        // Ends a transaction a failed read left open (after a failed write flight the
-        // COMMIT already rolled back, and this is a no-op). A connection that is gone
-        // fails here too, and the pool drops it.
-        let _ = client.batch_execute("ROLLBACK").await;
+    match run(&client, writes, clock, channel).await {
+        Ok(Ran::Answered(decided, flushed)) => Ok(finish(decided, flushed)),
+        Ok(Ran::AnswerLost {
+            decided,
+            xact,
+            lost,
+        }) => {
+            // Whatever that connection still has to say is stale: never reuse it.
+            drop(deadpool_postgres::Object::take(client));
+            let flushed = outcome::settle(pool, &xact, &decided, lost).await?;
+            Ok(finish(decided, flushed))
+        }
+        Err(failure) => {
+            // Ends a transaction a failed read left open (after a failed write flight
+            // the COMMIT already rolled back, and this is a no-op). A connection that
+            // is gone fails here, and the pool drops it; one that does not answer in
+            // time is dropped here.
+            let rollback = client.batch_execute("ROLLBACK");
+            if !matches!(
+                tokio::time::timeout(ROLLBACK_DEADLINE, rollback).await,
+                Ok(Ok(()))
+            ) {
+                drop(deadpool_postgres::Object::take(client));
+            }
+            Err(failure)
+        }
     }
-    outcome
 }
 
-async fn run(
+/// How long ending a failed batch's transaction may take before its connection is
+/// dropped instead.
+const ROLLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How a batch's transaction ended, as far as its connection knows.
+enum Ran<'w> {
+    /// Every flight answered: the batch committed (or, writing nothing, rolled back).
+    Answered(decide::Decided<'w>, flush::Flushed),
+    /// The write flight (COMMIT included) may have reached the database, but its
+    /// answer did not come back: `outcome.rs` finds out what happened.
+    AnswerLost {
+        decided: decide::Decided<'w>,
+        /// The transaction's id (`pg_current_xact_id()`).
+        xact: String,
+        lost: StoreError,
+    },
+}
+
+async fn run<'w>(
     client: &deadpool_postgres::ClientWrapper,
-    writes: &[&Write],
+    writes: &[&'w Write],
     clock: Option<&Clock>,
     channel: &str,
-) -> std::result::Result<Done, Failure> {
-    let loaded = load::load(client, writes, clock).await?;
+) -> std::result::Result<Ran<'w>, Failure> {
+    let (loaded, xact) =
+        outcome::bounded("read the batch's rows", load::load(client, writes, clock)).await?;
     let decided = decide::decide(writes, loaded)?;
-    let flushed = if decided.is_read_only() {
+    if decided.is_read_only() {
         // Refusals and replays only: nothing to write, and the row locks to release.
-        client
-            .batch_execute("ROLLBACK")
-            .await
-            .map_err(Failure::of("end a batch that wrote nothing"))?;
-        flush::Flushed {
+        outcome::bounded("end a batch that wrote nothing", async {
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(Failure::of("end a batch that wrote nothing"))
+        })
+        .await?;
+        let flushed = flush::Flushed {
             before: 0,
             stamp: decided.now,
             keys: Vec::new(),
-        }
-    } else {
-        flush::flush(client, &decided, channel).await?
-    };
+        };
+        return Ok(Ran::Answered(decided, flushed));
+    }
+    match outcome::bounded("write the batch", flush::flush(client, &decided, channel)).await {
+        Ok(flushed) => Ok(Ran::Answered(decided, flushed)),
+        Err(Failure::Unavailable(lost)) => Ok(Ran::AnswerLost {
+            decided,
+            xact,
+            lost,
+        }),
+        Err(other) => Err(other),
+    }
+}
+
+/// Every write's answer, and the batch's changes numbered from the seq before them.
+fn finish(decided: decide::Decided<'_>, flushed: flush::Flushed) -> Done {
     let (t0, stamp) = (decided.now, flushed.stamp);
     let mut keys = flushed.keys.into_iter();
     let mut answers: Vec<_> = decided
@@ -138,9 +197,9 @@ async fn run(
             .iter_mut()
             .for_each(|c| restamp::change(c, t0, stamp));
     }
-    Ok(Done {
+    Done {
         answers,
         changes,
         restamped,
-    })
+    }
 }

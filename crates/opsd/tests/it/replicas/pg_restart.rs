@@ -21,13 +21,13 @@ use super::sse::{Event, Next, Watch, assert_stream, change_of, covers};
 
 /// A PostgreSQL cluster of this test's own, run by `scripts/pg` in a temporary directory
 /// (`OPSD_PG_DIR`); stopped when dropped.
-struct PrivatePg {
-    dir: TempDir,
-    url: String,
+pub(crate) struct PrivatePg {
+    pub(crate) dir: TempDir,
+    pub(crate) url: String,
 }
 
 impl PrivatePg {
-    fn start() -> PrivatePg {
+    pub(crate) fn start() -> PrivatePg {
         let dir = tempfile::tempdir().unwrap();
         pg(dir.path(), "start");
         let url = pg(dir.path(), "url");
@@ -62,7 +62,7 @@ fn pg(dir: &Path, command: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-async fn pg_async(dir: &Path, command: &'static str) -> String {
+pub(crate) async fn pg_async(dir: &Path, command: &'static str) -> String {
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || pg(&dir, command))
         .await

@@ -133,7 +133,9 @@ fn shared_statuses(path: &str, google: bool, op: &mut Operation) {
             "503",
             "The server is at its concurrency limit, a request took longer than its \
              timeout (`overloaded`), or storage cannot take writes now (`unavailable`, \
-             e.g. disk full): retry after Retry-After",
+             e.g. disk full); or the database's answer to a write's commit was lost and \
+             could not be recovered (`outcome_unknown`: read back, or retry with the same \
+             request_id or If-Match): retry after Retry-After",
             Some(retry_after),
         ),
     ];
