@@ -15,12 +15,8 @@ use super::cluster::{Cluster, call, get, postgres_or_skip};
 use super::load::{Load, assert_all_present};
 use crate::process::Opsd;
 
-/// The request timeout the processes under test run with: longer than the writer
-/// needs to give up on a black-holed database by itself.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
-/// When a write meets a black-holed database: the batch ahead of it (at most two 10 s
-/// round trips, a 2 s rollback or a 5 s outcome check), then its own, with slack.
-const WRITE_ANSWERED_WITHIN: Duration = Duration::from_secs(35);
+/// The request timeout the processes under test run with.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A fresh test database's URL, and the `host:port` of its server.
 fn test_database() -> (String, SocketAddr) {
@@ -68,9 +64,7 @@ async fn a_blackholed_database_gets_timely_503s_and_everything_recovers_by_itsel
     let timeout = format!("{}s", REQUEST_TIMEOUT.as_secs());
     let cluster = Cluster::start_on(&url, 2, &["--request-timeout", &timeout]);
     let client = cluster.client();
-    // Writers that wait as long as opsd takes (its answers are what is checked).
-    let patient = Opsd::client_with(&cluster.admin_key);
-    let load = Load::start(&patient, &cluster.bases, 3, "blackholed");
+    let load = Load::start(&client, &cluster.bases, 3, "blackholed");
     load.until(Duration::from_secs(60), "100 writes acknowledged", |l| {
         l.acked_count() >= 100
     })
@@ -83,43 +77,23 @@ async fn a_blackholed_database_gets_timely_503s_and_everything_recovers_by_itsel
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{base}/readyz");
         assert!(took < Duration::from_secs(5), "/readyz took {took:?}");
     }
-    // A write and a read sent now are answered 503 with Retry-After, never left
-    // hanging: a write by the writer itself once its round trip missed the 10 s deadline
-    // (`unavailable`, or `outcome_unknown` if a COMMIT had left), well before the
-    // request timeout; a read at the request timeout. Without the writer's deadline the
-    // write would hang until the request timeout too (`overloaded`) and this fails.
-    let probes = cluster.bases.iter().flat_map(|base| {
-        let write = patient.post(format!("{base}/v1/operations")).json(
-            &json!({"project_id": "blackholed", "kind": "vm", "type": "update",
-                    "resource_id": "probe", "request_id": format!("probe-{base}")}),
-        );
-        let read = patient.get(format!("{base}/v1/operations?project_id=blackholed"));
-        [(true, write), (false, read)]
-    });
-    let answers = futures_util::future::join_all(probes.map(|(is_write, req)| async move {
-        let started = Instant::now();
-        let resp = req.send().await.expect("an answer, not a hang");
-        let (status, retry) = (resp.status(), resp.headers().contains_key("retry-after"));
-        let body: Value = resp.json().await.unwrap_or_default();
-        (is_write, status, retry, body, started.elapsed())
-    }))
-    .await;
-    for (is_write, status, retry, body, took) in answers {
-        eprintln!(
-            "blackholed: write {is_write}: {status} {} after {took:?}",
-            body["code"]
-        );
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert!(retry, "503 without Retry-After");
-        if is_write {
+    // A write and a read sent now are answered 503 with Retry-After, within the
+    // request timeout (plus slack for a loaded machine), never left hanging.
+    for base in &cluster.bases {
+        for req in [
+            client.post(format!("{base}/v1/operations")).json(
+                &json!({"project_id": "blackholed", "kind": "vm", "type": "update",
+                              "resource_id": "probe", "request_id": format!("probe-{base}")}),
+            ),
+            client.get(format!("{base}/v1/operations?project_id=blackholed")),
+        ] {
+            let started = Instant::now();
+            let resp = req.send().await.expect("an answer, not a hang");
+            let took = started.elapsed();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(resp.headers().contains_key("retry-after"));
             assert!(
-                body["code"] == "unavailable" || body["code"] == "outcome_unknown",
-                "the writer did not answer by itself: {body}"
-            );
-            assert!(took <= WRITE_ANSWERED_WITHIN, "answered after {took:?}");
-        } else {
-            assert!(
-                took <= REQUEST_TIMEOUT + Duration::from_secs(5),
+                took <= REQUEST_TIMEOUT + Duration::from_secs(3),
                 "answered after {took:?}"
             );
         }
