@@ -21,6 +21,7 @@ mod grpc;
 mod link;
 mod loadgen;
 mod machine;
+mod otlp_sink;
 mod outcome;
 mod pg;
 mod plan;
@@ -122,6 +123,16 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
     },
+    /// A collector that accepts OTLP/HTTP trace exports and discards them, until
+    /// killed (for measuring what export costs: point OTEL_EXPORTER_OTLP_ENDPOINT here).
+    OtlpSink {
+        /// Where opsd sends its spans, e.g. 127.0.0.1:4318.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// How often to print what arrived.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        every: Duration,
+    },
     /// A delaying TCP proxy (`opsd_proxy`) until killed: every byte to and from the
     /// upstream server half the round trip late each way; prints the round trip it
     /// measures to stderr now and then.
@@ -150,6 +161,7 @@ fn main() -> ExitCode {
         Some(Command::CeilingHttp { body_file }) => ceiling::serve_http(body_file),
         Some(Command::CeilingGrpc { body_file }) => grpc::serve_ceiling(body_file),
         Some(Command::Soak { opsd, duration }) => soak::run(opsd, *duration),
+        Some(Command::OtlpSink { listen, every }) => otlp_sink::serve(*listen, *every),
         Some(Command::Proxy {
             listen,
             upstream,

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opsd_client::{Client, Task, TaskError, Worker, WorkerConfig};
+use opsd_grpc_proto::google::longrunning::GetOperationRequest;
+use opsd_grpc_proto::google::longrunning::operations_client::OperationsClient;
 use receiver::{Receiver, hex, render, string};
 use serde_json::{Value, json};
 
@@ -152,6 +154,26 @@ async fn one_trace_from_the_creating_request_to_the_worker_that_finished() {
     let summary = running.await.unwrap().unwrap();
     assert_eq!(summary.done, 1);
 
+    // A Google-style client reads it over gRPC, in the same trace.
+    let channel = tonic::transport::Endpoint::from_shared(opsd.base.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(GetOperationRequest {
+        name: format!("projects/proj-trace/operations/{id}"),
+    });
+    let metadata = request.metadata_mut();
+    let bearer = format!("Bearer {}", opsd.admin_key);
+    metadata.insert("authorization", bearer.parse().unwrap());
+    metadata.insert("traceparent", parent.parse().unwrap());
+    let got = OperationsClient::new(channel)
+        .get_operation(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(got.done);
+
     // 3. A clean stop exports what is still queued.
     let mut opsd = opsd;
     sigterm(&opsd.child);
@@ -231,6 +253,18 @@ async fn one_trace_from_the_creating_request_to_the_worker_that_finished() {
             );
         }
     }
+
+    // The gRPC call: named and described as the RPC conventions say.
+    let gets = named(&spans, "google.longrunning.Operations/GetOperation");
+    assert_eq!(gets.len(), 1, "one span for the gRPC call");
+    assert_eq!(gets[0].trace_id, trace_id);
+    assert_eq!(hex(&gets[0].parent_span_id), CALLER_SPAN);
+    assert_eq!(attr(gets[0], "rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(
+        attr(gets[0], "rpc.service").as_deref(),
+        Some("google.longrunning.Operations")
+    );
+    assert_eq!(attr(gets[0], "rpc.method").as_deref(), Some("GetOperation"));
 
     // The key's secret appears nowhere: not in an attribute, not on the wire.
     let secret = opsd.admin_key.as_str();

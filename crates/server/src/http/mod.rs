@@ -253,7 +253,7 @@ async fn guard(
                             return crate::grpc::status::response(&refused);
                         }
                     } else if admin::writes(r.method(), path) {
-                        return error_response(&path.to_owned(), refused);
+                        return error_response(path, refused);
                     }
                 }
                 next.run(r).await

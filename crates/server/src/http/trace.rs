@@ -49,9 +49,14 @@ pub fn request_span(request: &Request, parent: Option<&TraceContext>, request_id
         .map(MatchedPath::as_str);
     let cx = span.context();
     let otel = cx.span();
-    otel.update_name(match route {
-        Some(route) => format!("{method} {route}"),
-        None => method.to_owned(),
+    // A gRPC call is named and described as the RPC conventions say: `service/method`.
+    let rpc = crate::grpc::is_grpc(request.headers())
+        .then(|| request.uri().path().trim_start_matches('/').split_once('/'))
+        .flatten();
+    otel.update_name(match (rpc, route) {
+        (Some((service, rpc_method)), _) => format!("{service}/{rpc_method}"),
+        (None, Some(route)) => format!("{method} {route}"),
+        (None, None) => method.to_owned(),
     });
     let mut attributes = vec![
         KeyValue::new("http.request.method", method.to_owned()),
@@ -65,6 +70,11 @@ pub fn request_span(request: &Request, parent: Option<&TraceContext>, request_id
     ];
     if let Some(route) = route {
         attributes.push(KeyValue::new("http.route", route.to_owned()));
+    }
+    if let Some((service, rpc_method)) = rpc {
+        attributes.push(KeyValue::new("rpc.system", "grpc"));
+        attributes.push(KeyValue::new("rpc.service", service.to_owned()));
+        attributes.push(KeyValue::new("rpc.method", rpc_method.to_owned()));
     }
     if let Some(agent) = request
         .headers()
