@@ -187,6 +187,8 @@ pub fn serve_ceiling(body_file: &Path) -> Result<(), String> {
         let service = OperationsServer::new(Fixed(answer));
         loop {
             let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            // As opsd does (its accept loop), so that neither waits on delayed ACKs.
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
             let service = hyper_util::service::TowerToHyperService::new(service.clone());
             tokio::spawn(async move {
                 let _ =
