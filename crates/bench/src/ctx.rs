@@ -164,8 +164,8 @@ pub struct AtRtt {
 pub type LinkNotes = Vec<(&'static str, Value)>;
 
 impl Ctx {
-    /// The ratio of the storage ceiling a write scenario must reach: `sqlite` (issue 13's
-    /// target) on SQLite; on PostgreSQL issue 20's, 0.6 direct and 0.5 through the
+    /// The ratio of the storage ceiling a write scenario must reach: `sqlite` (the SQLite
+    /// target) on SQLite; on PostgreSQL those for a distant database, 0.6 direct and 0.5 through the
     /// delaying proxy (where the ceiling, measured through the same proxy, pipelines
     /// freely and opsd's writer waits for its read before it writes).
     pub fn write_ratio_target(&self, sqlite: f64) -> f64 {

@@ -171,7 +171,7 @@ async fn a_full_disk_is_a_retryable_503_and_writes_recover_when_space_is_freed()
     assert_eq!(check, "ok");
 }
 
-/// The scenario of issue 21, without privileges: the log on the same "disk" as the
+/// A full disk under log and database, without privileges: the log on the same "disk" as the
 /// database, and that disk full. A file-size limit (`RLIMIT_FSIZE`, set on the running
 /// process with `prlimit --pid`, which needs no privilege for one's own process) makes
 /// every write past 4 MiB in any file fail as a full disk does; the log file already
