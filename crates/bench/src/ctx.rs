@@ -165,7 +165,7 @@ pub type LinkNotes = Vec<(&'static str, Value)>;
 
 impl Ctx {
     /// The ratio of the storage ceiling a write scenario must reach: `sqlite` (the SQLite
-    /// target) on SQLite; on PostgreSQL those for a distant database, 0.6 direct and 0.5 through the
+    /// target) on SQLite; on PostgreSQL those at a distance, 0.6 direct and 0.5 through the
     /// delaying proxy (where the ceiling, measured through the same proxy, pipelines
     /// freely and opsd's writer waits for its read before it writes).
     pub fn write_ratio_target(&self, sqlite: f64) -> f64 {
