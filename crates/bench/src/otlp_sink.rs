@@ -1,5 +1,5 @@
 //! `opsd-bench otlp-sink`: a collector that accepts OTLP/HTTP exports and throws them
-//! away, for measuring what trace export costs opsd (README, "Tracing"): point
+//! away, for measuring what trace export costs opsd (docs/tracing.md): point
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` at it and run the benchmark. It counts what it got,
 //! so that a run can show the spans really left opsd.
 

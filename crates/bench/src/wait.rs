@@ -1,5 +1,5 @@
 //! `wait_wakeup`: `plan.waiters` clients each hold a `GET /v1/operations/{id}/wait`
-//! (README, "Live operations") on its own connection, then 64 producers finish those
+//! (docs/live-operations.md) on its own connection, then 64 producers finish those
 //! operations with PATCH. A waiter's release latency is the time from its write's
 //! acknowledgement to its own answer. Targets: p99 ≤ 100 ms, and opsd's peak RSS ≤ 200 MiB
 //! at 10,000 waiters. A build without the endpoint (404/405 on the route) records the

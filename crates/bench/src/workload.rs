@@ -94,7 +94,7 @@ pub fn finish(id: Uuid, version: u64) -> Req {
     req
 }
 
-/// `GET /v1/operations/{id}/wait?timeout=…` (README, "Live operations").
+/// `GET /v1/operations/{id}/wait?timeout=…` (docs/live-operations.md).
 pub fn wait(id: Uuid, timeout_s: u64) -> Req {
     request(
         "GET",

@@ -1,5 +1,5 @@
 //! Human durations (`30s`, `2m`, `30d`) for the wait timeout and the retention period.
-//! Parsing is `humantime`'s; the limits are ours (README, "Live operations").
+//! Parsing is `humantime`'s; the limits are ours (docs/live-operations.md).
 
 use std::time::Duration;
 

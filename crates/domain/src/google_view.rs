@@ -1,4 +1,4 @@
-//! How the canonical operation reads in the Google Deployment Manager dialect (README, "The Google Deployment Manager endpoint").
+//! How the canonical operation reads in the Google Deployment Manager dialect (docs/deployment-manager.md).
 //! The HTTP renderer, the in-memory filter evaluation and the store's SQL translation of
 //! filters all derive from these rules, so a filter sees exactly what a client sees.
 

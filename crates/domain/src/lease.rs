@@ -1,4 +1,4 @@
-//! Worker leases (README, "Live operations") as pure rules. A worker claims an operation, which moves it
+//! Worker leases (docs/live-operations.md) as pure rules. A worker claims an operation, which moves it
 //! to `running` and hands the worker a secret token; while the lease lasts, changes to
 //! the operation need that token, and heartbeats push the expiry back. A lease that runs
 //! out turns the operation `unknown` with a message naming the worker, so a reconciler

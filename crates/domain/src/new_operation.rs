@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{Details, Kind, OpType, Operation, Status, ValidationError, validate};
 
-/// A validated-on-demand request to create an operation (README, "The rules a producer meets").
+/// A validated-on-demand request to create an operation (docs/api.md, "The rules a producer meets").
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewOperation {
     pub project_id: String,

@@ -1,4 +1,4 @@
-//! The canonical operation record (README, "The rules a producer meets"). Both HTTP dialects render this one type;
+//! The canonical operation record (docs/api.md, "The rules a producer meets"). Both HTTP dialects render this one type;
 //! the store persists it. Wire names of the Nirvana dialect are the serde names here.
 
 use std::collections::BTreeMap;

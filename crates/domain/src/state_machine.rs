@@ -1,4 +1,4 @@
-//! The operation life cycle (README, "The rules a producer meets") as pure functions:
+//! The operation life cycle (docs/api.md, "The rules a producer meets") as pure functions:
 //!
 //! ```text
 //! pending → running | done | failed | unknown

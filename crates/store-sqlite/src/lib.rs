@@ -92,9 +92,10 @@ impl SqliteStore {
         if copy::being_copied_into(&conn).map_err(open_error(path))? {
             return Err(opsd_store::copy::being_copied_into());
         }
-        // Each write runs in a savepoint, whose undo pages (the statement journal) SQLite
-        // otherwise writes to a temporary file: a third of the writer's time went to
-        // those pwrite() calls. A batch's undo pages are a few MiB at most.
+        // Writes that run in a savepoint (all but creates and updates) have undo pages
+        // (the statement journal) that SQLite otherwise writes to a temporary file: when
+        // every write had one, a third of the writer's time went to those pwrite()
+        // calls. A batch's undo pages are a few MiB at most.
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(open_error(path))?;
         let checkpointer = checkpoint::Checkpointer::start(&conn, path)?;

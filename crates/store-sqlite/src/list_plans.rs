@@ -1,6 +1,6 @@
 //! Every list the API can ask for walks an index in order: SQLite never sorts a
 //! project's rows to serve a page, whatever the filter, sort or cursor. This is what
-//! keeps a page's cost flat as a project grows (README, Performance: `scale`), and it
+//! keeps a page's cost flat as a project grows (docs/bench/README.md: `scale`), and it
 //! rests on the index definitions: SQLite appends the rowid (`seq`) to every index entry
 //! itself, so `(project, status)` is walked in creation order and `(project, status,
 //! updated_at)` in update order with `seq` breaking ties.

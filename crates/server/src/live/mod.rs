@@ -1,4 +1,4 @@
-//! Live operations, the background side (README, "Live operations"). Read in this order:
+//! Live operations, the background side (docs/live-operations.md). Read in this order:
 //!
 //! - `dispatcher`: one task that reads the store's change feed and wakes waiters;
 //! - `waiters`: per-operation wait registrations (`…/wait`), woken by the dispatcher;

@@ -117,7 +117,7 @@ async fn history_on_postgres_under_kill_9_restarts_blackholes_and_cuts() {
     .await;
 }
 
-/// PostgreSQL failover (README, "High availability"): a primary and a synchronous
+/// PostgreSQL failover (docs/high-availability.md): a primary and a synchronous
 /// standby (`scripts/pg-ha`), two replicas on one multi-host URL with
 /// `target_session_attrs=read-write`; the primary is killed, the standby promoted and
 /// its `synchronous_standby_names` cleared (the recipe for a primary gone for good).

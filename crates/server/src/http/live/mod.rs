@@ -1,4 +1,4 @@
-//! Live operations over HTTP (README, "Live operations"): `wait` (return when an operation finishes),
+//! Live operations over HTTP (docs/live-operations.md): `wait` (return when an operation finishes),
 //! `watch` (a project's changes as Server-Sent Events), `leases` (claim and heartbeat
 //! for workers). The machinery behind them is in `crate::live`.
 

@@ -1,4 +1,4 @@
-//! The Nirvana read API (README, "Lists"): get one operation, list a project's operations with
+//! The Nirvana read API (docs/api.md, "Lists"): get one operation, list a project's operations with
 //! filters, sort and cursors in both directions.
 
 use axum::body::{Body, Bytes};

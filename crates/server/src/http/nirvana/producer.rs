@@ -1,4 +1,4 @@
-//! The producer API (README, "The rules a producer meets"): control-plane services create operations (idempotent by
+//! The producer API (docs/api.md, "The rules a producer meets"): control-plane services create operations (idempotent by
 //! `request_id`), move them through the state machine (optionally conditional on the
 //! version), and read their history.
 
