@@ -68,12 +68,12 @@ fn integral<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::E
     T::try_from(whole).map_err(|_| D::Error::custom("is out of range"))
 }
 
-/// `deserialize_with` for an integer field (see [`integral`]).
+/// `deserialize_with` for an integer field (see `integral`).
 pub fn integer<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::Error> {
     integral(d)
 }
 
-/// `deserialize_with` for an optional integer field (see [`integral`]).
+/// `deserialize_with` for an optional integer field (see `integral`).
 pub fn opt_integer<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
     d: D,
 ) -> Result<Option<T>, D::Error> {

@@ -72,6 +72,8 @@ pub struct ServeArgs {
     retention: Duration,
     /// Origins (comma-separated, e.g. https://app.example.com) whose pages may call the
     /// API from a browser with their own key (CORS). Default: none.
+    // The help text shows the URL as written, without the brackets rustdoc would want.
+    #[allow(rustdoc::bare_urls)]
     #[arg(long, env = "OPSD_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = opsd_server::http::parse_origin)]
     cors_allowed_origins: Vec<String>,
     /// Export traces over OTLP (HTTP/protobuf) to this collector, e.g.

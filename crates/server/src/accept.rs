@@ -8,7 +8,7 @@
 //! more, as the watchdog looks a few times per timeout): one that never
 //! sends a byte, one that stops inside HTTP/2's preface or inside a request's head
 //! (HTTP/2 gives no request to the server until its head is whole), and an idle
-//! keep-alive connection of either protocol. This watchdog is ours ([`Activity`]):
+//! keep-alive connection of either protocol. This watchdog is ours (`Activity`):
 //! hyper times an HTTP/1 head itself, but neither hyper-util's version sniffing nor
 //! hyper's HTTP/2 has such a timer. A request being answered — a 120 s wait, an open
 //! watch stream — is in flight and is not cut. A connection asked to close this way

@@ -4,7 +4,7 @@
 //!
 //! Spans are batched by the SDK's batch processor, which exports from a thread of its
 //! own. The exporter's HTTP client is hyper on Tokio, which needs a runtime to run on:
-//! [`OnRuntime`] hands each export to the server's runtime and waits for it there.
+//! `OnRuntime` hands each export to the server's runtime and waits for it there.
 
 use std::sync::Arc;
 use std::time::Duration;

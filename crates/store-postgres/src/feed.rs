@@ -46,7 +46,7 @@ pub fn restamped(column: &str, t0: &str) -> String {
     format!("CASE WHEN {column} = {t0} THEN h.stamp ELSE {column} END")
 }
 
-/// Appends the events of [`EventArrays::params`] (`$2…$15`) with the seqs the flight's
+/// Appends the events of `EventArrays::params` (`$2…$15`) with the seqs the flight's
 /// [`ADVANCE_SQL`] reserved for `$1` events: the k-th gets the head before the batch
 /// plus k, read back from the head row this transaction holds. `$16` is the batch's
 /// time, restamped as [`restamped`] says.
@@ -175,7 +175,7 @@ pub static CATCH_UP_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A change read back from a row of [`BACKFILL_SQL`] or [`CATCH_UP_SQL`]: the
+/// A change read back from a row of `BACKFILL_SQL` or [`CATCH_UP_SQL`]: the
 /// event's columns laid over its operation's row (`opsd_store::history`).
 pub fn change(row: &tokio_postgres::Row) -> Result<Change> {
     let (event_seq, operation) = rows::operation_at_event(row)?;

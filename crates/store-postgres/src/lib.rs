@@ -1,4 +1,4 @@
-//! opsd's PostgreSQL backend: the same [`Store`] and [`KeyStore`] as the embedded SQLite
+//! opsd's PostgreSQL backend: the same [`Store`] and `KeyStore` as the embedded SQLite
 //! one, for deployments that keep their data on a database server (backed up, replicated
 //! and failed over by the tools operators already trust) with one or more opsd
 //! processes in front of it.

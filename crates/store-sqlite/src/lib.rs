@@ -284,7 +284,7 @@ impl Store for SqliteStore {
 
     /// The writer publishes each commit itself before answering, so the feed never
     /// trails the database. The disk is what the last write met; when that was a
-    /// failure, a probe write (bounded by [`PROBE_TIMEOUT`]) tells whether it is over,
+    /// failure, a probe write (bounded by `PROBE_TIMEOUT`) tells whether it is over,
     /// so that `/readyz` turns ready again without waiting for traffic it keeps away.
     async fn readiness(&self) -> opsd_store::Readiness {
         let mut disk = self.disk.get();

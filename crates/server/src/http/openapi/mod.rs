@@ -2,7 +2,7 @@
 //! statuses only it returns (`#[utoipa::path]`); what every endpoint shares — the
 //! security schemes, the statuses any layer may answer (401, 429, 503, 413, 415), the
 //! response headers, Google's standard parameters, the links between operations — is
-//! added once by [`contract::Contract`], so it cannot be forgotten on a new endpoint.
+//! added once by `contract::Contract`, so it cannot be forgotten on a new endpoint.
 //! The document is checked against the server by `tests/it/contract.rs` and, from the
 //! outside, by Schemathesis (`scripts/schemathesis`).
 

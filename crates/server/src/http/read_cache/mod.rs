@@ -22,7 +22,7 @@
 //!
 //! **Bounded.** Bodies (plus a per-entry allowance) are counted against the budget
 //! (`--read-cache-mib`, [`DEFAULT_BUDGET_BYTES`]; 0 turns the cache off);
-//! the bookkeeping of recent changes against [`MAX_TRACKED`] keys per map.
+//! the bookkeeping of recent changes against `MAX_TRACKED` keys per map.
 //!
 //! **What the feed does not carry.** Retention deletes operations without a change in the
 //! feed: the retention task ([`crate::live::retention`]) empties the cache whenever this
