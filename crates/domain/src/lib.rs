@@ -20,7 +20,7 @@ pub mod lro_view;
 mod new_operation;
 mod operation;
 pub mod state_machine;
-pub mod strict;
+pub mod strict_json;
 pub mod trace_context;
 pub mod validate;
 

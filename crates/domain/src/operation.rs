@@ -234,7 +234,7 @@ where
                 if out.contains_key(&key) {
                     return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
                 }
-                let value: crate::strict::Object<V> = map.next_value()?;
+                let value: crate::strict_json::Object<V> = map.next_value()?;
                 out.insert(key, value.0);
             }
             Ok(out)
@@ -274,7 +274,7 @@ pub struct ErrorItem {
 #[serde(deny_unknown_fields)]
 pub struct OperationError {
     /// The errors, at least one.
-    #[serde(deserialize_with = "crate::strict::objects")]
+    #[serde(deserialize_with = "crate::strict_json::objects")]
     #[schema(min_items = 1, max_items = 100)]
     pub errors: Vec<ErrorItem>,
 }
@@ -315,7 +315,7 @@ pub struct Warning {
     )]
     pub message: String,
     /// Extra metadata.
-    #[serde(default, deserialize_with = "crate::strict::objects")]
+    #[serde(default, deserialize_with = "crate::strict_json::objects")]
     #[schema(max_items = 100)]
     pub data: Vec<WarningData>,
 }

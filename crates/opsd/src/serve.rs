@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use opsd_server::live::{Background, LiveConfig};
+use opsd_server::background::{Background, LiveConfig};
 use opsd_server::telemetry::Telemetry;
 use opsd_server::{AppState, Config, RateLimit};
 use tracing_subscriber::EnvFilter;

@@ -2,9 +2,9 @@
 //! with graceful shutdown. The binary (`crates/opsd`) only parses flags and calls [`serve`].
 
 pub mod accept;
+pub mod background;
 pub mod grpc;
 pub mod http;
-pub mod live;
 pub mod log;
 pub mod metrics;
 pub mod telemetry;

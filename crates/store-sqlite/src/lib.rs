@@ -7,12 +7,12 @@
 
 mod cancel;
 mod checkpoint;
-mod compact;
 pub mod copy;
 pub mod epoch;
 mod errors;
 mod feed;
 mod google_filter;
+mod history_migration;
 mod keys;
 mod leases;
 #[cfg(test)]
@@ -21,10 +21,10 @@ mod migrations;
 pub use migrations::MIGRATIONS;
 mod retention;
 mod rows;
-mod seq_search;
 mod sessions;
 pub mod snapshot;
 mod stats;
+mod time_bounds;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -36,8 +36,8 @@ use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest,
 use opsd_store::sql::{self, Dialect, PageShape, Param, Statement};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, ParamsFromIter};
-use seq_search::Stamped;
 use time::OffsetDateTime;
+use time_bounds::Stamped;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -438,7 +438,7 @@ fn list_page(
 }
 
 /// Binds shared statements on one connection. A time bound becomes a `seq` by a binary
-/// search (`seq_search`); the statements of one page (its rows, the probe, the count)
+/// search (`time_bounds`); the statements of one page (its rows, the probe, the count)
 /// share their bounds, so each is searched once per page, not once per statement.
 struct Binder<'c> {
     conn: &'c Connection,
@@ -473,7 +473,7 @@ impl<'c> Binder<'c> {
         if let Some((_, seq)) = self.seqs.iter().find(|(m, _)| *m == micros) {
             return Ok(*seq);
         }
-        let seq = seq_search::first_seq_from(self.conn, Stamped::OperationsCreated, micros)?;
+        let seq = time_bounds::first_seq_from(self.conn, Stamped::OperationsCreated, micros)?;
         self.seqs.push((micros, seq));
         Ok(seq)
     }

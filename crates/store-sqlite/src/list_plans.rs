@@ -54,7 +54,7 @@ fn filters() -> Vec<ListFilter> {
             kind: Some(Kind::Volume),
             ..project.clone()
         },
-        // Time bounds become seq bounds (`seq_search`) on the same indexes.
+        // Time bounds become seq bounds (`time_bounds`) on the same indexes.
         ListFilter {
             status: Some(Status::Done),
             created_at_min: Some(time::OffsetDateTime::UNIX_EPOCH),

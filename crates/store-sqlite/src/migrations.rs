@@ -29,7 +29,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
 /// conversions SQL cannot do exactly (SQLite's date functions stop at milliseconds).
 fn after_sql(version: i64, conn: &Connection) -> rusqlite::Result<()> {
     match version {
-        7 => crate::compact::convert(conn),
+        7 => crate::history_migration::convert(conn),
         _ => Ok(()),
     }
 }

@@ -9,7 +9,7 @@ use rusqlite::{Connection, Row, params};
 use time::OffsetDateTime;
 
 use crate::rows::{enum_at as parsed, from_micros, uuid_at};
-use crate::seq_search::{self, Stamped};
+use crate::time_bounds::{self, Stamped};
 use opsd_store::stats::{
     ATTENTION_LIMIT, DurationStats, ExpiringLease, MinuteCount, ProjectCount, ProjectStats,
     RUNNING_SCAN, Running, StatsRequest, long_running,
@@ -36,8 +36,8 @@ pub fn project_stats(conn: &mut Connection, req: &StatsRequest) -> rusqlite::Res
     let now = micros(req.now);
 
     // Distinct operations per minute by the status each change left them in. The
-    // window starts at a seq (`seq_search`): the project's events index walks from there.
-    let first_event = seq_search::first_seq_from(&tx, Stamped::EventsAt, since)?;
+    // window starts at a seq (`time_bounds`): the project's events index walks from there.
+    let first_event = time_bounds::first_seq_from(&tx, Stamped::EventsAt, since)?;
     let mut per_minute = tx
         .prepare_cached(
             "SELECT (at / ?3) * ?3 AS minute, status, COUNT(DISTINCT op_seq) FROM events \

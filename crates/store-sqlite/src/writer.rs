@@ -221,7 +221,7 @@ fn yield_to_requests() {
 
 /// The latest time stamped in the database. Stamps continue from it even when the clock
 /// was set back while opsd was stopped: creation order must stay `seq` order, which lists
-/// and time bounds rely on (`seq_search`).
+/// and time bounds rely on (`time_bounds`).
 fn last_stamp(conn: &Connection) -> rusqlite::Result<OffsetDateTime> {
     let micros: i64 = conn.query_row(
         "SELECT max(COALESCE((SELECT created_at FROM operations ORDER BY seq DESC LIMIT 1), 0), \

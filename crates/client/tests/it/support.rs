@@ -8,7 +8,7 @@ use std::time::Duration;
 use opsd_backends::testing::TestDb;
 use opsd_client::{Client, Kind, NewOperation, OpType, Operation, RetryPolicy};
 use opsd_domain::{NewApiKey, ProjectScope, Role};
-use opsd_server::live::{Background, LiveConfig};
+use opsd_server::background::{Background, LiveConfig};
 use opsd_server::{AppState, Config};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -13,13 +13,13 @@ pub mod console;
 pub mod error;
 pub mod extract;
 pub mod google;
-pub mod insight;
 pub mod keys;
 pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod nirvana;
 pub mod openapi;
+pub mod projects;
 pub mod read_cache;
 pub mod request_id;
 pub mod system;
@@ -90,7 +90,7 @@ impl Default for Config {
     }
 }
 
-use crate::live::Live;
+use crate::background::Live;
 use crate::metrics::Metrics;
 
 /// What every handler can reach: one `Arc`, because axum clones the state for every
@@ -290,8 +290,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))
         .route("/metrics", get(metrics::export))
-        .route("/v1/projects", get(insight::projects))
-        .route("/v1/operations/stats", get(insight::stats))
+        .route("/v1/projects", get(projects::projects))
+        .route("/v1/operations/stats", get(projects::stats))
         .merge(console::router())
         .merge(crate::grpc::router(state.clone()));
     // Test-only: the fault hooks exist only in a process started with them on.

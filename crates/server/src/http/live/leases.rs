@@ -37,7 +37,7 @@ pub struct ClaimIn {
     #[schema(value_type = Option<Vec<ClaimableStatus>>, min_items = 1)]
     pub statuses: Option<Vec<Status>>,
     /// How long the lease lasts without a heartbeat, in seconds.
-    #[serde(deserialize_with = "opsd_domain::strict::integer")]
+    #[serde(deserialize_with = "opsd_domain::strict_json::integer")]
     #[schema(minimum = 1, maximum = 3600)]
     pub lease_seconds: u64,
     /// Who is claiming; named when the lease expires.
@@ -75,7 +75,7 @@ pub struct HeartbeatIn {
     #[schema(min_length = 1, max_length = 128)]
     pub lease_token: String,
     /// New progress, never lower than the current one.
-    #[serde(default, deserialize_with = "opsd_domain::strict::opt_integer")]
+    #[serde(default, deserialize_with = "opsd_domain::strict_json::opt_integer")]
     #[schema(minimum = 0, maximum = 100)]
     pub progress: Option<i64>,
     /// New status message.

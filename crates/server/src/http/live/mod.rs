@@ -1,6 +1,6 @@
 //! Live operations over HTTP (docs/live-operations.md): `wait` (return when an operation finishes),
 //! `watch` (a project's changes as Server-Sent Events), `leases` (claim and heartbeat
-//! for workers). The machinery behind them is in `crate::live`.
+//! for workers). The machinery behind them is in `crate::background`.
 
 pub mod leases;
 pub mod wait;

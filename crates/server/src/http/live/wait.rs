@@ -1,6 +1,6 @@
 //! `GET /v1/operations/{operation_id}/wait?timeout=30s`: answers as soon as the
 //! operation is `done` or `failed`, or with its current state when the timeout passes.
-//! The request sleeps on the waiters' registry (`crate::live::waiters`), woken by the
+//! The request sleeps on the waiters' registry (`crate::background::waiters`), woken by the
 //! commit of the write; it reads the store once (twice if it times out).
 
 use std::time::Duration;
@@ -11,13 +11,13 @@ use axum::response::IntoResponse;
 use opsd_domain::duration::{DEFAULT_WAIT, parse_wait_timeout};
 use opsd_domain::{Operation, Role};
 
+use crate::background::waiters::Registration;
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ErrorBody, Result};
 use crate::http::extract::{QueryParams, RawPath, uuid_param};
 use crate::http::nirvana::models::OperationOut;
 use crate::http::nirvana::operations::{not_found, with_etag};
-use crate::live::waiters::Registration;
 
 /// Wait for an operation to finish.
 #[utoipa::path(

@@ -3,7 +3,7 @@
 //! and the event seq) and whose `data:` is the operation as GET returned it at that
 //! version; `Last-Event-ID` resumes exactly after that event; a `reset` event says the
 //! history after it is gone (or the id is from another epoch of the store) and the
-//! client should re-list. The stream itself is `crate::live::watch`.
+//! client should re-list. The stream itself is `crate::background::watch`.
 //!
 //! A bare number is still accepted as `Last-Event-ID` and read as a seq of the current
 //! epoch: `0` (from the oldest retained change) is a documented starting point, the SDK
@@ -21,13 +21,13 @@ use opsd_domain::{Kind, OpType, Role, Status, ValidationError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::background::watch::{ResetReason, Start, WatchItem, stream};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ErrorBody, Result};
 use crate::http::extract::QueryParams;
 use crate::http::nirvana::models::OperationOut;
 use crate::http::nirvana::operations::parse_filter;
-use crate::live::watch::{ResetReason, Start, WatchItem, stream};
 
 /// Query parameters of watch: the list filters without paging, sorting or time bounds.
 const WATCH_PARAMS: &[&str] = &["project_id", "kind", "status", "type", "resource_id"];

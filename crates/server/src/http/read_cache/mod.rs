@@ -25,7 +25,7 @@
 //! the bookkeeping of recent changes against `MAX_TRACKED` keys per map.
 //!
 //! **What the feed does not carry.** Retention deletes operations without a change in the
-//! feed: the retention task ([`crate::live::retention`]) empties the cache whenever this
+//! feed: the retention task ([`crate::background::retention`]) empties the cache whenever this
 //! process deletes some, and, where other processes share the database (PostgreSQL),
 //! [`MAX_AGE`] bounds how long their deletions stay visible. A backend that is the
 //! database's only writer (SQLite) sees every deletion itself, so its entries do not age.

@@ -14,7 +14,7 @@ use opsd_backends::testing::TestDb;
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
 use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort};
-use opsd_server::live::{Background, LiveConfig};
+use opsd_server::background::{Background, LiveConfig};
 use opsd_server::{AppState, Config};
 use opsd_store::{
     Backfill, Change, Claimed, Created, Heartbeat, KeyStore, Preconditions, Renewed, Result, Store,

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use opsd_domain::{Kind, ListFilter, Status};
+use opsd_server::background::watch::{Start, stream};
 use opsd_server::http::nirvana::models::OperationOut;
-use opsd_server::live::watch::{Start, stream};
 use opsd_server::metrics::Metrics;
 use opsd_store::{Change, Store};
 use proptest::prelude::*;
@@ -192,7 +192,7 @@ async fn a_watch_that_falls_behind_the_feed_ends() {
         .await
         .unwrap();
     assert!(
-        matches!(first, Some(opsd_server::live::watch::WatchItem::Change(c)) if c.event_seq == 10)
+        matches!(first, Some(opsd_server::background::watch::WatchItem::Change(c)) if c.event_seq == 10)
     );
     for seq in 11..=20 {
         feed.send(change(seq)).unwrap();
