@@ -1,6 +1,6 @@
 //! The Prometheus metrics opsd exports on `/metrics` (OpenMetrics text, via the official
 //! `prometheus-client` crate). One [`Metrics`] per server, shared by the request
-//! middleware (`http::metrics`), the live-operations machinery and its background tasks.
+//! middleware (`http::request_metrics`), the live-operations machinery and its background tasks.
 //! Labels are bounded: routes are the router's patterns, never raw paths.
 
 use prometheus_client::encoding::EncodeLabelSet;

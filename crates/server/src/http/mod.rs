@@ -16,12 +16,12 @@ pub mod google;
 pub mod keys;
 pub mod limits;
 pub mod live;
-pub mod metrics;
 pub mod nirvana;
 pub mod openapi;
 pub mod projects;
 pub mod read_cache;
 pub mod request_id;
+pub mod request_metrics;
 pub mod system;
 pub mod trace;
 
@@ -264,7 +264,7 @@ async fn guard(
     if crate::grpc::is_grpc(request.headers()) {
         crate::grpc::observe::observe(&state.metrics, request, guarded).await
     } else {
-        metrics::observe(&state.metrics, request, guarded).await
+        request_metrics::observe(&state.metrics, request, guarded).await
     }
 }
 
@@ -289,7 +289,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))
-        .route("/metrics", get(metrics::export))
+        .route("/metrics", get(request_metrics::export))
         .route("/v1/projects", get(projects::projects))
         .route("/v1/operations/stats", get(projects::stats))
         .merge(console::router())

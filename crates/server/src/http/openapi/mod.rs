@@ -56,7 +56,7 @@ use super::live::watch::ResetData as WatchReset;
         super::system::readyz,
         super::system::openapi,
         super::console::pages::docs,
-        super::metrics::export,
+        super::request_metrics::export,
     ),
     components(schemas(
         ErrorBody,
