@@ -15,6 +15,7 @@ mod error;
 pub mod google_filter;
 pub mod google_view;
 pub mod lease;
+pub mod limits;
 mod list;
 pub mod lro_view;
 mod new_operation;

@@ -144,7 +144,7 @@ impl<'de> Deserialize<'de> for DiffValue {
 
 impl utoipa::PartialSchema for DiffValue {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use crate::validate::{MAX_ARRAY_ITEMS, MAX_TEXT_LEN, TEXT_PATTERN};
+        use crate::limits::{MAX_ARRAY_ITEMS, MAX_TEXT_LEN, TEXT_PATTERN};
         use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
         let scalar = |t| ObjectBuilder::new().schema_type(t);
         let text = || {
@@ -192,7 +192,7 @@ pub struct Details {
 
 /// `changes`: at most 256 entries, names of 1–256 characters.
 fn changes_schema() -> utoipa::openapi::schema::Object {
-    use crate::validate::{MAX_CHANGES, MAX_LABEL_LEN, TEXT_PATTERN};
+    use crate::limits::{MAX_CHANGES, MAX_LABEL_LEN, TEXT_PATTERN};
     use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
     let mut names = ObjectBuilder::new()
         .schema_type(Type::String)

@@ -33,23 +33,16 @@ use crate::rows::{self, EventArrays, big};
 /// and the head's stamp becomes the batch's time `$2` (microseconds), or stays where it
 /// is if another transaction already committed a later one. Answers the last seq before
 /// the reserved ones and the stamp the batch gets; every time the batch set to `$2` is
-/// written as that stamp by the statements after this one (see [`restamped`]). With
+/// written as that stamp by the statements after this one (see `rows::restamped`). With
 /// `$3` false (the batch carries over a time equal to `$2`, so a time set "now" cannot
 /// be told apart) a later head refuses with a serialization failure instead, and the
 /// batch runs again with a new time.
 pub const ADVANCE_SQL: &str = "SELECT seq_before, given_stamp FROM opsd_advance_feed($1, $2, $3)";
 
-/// SQL for `column` as the batch stamps it: a time equal to the batch's own (`t0`, a
-/// parameter) becomes the stamp the feed head `h` holds for this transaction, anything
-/// else (a time carried over from an earlier version, or none) stays.
-pub fn restamped(column: &str, t0: &str) -> String {
-    format!("CASE WHEN {column} = {t0} THEN h.stamp ELSE {column} END")
-}
-
 /// Appends the events of `EventArrays::params` (`$2…$15`) with the seqs the flight's
 /// [`ADVANCE_SQL`] reserved for `$1` events: the k-th gets the head before the batch
 /// plus k, read back from the head row this transaction holds. `$16` is the batch's
-/// time, restamped as [`restamped`] says.
+/// time, restamped as `rows::restamped` says.
 pub static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO events (seq, op_seq, project, version, status, progress, \
@@ -65,9 +58,9 @@ pub static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
          AS u(op_seq, project_id, version, status, progress, status_message, at, \
          started_at, ended_at, error, warnings, http_error_status_code, http_error_message, \
          cancel_requested, k) WHERE h.id = 1",
-        restamped("u.at", "$16::bigint"),
-        restamped("u.started_at", "$16::bigint"),
-        restamped("u.ended_at", "$16::bigint"),
+        rows::restamped("u.at", "$16::bigint"),
+        rows::restamped("u.started_at", "$16::bigint"),
+        rows::restamped("u.ended_at", "$16::bigint"),
     )
 });
 

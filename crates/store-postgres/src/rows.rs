@@ -251,13 +251,20 @@ pub const PROJECTS_SQL: &str = "INSERT INTO projects (name) SELECT DISTINCT u.na
      FROM unnest($1::text[]) AS u(name) \
      WHERE NOT EXISTS (SELECT 1 FROM projects p WHERE p.name = u.name) ORDER BY 1";
 
+/// SQL for `column` as the batch stamps it: a time equal to the batch's own (`t0`, a
+/// parameter) becomes the stamp the feed head `h` holds (`crate::feed`) for this transaction, anything
+/// else (a time carried over from an earlier version, or none) stays.
+pub fn restamped(column: &str, t0: &str) -> String {
+    format!("CASE WHEN {column} = {t0} THEN h.stamp ELSE {column} END")
+}
+
 /// Inserts the rows of [`OperationArrays::insert_params`] (their projects numbered by
 /// [`PROJECTS_SQL`] earlier in the flight). `seq` was reserved from the identity's
 /// sequence while the batch read, so that its events can name it in the same flight.
 /// `$30` is the batch's time: the times set to it take the feed head's stamp
-/// ([`crate::feed::restamped`]).
+/// ([`restamped`]).
 pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
-    let at = |column: &str| crate::feed::restamped(column, "$30::bigint");
+    let at = |column: &str| restamped(column, "$30::bigint");
     format!(
         "INSERT INTO operations (seq, id, project, kind, type, resource_id, status, \
          progress, status_message, description, details, error, warnings, \
@@ -294,7 +301,7 @@ pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
 /// decided from the batch's time and answered as it is, and ends that much earlier if
 /// the head was later (by the time another process's batch took, milliseconds).
 pub static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
-    let at = |column: &str| crate::feed::restamped(column, "$18::bigint");
+    let at = |column: &str| restamped(column, "$18::bigint");
     format!(
         "UPDATE operations o SET status = u.status, progress = u.progress, \
          status_message = u.status_message, error = u.error, warnings = u.warnings, \
