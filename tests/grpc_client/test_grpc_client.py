@@ -170,7 +170,7 @@ def test_a_bad_key_and_a_hidden_project(opsd, client, auth):
     hidden = new_op(opsd, other)
     with pytest.raises(exceptions.Unauthenticated):
         client.get_operation(name(hidden), metadata=[("authorization", "Bearer nope")])
-    reader = [("authorization", f"Bearer {opsd.mint_key('reader', [p])}")]
+    reader = [("authorization", f"Bearer {opsd.mint('reader', [p], name='grpc-reader')['key_secret']}")]
     with pytest.raises(exceptions.NotFound):
         client.get_operation(name(hidden), metadata=reader)
     with pytest.raises(exceptions.PermissionDenied):
