@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
-use opsd_backends::DatabaseUrl;
 use opsd_domain::{micros, now};
 use opsd_store::sql::codes::Coded;
+use opsd_store_open::DatabaseUrl;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;

@@ -197,7 +197,7 @@ impl Ctx {
     }
 
     /// The URL through which opsd and the storage ceiling reach `db` now.
-    pub fn db_url(&self, db: &PgDb) -> Result<opsd_backends::DatabaseUrl, String> {
+    pub fn db_url(&self, db: &PgDb) -> Result<opsd_store_open::DatabaseUrl, String> {
         self.link.url(&db.url)
     }
 

@@ -15,8 +15,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use opsd_backends::DatabaseUrl;
 use opsd_proxy::{Proxy, ProxyConfig, Stats};
+use opsd_store_open::DatabaseUrl;
 use serde_json::{Value, json};
 use tokio_postgres::config::Host;
 

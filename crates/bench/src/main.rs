@@ -252,7 +252,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             "copies it to a fresh data directory",
         ),
         Backend::Postgres(_) => (
-            "opsd_backends::open (the PostgreSQL store)",
+            "opsd_store_open::open (the PostgreSQL store)",
             "1,024",
             "gets a copy of it (CREATE DATABASE … TEMPLATE)",
         ),
@@ -510,7 +510,7 @@ fn rtts(cli: &Cli) -> Result<(Vec<Duration>, Option<SocketAddr>), String> {
     });
     let upstream = match &cli.database_url {
         Some(url) if rtts.iter().any(|r| !r.is_zero()) => {
-            let url: opsd_backends::DatabaseUrl = url.parse()?;
+            let url: opsd_store_open::DatabaseUrl = url.parse()?;
             let upstream = link::upstream_of(&url)?;
             // Fails now, not in the first scenario, if the URL cannot be pointed at a proxy.
             link::through(&url, SocketAddr::from(([127, 0, 0, 1], 1)))?;

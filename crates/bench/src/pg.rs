@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opsd_backends::DatabaseUrl;
+use opsd_store_open::DatabaseUrl;
 use tokio_postgres::{Client, NoTls};
 
 /// Prefix of every database this harness creates.

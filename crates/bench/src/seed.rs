@@ -1,6 +1,6 @@
 //! Seeding through opsd's own write path without HTTP: the harness opens
 //! `opsd_store_sqlite::SqliteStore` in-process on the data directory (or, with
-//! `--backend postgres`, the PostgreSQL store through `opsd_backends::open`) and issues
+//! `--backend postgres`, the PostgreSQL store through `opsd_store_open::open`) and issues
 //! creates and updates many at a time, so the store's group-commit writer batches them
 //! exactly as it batches a busy server's writes. The rows are therefore what opsd itself
 //! writes (same schema, indexes, events, idempotency hashes), at a fraction of the HTTP
@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opsd_backends::{Backend, DatabaseUrl, StoreConfig};
 use opsd_domain::{NewOperation, Patch, Status};
+use opsd_store_open::{Backend, DatabaseUrl, StoreConfig};
 use opsd_store_sqlite::SqliteStore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -53,7 +53,7 @@ impl Seeder {
                 Arc::new(store)
             }
             Place::Postgres(url) => rt
-                .block_on(opsd_backends::open(&StoreConfig::Postgres {
+                .block_on(opsd_store_open::open(&StoreConfig::Postgres {
                     url: Box::new(url.clone()),
                     pool_size: PG_POOL,
                 }))

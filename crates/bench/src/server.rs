@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use opsd_backends::DatabaseUrl;
+use opsd_store_open::DatabaseUrl;
 
 use crate::machine::Pinning;
 

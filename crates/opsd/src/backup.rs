@@ -121,7 +121,7 @@ pub async fn backup(args: BackupArgs) -> Result<(), BoxError> {
     let reporter = Reporter::new(args.output);
     let summary = match &args.data_dir {
         Some(dir) => {
-            let db = dir.join(opsd_backends::SQLITE_FILE);
+            let db = dir.join(opsd_store_open::SQLITE_FILE);
             let to = args.to.clone();
             let reporter_ref = &reporter;
             // The copy is blocking file work; scoped so it can borrow the reporter.
@@ -198,7 +198,7 @@ async fn download(args: &BackupArgs, reporter: &Reporter) -> Result<Summary, Box
 pub async fn restore(args: RestoreArgs) -> Result<(), BoxError> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
-    let db = args.data_dir.join(opsd_backends::SQLITE_FILE);
+    let db = args.data_dir.join(opsd_store_open::SQLITE_FILE);
     let restored = tokio::task::block_in_place(|| snapshot::restore(&args.from, &db, args.force))?;
     let s = &restored.snapshot;
     match args.output {

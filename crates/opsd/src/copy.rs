@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use opsd_backends::StoreConfig;
+use opsd_store_open::StoreConfig;
 use serde_json::json;
 
 use crate::BoxError;
@@ -18,13 +18,13 @@ pub struct CopyArgs {
     /// The store to copy from: a data directory (SQLite) or a postgres:// URL. It may be
     /// serving; for the final pass, make it read-only first.
     #[arg(long, env = "OPSD_COPY_FROM", hide_env_values = true,
-          value_parser = opsd_backends::copy::parse_store)]
+          value_parser = opsd_store_open::copy::parse_store)]
     from: StoreConfig,
     /// The store to copy into: empty (at most the first admin key of an unused
     /// `opsd serve`), or an earlier copy of the same source, which this pass brings up
     /// to date. Not serving.
     #[arg(long, env = "OPSD_COPY_TO", hide_env_values = true,
-          value_parser = opsd_backends::copy::parse_store)]
+          value_parser = opsd_store_open::copy::parse_store)]
     to: StoreConfig,
     /// Source events per batch; each batch is one transaction on the target, and a copy
     /// that is interrupted resumes after the last one committed.
@@ -63,7 +63,7 @@ pub async fn run(args: CopyArgs) -> Result<(), BoxError> {
     };
     let (from, to) = (args.from.describe(), args.to.describe());
     let report =
-        opsd_backends::copy::pass(&args.from, &args.to, args.batch_size as usize, &progress)
+        opsd_store_open::copy::pass(&args.from, &args.to, args.batch_size as usize, &progress)
             .await
             .map_err(|e| format!("copy from {from} to {to}: {e}"))?;
     let seconds = started.elapsed().as_secs_f64();
@@ -97,7 +97,7 @@ pub async fn run(args: CopyArgs) -> Result<(), BoxError> {
     if args.no_verify {
         return Ok(());
     }
-    let verification = opsd_backends::copy::verify(&args.from, &args.to)
+    let verification = opsd_store_open::copy::verify(&args.from, &args.to)
         .await
         .map_err(|e| format!("verification: {e}"))?;
     match args.output {

@@ -141,8 +141,8 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     // Tests and scripts that pass port 0 read the chosen address from this line.
     let operations: std::sync::Arc<dyn opsd_store::Store> = if telemetry.is_some() {
         let system = match args.store.config() {
-            opsd_backends::StoreConfig::Sqlite { .. } => "sqlite",
-            opsd_backends::StoreConfig::Postgres { .. } => "postgresql",
+            opsd_store_open::StoreConfig::Sqlite { .. } => "sqlite",
+            opsd_store_open::StoreConfig::Postgres { .. } => "postgresql",
         };
         std::sync::Arc::new(opsd_store::traced::TracedStore::new(store.clone(), system))
     } else {

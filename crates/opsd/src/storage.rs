@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use opsd_backends::{Backend, DatabaseUrl, StoreConfig};
+use opsd_store_open::{Backend, DatabaseUrl, StoreConfig};
 
 use crate::BoxError;
 
@@ -44,7 +44,7 @@ impl StoreArgs {
     /// Opens the store (applying migrations).
     pub async fn open(&self) -> Result<Arc<dyn Backend>, BoxError> {
         let config = self.config();
-        opsd_backends::open(&config)
+        opsd_store_open::open(&config)
             .await
             .map_err(|e| format!("cannot open the store ({}): {e}", config.describe()).into())
     }

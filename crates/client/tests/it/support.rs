@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use opsd_backends::testing::TestDb;
 use opsd_client::{Client, Kind, NewOperation, OpType, Operation, RetryPolicy};
 use opsd_domain::{NewApiKey, ProjectScope, Role};
 use opsd_server::background::{Background, LiveConfig};
 use opsd_server::{AppState, Config};
+use opsd_store_suite::TestDb;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opsd_backends::testing::{TestBackend, backend};
+use opsd_store_suite::{TestBackend, backend};
 use serde_json::{Value, json};
 
 use crate::process::Opsd;

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use opsd_backends::testing::{TestBackend, backend};
-use opsd_backends::{Backend, StoreConfig};
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{
     Kind, NewApiKey, NewOperation, OpType, Patch, ProjectScope, Role, Status, TraceContext,
 };
+use opsd_store_open::{Backend, StoreConfig};
+use opsd_store_suite::{TestBackend, backend};
 use serde_json::Value;
 
 use crate::process::Opsd;
@@ -21,7 +21,7 @@ use crate::process::Opsd;
 const PROJECTS: usize = 5;
 
 async fn open_sqlite(dir: &Path) -> Arc<dyn Backend> {
-    opsd_backends::open(&StoreConfig::Sqlite {
+    opsd_store_open::open(&StoreConfig::Sqlite {
         data_dir: dir.to_owned(),
     })
     .await
@@ -199,10 +199,7 @@ async fn sqlite_to_postgres_to_sqlite_answers_byte_for_byte_the_same() {
     let started = std::time::Instant::now();
     seed(&a, 10_000).await;
     eprintln!("seeded in {:?}", started.elapsed());
-    let pg = opsd_backends::testing::fresh_schema()
-        .await
-        .expose()
-        .to_owned();
+    let pg = opsd_store_suite::fresh_schema().await.expose().to_owned();
     let (a_arg, b_arg) = (a.display().to_string(), b.display().to_string());
     let there = tokio::task::spawn_blocking({
         let (a_arg, pg) = (a_arg.clone(), pg.clone());

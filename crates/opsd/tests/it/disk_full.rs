@@ -42,7 +42,7 @@ fn body(i: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_a_retryable_503_and_writes_recover_when_space_is_freed() {
-    if opsd_backends::testing::backend() != opsd_backends::testing::TestBackend::Sqlite {
+    if opsd_store_suite::backend() != opsd_store_suite::TestBackend::Sqlite {
         // On PostgreSQL the data directory holds only the admin key; a full disk on the
         // database server is the replica suite's restart test's kind of failure.
         eprintln!("SKIPPED a_full_disk_…: the data directory holds the database only on SQLite");
@@ -184,7 +184,7 @@ async fn a_full_disk_is_a_retryable_503_and_writes_recover_when_space_is_freed()
 /// and the failed log lines counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_log_on_the_full_disk_only_answers_and_writes_recover_without_a_restart() {
-    if opsd_backends::testing::backend() != opsd_backends::testing::TestBackend::Sqlite {
+    if opsd_store_suite::backend() != opsd_store_suite::TestBackend::Sqlite {
         eprintln!("SKIPPED with_the_log_on_the_full_disk_…: the database is on SQLite only");
         return;
     }
@@ -207,7 +207,7 @@ async fn with_the_log_on_the_full_disk_only_answers_and_writes_recover_without_a
         "trap '' XFSZ; exec \"$0\" \"$@\"",
         env!("CARGO_BIN_EXE_opsd"),
     ]);
-    let store = opsd_backends::testing::process_store_args(&data);
+    let store = opsd_store_suite::process_store_args(&data);
     let mut opsd = Opsd::spawn_as(sh, &data, &store, log, &[], &data);
     let pid = opsd.child.id().to_string();
     let limit = |fsize: &str| {

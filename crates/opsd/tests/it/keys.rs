@@ -13,7 +13,7 @@ fn opsd_cli(data_dir: &std::path::Path, args: &[&str]) -> String {
         .arg("keys")
         .arg("--data-dir")
         .arg(data_dir)
-        .args(opsd_backends::testing::process_store_args(data_dir))
+        .args(opsd_store_suite::process_store_args(data_dir))
         .args(args)
         .output()
         .expect("run opsd keys");
@@ -96,7 +96,7 @@ async fn cli_manages_keys_on_the_data_dir() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(opsd_dir)
-            .args(opsd_backends::testing::process_store_args(opsd_dir))
+            .args(opsd_store_suite::process_store_args(opsd_dir))
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -178,7 +178,7 @@ async fn no_plaintext_key_in_the_database_or_the_logs() {
             ));
         }
     }
-    if let Some(dump) = opsd_backends::testing::dump_database(dir.path()).await {
+    if let Some(dump) = opsd_store_suite::dump_database(dir.path()).await {
         haystacks.push(("PostgreSQL tables", dump));
     }
     assert!(

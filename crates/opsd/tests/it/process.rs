@@ -27,7 +27,7 @@ impl Opsd {
 
     /// Starts `opsd serve` with extra flags.
     pub fn start_with(data_dir: &Path, log: impl Into<Stdio>, extra: &[&str]) -> Opsd {
-        let store = opsd_backends::testing::process_store_args(data_dir);
+        let store = opsd_store_suite::process_store_args(data_dir);
         Self::spawn(data_dir, &store, log, extra, data_dir)
     }
 

@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use opsd_backends::testing::{TestBackend, backend};
+use opsd_store_suite::{TestBackend, backend};
 use serde_json::{Value, json};
 
 use crate::process::{Opsd, metric};
@@ -16,7 +16,7 @@ use crate::process::{Opsd, metric};
 fn start_with_fault_hooks(data: &std::path::Path, log: impl Into<Stdio>) -> Opsd {
     let mut command = Command::new(env!("CARGO_BIN_EXE_opsd"));
     command.env("OPSD_FAULT_HOOKS", "1");
-    let store = opsd_backends::testing::process_store_args(data);
+    let store = opsd_store_suite::process_store_args(data);
     Opsd::spawn_as(command, data, &store, log, &["--retention", "1h"], data)
 }
 

@@ -292,8 +292,8 @@ async fn one_trace_from_the_creating_request_to_the_worker_that_finished() {
 }
 
 fn backend() -> &'static str {
-    match opsd_backends::testing::backend() {
-        opsd_backends::testing::TestBackend::Postgres => "postgresql",
+    match opsd_store_suite::backend() {
+        opsd_store_suite::TestBackend::Postgres => "postgresql",
         _ => "sqlite",
     }
 }

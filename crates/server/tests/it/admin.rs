@@ -1,8 +1,8 @@
 //! `/v1/admin`: the streamed backup and the read-only switch.
 
-use opsd_backends::testing::{TestBackend, backend};
 use opsd_domain::Role;
 use opsd_server::http::Config;
+use opsd_store_suite::{TestBackend, backend};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -126,10 +126,7 @@ fn expected(endpoint: Endpoint, who: Who, own: bool) -> StatusCode {
         }
         Backup | ReadOnlyGet if role != Role::Admin => return StatusCode::FORBIDDEN,
         // PostgreSQL is backed up with its own tools.
-        Backup
-            if opsd_backends::testing::backend()
-                == opsd_backends::testing::TestBackend::Postgres =>
-        {
+        Backup if opsd_store_suite::backend() == opsd_store_suite::TestBackend::Postgres => {
             return StatusCode::CONFLICT;
         }
         Backup | ReadOnlyGet => return StatusCode::OK,

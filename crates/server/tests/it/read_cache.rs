@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use opsd_backends::testing::{TestBackend, backend};
 use opsd_domain::{Patch, Role};
 use opsd_server::{AppState, Config};
+use opsd_store_suite::{TestBackend, backend};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::net::TcpListener;

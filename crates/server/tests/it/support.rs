@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsd_backends::Backend;
-use opsd_backends::testing::TestDb;
 use opsd_domain::{NewApiKey, ProjectScope, Role};
 use opsd_server::{AppState, Config};
+use opsd_store_open::Backend;
+use opsd_store_suite::TestDb;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde_json::{Value, json};

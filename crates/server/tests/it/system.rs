@@ -18,11 +18,11 @@ async fn health_and_readiness() {
     // Nothing committed is waiting to be published. The disk is known on SQLite (it is
     // local), not reported on PostgreSQL (the database server's to watch).
     assert_eq!(checks["feed_lag_ms"], 0, "{ready}");
-    match opsd_backends::testing::backend() {
-        opsd_backends::testing::TestBackend::Sqlite => {
+    match opsd_store_suite::backend() {
+        opsd_store_suite::TestBackend::Sqlite => {
             assert_eq!(checks["disk"], "ok", "{ready}");
         }
-        opsd_backends::testing::TestBackend::Postgres => {
+        opsd_store_suite::TestBackend::Postgres => {
             assert!(checks["disk"].is_null(), "{ready}");
         }
     }

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use opsd_backends::testing::{TestBackend, backend};
+use opsd_store_suite::{TestBackend, backend};
 
 use check::check;
 use clients::Shared;

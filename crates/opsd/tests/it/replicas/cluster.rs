@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use opsd_backends::testing::{self, TestBackend};
+use opsd_store_suite::{self as testing, TestBackend};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;

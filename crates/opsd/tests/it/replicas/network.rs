@@ -21,7 +21,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// A fresh test database's URL, and the `host:port` of its server.
 fn test_database() -> (String, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
-    let args = opsd_backends::testing::process_store_args(dir.path());
+    let args = opsd_store_suite::process_store_args(dir.path());
     let url = args[1].clone();
     let authority = url
         .split_once('@')
@@ -152,7 +152,7 @@ async fn a_blackholed_database_gets_timely_503s_and_everything_recovers_by_itsel
 fn start_with_fault_hooks(data: &std::path::Path) -> Opsd {
     let mut command = Command::new(env!("CARGO_BIN_EXE_opsd"));
     command.env("OPSD_FAULT_HOOKS", "1");
-    let store = opsd_backends::testing::process_store_args(data);
+    let store = opsd_store_suite::process_store_args(data);
     Opsd::spawn_as(
         command,
         data,

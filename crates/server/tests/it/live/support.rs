@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opsd_backends::Backend;
-use opsd_backends::testing::TestDb;
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
 use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort};
@@ -19,6 +17,8 @@ use opsd_server::{AppState, Config};
 use opsd_store::{
     Backfill, Change, Claimed, Created, Heartbeat, KeyStore, Preconditions, Renewed, Result, Store,
 };
+use opsd_store_open::Backend;
+use opsd_store_suite::TestDb;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use time::OffsetDateTime;

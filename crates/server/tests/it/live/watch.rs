@@ -154,7 +154,7 @@ async fn a_resume_past_the_retention_horizon_gets_a_reset() {
 /// Last-Event-ID) instead of making the server buffer for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_that_falls_behind_the_feed_ends() {
-    let db = opsd_backends::testing::TestDb::new().await;
+    let db = opsd_store_suite::TestDb::new().await;
     let (feed, _) = broadcast::channel::<Change>(4);
     let store: Arc<dyn Store> = Arc::new(CountingStore::with_feed(db.open().await, feed.clone()));
     let op = store

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use std::collections::BTreeMap;
 
-use opsd_backends::testing::TestDb;
 use opsd_domain::{
     Details, DiffValue, FieldDiff, Kind, ListFilter, NewOperation, OpType, Operation, Page,
     PageRequest, Patch, Sort, Status,
 };
 use opsd_store::{Clock, Store};
+use opsd_store_suite::TestDb;
 use time::OffsetDateTime;
 
 /// 2026-01-01T00:00:00Z: where every fake clock starts.
@@ -212,7 +212,7 @@ pub fn flatten(pages: &[Page]) -> Vec<Operation> {
 /// A connection of the writer's kind to the test's PostgreSQL database, outside any
 /// store (for tests that drive the feed protocol by hand).
 pub async fn connect(db: &TestDb) -> opsd_store_postgres::Client {
-    let opsd_backends::StoreConfig::Postgres { url, .. } = &db.config else {
+    let opsd_store_open::StoreConfig::Postgres { url, .. } = &db.config else {
         unreachable!("PostgreSQL only")
     };
     opsd_store_postgres::connect(url).await.expect("connect")

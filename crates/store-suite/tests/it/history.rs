@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsd_backends::testing::{TestBackend, TestDb, backend};
-use opsd_backends::{DatabaseUrl, StoreConfig};
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ErrorItem, Kind, OpType, OperationError, Patch, Status, Warning, WarningData};
 use opsd_store::{Heartbeat, Preconditions, Store, StoreError};
+use opsd_store_open::{DatabaseUrl, StoreConfig};
+use opsd_store_suite::{TestBackend, TestDb, backend};
 use uuid::Uuid;
 
 use crate::support::{new_op, status};
@@ -165,7 +165,7 @@ fn warning(code: &str) -> Warning {
 
 /// Writes the fixture with the store of the checked-out release (run it on the release
 /// the fixture stands for; see the module comment):
-/// `OPSD_HISTORY_FIXTURE=dir cargo test -p opsd-backends --test it write_history_fixture -- --ignored`,
+/// `OPSD_HISTORY_FIXTURE=dir cargo test -p opsd-store-open --test it write_history_fixture -- --ignored`,
 /// then `sqlite3 dir/opsd.db 'PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;
 /// PRAGMA page_size=1024; VACUUM'` (small pages keep the committed file at ~50 KB) and
 /// drop the `-wal`/`-shm` files.

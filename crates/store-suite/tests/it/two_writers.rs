@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use opsd_backends::testing::{TestBackend, TestDb, backend};
 use opsd_domain::{Kind, MAX_LIMIT, OpType, Operation, Patch, Sort, Status};
 use opsd_store::Store;
+use opsd_store_suite::{TestBackend, TestDb, backend};
 use tokio::task::JoinSet;
 
 use crate::support::{connect, new_op, open_store, page, project, status};

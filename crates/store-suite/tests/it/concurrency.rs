@@ -138,7 +138,7 @@ async fn refused_writes_do_not_undo_their_neighbours() {
 /// admin key: exactly one does, and later attempts do nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_first_key_under_racing_starts() {
-    let db = opsd_backends::testing::TestDb::new().await;
+    let db = opsd_store_suite::TestDb::new().await;
     let stores = [db.open().await, db.open().await];
     let mut tries = tokio::task::JoinSet::new();
     for i in 0..8 {

@@ -1,9 +1,10 @@
 //! The one place that turns configuration into a store: SQLite in a data directory (the
 //! embedded default) or PostgreSQL at a URL. The binary and the test suites open stores
-//! only through here, so every caller gets the same backend behind the same traits.
+//! only through here, so every caller gets the same backend behind the same traits. The
+//! two ends of `opsd copy` are opened here too ([`copy`]), since a copy may join both.
 //!
-//! Its tests (`tests/it`) are the suite every backend must pass: they run against the
-//! backend `OPSD_TEST_STORE` names (see [`testing`]).
+//! The suite every backend must pass lives in `opsd-store-suite`, which production
+//! builds never link.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use opsd_store::{Clock, KeyStore, Store, StoreError};
 pub use opsd_store_postgres::DatabaseUrl;
 
 pub mod copy;
-pub mod testing;
 
 /// A store with its key store: what a server needs.
 pub trait Backend: Store + KeyStore {}

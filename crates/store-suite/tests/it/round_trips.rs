@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsd_backends::testing::{TestBackend, TestDb, backend};
-use opsd_backends::{DatabaseUrl, StoreConfig};
 use opsd_domain::{Kind, OpType};
 use opsd_proxy::{Proxy, ProxyConfig};
+use opsd_store_open::{DatabaseUrl, StoreConfig};
+use opsd_store_suite::{TestBackend, TestDb, backend};
 use tokio::task::JoinSet;
 
 use crate::support::new_op;
@@ -69,7 +69,7 @@ async fn a_batch_costs_a_few_round_trips_whatever_its_size() {
         url: Box::new(through(url, &proxy)),
         pool_size: 2,
     };
-    let store = opsd_backends::open(&config)
+    let store = opsd_store_open::open(&config)
         .await
         .expect("open through the proxy");
     // Every pooled connection has prepared the batch's statements.

@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use opsd_backends::testing::{TestBackend, TestDb, backend};
 use opsd_domain::{Kind, OpType, Operation};
 use opsd_store_postgres::feed;
+use opsd_store_suite::{TestBackend, TestDb, backend};
 
 use crate::support::{connect, new_op};
 

@@ -1,4 +1,6 @@
-//! Fresh stores for tests, on the backend the environment names:
+//! The suite every storage backend must pass lives in this crate's `tests/it`; the library
+//! is what it and the other crates' tests share: fresh stores on the backend the
+//! environment names:
 //!
 //! - `OPSD_TEST_STORE` unset or `sqlite`: a temporary SQLite file;
 //! - `OPSD_TEST_STORE=postgres`: a new schema in the database at
@@ -11,7 +13,7 @@ use opsd_store::{Clock, StoreError};
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::{Backend, DatabaseUrl, StoreConfig};
+use opsd_store_open::{Backend, DatabaseUrl, StoreConfig};
 
 /// Names the backend under test.
 pub const BACKEND_VAR: &str = "OPSD_TEST_STORE";
@@ -68,7 +70,7 @@ impl TestDb {
 
     /// Opens (or reopens) the store on `clock`.
     pub async fn open_with_clock(&self, clock: Option<Clock>) -> Arc<dyn Backend> {
-        crate::open_with_clock(&self.config, clock)
+        opsd_store_open::open_with_clock(&self.config, clock)
             .await
             .unwrap_or_else(|e: StoreError| panic!("open {}: {e}", self.config.describe()))
     }

@@ -184,7 +184,7 @@ async fn attention_lists_long_runs_and_expiring_leases() {
 #[tokio::test]
 async fn sessions_live_until_expiry_sign_out_or_key_revocation() {
     let clock = FakeClock::default();
-    let db = opsd_backends::testing::TestDb::new().await;
+    let db = opsd_store_suite::TestDb::new().await;
     let store = db.open_with_clock(Some(clock.clock())).await;
     let (key, _) = store
         .create_key(NewApiKey {

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use opsd_backends::testing::{TestBackend, TestDb, backend};
 use opsd_domain::{Kind, ListFilter, OpType, Sort, SortField, SortTerm};
 use opsd_store::Store;
+use opsd_store_suite::{TestBackend, TestDb, backend};
 use uuid::Uuid;
 
 use crate::support::{FakeClock, new_op, page, reopen_store};

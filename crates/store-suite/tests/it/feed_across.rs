@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use opsd_backends::StoreConfig;
-use opsd_backends::testing::{TestBackend, TestDb, backend};
 use opsd_domain::{Kind, OpType};
 use opsd_store::Change;
+use opsd_store_open::StoreConfig;
+use opsd_store_suite::{TestBackend, TestDb, backend};
 use tokio::sync::broadcast;
 
 use crate::support::new_op;
