@@ -116,7 +116,7 @@ pub async fn events_since(
 ) -> Result<Backfill> {
     let head = tx
         .query_one(
-            &crate::prepared(
+            &crate::reads::prepared(
                 tx,
                 "SELECT last_event_seq, feed_horizon FROM feed_head WHERE id = 1",
             )
@@ -129,7 +129,7 @@ pub async fn events_since(
     let horizon = horizon.unsigned_abs();
     let rows = tx
         .query(
-            &crate::prepared(tx, &BACKFILL_SQL).await?,
+            &crate::reads::prepared(tx, &BACKFILL_SQL).await?,
             &[
                 &project_id,
                 &big(after_seq.max(horizon)),

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use crate::PostgresStore;
 use crate::errors::ctx;
 use crate::rows::from_micros;
-use crate::writer::{Write, Written};
 
 /// The columns [`key`] reads.
 pub const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
@@ -38,37 +37,14 @@ pub fn key(row: &Row) -> Result<ApiKey> {
     })
 }
 
-impl PostgresStore {
-    async fn insert_key(
-        &self,
-        new: NewApiKey,
-        only_first: bool,
-    ) -> Result<Option<(ApiKey, String)>> {
-        let api_keys::Minted { key, secret, hash } = api_keys::mint(new)?;
-        match self
-            .write(Write::CreateKey {
-                key,
-                hash,
-                only_first,
-            })
-            .await?
-        {
-            Written::Key(key) => Ok(key.map(|k| (k, secret))),
-            _ => Err(crate::mismatched_answer("key creation")),
-        }
-    }
-}
-
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)> {
-        self.insert_key(new, false)
-            .await?
-            .ok_or_else(|| crate::mismatched_answer("key creation"))
+        self.queue.create_key(new).await
     }
 
     async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>> {
-        self.insert_key(new, true).await
+        self.queue.create_first_key(new).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
@@ -86,10 +62,7 @@ impl KeyStore for PostgresStore {
     }
 
     async fn revoke_key(&self, id: Uuid) -> Result<ApiKey> {
-        match self.write(Write::RevokeKey(id)).await? {
-            Written::Key(Some(key)) => Ok(key),
-            _ => Err(crate::mismatched_answer("key revocation")),
-        }
+        self.queue.revoke_key(id).await
     }
 
     async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>> {
@@ -109,21 +82,7 @@ impl KeyStore for PostgresStore {
     }
 
     async fn create_session(&self, key_id: Uuid, expires_at: OffsetDateTime) -> Result<NewSession> {
-        let secret = sessions::generate()
-            .map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
-        let write = Write::CreateSession {
-            hash: sessions::hash(&secret),
-            key_id,
-            expires_at,
-        };
-        match self.write(write).await? {
-            Written::Session => Ok(NewSession {
-                secret,
-                key_id,
-                expires_at,
-            }),
-            _ => Err(crate::mismatched_answer("session")),
-        }
+        self.queue.create_session(key_id, expires_at).await
     }
 
     async fn session_key(
@@ -154,14 +113,7 @@ impl KeyStore for PostgresStore {
     }
 
     async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()> {
-        let write = Write::EndSession {
-            hash: sessions::hash(secret),
-            now,
-        };
-        match self.write(write).await? {
-            Written::Session => Ok(()),
-            _ => Err(crate::mismatched_answer("session")),
-        }
+        self.queue.end_session(secret, now).await
     }
 
     async fn has_ever_had_keys(&self) -> Result<bool> {

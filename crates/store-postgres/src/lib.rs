@@ -12,7 +12,6 @@
 //! rows with `SKIP LOCKED`, migrations take an advisory lock, stamps come from the
 //! database's clock.
 
-mod batch;
 mod config;
 pub mod copy;
 mod errors;
@@ -21,9 +20,11 @@ mod keys;
 mod listen;
 mod migrations;
 mod pump;
+mod reads;
 mod rows;
 mod stats;
 mod writer;
+mod writes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -32,17 +33,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use opsd_domain::lease::ClaimRequest;
-use opsd_domain::{
-    Direction, Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Position, Sort,
-};
-use opsd_store::sql::{self, Dialect, PageShape, Param, Statement};
+use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort};
 use opsd_store::{
     Backfill, Change, Claimed, Clock, Created, FEED_CAPACITY, Heartbeat, Preconditions, Renewed,
     Result, Store, StoreError,
 };
 use time::OffsetDateTime;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_postgres::types::ToSql;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 pub use config::DatabaseUrl;
@@ -51,7 +48,7 @@ pub use deadpool_postgres::Object as Client;
 pub use migrations::MIGRATIONS;
 
 use errors::ctx;
-use writer::{Job, Write, Written};
+use opsd_store::write::Queue;
 
 /// How many queued writes may wait for the writer before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
@@ -66,8 +63,6 @@ static FEED_LAG_SQL: LazyLock<String> = LazyLock::new(|| {
         rows::DB_NOW_MICROS
     )
 });
-/// Rows read per round when a filter must be re-checked outside the database.
-const RECHECK_BATCH: usize = 256;
 
 /// How to open the store.
 #[derive(Clone)]
@@ -90,7 +85,7 @@ impl Default for Options {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
-    queue: mpsc::Sender<Job>,
+    queue: Queue,
     feed: broadcast::Sender<Change>,
     /// Times the listening connection was lost and re-established.
     gaps: Arc<AtomicU64>,
@@ -109,7 +104,7 @@ impl PostgresStore {
     /// answer 503 until it is back.
     pub async fn open(url: &DatabaseUrl, options: Options) -> Result<Self> {
         let pg = url.session_config(CONNECT_TIMEOUT);
-        batch::declare_faults();
+        writes::declare_faults();
         let manager = Manager::from_config(
             pg.clone(),
             tokio_postgres::NoTls,
@@ -163,7 +158,7 @@ impl PostgresStore {
             )
         };
         let channel = listen::channel(&schema);
-        let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (queue, rx) = Queue::new();
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let (committed, committed_rx) = mpsc::channel(QUEUE_DEPTH);
         let signals = Arc::new(pump::Signals::default());
@@ -220,42 +215,9 @@ impl PostgresStore {
         })
     }
 
-    async fn write(&self, write: Write) -> Result<Written> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job {
-                write,
-                reply,
-                span: opsd_store::trace::WriteSpan::current(),
-            })
-            .await
-            .map_err(|_| StoreError::Internal("writer task has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Internal("writer task dropped a write".into()))?
-    }
-
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(errors::pool)
     }
-}
-
-/// Starts a read-only transaction that sees one snapshot, so that the reads in it agree
-/// with each other.
-async fn begin_read(
-    client: &mut deadpool_postgres::Object,
-) -> Result<deadpool_postgres::Transaction<'_>> {
-    client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(ctx("begin read"))
-}
-
-async fn end_read(tx: deadpool_postgres::Transaction<'_>) -> Result<()> {
-    tx.commit().await.map_err(ctx("end read"))
 }
 
 /// One connection to `url` outside any store, of the kind the writer uses (for tests
@@ -270,209 +232,30 @@ pub async fn connect(url: &DatabaseUrl) -> Result<deadpool_postgres::Object> {
     pool.get().await.map_err(errors::pool)
 }
 
-/// `sql` as a prepared statement cached on the connection (one round trip per use
-/// instead of two). Only for fixed statement texts: list queries vary with their
-/// filters and would grow the cache without bound.
-async fn prepared(
-    tx: &deadpool_postgres::Transaction<'_>,
-    sql: &str,
-) -> Result<tokio_postgres::Statement> {
-    tx.prepare_cached(sql).await.map_err(ctx("prepare"))
-}
-
-/// The writer answered a write with the outcome of another kind of write (a bug).
-fn mismatched_answer(what: &str) -> StoreError {
-    StoreError::Internal(format!("writer answered a {what} with something else"))
-}
-
-/// The parameters of a shared statement, as tokio-postgres binds them.
-fn bound(statement: &Statement) -> Result<Vec<Box<dyn ToSql + Sync + Send>>> {
-    statement
-        .params
-        .iter()
-        .map(|p| -> Result<Box<dyn ToSql + Sync + Send>> {
-            match p {
-                Param::Text(s) => Ok(Box::new(s.clone())),
-                Param::Int(n) => Ok(Box::new(*n)),
-                Param::Blob(b) => Ok(Box::new(b.clone())),
-                Param::Uuid(id) => Ok(Box::new(*id)),
-                // PostgreSQL indexes its times; the shared SQL only asks SQLite for this.
-                Param::FirstSeqCreatedFrom(_) => Err(StoreError::Internal(
-                    "a SQLite-only parameter in PostgreSQL SQL".into(),
-                )),
-            }
-        })
-        .collect()
-}
-
-async fn query(
-    tx: &tokio_postgres::Transaction<'_>,
-    st: &Statement,
-) -> Result<Vec<tokio_postgres::Row>> {
-    let params = bound(st)?;
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
-    tx.query(&st.sql, &refs).await.map_err(ctx("list"))
-}
-
-/// Up to `want` operations matching `filter`, walking `sort` in `direction` from strictly
-/// after `after`. When the SQL selects a superset (a regular expression checked outside
-/// the database), rows are read in rounds and checked until enough match.
-async fn scan(
-    tx: &tokio_postgres::Transaction<'_>,
-    filter: &ListFilter,
-    sort: &Sort,
-    direction: Direction,
-    after: Option<&Position>,
-    want: usize,
-) -> Result<Vec<Operation>> {
-    let statement = |from: Option<&Position>, limit: usize| {
-        sql::page_query(
-            Dialect::Postgres,
-            &rows::OPERATION_COLUMNS,
-            filter,
-            sort,
-            direction,
-            from,
-            limit,
-        )
-    };
-    let first = statement(after, want);
-    if !first.recheck {
-        return query(tx, &first)
-            .await?
-            .iter()
-            .map(rows::operation)
-            .collect();
-    }
-    let mut found = Vec::new();
-    let mut from = after.cloned();
-    loop {
-        let st = statement(from.as_ref(), RECHECK_BATCH);
-        let rows = query(tx, &st).await?;
-        for row in &rows {
-            let op = rows::operation(row)?;
-            from = Some(sort.position_of(&op));
-            if filter.matches(&op) {
-                found.push(op);
-                if found.len() == want {
-                    return Ok(found);
-                }
-            }
-        }
-        if rows.len() < RECHECK_BATCH {
-            return Ok(found);
-        }
-    }
-}
-
-async fn list_page(
-    tx: &tokio_postgres::Transaction<'_>,
-    filter: &ListFilter,
-    sort: &Sort,
-    page: &PageRequest,
-) -> Result<Page> {
-    let shape = PageShape::new(sort, page);
-    let count = sql::count_query(Dialect::Postgres, filter);
-    let total = if !page.count_total {
-        0
-    } else if count.recheck {
-        // Counting what a regular expression selects means reading every candidate.
-        let all = scan(tx, filter, sort, Direction::Next, None, usize::MAX).await?;
-        all.len() as u64
-    } else {
-        let rows = query(tx, &count).await?;
-        let n: i64 = rows
-            .first()
-            .map(|r| r.try_get::<_, i64>(0))
-            .transpose()
-            .map_err(ctx("count"))?
-            .unwrap_or(0);
-        n.unsigned_abs()
-    };
-    let items = scan(
-        tx,
-        filter,
-        sort,
-        shape.direction(),
-        shape.after(),
-        shape.fetch(),
-    )
-    .await?;
-    let cut = shape.cut(items);
-    let beyond = match &cut.probe {
-        Some((direction, pos)) => !scan(tx, filter, sort, *direction, Some(pos), 1)
-            .await?
-            .is_empty(),
-        None => false,
-    };
-    Ok(shape.finish(cut, beyond, total))
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn create(&self, new: NewOperation) -> Result<Created> {
-        match self.write(Write::Create(new)).await? {
-            Written::Created(c) => Ok(c),
-            _ => Err(mismatched_answer("create")),
-        }
+        self.queue.create(new).await
     }
 
     async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation> {
-        match self.write(Write::Update { id, patch, pre }).await? {
-            Written::Updated(op) => Ok(op),
-            _ => Err(mismatched_answer("update")),
-        }
+        self.queue.update(id, patch, pre).await
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Operation>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {} FROM operations WHERE id = $1",
-                *rows::OPERATION_COLUMNS
-            ))
-            .await
-            .map_err(ctx("prepare get"))?;
-        client
-            .query_opt(&statement, &[&id])
-            .await
-            .map_err(ctx("get operation"))?
-            .map(|r| rows::operation(&r))
-            .transpose()
+        reads::get(&self.client().await?, id).await
     }
 
     async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page> {
         let mut client = self.client().await?;
-        let tx = begin_read(&mut client).await?;
-        let page = list_page(&tx, filter, sort, page).await?;
-        end_read(tx).await?;
+        let tx = reads::begin_read(&mut client).await?;
+        let page = reads::list_page(&tx, filter, sort, page).await?;
+        reads::end_read(tx).await?;
         Ok(page)
     }
 
     async fn events(&self, id: Uuid) -> Result<Vec<Event>> {
-        let mut client = self.client().await?;
-        let tx = begin_read(&mut client).await?;
-        let Some(op_seq) = tx
-            .query_opt("SELECT seq FROM operations WHERE id = $1", &[&id])
-            .await
-            .map_err(ctx("find operation"))?
-            .map(|r| r.get::<_, i64>(0))
-        else {
-            return Err(StoreError::NotFound(id));
-        };
-        let events = tx
-            .query(
-                "SELECT seq, version, status, progress, status_message, at \
-                 FROM events WHERE op_seq = $1 ORDER BY seq",
-                &[&op_seq],
-            )
-            .await
-            .map_err(ctx("read events"))?
-            .iter()
-            .map(|r| rows::event(r, id))
-            .collect::<Result<Vec<_>>>()?;
-        end_read(tx).await?;
-        Ok(events)
+        reads::events(&mut self.client().await?, id).await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -527,9 +310,9 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Backfill> {
         let mut client = self.client().await?;
-        let tx = begin_read(&mut client).await?;
+        let tx = reads::begin_read(&mut client).await?;
         let backfill = feed::events_since(&tx, project_id, after_seq, limit).await?;
-        end_read(tx).await?;
+        reads::end_read(tx).await?;
         Ok(backfill)
     }
 
@@ -538,85 +321,49 @@ impl Store for PostgresStore {
         request: &opsd_store::stats::StatsRequest,
     ) -> Result<opsd_store::stats::ProjectStats> {
         let mut client = self.client().await?;
-        let tx = begin_read(&mut client).await?;
+        let tx = reads::begin_read(&mut client).await?;
         let picture = stats::project_stats(&tx, request).await?;
-        end_read(tx).await?;
+        reads::end_read(tx).await?;
         Ok(picture)
     }
 
     async fn projects(&self) -> Result<Vec<opsd_store::stats::ProjectCount>> {
         let mut client = self.client().await?;
-        let tx = begin_read(&mut client).await?;
+        let tx = reads::begin_read(&mut client).await?;
         let projects = stats::projects(&tx).await?;
-        end_read(tx).await?;
+        reads::end_read(tx).await?;
         Ok(projects)
     }
 
     async fn cancel(&self, id: Uuid) -> Result<Operation> {
-        match self.write(Write::Cancel(id)).await? {
-            Written::Updated(op) => Ok(op),
-            _ => Err(mismatched_answer("cancel")),
-        }
+        self.queue.cancel(id).await
     }
 
     async fn delete_finished(&self, id: Uuid) -> Result<()> {
-        match self.write(Write::Delete(id)).await? {
-            Written::Purged(_) => Ok(()),
-            _ => Err(mismatched_answer("delete")),
-        }
+        self.queue.delete_finished(id).await
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
-        match self.write(Write::Claim(request)).await? {
-            Written::Claimed(c) => Ok(c),
-            _ => Err(mismatched_answer("claim")),
-        }
+        self.queue.claim(request).await
     }
 
     async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
-        match self.write(Write::Heartbeat { id, heartbeat }).await? {
-            Written::Renewed(r) => Ok(r),
-            _ => Err(mismatched_answer("heartbeat")),
-        }
+        self.queue.heartbeat(id, heartbeat).await
     }
 
     async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
-        match self.write(Write::ExpireLeases { limit }).await? {
-            Written::Expired(ops) => Ok(ops),
-            _ => Err(mismatched_answer("lease expiry")),
-        }
+        self.queue.expire_leases(limit).await
     }
 
     async fn next_lease_expiry(&self) -> Result<Option<OffsetDateTime>> {
-        let client = self.client().await?;
-        let m: Option<i64> = client
-            .query_one(
-                "SELECT MIN(lease_expires_at) FROM operations WHERE lease_expires_at IS NOT NULL",
-                &[],
-            )
-            .await
-            .map_err(ctx("next lease expiry"))?
-            .get(0);
-        Ok(m.and_then(rows::from_micros))
+        reads::next_lease_expiry(&self.client().await?).await
     }
 
     async fn leases_held(&self) -> Result<u64> {
-        let client = self.client().await?;
-        let n: i64 = client
-            .query_one(
-                "SELECT COUNT(*) FROM operations WHERE lease_expires_at IS NOT NULL",
-                &[],
-            )
-            .await
-            .map_err(ctx("count leases"))?
-            .get(0);
-        Ok(n.unsigned_abs())
+        reads::leases_held(&self.client().await?).await
     }
 
     async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
-        match self.write(Write::Purge { before, batch_size }).await? {
-            Written::Purged(n) => Ok(n),
-            _ => Err(mismatched_answer("purge")),
-        }
+        self.queue.purge_terminal(before, batch_size).await
     }
 }

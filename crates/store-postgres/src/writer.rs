@@ -20,85 +20,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::Pool;
-use opsd_domain::lease::ClaimRequest;
-use opsd_domain::{ApiKey, NewOperation, Patch};
-use opsd_store::trace::{BatchSpan, WriteSpan};
-use opsd_store::{Clock, Heartbeat, Preconditions, Result, StoreError};
-use time::OffsetDateTime;
+use opsd_store::trace::BatchSpan;
+use opsd_store::write::{Job, Write, Written};
+use opsd_store::{Clock, Result, StoreError};
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
-use crate::batch::{self, Failure};
 use crate::pump::Committed;
+use crate::writes::{self, Failure};
 
 /// The most writes one transaction takes: enough to absorb a burst of every client at
 /// once; a larger batch only makes its callers wait for one another longer.
 const MAX_BATCH: usize = 256;
 /// How often a batch is tried when other transactions keep getting in its way.
 const ATTEMPTS: usize = 8;
-
-/// A write waiting for the writer.
-pub enum Write {
-    Create(NewOperation),
-    Update {
-        id: Uuid,
-        patch: Patch,
-        pre: Preconditions,
-    },
-    Claim(ClaimRequest),
-    Heartbeat {
-        id: Uuid,
-        heartbeat: Heartbeat,
-    },
-    ExpireLeases {
-        limit: usize,
-    },
-    Purge {
-        before: OffsetDateTime,
-        batch_size: usize,
-    },
-    CreateKey {
-        key: ApiKey,
-        hash: [u8; 32],
-        /// Only if no key was ever created (the first admin key).
-        only_first: bool,
-    },
-    RevokeKey(Uuid),
-    Cancel(Uuid),
-    /// Deletes one finished operation (retention's rules, on request).
-    Delete(Uuid),
-    /// A console session for a live key (only the secret's hash is stored).
-    CreateSession {
-        hash: [u8; 32],
-        key_id: Uuid,
-        expires_at: OffsetDateTime,
-    },
-    /// Sign-out, and the removal of sessions expired by `now`.
-    EndSession {
-        hash: [u8; 32],
-        now: OffsetDateTime,
-    },
-}
-
-/// What a write produced.
-pub enum Written {
-    Created(opsd_store::Created),
-    Updated(opsd_domain::Operation),
-    Key(Option<ApiKey>),
-    Claimed(Option<opsd_store::Claimed>),
-    Renewed(opsd_store::Renewed),
-    Expired(Vec<opsd_domain::Operation>),
-    Purged(u64),
-    Session,
-}
-
-/// A queued write and where to send its outcome.
-pub struct Job {
-    pub write: Write,
-    pub reply: oneshot::Sender<Result<Written>>,
-    /// The span of the store call that queued it, linked to the batch that commits it.
-    pub span: WriteSpan,
-}
 
 /// Where committed batches go: the pump (which publishes them on the feed) and, for the
 /// other processes on the database, a notification on `channel`.
@@ -236,11 +170,11 @@ async fn with_retries(
     clock: Option<&Clock>,
     channel: &str,
     conflicts: &Conflicts,
-) -> std::result::Result<batch::Done, Failure> {
+) -> std::result::Result<writes::Done, Failure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let outcome = batch::attempt(pool, writes, clock, channel).await;
+        let outcome = writes::attempt(pool, writes, clock, channel).await;
         match &outcome {
             Ok(done) if done.restamped => {
                 conflicts.restamped.fetch_add(1, Ordering::Relaxed);

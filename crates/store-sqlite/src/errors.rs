@@ -29,6 +29,11 @@ pub(crate) fn classify(context: &str, e: &rusqlite::Error) -> StoreError {
     }
 }
 
+/// [`classify`] as a `map_err` argument.
+pub(crate) fn internal(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| classify(context, &e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,8 @@ use opsd_domain::Operation;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
+use crate::errors::internal;
 use crate::rows;
-use crate::writer::internal;
 use opsd_store::{Backfill, Change, Result};
 
 /// Key of the feed horizon in `meta`.

@@ -1,5 +1,7 @@
-//! API keys in SQLite. Creates and revocations go through the writer like every write;
-//! lookups run on the read pool. Only the SHA-256 of a key is stored.
+//! API keys and console sessions in SQLite: the `KeyStore`. Creates, revocations and
+//! sign-outs go through the writer like every write (`writes/keys.rs`,
+//! `writes/sessions.rs`); lookups run on the read pool. Only the SHA-256 of a key or a
+//! session secret is stored.
 
 use async_trait::async_trait;
 use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role, micros};
@@ -7,26 +9,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::SqliteStore;
 use crate::rows::from_micros;
-use crate::writer::{Write, Written};
-use crate::{SqliteStore, mismatched_answer};
-use opsd_store::api_keys;
-use opsd_store::{KeyStore, Result, StoreError};
+use opsd_store::{KeyStore, Result};
+use opsd_store::{api_keys, sessions};
 
-/// A key write for the writer thread.
-pub enum KeyWrite {
-    Create {
-        key: ApiKey,
-        hash: [u8; 32],
-        /// Only if no key was ever created (the first admin key).
-        only_first: bool,
-    },
-    Revoke(Uuid),
-}
+pub(crate) const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
 
-pub(super) const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
-
-pub(super) fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
+pub(crate) fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
     let bad = |col: usize, msg: &str| {
         rusqlite::Error::FromSqlConversionFailure(
             col,
@@ -54,91 +44,19 @@ pub(super) fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
     })
 }
 
-/// Runs a key write inside the writer's transaction; `None` when a first key was asked
-/// for and a key already existed.
-pub fn apply(conn: &Connection, write: &KeyWrite, now: OffsetDateTime) -> Result<Option<ApiKey>> {
-    let internal = |e: rusqlite::Error| StoreError::Internal(format!("api key write: {e}"));
-    match write {
-        KeyWrite::Create {
-            key,
-            hash,
-            only_first,
-        } => {
-            if *only_first && ever_had_keys(conn).map_err(internal)? {
-                return Ok(None);
-            }
-            let mut key = key.clone();
-            key.created_at = now;
-            conn.execute(
-                "INSERT INTO api_keys (id, name, role, projects, key_hash, key_prefix, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    key.id.to_string(),
-                    key.name,
-                    key.role.as_str(),
-                    serde_json::to_string(&key.projects.to_list()).unwrap_or_default(),
-                    hash.as_slice(),
-                    key.prefix,
-                    micros(now),
-                ],
-            )
-            .map_err(internal)?;
-            Ok(Some(key))
-        }
-        KeyWrite::Revoke(id) => {
-            // Revoking twice keeps the first revocation time.
-            conn.execute(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-                params![id.to_string(), micros(now)],
-            )
-            .map_err(internal)?;
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"),
-                [id.to_string()],
-                key_from_row,
-            )
-            .optional()
-            .map_err(internal)?
-            .ok_or(StoreError::KeyNotFound(*id))
-            .map(Some)
-        }
-    }
-}
-
-fn ever_had_keys(conn: &Connection) -> rusqlite::Result<bool> {
+pub(crate) fn ever_had_keys(conn: &Connection) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM api_keys LIMIT 1")?
         .exists([])
-}
-
-impl SqliteStore {
-    async fn insert_key(
-        &self,
-        new: NewApiKey,
-        only_first: bool,
-    ) -> Result<Option<(ApiKey, String)>> {
-        let api_keys::Minted { key, secret, hash } = api_keys::mint(new)?;
-        let write = Write::Key(KeyWrite::Create {
-            key,
-            hash,
-            only_first,
-        });
-        match self.write(write).await? {
-            Written::Key(key) => Ok(key.map(|k| (k, secret))),
-            _ => Err(mismatched_answer("key creation")),
-        }
-    }
 }
 
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)> {
-        self.insert_key(new, false)
-            .await?
-            .ok_or_else(|| mismatched_answer("key creation"))
+        self.queue.create_key(new).await
     }
 
     async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>> {
-        self.insert_key(new, true).await
+        self.queue.create_first_key(new).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
@@ -153,10 +71,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn revoke_key(&self, id: Uuid) -> Result<ApiKey> {
-        match self.write(Write::Key(KeyWrite::Revoke(id))).await? {
-            Written::Key(Some(key)) => Ok(key),
-            _ => Err(mismatched_answer("key revocation")),
-        }
+        self.queue.revoke_key(id).await
     }
 
     async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>> {
@@ -183,13 +98,12 @@ impl KeyStore for SqliteStore {
         self.read(|conn| ever_had_keys(conn)).await
     }
 
-    // Sessions live in `sessions.rs`.
     async fn create_session(
         &self,
         key_id: Uuid,
         expires_at: OffsetDateTime,
     ) -> Result<opsd_store::sessions::NewSession> {
-        self.create_session_impl(key_id, expires_at).await
+        self.queue.create_session(key_id, expires_at).await
     }
 
     async fn session_key(
@@ -197,10 +111,28 @@ impl KeyStore for SqliteStore {
         secret: &str,
         now: OffsetDateTime,
     ) -> Result<Option<(ApiKey, OffsetDateTime)>> {
-        self.session_key_impl(secret, now).await
+        let hash = sessions::hash(secret);
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("k.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let found = self
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {cols}, s.expires_at FROM sessions s JOIN api_keys k ON k.id = s.key_id \
+                     WHERE s.secret_hash = ?1 AND s.expires_at > ?2 AND k.revoked_at IS NULL"
+                ))?
+                .query_row(params![hash.as_slice(), micros(now)], |row| {
+                    Ok((key_from_row(row)?, row.get::<_, i64>(7)?))
+                })
+                .optional()
+            })
+            .await?;
+        Ok(found.and_then(|(key, exp)| from_micros(exp).map(|e| (key, e))))
     }
 
     async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()> {
-        self.end_session_impl(secret, now).await
+        self.queue.end_session(secret, now).await
     }
 }

@@ -1,11 +1,16 @@
 //! opsd's embedded storage backend: one SQLite database file in WAL mode with
 //! `synchronous=FULL`.
-//! Writes go through the group-commit writer thread (`writer`); reads use a small pool
-//! of read-only connections (point reads on the calling task, lists on tokio's blocking
-//! threads), so a slow list never holds up a write and writes never wait for each
-//! other's fsync.
+//! Writes go through the group-commit writer thread (`writer.rs`; what each write does,
+//! `writes/`); reads use a small pool of read-only connections (`reads.rs`: point reads
+//! on the calling task, lists on tokio's blocking threads), so a slow list never holds
+//! up a write and writes never wait for each other's fsync.
+//!
+//! The PostgreSQL backend has the same layout: `lib.rs` (the `Store`), `writer.rs`,
+//! `writes/`, `reads.rs`, `keys.rs` (the `KeyStore`), `feed.rs`, `rows.rs`, `stats.rs`,
+//! `copy.rs`, `errors.rs`, `migrations.rs`; what only SQLite needs is in `checkpoint.rs`,
+//! `snapshot.rs` (backups), `epoch.rs`, `google_filter.rs` (`regexp()`),
+//! `time_bounds.rs` and `history_migration.rs`.
 
-mod cancel;
 mod checkpoint;
 pub mod copy;
 pub mod epoch;
@@ -14,18 +19,17 @@ mod feed;
 mod google_filter;
 mod history_migration;
 mod keys;
-mod leases;
 #[cfg(test)]
 mod list_plans;
 mod migrations;
 pub use migrations::MIGRATIONS;
-mod retention;
+mod reads;
 mod rows;
-mod sessions;
 pub mod snapshot;
 mod stats;
 mod time_bounds;
 mod writer;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -33,22 +37,17 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort};
-use opsd_store::sql::{self, Dialect, PageShape, Param, Statement};
-use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, ParamsFromIter};
+use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
-use time_bounds::Stamped;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use opsd_store::write::{Queue, Write};
 use opsd_store::{
     Backfill, Change, Claimed, Clock, Created, FEED_CAPACITY, Heartbeat, Preconditions, Renewed,
     Result, Store, StoreError,
 };
-use writer::{Job, Write, Written};
 
-/// How many queued writes may wait for the writer before callers wait to enqueue.
-const QUEUE_DEPTH: usize = 4096;
 /// Longest `/readyz` waits for its probe write.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Bytes of the database file each read connection maps into memory.
@@ -58,7 +57,7 @@ const MAX_IDLE_READERS: usize = 16;
 
 /// The embedded store.
 pub struct SqliteStore {
-    queue: mpsc::Sender<Job>,
+    queue: Queue,
     /// What the writer last learnt of the disk (`/readyz`).
     disk: Arc<writer::DiskHealth>,
     readers: Arc<Readers>,
@@ -99,7 +98,7 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(open_error(path))?;
         let checkpointer = checkpoint::Checkpointer::start(&conn, path)?;
-        let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (queue, rx) = Queue::new();
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let disk = Arc::new(writer::DiskHealth::default());
         let mut state = writer::Writer {
@@ -124,23 +123,6 @@ impl SqliteStore {
             feed,
             epoch,
         })
-    }
-
-    pub(crate) async fn write(&self, write: Write) -> Result<Written> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job {
-                write,
-                reply,
-                span: opsd_store::trace::WriteSpan::current(),
-            })
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
-        // A write is dropped unanswered only by a writer that panicked in its batch: the
-        // batch rolled back and the supervisor restarts the writer, so retrying is right.
-        answer.await.map_err(|_| {
-            StoreError::Unavailable("the writer restarted during this write; retry".into())
-        })?
     }
 
     pub(crate) async fn read<T: Send + 'static>(
@@ -200,58 +182,30 @@ fn poisoned() -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create(&self, new: NewOperation) -> Result<Created> {
-        match self.write(Write::Create(new)).await? {
-            Written::Created(c) => Ok(c),
-            _ => Err(mismatched_answer("create")),
-        }
+        self.queue.create(new).await
     }
 
     async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation> {
-        match self.write(Write::Update { id, patch, pre }).await? {
-            Written::Updated(op) => Ok(op),
-            _ => Err(mismatched_answer("update")),
-        }
+        self.queue.update(id, patch, pre).await
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Operation>> {
         // A point read by a unique index takes microseconds: run it on this task rather
         // than pay two thread switches to the blocking pool and back (the bench measured
         // those switches as most of a GET's cost).
-        self.readers.with(move |conn| {
-            conn.prepare_cached(&rows::SELECT_BY_ID)?
-                .query_row([rows::id_bytes(id)], rows::operation_from_row)
-                .optional()
-        })
+        self.readers.with(move |conn| reads::get(conn, id))
     }
 
     async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page> {
         let (filter, sort, page) = (filter.clone(), sort.clone(), page.clone());
-        self.read(move |conn| list_page(conn, &filter, &sort, &page))
+        self.read(move |conn| reads::list_page(conn, &filter, &sort, &page))
             .await
     }
 
     async fn events(&self, id: Uuid) -> Result<Vec<Event>> {
-        let events = self
-            .read(move |conn| {
-                let tx = conn.transaction()?;
-                let op_seq: Option<i64> = tx
-                    .prepare_cached("SELECT seq FROM operations WHERE id = ?1")?
-                    .query_row([rows::id_bytes(id)], |r| r.get(0))
-                    .optional()?;
-                let Some(op_seq) = op_seq else {
-                    return Ok(None);
-                };
-                let events = tx
-                    .prepare_cached(
-                        "SELECT seq, version, status, progress, status_message, at \
-                         FROM events WHERE op_seq = ?1 ORDER BY seq",
-                    )?
-                    .query_map([op_seq], |r| rows::event_from_row(r, id))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(Some(events))
-            })
-            .await?;
-        events.ok_or(StoreError::NotFound(id))
+        self.read(move |conn| reads::events(conn, id))
+            .await?
+            .ok_or(StoreError::NotFound(id))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -289,7 +243,7 @@ impl Store for SqliteStore {
     async fn readiness(&self) -> opsd_store::Readiness {
         let mut disk = self.disk.get();
         if disk != "ok" {
-            let probe = tokio::time::timeout(PROBE_TIMEOUT, self.write(Write::Probe)).await;
+            let probe = tokio::time::timeout(PROBE_TIMEOUT, self.queue.send(Write::Probe)).await;
             if let Ok(Ok(_)) = probe {
                 disk = "ok";
             } else {
@@ -324,53 +278,35 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
-        match self.write(Write::Claim(request)).await? {
-            Written::Claimed(c) => Ok(c),
-            _ => Err(mismatched_answer("claim")),
-        }
+        self.queue.claim(request).await
     }
 
     async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
-        match self.write(Write::Heartbeat { id, heartbeat }).await? {
-            Written::Renewed(r) => Ok(r),
-            _ => Err(mismatched_answer("heartbeat")),
-        }
+        self.queue.heartbeat(id, heartbeat).await
     }
 
     async fn cancel(&self, id: Uuid) -> Result<Operation> {
-        match self.write(Write::Cancel(id)).await? {
-            Written::Updated(op) => Ok(op),
-            _ => Err(mismatched_answer("cancel")),
-        }
+        self.queue.cancel(id).await
     }
 
     async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
-        match self.write(Write::ExpireLeases { limit }).await? {
-            Written::Expired(ops) => Ok(ops),
-            _ => Err(mismatched_answer("lease expiry")),
-        }
+        self.queue.expire_leases(limit).await
     }
 
     async fn next_lease_expiry(&self) -> Result<Option<OffsetDateTime>> {
-        self.read(|conn| leases::next_expiry(conn)).await
+        self.read(|conn| reads::next_lease_expiry(conn)).await
     }
 
     async fn leases_held(&self) -> Result<u64> {
-        self.read(|conn| leases::held_count(conn)).await
+        self.read(|conn| reads::leases_held(conn)).await
     }
 
     async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
-        match self.write(Write::Purge { before, batch_size }).await? {
-            Written::Purged(n) => Ok(n),
-            _ => Err(mismatched_answer("purge")),
-        }
+        self.queue.purge_terminal(before, batch_size).await
     }
 
     async fn delete_finished(&self, id: Uuid) -> Result<()> {
-        match self.write(Write::Delete(id)).await? {
-            Written::Purged(_) => Ok(()),
-            _ => Err(mismatched_answer("delete")),
-        }
+        self.queue.delete_finished(id).await
     }
 
     async fn stats(
@@ -384,97 +320,5 @@ impl Store for SqliteStore {
 
     async fn projects(&self) -> Result<Vec<opsd_store::stats::ProjectCount>> {
         self.read(stats::projects).await
-    }
-}
-
-/// The writer answered a write with the outcome of another kind of write (a bug).
-fn mismatched_answer(what: &str) -> StoreError {
-    StoreError::Internal(format!("writer answered a {what} with something else"))
-}
-
-/// One page: rows after the cursor in its direction (limit + 1 to learn whether more
-/// follow), a probe for rows on the other side, and the total if asked for — all in one read
-/// transaction, so the three agree with each other. The SQL is shared with every
-/// backend (`opsd_store::sql`).
-fn list_page(
-    conn: &mut Connection,
-    filter: &ListFilter,
-    sort: &Sort,
-    page: &PageRequest,
-) -> rusqlite::Result<Page> {
-    let tx = conn.transaction()?;
-    let mut binder = Binder::new(&tx);
-    let shape = PageShape::new(sort, page);
-    let total: i64 = if page.count_total {
-        let count = sql::count_query(Dialect::Sqlite, filter);
-        tx.prepare_cached(&count.sql)?
-            .query_row(binder.bind(&count)?, |r| r.get(0))?
-    } else {
-        0
-    };
-    let rows = sql::page_query(
-        Dialect::Sqlite,
-        rows::OPERATION_COLUMNS.as_str(),
-        filter,
-        sort,
-        shape.direction(),
-        shape.after(),
-        shape.fetch(),
-    );
-    let items = tx
-        .prepare_cached(&rows.sql)?
-        .query_map(binder.bind(&rows)?, rows::operation_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let cut = shape.cut(items);
-    let beyond = match &cut.probe {
-        Some((direction, pos)) => {
-            let probe = sql::exists_beyond_query(Dialect::Sqlite, filter, sort, *direction, pos);
-            tx.prepare_cached(&probe.sql)?
-                .exists(binder.bind(&probe)?)?
-        }
-        None => false,
-    };
-    Ok(shape.finish(cut, beyond, total.unsigned_abs()))
-}
-
-/// Binds shared statements on one connection. A time bound becomes a `seq` by a binary
-/// search (`time_bounds`); the statements of one page (its rows, the probe, the count)
-/// share their bounds, so each is searched once per page, not once per statement.
-struct Binder<'c> {
-    conn: &'c Connection,
-    /// (microseconds, the first seq created from then) already searched.
-    seqs: Vec<(i64, i64)>,
-}
-
-impl<'c> Binder<'c> {
-    fn new(conn: &'c Connection) -> Self {
-        Self {
-            conn,
-            seqs: Vec::new(),
-        }
-    }
-
-    /// The parameters of a shared statement, as rusqlite binds them.
-    fn bind(&mut self, statement: &Statement) -> rusqlite::Result<ParamsFromIter<Vec<Value>>> {
-        let mut values = Vec::with_capacity(statement.params.len());
-        for p in &statement.params {
-            values.push(match p {
-                Param::Text(s) => Value::Text(s.clone()),
-                Param::Int(n) => Value::Integer(*n),
-                Param::Blob(b) => Value::Blob(b.clone()),
-                Param::Uuid(id) => Value::Blob(id.as_bytes().to_vec()),
-                Param::FirstSeqCreatedFrom(micros) => Value::Integer(self.first_seq_from(*micros)?),
-            });
-        }
-        Ok(rusqlite::params_from_iter(values))
-    }
-
-    fn first_seq_from(&mut self, micros: i64) -> rusqlite::Result<i64> {
-        if let Some((_, seq)) = self.seqs.iter().find(|(m, _)| *m == micros) {
-            return Ok(*seq);
-        }
-        let seq = time_bounds::first_seq_from(self.conn, Stamped::OperationsCreated, micros)?;
-        self.seqs.push((micros, seq));
-        Ok(seq)
     }
 }

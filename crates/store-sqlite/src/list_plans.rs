@@ -17,7 +17,9 @@ fn plan(conn: &Connection, statement: &sql::Statement) -> String {
         .expect("prepare");
     let rows = s
         .query_map(
-            crate::Binder::new(conn).bind(statement).expect("bind"),
+            crate::reads::Binder::new(conn)
+                .bind(statement)
+                .expect("bind"),
             |r| r.get::<_, String>(3),
         )
         .expect("explain");

@@ -8,82 +8,24 @@
 //!
 //! The same thread publishes every committed change on the store's feed (`feed`), after
 //! the COMMIT and in commit order, so nobody hears of a change that could still roll
-//! back. Lease and retention writes live in `leases` and `retention`; they join the
-//! batches like any other write.
+//! back. What each write does inside the transaction is in `writes/`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use opsd_domain::lease::ClaimRequest;
-use opsd_domain::{NewOperation, Operation, Patch};
 use opsd_store::rules;
-use opsd_store::trace::{BatchSpan, WriteSpan};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use opsd_store::trace::BatchSpan;
+use opsd_store::write::{Job, Written};
+use opsd_store::{Change, Clock, Result, StoreError};
+use rusqlite::{Connection, TransactionBehavior};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use uuid::Uuid;
 
 use crate::checkpoint::Checkpointer;
-use crate::{feed, leases, retention, rows};
-use opsd_store::{
-    Change, Claimed, Clock, Created, Heartbeat, Preconditions, Renewed, Result, StoreError,
-};
+use crate::{feed, rows, writes};
 
 /// The most writes one transaction takes; bounds the latency of the first in the batch.
 const MAX_BATCH: usize = 512;
-
-/// A write waiting for the writer.
-pub enum Write {
-    Create(NewOperation),
-    Update {
-        id: Uuid,
-        patch: Patch,
-        pre: Preconditions,
-    },
-    Claim(ClaimRequest),
-    Heartbeat {
-        id: Uuid,
-        heartbeat: Heartbeat,
-    },
-    /// A cancellation request (see `cancel`).
-    Cancel(Uuid),
-    /// Deletes one finished operation (retention's rules, on request).
-    Delete(Uuid),
-    ExpireLeases {
-        limit: usize,
-    },
-    Purge {
-        before: OffsetDateTime,
-        batch_size: usize,
-    },
-    /// API key management (see `keys`).
-    Key(crate::keys::KeyWrite),
-    /// Console sessions (see `sessions`).
-    Session(crate::sessions::SessionWrite),
-    /// `/readyz` asking whether the disk accepts writes again: rewrites a 64 KiB row of
-    /// its own, which appends that much to the WAL and syncs it like any commit.
-    Probe,
-}
-
-/// What a write produced.
-pub enum Written {
-    Created(Created),
-    Updated(Operation),
-    Key(Option<opsd_domain::ApiKey>),
-    Claimed(Option<Claimed>),
-    Renewed(Renewed),
-    Expired(Vec<Operation>),
-    Purged(u64),
-    Session,
-}
-
-/// A queued write and where to send its outcome.
-pub struct Job {
-    pub write: Write,
-    pub reply: oneshot::Sender<Result<Written>>,
-    /// The span of the store call that queued it, linked to the batch that commits it.
-    pub span: WriteSpan,
-}
 
 /// How a batch's answers reach their callers.
 ///
@@ -247,12 +189,12 @@ fn commit_batch(
         let mut results = Vec::with_capacity(batch.len());
         for job in batch.iter() {
             let mark = changes.len();
-            let guarded = !job.write.refuses_before_changing();
+            let guarded = !writes::refuses_before_changing(&job.write);
             if guarded {
                 // Prepared once: rusqlite's `Savepoint` parses its SQL on every use.
                 tx.prepare_cached("SAVEPOINT write")?.execute([])?;
             }
-            let result = apply(&tx, &job.write, now, &mut changes);
+            let result = writes::apply(&tx, &job.write, now, &mut changes);
             match &result {
                 Ok(_) => {}
                 Err(_) if guarded => {
@@ -351,132 +293,4 @@ fn is_failure(e: &StoreError) -> bool {
 
 fn is_unavailable(e: &StoreError) -> bool {
     matches!(e, StoreError::Unavailable(_))
-}
-
-impl Write {
-    /// Whether every way this write can be refused (not found, a rule, a precondition,
-    /// idempotency) comes before its first change, so it needs no savepoint: a refusal
-    /// leaves nothing to undo, and a failure after a change rolls back the whole batch.
-    /// True of creates and updates, the hot writes (a savepoint and its undo journal
-    /// were ~10% of the writer's time); the rarer writes keep their savepoint.
-    fn refuses_before_changing(&self) -> bool {
-        matches!(self, Write::Create(_) | Write::Update { .. })
-    }
-}
-
-pub(crate) fn internal(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| crate::errors::classify(context, &e)
-}
-
-fn apply(
-    conn: &Connection,
-    write: &Write,
-    now: OffsetDateTime,
-    changes: &mut Vec<Change>,
-) -> Result<Written> {
-    match write {
-        Write::Create(new) => create(conn, new, now, changes).map(Written::Created),
-        Write::Update { id, patch, pre } => {
-            update(conn, *id, patch, pre, now, changes).map(Written::Updated)
-        }
-        Write::Claim(request) => leases::claim(conn, request, now, changes).map(Written::Claimed),
-        Write::Heartbeat { id, heartbeat } => {
-            leases::heartbeat(conn, *id, heartbeat, now, changes).map(Written::Renewed)
-        }
-        Write::ExpireLeases { limit } => {
-            leases::expire(conn, *limit, now, changes).map(Written::Expired)
-        }
-        Write::Purge { before, batch_size } => {
-            retention::purge(conn, *before, *batch_size).map(Written::Purged)
-        }
-        Write::Delete(id) => retention::delete_finished(conn, *id).map(Written::Purged),
-        Write::Key(k) => crate::keys::apply(conn, k, now).map(Written::Key),
-        Write::Cancel(id) => crate::cancel::apply(conn, *id, now, changes).map(Written::Updated),
-        Write::Session(w) => crate::sessions::apply(conn, w, now).map(|()| Written::Session),
-        Write::Probe => probe(conn).map(|()| Written::Session),
-    }
-}
-
-fn create(
-    conn: &Connection,
-    new: &NewOperation,
-    now: OffsetDateTime,
-    changes: &mut Vec<Change>,
-) -> Result<Created> {
-    let hash = rules::request_hash(new);
-    let existing = match &new.request_id {
-        Some(request_id) => conn
-            .prepare_cached(
-                "SELECT id, request_hash FROM operations \
-                 WHERE project = (SELECT n FROM projects WHERE name = ?1) AND request_id = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![new.project_id, request_id], |r| {
-                    Ok((rows::uuid_at(r, 0)?, r.get::<_, Option<Vec<u8>>>(1)?))
-                })
-                .optional()
-            })
-            .map_err(internal("idempotency lookup"))?,
-        None => None,
-    };
-    if let Some(id) = rules::idempotent_replay(new, hash.as_deref(), existing)? {
-        let operation = load(conn, id)?.ok_or(StoreError::NotFound(id))?;
-        return Ok(Created {
-            operation,
-            created: false,
-        });
-    }
-    let mut op = new.clone().into_operation(Uuid::now_v7(), now);
-    op.seq =
-        rows::insert_operation(conn, &op, hash.as_deref()).map_err(internal("insert operation"))?;
-    feed::record(conn, &op, changes)?;
-    Ok(Created {
-        operation: op,
-        created: true,
-    })
-}
-
-fn update(
-    conn: &Connection,
-    id: Uuid,
-    patch: &Patch,
-    pre: &Preconditions,
-    now: OffsetDateTime,
-    changes: &mut Vec<Change>,
-) -> Result<Operation> {
-    let (current, lease) = leases::load_leased(conn, id)?.ok_or(StoreError::NotFound(id))?;
-    let rules::Updated {
-        next,
-        release_lease,
-    } = rules::update(&current, lease.as_ref(), patch, pre, now)?;
-    rows::update_operation(conn, &next).map_err(internal("update operation"))?;
-    if release_lease {
-        leases::write_lease(conn, id, None)?;
-    }
-    feed::record(conn, &next, changes)?;
-    Ok(next)
-}
-
-/// Bytes the probe writes: more than a typical batch appends to the WAL, so that a
-/// probe does not pass by fitting into the space a failed, larger commit left.
-const PROBE_BYTES: i64 = 64 << 10;
-
-fn probe(conn: &Connection) -> Result<()> {
-    // A table of its own, outside the migrations: it holds one row that each probe
-    // rewrites, and exists only once a write failed on this database.
-    conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS readiness_probe (id INTEGER PRIMARY KEY, pad BLOB); \
-         INSERT OR REPLACE INTO readiness_probe (id, pad) VALUES (1, randomblob({PROBE_BYTES}));"
-    ))
-    .map_err(internal("probe write"))
-}
-
-/// Reads one operation on the given connection (inside the writer's transaction).
-pub fn load(conn: &Connection, id: Uuid) -> Result<Option<Operation>> {
-    conn.prepare_cached(&rows::SELECT_BY_ID)
-        .and_then(|mut s| {
-            s.query_row([rows::id_bytes(id)], rows::operation_from_row)
-                .optional()
-        })
-        .map_err(internal("load operation"))
 }

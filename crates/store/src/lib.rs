@@ -35,6 +35,7 @@ pub mod stats;
 pub mod supervise;
 pub mod trace;
 pub mod traced;
+pub mod write;
 
 pub use live::{Backfill, Change, Claimed, FEED_CAPACITY, Heartbeat, Preconditions, Renewed};
 pub use rules::Clock;

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::load::{ClaimFilter, Current, Loaded, Requests};
-use crate::writer::{Write, Written};
+use opsd_store::write::{Write, Written};
 
 /// How a write is answered.
 pub enum Answer {
@@ -159,6 +159,9 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
                 d.keys.push(write);
                 Answer::Key
             }
+            // PostgreSQL's readiness asks the database directly; a probe write has
+            // nothing to prove that the batch's own COMMIT does not.
+            Write::Probe => ready(Ok(Written::Done)),
         };
         d.answers.push(answer);
     }

@@ -9,8 +9,8 @@ use opsd_store::sql::codes::Coded;
 use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
+use crate::errors::internal;
 use crate::feed;
-use crate::writer::internal;
 use opsd_store::Result;
 
 /// Deletes up to `batch_size` `done`/`failed` operations whose `ended_at` is before

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::writer::internal;
+use crate::errors::internal;
 use crate::{feed, rows};
 use opsd_store::sql::codes::Coded;
 use opsd_store::{Change, Claimed, Heartbeat, Renewed, Result, StoreError};
@@ -207,22 +207,4 @@ pub fn expire(
         }
     }
     Ok(expired)
-}
-
-/// When the next lease runs out (read side).
-pub fn next_expiry(conn: &Connection) -> rusqlite::Result<Option<OffsetDateTime>> {
-    let m: Option<i64> = conn
-        .prepare_cached(
-            "SELECT MIN(lease_expires_at) FROM operations WHERE lease_expires_at IS NOT NULL",
-        )?
-        .query_row([], |r| r.get(0))?;
-    Ok(m.and_then(rows::from_micros))
-}
-
-/// How many leases are held (read side).
-pub fn held_count(conn: &Connection) -> rusqlite::Result<u64> {
-    let n: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM operations WHERE lease_expires_at IS NOT NULL")?
-        .query_row([], |r| r.get(0))?;
-    Ok(n.unsigned_abs())
 }

@@ -27,8 +27,8 @@ use opsd_store::{Change, Clock, Result, StoreError};
 use tokio_postgres::error::SqlState;
 
 use crate::errors;
-use crate::writer::{Write, Written};
 use decide::Answer;
+use opsd_store::write::{Write, Written};
 
 /// Why an attempt at a batch failed.
 pub enum Failure {

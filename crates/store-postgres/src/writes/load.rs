@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::Failure;
 use super::flight::{self, Step};
 use crate::rows::{self, DB_NOW_MICROS, LEASE_COLUMNS, OPERATION_COLUMNS, code, from_micros};
-use crate::writer::Write;
+use opsd_store::write::Write;
 
 /// An operation row as the batch read it (and, once decided, as the batch leaves it).
 pub struct Current {
@@ -197,7 +197,8 @@ impl Params {
                 Write::CreateKey { .. }
                 | Write::RevokeKey(_)
                 | Write::CreateSession { .. }
-                | Write::EndSession { .. } => {}
+                | Write::EndSession { .. }
+                | Write::Probe => {}
             }
         }
         p.ids.sort_unstable();

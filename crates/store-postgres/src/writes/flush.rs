@@ -23,7 +23,7 @@ use super::decide::Decided;
 use super::flight::{self, Step};
 use crate::feed::{ADVANCE_SQL, APPEND_SQL, NOTIFY_SQL, PURGE_EVENTS_SQL};
 use crate::rows::{self, EventArrays, INSERT_SQL, OperationArrays, PROJECTS_SQL, UPDATE_SQL};
-use crate::writer::{Write, Written};
+use opsd_store::write::{Write, Written};
 
 const PURGE_OPERATIONS_SQL: &str = "DELETE FROM operations WHERE id = ANY($1::uuid[])";
 
@@ -306,6 +306,6 @@ pub(super) fn key_answer(
         Write::CreateSession { key_id, .. } if rows.is_empty() => {
             Err(StoreError::KeyNotFound(*key_id))
         }
-        _ => Ok(Written::Session),
+        _ => Ok(Written::Done),
     }
 }

@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::writer::{internal, load};
+use super::load;
+use crate::errors::internal;
 use crate::{feed, rows};
 use opsd_store::{Change, Result, StoreError};
 

@@ -38,7 +38,7 @@ use super::Failure;
 use super::decide::Decided;
 use super::flush::{Flushed, key_answer};
 use crate::errors;
-use crate::writer::Write;
+use opsd_store::write::Write;
 
 /// The longest the writer waits for one flight of a batch (answers included).
 pub const FLIGHT_DEADLINE: Duration = Duration::from_secs(10);

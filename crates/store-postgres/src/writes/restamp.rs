@@ -14,7 +14,7 @@ use opsd_domain::Operation;
 use opsd_store::{Change, Result};
 use time::OffsetDateTime;
 
-use crate::writer::Written;
+use opsd_store::write::Written;
 
 /// Moves every time of `op` equal to `from` to `to`. The lease's expiry (answered
 /// beside the operation) is left as decided, as the write flight leaves it.
@@ -41,7 +41,7 @@ pub fn answer(answer: &mut Result<Written>, from: OffsetDateTime, to: OffsetDate
         Written::Renewed(r) => operation(&mut r.operation, from, to),
         Written::Expired(ops) => ops.iter_mut().for_each(|op| operation(op, from, to)),
         // Keys and sessions are answered from the flight, stamped by the head already.
-        Written::Claimed(None) | Written::Key(_) | Written::Purged(_) | Written::Session => {}
+        Written::Claimed(None) | Written::Key(_) | Written::Purged(_) | Written::Done => {}
     }
 }
 
