@@ -1,11 +1,10 @@
 //! Versioned schema migrations for PostgreSQL, embedded in the binary. They carry the
 //! same version numbers as the SQLite backend's (a test fails when the two folders
-//! drift). Several opsd processes may start at once on one database: the migration runs
+//! drift), and which ones a database lacks is decided as for SQLite
+//! (`opsd_store::migrations`). Several opsd processes may start at once on one database: the migration runs
 //! in one transaction under an advisory lock, so exactly one applies what is missing and
 //! the others then find nothing to do. DDL is transactional in PostgreSQL, so a failed
 //! migration leaves nothing half-applied.
-
-use std::collections::BTreeSet;
 
 use tokio_postgres::Client;
 
@@ -43,21 +42,15 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i64>, String> {
     )
     .await
     .map_err(|e| format!("schema_migrations: {e}"))?;
-    let present: BTreeSet<i64> = tx
+    let present = tx
         .query("SELECT version FROM schema_migrations", &[])
         .await
         .map_err(|e| e.to_string())?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let known: BTreeSet<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
-    if let Some(unknown) = present.difference(&known).next() {
-        return Err(format!(
-            "database has schema version {unknown}, which this opsd does not know; is it newer?"
-        ));
-    }
+        .map(|r| r.get::<_, i64>(0))
+        .collect::<Vec<_>>();
     let mut applied = Vec::new();
-    for &(version, sql) in MIGRATIONS.iter().filter(|m| !present.contains(&m.0)) {
+    for (version, sql) in opsd_store::migrations::pending(MIGRATIONS, present)? {
         tx.batch_execute(sql)
             .await
             .map_err(|e| format!("migration {version}: {e}"))?;

@@ -1,9 +1,6 @@
 //! Versioned schema migrations, embedded in the binary and applied at start-up inside
-//! one transaction each. The list is append-only: a released migration never changes.
-//! Every known version that the database lacks is applied, in version order, so two
-//! migrations written on parallel branches both land whatever order they merge in.
-
-use std::collections::BTreeSet;
+//! one transaction each; which ones a database lacks is decided as for PostgreSQL
+//! (`opsd_store::migrations`).
 
 use rusqlite::{Connection, params};
 
@@ -40,21 +37,14 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
-    let present: BTreeSet<i64> = conn
+    let present = conn
         .prepare("SELECT version FROM schema_migrations")?
         .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let known: BTreeSet<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
-    if let Some(unknown) = present.difference(&known).next() {
-        return Err(rusqlite::Error::ToSqlConversionFailure(
-            format!(
-                "database has schema version {unknown}, which this opsd does not know; is it newer?"
-            )
-            .into(),
-        ));
-    }
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    let pending = opsd_store::migrations::pending(MIGRATIONS, present)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     let mut applied = Vec::new();
-    for &(version, sql) in MIGRATIONS.iter().filter(|m| !present.contains(&m.0)) {
+    for (version, sql) in pending {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         after_sql(version, &tx)?;

@@ -28,6 +28,7 @@ pub mod backup;
 pub mod copy;
 pub mod history;
 mod live;
+pub mod migrations;
 pub mod rules;
 pub mod sessions;
 pub mod sql;
