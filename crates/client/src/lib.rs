@@ -29,6 +29,7 @@ mod error;
 mod keys;
 mod leases;
 mod operations;
+mod query;
 mod retry;
 mod types;
 mod watch;
