@@ -5,7 +5,7 @@
 //! The records themselves are the SDK's own: the API's bodies, not the domain's types
 //! that look like them (`opsd_domain::Operation` carries the store's `seq` and needs
 //! every field; `opsd_domain::NewOperation` has no builder and a non-optional
-//! `details`). The SDK cannot depend on the server, so `tests/it/contract.rs` checks
+//! `details`). The SDK cannot depend on the server, so `tests/it/contract/` checks
 //! each record against the server's OpenAPI document instead.
 
 use opsd_domain::{Details, Kind, OpType, OperationError, Role, Status, Warning};
