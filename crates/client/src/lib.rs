@@ -21,14 +21,16 @@
 //! ```
 //!
 //! Read in this order: [`Client`] (this file: configuration and the request loop),
-//! `operations` (get, list, create, update, events, cancel, wait), `watch`, `leases`
-//! (claim, heartbeat), `keys`, then [`worker`].
+//! `operations` (get, list, create, update, events, cancel, wait), `watch`, `query`
+//! (the filters a list and a watch share), `leases` (claim, heartbeat), `keys`, then
+//! [`worker`].
 
 mod admin;
 mod error;
 mod keys;
 mod leases;
 mod operations;
+mod query;
 mod retry;
 mod types;
 mod watch;

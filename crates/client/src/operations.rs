@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures_util::{Stream, TryStreamExt, stream};
 use opsd_domain::duration::MAX_WAIT;
-use opsd_domain::{Kind, OpType, Status};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
@@ -15,50 +14,22 @@ use crate::retry::Idempotency::{Safe, Unsafe};
 use crate::types::EventList;
 use crate::{Client, Event, NewOperation, Operation, OperationPatch, Page, Result};
 
-/// The filters and order of a list. Build it with [`ListQuery::new`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ListQuery {
-    /// Project whose operations to list (required by the server).
-    pub project_id: String,
-    /// Only this kind.
-    pub kind: Option<Kind>,
-    /// Only this status.
-    pub status: Option<Status>,
-    /// Only this type.
-    pub op_type: Option<OpType>,
-    /// Only this resource.
-    pub resource_id: Option<String>,
-    /// Created at or after.
-    pub created_at_min: Option<OffsetDateTime>,
-    /// Created at or before.
-    pub created_at_max: Option<OffsetDateTime>,
-    /// Sort, e.g. `created_at:asc` (server default `created_at:desc`).
-    pub sort: Option<String>,
-    /// Page size, 1–100 (server default 10).
-    pub limit: Option<u8>,
+crate::query::filtered_query! {
+    /// The filters and order of a list. Build it with [`ListQuery::new`].
+    pub struct ListQuery {
+        /// Created at or after.
+        pub created_at_min: Option<OffsetDateTime>,
+        /// Created at or before.
+        pub created_at_max: Option<OffsetDateTime>,
+        /// Sort, e.g. `created_at:asc` (server default `created_at:desc`).
+        pub sort: Option<String>,
+        /// Page size, 1–100 (server default 10).
+        pub limit: Option<u8>,
+    }
+    new: "Every operation of `project_id`."
 }
 
 impl ListQuery {
-    /// Every operation of `project_id`.
-    pub fn new(project_id: impl Into<String>) -> Self {
-        ListQuery {
-            project_id: project_id.into(),
-            ..ListQuery::default()
-        }
-    }
-
-    /// Only this kind.
-    pub fn kind(mut self, kind: Kind) -> Self {
-        self.kind = Some(kind);
-        self
-    }
-
-    /// Only this status.
-    pub fn status(mut self, status: Status) -> Self {
-        self.status = Some(status);
-        self
-    }
-
     /// Sort order, e.g. `created_at:asc`.
     pub fn sort(mut self, sort: impl Into<String>) -> Self {
         self.sort = Some(sort.into());
@@ -72,32 +43,20 @@ impl ListQuery {
     }
 
     pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut q = vec![("project_id", self.project_id.clone())];
         let time = |t: &OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
-        if let Some(k) = self.kind {
-            q.push(("kind", k.as_str().into()));
-        }
-        if let Some(s) = self.status {
-            q.push(("status", s.as_str().into()));
-        }
-        if let Some(t) = self.op_type {
-            q.push(("type", t.as_str().into()));
-        }
-        if let Some(r) = &self.resource_id {
-            q.push(("resource_id", r.clone()));
-        }
-        if let Some(t) = &self.created_at_min {
-            q.push(("created_at_min", time(t)));
-        }
-        if let Some(t) = &self.created_at_max {
-            q.push(("created_at_max", time(t)));
-        }
-        if let Some(s) = &self.sort {
-            q.push(("sort", s.clone()));
-        }
-        if let Some(l) = self.limit {
-            q.push(("limit", l.to_string()));
-        }
+        let mut q = self.filter_pairs();
+        q.extend(
+            self.created_at_min
+                .as_ref()
+                .map(|t| ("created_at_min", time(t))),
+        );
+        q.extend(
+            self.created_at_max
+                .as_ref()
+                .map(|t| ("created_at_max", time(t))),
+        );
+        q.extend(self.sort.clone().map(|s| ("sort", s)));
+        q.extend(self.limit.map(|l| ("limit", l.to_string())));
         q
     }
 }

@@ -1,6 +1,12 @@
 //! Wire types of the API, as the SDK sends and reads them. The enums and nested records
 //! (`Kind`, `Status`, `Details`, `OperationError`…) are opsd's own domain types, so the
 //! SDK cannot drift from the server on what a value may be.
+//!
+//! The records themselves are the SDK's own: the API's bodies, not the domain's types
+//! that look like them (`opsd_domain::Operation` carries the store's `seq` and needs
+//! every field; `opsd_domain::NewOperation` has no builder and a non-optional
+//! `details`). The SDK cannot depend on the server, so `tests/it/contract/` checks
+//! each record against the server's OpenAPI document instead.
 
 use opsd_domain::{Details, Kind, OpType, OperationError, Role, Status, Warning};
 use serde::{Deserialize, Serialize};

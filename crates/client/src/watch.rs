@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt, stream};
-use opsd_domain::{Kind, OpType, Status};
 
 use crate::error::ApiError;
 use crate::{Client, Error, Operation, Result};
@@ -19,59 +18,20 @@ const IDLE_LIMIT: Duration = Duration::from_secs(45);
 /// The longest pause between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
-/// What to watch and where to start. Build it with [`WatchQuery::new`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct WatchQuery {
-    /// Project to watch.
-    pub project_id: String,
-    /// Only this kind.
-    pub kind: Option<Kind>,
-    /// Only changes that leave an operation in this status.
-    pub status: Option<Status>,
-    /// Only this type.
-    pub op_type: Option<OpType>,
-    /// Only this resource.
-    pub resource_id: Option<String>,
-    /// Start after this event (`0`: every retained change first); `None`: from now.
-    pub after: Option<u64>,
+crate::query::filtered_query! {
+    /// What to watch and where to start. Build it with [`WatchQuery::new`].
+    pub struct WatchQuery {
+        /// Start after this event (`0`: every retained change first); `None`: from now.
+        pub after: Option<u64>,
+    }
+    new: "The changes of `project_id` from now on."
 }
 
 impl WatchQuery {
-    /// The changes of `project_id` from now on.
-    pub fn new(project_id: impl Into<String>) -> Self {
-        WatchQuery {
-            project_id: project_id.into(),
-            ..WatchQuery::default()
-        }
-    }
-
-    /// Only this kind.
-    pub fn kind(mut self, kind: Kind) -> Self {
-        self.kind = Some(kind);
-        self
-    }
-
     /// Start after event `seq` (`0`: from the oldest retained change).
     pub fn after(mut self, seq: u64) -> Self {
         self.after = Some(seq);
         self
-    }
-
-    fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut q = vec![("project_id", self.project_id.clone())];
-        if let Some(k) = self.kind {
-            q.push(("kind", k.as_str().into()));
-        }
-        if let Some(s) = self.status {
-            q.push(("status", s.as_str().into()));
-        }
-        if let Some(t) = self.op_type {
-            q.push(("type", t.as_str().into()));
-        }
-        if let Some(r) = &self.resource_id {
-            q.push(("resource_id", r.clone()));
-        }
-        q
     }
 }
 
@@ -262,7 +222,8 @@ impl State {
             .inner
             .http
             .get(self.client.url("/v1/operations/watch"))
-            .query(&self.query.pairs())
+            // Only the filters: the starting point goes as `Last-Event-ID`.
+            .query(&self.query.filter_pairs())
             .header("accept", "text/event-stream");
         if let Some(last) = &self.last {
             request = request.header("last-event-id", last.to_string());

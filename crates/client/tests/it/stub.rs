@@ -1,6 +1,6 @@
 //! A stub HTTP server that answers from a script, counting requests: for the failures
 //! a test cannot get from the real server on demand (a 503 exactly twice, a slow
-//! answer).
+//! answer). It keeps what it received, for tests of what the SDK puts on the wire.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,9 +54,18 @@ impl Reply {
 
 pub const OPERATION: &str = r#"{"id":"01a22df0-fbb5-74e6-b5b7-dd3eb0d31457","project_id":"p","kind":"vm","type":"update","resource_id":"vm-1","status":"pending","details":{"changes":{}},"progress":0,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","version":1,"cancel_requested":false}"#;
 
+/// A request as the stub received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// Path and query, e.g. `/v1/operations?project_id=p`.
+    pub uri: String,
+    pub body: String,
+}
+
 pub struct Stub {
     pub base: String,
     hits: Arc<AtomicUsize>,
+    received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Stub {
@@ -71,14 +80,31 @@ impl Stub {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(AtomicUsize::new(0));
         let script = Arc::new(Mutex::new(script));
-        let counter = hits.clone();
-        let app = axum::Router::new().fallback(move || {
-            let script = script.clone();
-            let counter = counter.clone();
-            async move { answer(&script, &counter).await }
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (counter, log) = (hits.clone(), received.clone());
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (script, counter, log) = (script.clone(), counter.clone(), log.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                log.lock().unwrap().push(Received {
+                    uri: parts.uri.to_string(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                answer(&script, &counter).await
+            }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Stub { base, hits }
+        Stub {
+            base,
+            hits,
+            received,
+        }
+    }
+
+    /// The requests received so far, oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
     }
 
     /// Requests received so far.
