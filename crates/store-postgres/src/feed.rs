@@ -27,7 +27,8 @@ use opsd_store::{Backfill, Change, Result};
 use time::OffsetDateTime;
 
 use crate::errors::ctx;
-use crate::rows::{self, EventArrays, big};
+use crate::row_arrays::{self, EventArrays};
+use crate::rows::{self, big};
 
 /// Takes the feed head for the rest of the transaction: `$1` events' seqs are reserved
 /// and the head's stamp becomes the batch's time `$2` (microseconds), or stays where it
@@ -58,9 +59,9 @@ pub static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
          AS u(op_seq, project_id, version, status, progress, status_message, at, \
          started_at, ended_at, error, warnings, http_error_status_code, http_error_message, \
          cancel_requested, k) WHERE h.id = 1",
-        rows::restamped("u.at", "$16::bigint"),
-        rows::restamped("u.started_at", "$16::bigint"),
-        rows::restamped("u.ended_at", "$16::bigint"),
+        row_arrays::restamped("u.at", "$16::bigint"),
+        row_arrays::restamped("u.started_at", "$16::bigint"),
+        row_arrays::restamped("u.ended_at", "$16::bigint"),
     )
 });
 

@@ -21,6 +21,7 @@ mod listen;
 mod migrations;
 mod pump;
 mod reads;
+mod row_arrays;
 mod rows;
 mod stats;
 mod writer;

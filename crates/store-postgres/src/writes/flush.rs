@@ -22,7 +22,8 @@ use super::Failure;
 use super::decide::Decided;
 use super::flight::{self, Step};
 use crate::feed::{ADVANCE_SQL, APPEND_SQL, NOTIFY_SQL, PURGE_EVENTS_SQL};
-use crate::rows::{self, EventArrays, INSERT_SQL, OperationArrays, PROJECTS_SQL, UPDATE_SQL};
+use crate::row_arrays::{EventArrays, INSERT_SQL, OperationArrays, PROJECTS_SQL, UPDATE_SQL};
+use crate::rows;
 use opsd_store::write::{Write, Written};
 
 const PURGE_OPERATIONS_SQL: &str = "DELETE FROM operations WHERE id = ANY($1::uuid[])";
