@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::ceiling_pg::{self, Counters, Strategy};
 use crate::machine::Pinning;
-use crate::workload::new_operation;
+use crate::workload::{fingerprint, new_operation};
 
 /// `opsd-bench ceiling-http`: serve `body_file` to every request until killed.
 pub fn serve_http(body_file: &Path) -> Result<(), String> {
@@ -124,15 +124,6 @@ fn insert_row(conn: &Connection, i: u64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A stand-in for the 16-byte idempotency fingerprint opsd stores beside `request_id`
-/// (`opsd_store::rules::request_hash`): the same bytes in the row, without the JSON
-/// serialization and SHA-256 that compute it, which are opsd's work, not storage's.
-pub fn fingerprint(i: u64) -> Vec<u8> {
-    (u128::from(i) * 0x9E37_79B9_7F4A_7C15)
-        .to_be_bytes()
-        .to_vec()
-}
-
 /// The storage ceiling of one database copy, measured over one or more rounds.
 pub enum StorageCeiling {
     /// Raw rusqlite inserts, `batch` rows per transaction: (rows, seconds) so far.
@@ -157,7 +148,7 @@ impl StorageCeiling {
     /// Ready to measure on `copy` (a copy of the template), `batch` rows per transaction,
     /// on PostgreSQL through `link`.
     pub fn new(
-        copy: &crate::ctx::Copy,
+        copy: &crate::template::Copy,
         batch: usize,
         link: &crate::link::Link,
     ) -> Result<Self, String> {

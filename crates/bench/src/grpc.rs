@@ -39,7 +39,7 @@ pub fn grpc_get(ctx: &Ctx) -> Result<Outcome, String> {
     let names: Arc<Vec<String>> = Arc::new(
         ctx.template.all[..listed]
             .iter()
-            .map(|id| format!("projects/{}/operations/{id}", crate::ctx::LIST_PROJECT))
+            .map(|id| format!("projects/{}/operations/{id}", crate::template::LIST_PROJECT))
             .collect(),
     );
     let first = ctx.rt.block_on(get_once(server.addr, &key, &names[0]))?;

@@ -12,6 +12,7 @@
 //! On PostgreSQL every scenario runs at each round trip of `--pg-rtt` in turn, behind a
 //! delaying proxy above zero (`link`); `opsd-bench proxy` runs that proxy on its own.
 
+mod backend;
 mod backup;
 mod ceiling;
 mod ceiling_pg;
@@ -32,6 +33,7 @@ mod scale;
 mod seed;
 mod server;
 mod soak;
+mod template;
 mod wait;
 mod workload;
 mod writes;
@@ -43,12 +45,14 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use crate::ctx::{AtRtt, Backend, Ctx, LIST_PROJECT, LinkNotes, RUN_PROJECT, Template};
+use crate::backend::Backend;
+use crate::ctx::{AtRtt, Ctx, LinkNotes};
 use crate::link::Link;
 use crate::machine::{Machine, Pinning};
 use crate::outcome::Entry;
 use crate::plan::{Mode, Plan};
 use crate::report::{Group, Report, SCENARIOS};
+use crate::template::{LIST_PROJECT, RUN_PROJECT, Template};
 
 /// opsd's benchmark harness.
 #[derive(Parser)]

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::ctx::{Ctx, LIST_PROJECT, ROUNDS};
+use crate::ctx::{Ctx, ROUNDS};
 use crate::loadgen::{Limits, MakeReq, Stats};
 use crate::outcome::{Outcome, r3};
+use crate::template::LIST_PROJECT;
 use crate::workload;
 
 /// Connections of the read scenarios (the 32 for get_by_id; lists use the same).

@@ -1,7 +1,8 @@
 //! What the benchmark sends: realistic operations (a VM resize with a few diffs, a user,
 //! a region, an idempotency key — about what a control plane records) and the HTTP
 //! requests of each scenario. Seeding, the API load and the storage ceiling all build
-//! their rows from [`new_operation`], so they write the same bytes.
+//! their rows from [`new_operation`], so they write the same bytes (the storage ceiling
+//! adds the idempotency [`fingerprint`] that opsd computes).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -41,6 +42,15 @@ pub fn new_operation(project: &str, tag: &str, i: u64) -> NewOperation {
         target_link: None,
         trace_context: None,
     }
+}
+
+/// A stand-in for the 16-byte idempotency fingerprint opsd stores beside `request_id`
+/// (`opsd_store::rules::request_hash`): the same bytes in the row, without the JSON
+/// serialization and SHA-256 that compute it, which are opsd's work, not storage's.
+pub fn fingerprint(i: u64) -> Vec<u8> {
+    (u128::from(i) * 0x9E37_79B9_7F4A_7C15)
+        .to_be_bytes()
+        .to_vec()
 }
 
 fn request(method: &str, uri: &str, body: Option<Vec<u8>>) -> Req {

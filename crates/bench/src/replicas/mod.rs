@@ -23,8 +23,9 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
-use crate::ctx::{Copy, Ctx};
+use crate::ctx::Ctx;
 use crate::server::Server;
+use crate::template::Copy;
 
 pub use table::{ReplicaReport, Row};
 

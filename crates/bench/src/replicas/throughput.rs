@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::ctx::{Ctx, LIST_PROJECT};
+use crate::ctx::Ctx;
 use crate::loadgen::{self, Limits, MakeReq, Stats};
 use crate::replicas::{Cluster, Row};
+use crate::template::LIST_PROJECT;
 use crate::workload;
 
 /// Connections of the read scenarios, as in the single-server ones.
