@@ -14,7 +14,6 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
 use crate::backend::Backend;
-use crate::ceiling::StorageCeiling;
 use crate::link::Link;
 use crate::loadgen::{self, Conn, Limits, MakeReq, Req, Stats};
 use crate::machine::Pinning;
@@ -22,6 +21,7 @@ use crate::pg::PgDb;
 use crate::plan::Plan;
 use crate::seed;
 use crate::server::Server;
+use crate::storage_ceiling::StorageCeiling;
 use crate::template::{Copy, Template};
 
 /// The shared state of a run.
@@ -197,7 +197,7 @@ impl Ctx {
     /// Like [`closed_vs_http_ceiling`](Self::closed_vs_http_ceiling) for writes: opsd's
     /// closed loop alternating with rounds of the storage ceiling (raw inserts in batches
     /// of `batch` into a copy of the template, on the server core; on PostgreSQL both
-    /// ways of `ceiling_pg`). The ceiling is kept for later scenarios.
+    /// ways of `storage_ceiling_pg`). The ceiling is kept for later scenarios.
     pub fn closed_vs_storage_ceiling(
         &mut self,
         opsd: SocketAddr,

@@ -14,8 +14,7 @@
 
 mod backend;
 mod backup;
-mod ceiling;
-mod ceiling_pg;
+mod ceiling_servers;
 mod charts;
 mod ctx;
 mod grpc;
@@ -33,6 +32,8 @@ mod scale;
 mod seed;
 mod server;
 mod soak;
+mod storage_ceiling;
+mod storage_ceiling_pg;
 mod template;
 mod wait;
 mod workload;
@@ -162,8 +163,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Some(Command::CeilingHttp { body_file }) => ceiling::serve_http(body_file),
-        Some(Command::CeilingGrpc { body_file }) => grpc::serve_ceiling(body_file),
+        Some(Command::CeilingHttp { body_file }) => ceiling_servers::serve_http(body_file),
+        Some(Command::CeilingGrpc { body_file }) => ceiling_servers::serve_grpc(body_file),
         Some(Command::Soak { opsd, duration }) => soak::run(opsd, *duration),
         Some(Command::OtlpSink { listen, every }) => otlp_sink::serve(*listen, *every),
         Some(Command::Proxy {
