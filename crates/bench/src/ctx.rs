@@ -240,7 +240,7 @@ pub const ROUNDS: u32 = 3;
 
 /// One round's limits: a shorter warm-up (connections are already warm after the first)
 /// and a share of the measured time.
-fn round_of(limits: Limits) -> Limits {
+pub fn round_of(limits: Limits) -> Limits {
     Limits {
         warmup: limits.warmup / 2,
         duration: limits.duration / ROUNDS,

@@ -15,7 +15,7 @@ use prost::Message;
 use tonic::transport::Channel;
 use tonic::{Request, Response};
 
-use crate::ctx::{Ctx, ROUNDS};
+use crate::ctx::{Ctx, ROUNDS, round_of};
 use crate::loadgen::{Limits, Stats};
 use crate::outcome::{Outcome, r3};
 use crate::server::Server;
@@ -41,11 +41,7 @@ pub fn grpc_get(ctx: &Ctx) -> Result<Outcome, String> {
     let body_file = ctx.work.path().join("ceiling-operation.bin");
     std::fs::write(&body_file, first.encode_to_vec()).map_err(|e| e.to_string())?;
     let ceiling = Server::ceiling_grpc(&body_file, &ctx.pinning)?;
-    let round = Limits {
-        warmup: ctx.plan.read.warmup / 2,
-        duration: ctx.plan.read.duration / ROUNDS,
-        ..ctx.plan.read
-    };
+    let round = round_of(ctx.plan.read);
     let (mut ours, mut theirs) = (Stats::empty(), Stats::empty());
     for _ in 0..ROUNDS {
         ours =

@@ -4,6 +4,9 @@
 //! their rows from [`new_operation`], so they write the same bytes (the storage ceiling
 //! adds the idempotency [`fingerprint`] that opsd computes).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
@@ -12,7 +15,7 @@ use opsd_domain::{Details, Kind, NewOperation, OpType};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::loadgen::Req;
+use crate::loadgen::{MakeReq, Req};
 
 /// The `i`-th operation of `project`. `tag` keeps idempotency keys of different
 /// batches apart (a repeated key would be an idempotent replay, not a create).
@@ -89,6 +92,16 @@ pub fn list(project: &str, status: &str, limit: usize, cursor: Option<&str>) -> 
 /// `POST /v1/operations`.
 pub fn create(new: &NewOperation) -> Req {
     request("POST", "/v1/operations", serde_json::to_vec(new).ok())
+}
+
+/// `POST /v1/operations` of a new operation of `project` each time, the `i`-th for the
+/// `i`-th request (`tag` as in [`new_operation`]).
+pub fn creates(project: String, tag: &'static str) -> MakeReq {
+    let next = Arc::new(AtomicU64::new(0));
+    Arc::new(move |_| {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        Some(create(&new_operation(&project, tag, i)))
+    })
 }
 
 /// `PATCH /v1/operations/{id}` to `done`, conditional on `version`.
