@@ -14,7 +14,7 @@ use crate::outcome::{Outcome, r3};
 use crate::template::LIST_PROJECT;
 use crate::workload;
 
-/// Connections of the read scenarios (the 32 for get_by_id; lists use the same).
+/// Connections of the read scenarios (get_by_id's target is stated for 32; lists use the same).
 const READ_CONNS: usize = 32;
 /// The list filter of both list scenarios: project + status.
 const LIST_STATUS: &str = "pending";

@@ -12,7 +12,7 @@ use crate::loadgen::{Limits, MakeReq};
 use crate::outcome::{Outcome, r3};
 use crate::workload;
 
-/// Concurrent producers (the 64).
+/// Concurrent producers (the 64 the write targets are stated for).
 const WRITE_CONNS: usize = 64;
 
 /// `create_durable`. Target: ratio ≥ 0.6 of the storage ceiling, open-loop p99 ≤ 50 ms.
