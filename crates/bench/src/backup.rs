@@ -7,14 +7,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde_json::Value;
 
 use crate::ctx::Ctx;
-use crate::loadgen::MakeReq;
 use crate::outcome::{Outcome, r3};
 use crate::workload;
 
@@ -45,15 +43,7 @@ fn opsd_json(opsd: &Path, args: &[&str]) -> Result<Value, String> {
 pub fn backup(ctx: &mut Ctx) -> Result<Outcome, String> {
     let (copy, server) = ctx.fresh_opsd("backup")?;
     let dir = copy.dir.path().to_owned();
-    let next = Arc::new(AtomicU64::new(0));
-    let make: MakeReq = Arc::new(move |_| {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        Some(workload::create(&workload::new_operation(
-            "bench-backup",
-            "backup",
-            i,
-        )))
-    });
+    let make = workload::creates("bench-backup".into(), "backup");
     let without = ctx.open(server.addr, CONNS, RATE, ctx.plan.write, make.clone());
 
     let wal = dir.join("opsd.db-wal");

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::outcome::Entry;
@@ -16,6 +17,40 @@ type Res = Result<(), String>;
 
 fn err(e: impl std::fmt::Debug) -> String {
     format!("chart: {e:?}")
+}
+
+/// A white SVG canvas of `size` pixels at `path`.
+fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<SVGBackend<'_>, Shift>, String> {
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    Ok(root)
+}
+
+/// A chart on `root` in the style every chart of a run shares: its caption on top, the
+/// same margin and axis label areas (the y axis's `y_label_area` wide).
+fn titled<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: String,
+    y_label_area: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(y_label_area);
+    builder
+}
+
+/// The legend of a chart with several lines, upper left.
+fn legend<'a, 'b: 'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'b>, CT>) -> Res {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
 }
 
 /// Bars of `ratio` per scenario; a black tick marks the target.
@@ -29,19 +64,15 @@ pub fn ratios(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
         .collect();
     // Wide enough for every bar's label.
     let width = 800.max(140 * u32::try_from(bars.len()).unwrap_or(u32::MAX / 140));
-    let root = SVGBackend::new(path, (width, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let root = canvas(path, (width, 420))?;
     let top = bars.iter().map(|b| b.1).fold(1.0f64, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Throughput as a fraction of the same-run ceiling{title}"),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..bars.len().max(1) as f64, 0f64..top)
-        .map_err(err)?;
+    let mut chart = titled(
+        &root,
+        format!("Throughput as a fraction of the same-run ceiling{title}"),
+        50,
+    )
+    .build_cartesian_2d(0f64..bars.len().max(1) as f64, 0f64..top)
+    .map_err(err)?;
     let names: Vec<String> = bars.iter().map(|b| b.0.to_owned()).collect();
     chart
         .configure_mesh()
@@ -93,16 +124,8 @@ pub fn latency(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
         .iter()
         .flat_map(|c| c.1.iter().map(|p| p.1))
         .fold(1.0f64, f64::max);
-    let root = SVGBackend::new(path, (800, 460)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Open-loop latency by percentile{title}"),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+    let root = canvas(path, (800, 460))?;
+    let mut chart = titled(&root, format!("Open-loop latency by percentile{title}"), 60)
         .build_cartesian_2d(0f64..5f64, (0.01f64..max * 2.0).log_scale())
         .map_err(err)?;
     chart
@@ -127,13 +150,7 @@ pub fn latency(path: &Path, entries: &[(String, Entry)], title: &str) -> Res {
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart)?;
     root.present().map_err(err)
 }
 
@@ -145,21 +162,17 @@ pub fn scale(path: &Path, series: &[(String, Vec<ScalePoint>)], title: &str) -> 
         return Ok(());
     };
     let max = all().map(|p| p.1.max(p.2)).fold(0.1f64, f64::max);
-    let root = SVGBackend::new(path, (800, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("list_first_page p50 as the database grows{title}"),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(
-            (first as f64 * 0.8..last as f64 * 1.25).log_scale(),
-            0f64..max * 1.3,
-        )
-        .map_err(err)?;
+    let root = canvas(path, (800, 420))?;
+    let mut chart = titled(
+        &root,
+        format!("list_first_page p50 as the database grows{title}"),
+        60,
+    )
+    .build_cartesian_2d(
+        (first as f64 * 0.8..last as f64 * 1.25).log_scale(),
+        0f64..max * 1.3,
+    )
+    .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("operations in the database")
@@ -192,12 +205,6 @@ pub fn scale(path: &Path, series: &[(String, Vec<ScalePoint>)], title: &str) -> 
                 .map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart)?;
     root.present().map_err(err)
 }

@@ -1,123 +1,28 @@
 //! What every scenario shares: the plan, the pinning, the load generator's runtime, the
-//! backend, the seeded template database (copied for each scenario, so each starts a
-//! fresh opsd on its own data directory, and on PostgreSQL its own database), the round
-//! trips to PostgreSQL a run measures (`link`) and helpers to run phases against a
-//! server.
+//! backend, the seeded template database (`template`: copied for each scenario, so each
+//! starts a fresh opsd on its own data directory, and on PostgreSQL its own database),
+//! the round trips to PostgreSQL a run measures (`link`) and helpers to run phases
+//! against a server.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opsd_domain::Status;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
-use uuid::Uuid;
 
-use crate::ceiling::StorageCeiling;
+use crate::backend::Backend;
 use crate::link::Link;
 use crate::loadgen::{self, Conn, Limits, MakeReq, Req, Stats};
 use crate::machine::Pinning;
-use crate::pg::{Pg, PgDb};
+use crate::pg::PgDb;
 use crate::plan::Plan;
-use crate::seed::{self, Place, Seeder};
+use crate::seed;
 use crate::server::Server;
-use crate::workload::new_operation;
-
-/// The project whose list the list scenarios read (half pending, half running).
-pub const LIST_PROJECT: &str = "bench-list";
-/// The project of running operations that `transition` and `wait_wakeup` finish.
-pub const RUN_PROJECT: &str = "bench-run";
-
-/// The storage backend a run measures.
-pub enum Backend {
-    /// opsd's embedded SQLite file in its data directory (the default).
-    Sqlite,
-    /// A PostgreSQL server (`opsd serve --database-url`).
-    Postgres(Arc<Pg>),
-}
-
-impl Backend {
-    /// A new, empty database for `purpose` on PostgreSQL; nothing on SQLite, whose
-    /// database lives in the data directory.
-    pub fn empty_db(&self, purpose: &str) -> Result<Option<PgDb>, String> {
-        match self {
-            Backend::Sqlite => Ok(None),
-            Backend::Postgres(pg) => pg.create(purpose, None).map(Some),
-        }
-    }
-}
-
-/// Where seeding writes: the data directory, or the PostgreSQL database if there is one.
-pub fn place<'a>(dir: &'a Path, db: Option<&'a PgDb>) -> Place<'a> {
-    db.map_or(Place::Sqlite(dir), |db| Place::Postgres(&db.url))
-}
-
-/// A scenario's own copy of the seeded state.
-pub struct Copy {
-    /// Its data directory (the SQLite database, or only the first admin key).
-    pub dir: TempDir,
-    /// Its PostgreSQL database, on that backend.
-    pub db: Option<PgDb>,
-}
-
-/// The seeded database every API scenario starts from.
-pub struct Template {
-    /// Its data directory.
-    pub dir: PathBuf,
-    /// Its PostgreSQL database (the template of every copy), on that backend.
-    pub db: Option<PgDb>,
-    /// Every operation in it.
-    pub all: Arc<Vec<Uuid>>,
-    /// The operations of [`RUN_PROJECT`], all `running` at version 2.
-    pub running: Arc<Vec<Uuid>>,
-    /// Writes issued to seed it, and how long they took (s).
-    pub writes: u64,
-    /// Seconds spent seeding.
-    pub secs: f64,
-}
-
-impl Template {
-    /// Seeds the template in `dir` (or a new PostgreSQL database) through the store (see
-    /// `seed`).
-    pub fn build(
-        plan: &Plan,
-        dir: &Path,
-        backend: &Backend,
-        seed_rt: &Runtime,
-    ) -> Result<Template, String> {
-        let db = backend.empty_db("template")?;
-        let mut s = Seeder::open(place(dir, db.as_ref()), seed_rt)?;
-        let (all, running) = seed_rt.block_on(async {
-            let list = s
-                .create(0..plan.list_ops, |i| new_operation(LIST_PROJECT, "list", i))
-                .await?;
-            let odd: Vec<Uuid> = list.iter().skip(1).step_by(2).copied().collect();
-            s.set_status(&odd, Status::Running).await?;
-            let running = s
-                .create(0..plan.running_ops, |i| {
-                    new_operation(RUN_PROJECT, "run", i)
-                })
-                .await?;
-            s.set_status(&running, Status::Running).await?;
-            let mut all = list;
-            all.extend_from_slice(&running);
-            Ok::<_, String>((all, running))
-        })?;
-        let (writes, secs) = (s.writes, s.elapsed.as_secs_f64());
-        s.close(place(dir, db.as_ref()))?;
-        Ok(Template {
-            dir: dir.to_owned(),
-            db,
-            all: Arc::new(all),
-            running: Arc::new(running),
-            writes,
-            secs,
-        })
-    }
-}
+use crate::storage_ceiling::StorageCeiling;
+use crate::template::{Copy, Template};
 
 /// The shared state of a run.
 pub struct Ctx {
@@ -292,7 +197,7 @@ impl Ctx {
     /// Like [`closed_vs_http_ceiling`](Self::closed_vs_http_ceiling) for writes: opsd's
     /// closed loop alternating with rounds of the storage ceiling (raw inserts in batches
     /// of `batch` into a copy of the template, on the server core; on PostgreSQL both
-    /// ways of `ceiling_pg`). The ceiling is kept for later scenarios.
+    /// ways of `storage_ceiling_pg`). The ceiling is kept for later scenarios.
     pub fn closed_vs_storage_ceiling(
         &mut self,
         opsd: SocketAddr,
@@ -335,7 +240,7 @@ pub const ROUNDS: u32 = 3;
 
 /// One round's limits: a shorter warm-up (connections are already warm after the first)
 /// and a share of the measured time.
-fn round_of(limits: Limits) -> Limits {
+pub fn round_of(limits: Limits) -> Limits {
     Limits {
         warmup: limits.warmup / 2,
         duration: limits.duration / ROUNDS,

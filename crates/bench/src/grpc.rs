@@ -1,26 +1,21 @@
 //! `grpc_get`: `google.longrunning.Operations/GetOperation` over h2c, closed loop, against
-//! a tonic ceiling: `opsd-bench ceiling-grpc`, its own process on the server core, whose
-//! generated service answers every call with the very message opsd answered (same
-//! bytes), served by hyper's HTTP/2 like opsd. The ratio isolates what opsd does beyond
+//! a tonic ceiling (`ceiling_servers`): `opsd-bench ceiling-grpc`, its own process on the
+//! server core, whose generated service answers every call with the very message opsd
+//! answered (same bytes), served by hyper's HTTP/2 like opsd. The ratio isolates what opsd does beyond
 //! gRPC (authentication, limits, the store read, the conversion, metrics).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use opsd_grpc_proto::google::longrunning::operations_client::OperationsClient;
-use opsd_grpc_proto::google::longrunning::operations_server::{Operations, OperationsServer};
-use opsd_grpc_proto::google::longrunning::{
-    CancelOperationRequest, DeleteOperationRequest, GetOperationRequest, ListOperationsRequest,
-    ListOperationsResponse, Operation, WaitOperationRequest,
-};
+use opsd_grpc_proto::google::longrunning::{GetOperationRequest, Operation};
 use prost::Message;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
-use crate::ctx::{Ctx, ROUNDS};
+use crate::ctx::{Ctx, ROUNDS, round_of};
 use crate::loadgen::{Limits, Stats};
 use crate::outcome::{Outcome, r3};
 use crate::server::Server;
@@ -39,18 +34,14 @@ pub fn grpc_get(ctx: &Ctx) -> Result<Outcome, String> {
     let names: Arc<Vec<String>> = Arc::new(
         ctx.template.all[..listed]
             .iter()
-            .map(|id| format!("projects/{}/operations/{id}", crate::ctx::LIST_PROJECT))
+            .map(|id| format!("projects/{}/operations/{id}", crate::template::LIST_PROJECT))
             .collect(),
     );
     let first = ctx.rt.block_on(get_once(server.addr, &key, &names[0]))?;
     let body_file = ctx.work.path().join("ceiling-operation.bin");
     std::fs::write(&body_file, first.encode_to_vec()).map_err(|e| e.to_string())?;
     let ceiling = Server::ceiling_grpc(&body_file, &ctx.pinning)?;
-    let round = Limits {
-        warmup: ctx.plan.read.warmup / 2,
-        duration: ctx.plan.read.duration / ROUNDS,
-        ..ctx.plan.read
-    };
+    let round = round_of(ctx.plan.read);
     let (mut ours, mut theirs) = (Stats::empty(), Stats::empty());
     for _ in 0..ROUNDS {
         ours =
@@ -168,71 +159,4 @@ async fn closed_loop(
     }
     total.elapsed = elapsed;
     Ok(total)
-}
-
-/// `opsd-bench ceiling-grpc`: answer every GetOperation with the message in `body_file`.
-pub fn serve_ceiling(body_file: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(body_file).map_err(|e| e.to_string())?;
-    let answer = Operation::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("ceiling listening on http://{addr}");
-        let service = OperationsServer::new(Fixed(answer));
-        loop {
-            let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
-            // As opsd does (its accept loop), so that neither waits on delayed ACKs.
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-            let service = hyper_util::service::TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                        .await;
-            });
-        }
-    })
-}
-
-/// The ceiling's service: the same answer to every GetOperation.
-struct Fixed(Operation);
-
-#[tonic::async_trait]
-impl Operations for Fixed {
-    async fn get_operation(
-        &self,
-        _: Request<GetOperationRequest>,
-    ) -> Result<Response<Operation>, Status> {
-        Ok(Response::new(self.0.clone()))
-    }
-    async fn list_operations(
-        &self,
-        _: Request<ListOperationsRequest>,
-    ) -> Result<Response<ListOperationsResponse>, Status> {
-        Err(Status::unimplemented("ceiling"))
-    }
-    async fn delete_operation(
-        &self,
-        _: Request<DeleteOperationRequest>,
-    ) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented("ceiling"))
-    }
-    async fn cancel_operation(
-        &self,
-        _: Request<CancelOperationRequest>,
-    ) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented("ceiling"))
-    }
-    async fn wait_operation(
-        &self,
-        _: Request<WaitOperationRequest>,
-    ) -> Result<Response<Operation>, Status> {
-        Err(Status::unimplemented("ceiling"))
-    }
 }

@@ -5,6 +5,7 @@
 //! the *scheduled* send time, so a slow server cannot hide its queue by slowing the
 //! client down — no coordinated omission). Latencies go into HDR histograms.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +62,6 @@ impl Rng {
     }
 }
 
-/// One keep-alive connection, re-opened if the server closes it.
 /// The API key every request carries (opsd's admin key of the server under test; the
 /// ceilings ignore it but receive the same bytes). Scenarios run one server at a time.
 static API_KEY: std::sync::RwLock<Option<hyper::header::HeaderValue>> =
@@ -83,6 +83,7 @@ pub fn api_key() -> Option<hyper::header::HeaderValue> {
     API_KEY.read().ok().and_then(|k| k.clone())
 }
 
+/// One keep-alive connection, re-opened if the server closes it.
 pub struct Conn {
     addr: SocketAddr,
     source: Option<std::net::IpAddr>,
@@ -247,16 +248,35 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Runs `conn_task(i)` for each of `conns` connections, each on a task of its own, and
+/// merges what they measured (a task that panicked counts nothing).
+async fn on_each_conn<F, Fut>(conns: usize, conn_task: F) -> Stats
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Stats> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..conns {
+        tasks.spawn(conn_task(i));
+    }
+    let mut total = Stats::empty();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(stats) = done {
+            total.merge(stats);
+        }
+    }
+    total
+}
+
 /// Closed loop: `conns` connections, each sending back to back.
 pub async fn closed_loop(addr: SocketAddr, conns: usize, limits: Limits, make: MakeReq) -> Stats {
     let sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let measure_from = start + limits.warmup;
     let end = measure_from + limits.duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..conns {
+    let mut total = on_each_conn(conns, |i| {
         let (make, sent) = (make.clone(), sent.clone());
-        tasks.spawn(async move {
+        async move {
             let mut stats = Stats::empty();
             let mut conn = Conn::new(addr);
             let mut rng = Rng::new(i as u64 + 1);
@@ -270,14 +290,9 @@ pub async fn closed_loop(addr: SocketAddr, conns: usize, limits: Limits, make: M
                 }
             }
             stats
-        });
-    }
-    let mut total = Stats::empty();
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(stats) = done {
-            total.merge(stats);
         }
-    }
+    })
+    .await;
     total.elapsed = Instant::now().saturating_duration_since(measure_from);
     total
 }
@@ -301,10 +316,9 @@ pub async fn open_loop(
     let start = Instant::now() + Duration::from_millis(50);
     let measure_from = start + limits.warmup;
     let end = measure_from + limits.duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..conns {
+    let mut total = on_each_conn(conns, |i| {
         let (make, sent) = (make.clone(), sent.clone());
-        tasks.spawn(async move {
+        async move {
             let mut stats = Stats::empty();
             let mut conn = Conn::new(addr);
             if let Err(e) = conn.open().await {
@@ -329,14 +343,9 @@ pub async fn open_loop(
                 scheduled += interval;
             }
             stats
-        });
-    }
-    let mut total = Stats::empty();
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(stats) = done {
-            total.merge(stats);
         }
-    }
+    })
+    .await;
     total.elapsed = Instant::now()
         .saturating_duration_since(measure_from)
         .min(limits.duration.max(Duration::from_millis(1)));

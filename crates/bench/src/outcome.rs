@@ -20,7 +20,7 @@ pub struct Outcome {
     /// `ops_per_s / ceiling_ops_per_s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
-    /// The target from the issue, in words.
+    /// The scenario's target, in words.
     pub target: String,
     /// The least `ratio` the target asks for, if it asks for one (drawn in the chart).
     #[serde(skip)]

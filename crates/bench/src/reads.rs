@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::ctx::{Ctx, LIST_PROJECT, ROUNDS};
+use crate::ctx::{Ctx, ROUNDS};
 use crate::loadgen::{Limits, MakeReq, Stats};
 use crate::outcome::{Outcome, r3};
+use crate::template::LIST_PROJECT;
 use crate::workload;
 
-/// Connections of the read scenarios (the 32 for get_by_id; lists use the same).
+/// Connections of the read scenarios (get_by_id's target is stated for 32; lists use the same).
 const READ_CONNS: usize = 32;
 /// The list filter of both list scenarios: project + status.
 const LIST_STATUS: &str = "pending";

@@ -1,5 +1,5 @@
-//! The run's results: `results.json` (scenario names as the issue gives them, as
-//! top-level keys beside the run's context) and the markdown table printed on stdout.
+//! The run's results: `results.json` (scenario names as top-level keys beside the run's
+//! context) and the markdown table printed on stdout.
 //! On PostgreSQL each scenario's key holds a list, one entry per round trip of the run
 //! (`pg_rtts_ms`), and the table puts the round trips side by side.
 
@@ -126,18 +126,13 @@ impl Report {
                 }
             ));
         }
-        s.push_str(&format!(
-            "Mode `{}`, {:.0} s. Machine: {} × {}, {} GiB, Linux {}.\n\
-             Pinning: {}.\nSeeding: {}.\nBinaries: {}.\n",
-            json!(self.mode).as_str().unwrap_or(""),
+        s.push_str(&run_context(
+            self.mode,
             self.seconds,
-            self.machine.cores,
-            self.machine.cpu_model,
-            self.machine.memory_gib,
-            self.machine.kernel,
-            self.pinning,
-            self.seeding,
-            self.binaries,
+            &self.machine,
+            &self.pinning,
+            &self.seeding,
+            &self.binaries,
         ));
         s
     }
@@ -218,7 +213,6 @@ impl Report {
                 let mut cells = match g.entries.iter().find(|(n, _)| n == name) {
                     Some((_, Entry::Done(o))) => {
                         target.clone_from(&o.target);
-                        let measured = |k: &str| o.extra.get(k).and_then(Value::as_u64);
                         vec![
                             num(o.ops_per_s, 0),
                             format!("{} / {}", num(o.p50_ms, 2), num(o.p99_ms, 2)),
@@ -228,10 +222,7 @@ impl Report {
                             },
                             met(o.met).into(),
                             o.peak_rss_mb.map_or("–".into(), |r| num(r, 0)),
-                            match (measured("proxy_rtt_p50_us"), measured("proxy_rtt_p99_us")) {
-                                (Some(p50), Some(p99)) => format!("{p50} / {p99}"),
-                                _ => "–".into(),
-                            },
+                            proxy_rtt(&o.extra),
                         ]
                     }
                     Some((_, Entry::Skipped(why))) => vec![format!("skipped: {why}")],
@@ -245,6 +236,41 @@ impl Report {
             s.push_str(&format!("| {} |\n", row.join(" | ")));
         }
         s
+    }
+}
+
+/// The lines under a table (this report's and the replicas'): the mode, how long the run
+/// took, the machine, and how the run was set up.
+pub fn run_context(
+    mode: Mode,
+    seconds: f64,
+    machine: &Machine,
+    pinning: &str,
+    seeding: &str,
+    binaries: &str,
+) -> String {
+    format!(
+        "Mode `{}`, {:.0} s. Machine: {} × {}, {} GiB, Linux {}.\n\
+         Pinning: {}.\nSeeding: {}.\nBinaries: {}.\n",
+        json!(mode).as_str().unwrap_or(""),
+        seconds,
+        machine.cores,
+        machine.cpu_model,
+        machine.memory_gib,
+        machine.kernel,
+        pinning,
+        seeding,
+        binaries,
+    )
+}
+
+/// The round trip the delaying proxy measured under a row's load, `p50 / p99` in µs
+/// (the keys `link` adds to a scenario's fields), or `–` when it did not run.
+pub fn proxy_rtt(extra: &Map<String, Value>) -> String {
+    let measured = |k: &str| extra.get(k).and_then(Value::as_u64);
+    match (measured("proxy_rtt_p50_us"), measured("proxy_rtt_p99_us")) {
+        (Some(p50), Some(p99)) => format!("{p50} / {p99}"),
+        _ => "–".into(),
     }
 }
 

@@ -56,7 +56,7 @@ pub fn scale(ctx: &mut Ctx, seed_rt: &tokio::runtime::Runtime) -> Result<ScaleRu
     let dir = ctx.work.path().join("scale");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let db = ctx.backend.empty_db("scale")?;
-    let place = crate::ctx::place(&dir, db.as_ref());
+    let place = crate::backend::place(&dir, db.as_ref());
     let fixed_ops = (ctx.plan.scale_sizes.first().copied().unwrap_or(0) / 10).clamp(10, 1_000);
     let mut total = 0u64;
     let (mut writes, mut secs) = (0u64, 0.0);

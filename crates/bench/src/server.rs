@@ -1,6 +1,7 @@
-//! Server processes under test: `opsd serve` and the HTTP ceiling, each a child process
-//! started on the server core, found by the `… listening on http://ADDR` line it prints
-//! first, measured by its peak RSS (`VmHWM`) and killed at the end of its scenario.
+//! Server processes under test: `opsd serve` and the HTTP and gRPC ceilings, each a
+//! child process started on the server core, found by the `… listening on http://ADDR`
+//! line it prints first, measured by its peak RSS (`VmHWM`) and killed at the end of its
+//! scenario.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -96,19 +97,24 @@ impl Server {
 
     /// Starts this binary's HTTP ceiling server answering every request with `body`.
     pub fn ceiling(body_file: &Path, pinning: &Pinning) -> Result<Server, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
-        let mut cmd = Command::new(exe);
-        cmd.args(["ceiling-http", "--body-file"])
-            .arg(body_file)
-            .stderr(Stdio::inherit());
-        Self::start(cmd, pinning)
+        Self::ceiling_process("ceiling-http", body_file, pinning)
     }
 
     /// The gRPC ceiling (`opsd-bench ceiling-grpc`) on the server core.
     pub fn ceiling_grpc(body_file: &Path, pinning: &Pinning) -> Result<Server, String> {
+        Self::ceiling_process("ceiling-grpc", body_file, pinning)
+    }
+
+    /// `opsd-bench <subcommand> --body-file <body_file>`: a ceiling server of this
+    /// binary (`ceiling_servers`).
+    fn ceiling_process(
+        subcommand: &str,
+        body_file: &Path,
+        pinning: &Pinning,
+    ) -> Result<Server, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
         let mut cmd = Command::new(exe);
-        cmd.args(["ceiling-grpc", "--body-file"])
+        cmd.args([subcommand, "--body-file"])
             .arg(body_file)
             .stderr(Stdio::inherit());
         Self::start(cmd, pinning)

@@ -67,6 +67,26 @@ pub(crate) struct Tally {
     pub(crate) window_s: f64,
 }
 
+/// Waiter `i`: waits on `conn` (up to `timeout_s`) for operation `ids[i]`, stamps when it
+/// was answered, and fails unless the answer is the operation, done.
+pub(crate) async fn wait_until_done(
+    conn: &mut Conn,
+    ids: &[uuid::Uuid],
+    i: usize,
+    timeout_s: u64,
+    times: &Times,
+) -> Result<(), String> {
+    let (status, body) = conn.send(workload::wait(ids[i], timeout_s)).await?;
+    times.stamp(&times.released, i);
+    let done =
+        serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v["status"] == "done");
+    if status.is_success() && done {
+        Ok(())
+    } else {
+        Err(format!("waiter answered {status}, operation not done"))
+    }
+}
+
 impl Times {
     pub(crate) fn new(n: usize) -> Times {
         let slots = || (0..n).map(|_| AtomicU64::new(0)).collect();
@@ -260,15 +280,7 @@ async fn run(
                 conn.open().await?;
             }
             connected.fetch_add(1, Ordering::Relaxed);
-            let (status, body) = conn.send(workload::wait(ids[i], timeout_s)).await?;
-            times.stamp(&times.released, i);
-            let done = serde_json::from_slice::<serde_json::Value>(&body)
-                .is_ok_and(|v| v["status"] == "done");
-            if status.is_success() && done {
-                Ok(())
-            } else {
-                Err(format!("waiter answered {status}, operation not done"))
-            }
+            wait_until_done(&mut conn, &ids, i, timeout_s, &times).await
         });
     }
     // All connected, then a pause so that every request has reached the server.

@@ -1,7 +1,11 @@
 //! What the benchmark sends: realistic operations (a VM resize with a few diffs, a user,
 //! a region, an idempotency key — about what a control plane records) and the HTTP
 //! requests of each scenario. Seeding, the API load and the storage ceiling all build
-//! their rows from [`new_operation`], so they write the same bytes.
+//! their rows from [`new_operation`], so they write the same bytes (the storage ceiling
+//! adds the idempotency [`fingerprint`] that opsd computes).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,7 +15,7 @@ use opsd_domain::{Details, Kind, NewOperation, OpType};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::loadgen::Req;
+use crate::loadgen::{MakeReq, Req};
 
 /// The `i`-th operation of `project`. `tag` keeps idempotency keys of different
 /// batches apart (a repeated key would be an idempotent replay, not a create).
@@ -41,6 +45,15 @@ pub fn new_operation(project: &str, tag: &str, i: u64) -> NewOperation {
         target_link: None,
         trace_context: None,
     }
+}
+
+/// A stand-in for the 16-byte idempotency fingerprint opsd stores beside `request_id`
+/// (`opsd_store::rules::request_hash`): the same bytes in the row, without the JSON
+/// serialization and SHA-256 that compute it, which are opsd's work, not storage's.
+pub fn fingerprint(i: u64) -> Vec<u8> {
+    (u128::from(i) * 0x9E37_79B9_7F4A_7C15)
+        .to_be_bytes()
+        .to_vec()
 }
 
 fn request(method: &str, uri: &str, body: Option<Vec<u8>>) -> Req {
@@ -79,6 +92,16 @@ pub fn list(project: &str, status: &str, limit: usize, cursor: Option<&str>) -> 
 /// `POST /v1/operations`.
 pub fn create(new: &NewOperation) -> Req {
     request("POST", "/v1/operations", serde_json::to_vec(new).ok())
+}
+
+/// `POST /v1/operations` of a new operation of `project` each time, the `i`-th for the
+/// `i`-th request (`tag` as in [`new_operation`]).
+pub fn creates(project: String, tag: &'static str) -> MakeReq {
+    let next = Arc::new(AtomicU64::new(0));
+    Arc::new(move |_| {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        Some(create(&new_operation(&project, tag, i)))
+    })
 }
 
 /// `PATCH /v1/operations/{id}` to `done`, conditional on `version`.

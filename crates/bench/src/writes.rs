@@ -5,28 +5,20 @@
 //! with `If-Match`, 64 at a time, each operation once).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::ctx::Ctx;
 use crate::loadgen::{Limits, MakeReq};
 use crate::outcome::{Outcome, r3};
 use crate::workload;
 
-/// Concurrent producers (the 64).
+/// Concurrent producers (the 64 the write targets are stated for).
 const WRITE_CONNS: usize = 64;
 
 /// `create_durable`. Target: ratio ≥ 0.6 of the storage ceiling, open-loop p99 ≤ 50 ms.
 pub fn create_durable(ctx: &mut Ctx) -> Result<Outcome, String> {
     let (_dir, server) = ctx.fresh_opsd("create")?;
-    let next = Arc::new(AtomicU64::new(0));
-    let make: MakeReq = Arc::new(move |_| {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        Some(workload::create(&workload::new_operation(
-            "bench-create",
-            "create",
-            i,
-        )))
-    });
+    let make = workload::creates("bench-create".into(), "create");
     let (closed, ceiling) =
         ctx.closed_vs_storage_ceiling(server.addr, WRITE_CONNS, make.clone(), WRITE_CONNS)?;
     let rate = closed.ops_per_s() * ctx.plan.open_fraction;

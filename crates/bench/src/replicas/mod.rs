@@ -20,11 +20,17 @@ mod wait;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Instant;
 
 use tempfile::TempDir;
 
-use crate::ctx::{Copy, Ctx};
+use crate::backend::Backend;
+use crate::cli::Cli;
+use crate::ctx::Ctx;
+use crate::machine::Machine;
 use crate::server::Server;
+use crate::setup::{binaries_note, pinning_note};
+use crate::template::Copy;
 
 pub use table::{ReplicaReport, Row};
 
@@ -47,9 +53,43 @@ pub fn counts(max: usize) -> Vec<usize> {
     if max <= 1 { vec![1] } else { vec![1, max] }
 }
 
+/// `--replicas max`: the rows of the scenarios `--only` names (all when empty), then
+/// their table (`write`); `seeding` says how the template was seeded.
+pub fn run(
+    cli: &Cli,
+    mut ctx: Ctx,
+    max: usize,
+    machine: Machine,
+    seeding: String,
+    started: Instant,
+) -> Result<(), String> {
+    let rows = rows(&mut ctx, max, &cli.only);
+    let report = ReplicaReport {
+        mode: cli.mode,
+        database: match &ctx.backend {
+            Backend::Postgres(pg) => pg.describe.clone(),
+            Backend::Sqlite => String::new(),
+        },
+        machine,
+        pinning: format!(
+            "{}; every replica is started like that opsd (pinned: on the same CPU, so N \
+             replicas share what 1 had)",
+            pinning_note(&ctx, cli.backend)
+        ),
+        seeding,
+        binaries: binaries_note(&cli.profile),
+        max_replicas: max,
+        rtts: ctx.rtts.clone(),
+        rows,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    drop(ctx);
+    write(&cli.out, &report)
+}
+
 /// Runs every scenario named in `only` (all when empty) with 1 and `max` replicas, at
 /// every round trip of the run.
-pub fn run(ctx: &mut Ctx, max: usize, only: &[String]) -> Vec<Row> {
+fn rows(ctx: &mut Ctx, max: usize, only: &[String]) -> Vec<Row> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
     let mut rows = Vec::new();
     let started = std::time::Instant::now();
@@ -89,7 +129,7 @@ pub fn run(ctx: &mut Ctx, max: usize, only: &[String]) -> Vec<Row> {
 
 /// Prints the table and writes `results-postgres-replicas.json` and `.md` to `out`
 /// (beside, never over, the single-server results); fails if any row failed.
-pub fn write(out: &Path, report: &ReplicaReport) -> Result<(), String> {
+fn write(out: &Path, report: &ReplicaReport) -> Result<(), String> {
     let json = serde_json::to_string_pretty(&report.to_json()).map_err(|e| e.to_string())?;
     std::fs::write(out.join(format!("{RESULTS}.json")), json + "\n").map_err(|e| e.to_string())?;
     let table = report.markdown();

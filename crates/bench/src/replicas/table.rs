@@ -9,7 +9,7 @@ use crate::loadgen::Stats;
 use crate::machine::Machine;
 use crate::outcome::r3;
 use crate::plan::Mode;
-use crate::report::num;
+use crate::report::{num, proxy_rtt, run_context};
 
 /// One scenario with one number of replicas.
 #[derive(Debug, Clone, Default)]
@@ -190,11 +190,7 @@ impl ReplicaReport {
                 };
                 format!("{}{verdict}", num(v, 2))
             });
-            let measured = |k: &str| row.extra.get(k).and_then(Value::as_u64);
-            let rtt_measured = match (measured("proxy_rtt_p50_us"), measured("proxy_rtt_p99_us")) {
-                (Some(p50), Some(p99)) => format!("{p50} / {p99}"),
-                _ => "–".into(),
-            };
+            let rtt_measured = proxy_rtt(&row.extra);
             s.push_str(&format!(
                 "| `{}` | {} | {} | {} | {relative} | {} | {} | {release} | {} | {} | {rtt_measured} |\n",
                 row.scenario,
@@ -218,18 +214,13 @@ impl ReplicaReport {
              opsd-bench's delaying proxy), vs 1 replica at the same round trip; RTT µs: \
              what the proxy measured under the row's load (p50 / p99).\n",
         );
-        s.push_str(&format!(
-            "Mode `{}`, {:.0} s. Machine: {} × {}, {} GiB, Linux {}.\n\
-             Pinning: {}.\nSeeding: {}.\nBinaries: {}.\n",
-            json!(self.mode).as_str().unwrap_or(""),
+        s.push_str(&run_context(
+            self.mode,
             self.seconds,
-            self.machine.cores,
-            self.machine.cpu_model,
-            self.machine.memory_gib,
-            self.machine.kernel,
-            self.pinning,
-            self.seeding,
-            self.binaries,
+            &self.machine,
+            &self.pinning,
+            &self.seeding,
+            &self.binaries,
         ));
         s
     }

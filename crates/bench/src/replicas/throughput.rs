@@ -5,12 +5,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::ctx::{Ctx, LIST_PROJECT};
+use crate::ctx::Ctx;
 use crate::loadgen::{self, Limits, MakeReq, Stats};
 use crate::replicas::{Cluster, Row};
+use crate::template::LIST_PROJECT;
 use crate::workload;
 
 /// Connections of the read scenarios, as in the single-server ones.
@@ -83,14 +83,7 @@ fn scenario(ctx: &Ctx, name: &str, n: usize) -> Result<(usize, Limits, MakeReq),
             (READ_CONNS, ctx.plan.read, make)
         }
         "create_durable" => {
-            let next = Arc::new(AtomicU64::new(0));
-            let project = format!("bench-create-{n}");
-            let make: MakeReq = Arc::new(move |_| {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                Some(workload::create(&workload::new_operation(
-                    &project, "create", i,
-                )))
-            });
+            let make = workload::creates(format!("bench-create-{n}"), "create");
             (WRITE_CONNS, ctx.plan.write, make)
         }
         other => return Err(format!("{other} has no replica variant")),

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::ctx::Ctx;
 use crate::loadgen::{Conn, Stats};
 use crate::replicas::{Cluster, Row};
-use crate::wait::{Tally, Times};
+use crate::wait::{Tally, Times, wait_until_done};
 use crate::workload;
 
 /// The wait timeout asked of the server; the whole scenario is bounded by twice that.
@@ -128,15 +128,7 @@ async fn run(
                 let _permit = connecting.acquire().await.map_err(|e| e.to_string())?;
                 conn.open().await?;
             }
-            let (status, body) = conn.send(workload::wait(ids[i], WAIT_TIMEOUT_S)).await?;
-            times.stamp(&times.released, i);
-            let done = serde_json::from_slice::<serde_json::Value>(&body)
-                .is_ok_and(|v| v["status"] == "done");
-            if status.is_success() && done {
-                Ok(())
-            } else {
-                Err(format!("waiter answered {status}, operation not done"))
-            }
+            wait_until_done(&mut conn, &ids, i, WAIT_TIMEOUT_S, &times).await
         });
     }
     wait_parked(&parked_on, ids.len()).await?;

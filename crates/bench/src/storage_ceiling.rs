@@ -1,13 +1,9 @@
-//! The ceilings every scenario is divided by, measured in the same run:
-//!
-//! - **HTTP**: a minimal axum server (`opsd-bench ceiling-http`, its own process on the
-//!   server core) that answers every request with a fixed body — the very bytes opsd
-//!   answered for the scenario — so the ratio isolates what opsd does beyond HTTP.
-//! - **Storage**: raw rusqlite inserts of the same rows (operation + its first event)
-//!   into a copy of the seeded database (same schema and indexes), WAL with
-//!   `synchronous=FULL`, committed in batches as large as the writer's batches get with
-//!   the scenario's concurrency. No HTTP, no JSON, no savepoints, no idempotency lookup.
-//!   On PostgreSQL, raw tokio-postgres inserts of the same rows (`ceiling_pg`).
+//! The storage ceiling the write scenarios are divided by, measured in the same run: raw
+//! rusqlite inserts of the same rows (operation + its first event) into a copy of the
+//! seeded database (same schema and indexes), WAL with `synchronous=FULL`, committed in
+//! batches as large as the writer's batches get with the scenario's concurrency. No
+//! HTTP, no JSON, no savepoints, no idempotency lookup. On PostgreSQL, raw
+//! tokio-postgres inserts of the same rows (`storage_ceiling_pg`).
 //!
 //! [`StorageCeiling`] runs the storage ceiling of either backend in rounds.
 
@@ -16,9 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::http::header::CONTENT_TYPE;
-use bytes::Bytes;
 use opsd_domain::{micros, now};
 use opsd_store::sql::codes::Coded;
 use opsd_store_open::DatabaseUrl;
@@ -26,32 +19,9 @@ use rusqlite::{Connection, params};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::ceiling_pg::{self, Counters, Strategy};
 use crate::machine::Pinning;
-use crate::workload::new_operation;
-
-/// `opsd-bench ceiling-http`: serve `body_file` to every request until killed.
-pub fn serve_http(body_file: &Path) -> Result<(), String> {
-    let body = Bytes::from(std::fs::read(body_file).map_err(|e| e.to_string())?);
-    // The same runtime opsd's binary builds: tokio's default multi-thread runtime, which
-    // sizes itself to the CPUs this process is pinned to.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("ceiling listening on http://{addr}");
-        let app = Router::new().fallback(move || {
-            let body = body.clone();
-            async move { ([(CONTENT_TYPE, "application/json")], body) }
-        });
-        axum::serve(listener, app).await.map_err(|e| e.to_string())
-    })
-}
+use crate::storage_ceiling_pg::{self, Counters, Strategy};
+use crate::workload::{fingerprint, new_operation};
 
 /// Inserts batches of `batch` operations into `db` for `duration`, numbering rows from
 /// `first_row` (their idempotency keys must not repeat). Returns (rows, seconds).
@@ -124,15 +94,6 @@ fn insert_row(conn: &Connection, i: u64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A stand-in for the 16-byte idempotency fingerprint opsd stores beside `request_id`
-/// (`opsd_store::rules::request_hash`): the same bytes in the row, without the JSON
-/// serialization and SHA-256 that compute it, which are opsd's work, not storage's.
-pub fn fingerprint(i: u64) -> Vec<u8> {
-    (u128::from(i) * 0x9E37_79B9_7F4A_7C15)
-        .to_be_bytes()
-        .to_vec()
-}
-
 /// The storage ceiling of one database copy, measured over one or more rounds.
 pub enum StorageCeiling {
     /// Raw rusqlite inserts, `batch` rows per transaction: (rows, seconds) so far.
@@ -142,7 +103,7 @@ pub enum StorageCeiling {
         rows: u64,
         secs: f64,
     },
-    /// Raw tokio-postgres inserts, both ways (see `ceiling_pg`): (rows, seconds) of each.
+    /// Raw tokio-postgres inserts, both ways (see `storage_ceiling_pg`): (rows, seconds) of each.
     Postgres {
         /// Through the link of the scenario (the delaying proxy, at a round trip above 0).
         url: Box<DatabaseUrl>,
@@ -157,7 +118,7 @@ impl StorageCeiling {
     /// Ready to measure on `copy` (a copy of the template), `batch` rows per transaction,
     /// on PostgreSQL through `link`.
     pub fn new(
-        copy: &crate::ctx::Copy,
+        copy: &crate::template::Copy,
         batch: usize,
         link: &crate::link::Link,
     ) -> Result<Self, String> {
@@ -196,7 +157,7 @@ impl StorageCeiling {
                 secs,
             } => {
                 let first = *rows;
-                let (r, s) = on_server(&|| crate::ceiling::storage(db, *batch, duration, first))?;
+                let (r, s) = on_server(&|| storage(db, *batch, duration, first))?;
                 *rows += r;
                 *secs += s;
             }
@@ -212,8 +173,9 @@ impl StorageCeiling {
                     (Strategy::PerRow { conns: *batch }, per_row),
                 ];
                 for (strategy, total) in ways {
-                    let (r, s) =
-                        on_server(&|| ceiling_pg::storage(url, strategy, duration, counters))?;
+                    let (r, s) = on_server(&|| {
+                        storage_ceiling_pg::storage(url, strategy, duration, counters)
+                    })?;
                     total.0 += r;
                     total.1 += s;
                 }

@@ -31,12 +31,12 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::pg::{connect, error_text};
+use crate::workload::{fingerprint, new_operation};
 
 /// A kind or type as opsd stores it.
 fn code<T: Coded>(value: T) -> i16 {
     i16::try_from(value.code()).unwrap_or(i16::MAX)
 }
-use crate::workload::new_operation;
 
 /// How the ceiling's client commits.
 #[derive(Debug, Clone, Copy)]
@@ -189,7 +189,7 @@ impl Row {
             kind: code(new.kind),
             op_type: code(new.op_type),
             details: serde_json::to_string(&new.details).unwrap_or_default(),
-            request_hash: Some(crate::ceiling::fingerprint(i)),
+            request_hash: Some(fingerprint(i)),
             at: micros(at),
             seq: i64::try_from(seq).unwrap_or(i64::MAX),
             project: new.project_id,
