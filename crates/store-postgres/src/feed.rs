@@ -7,13 +7,13 @@
 //! seqs: the first statement of a batch's write flight ([`ADVANCE_SQL`], migrations
 //! 0010 and 0012) locks it, reserves the batch's seqs after `last_event_seq` and moves
 //! `stamp` to the batch's time, or gives the batch the head's stamp if another process
-//! committed a later one (`batch/restamp.rs`); the lock is held until COMMIT. The next transaction can take it
+//! committed a later one (`writes/restamp.rs`); the lock is held until COMMIT. The next transaction can take it
 //! only once this one is committed and visible, so it sees the new head, and seqs (and
 //! `created_at`/`updated_at`) follow commit order across every opsd process on the
 //! database.
 //!
 //! The lock is held only from that statement to COMMIT, which travel in one flight
-//! (`batch/flight.rs`): for the database's own execution time, never for a client round
+//! (`writes/flight.rs`): for the database's own execution time, never for a client round
 //! trip. Everything a batch must read (the rows it changes, locked in `seq` order) was
 //! read in the flight before, without the head. Nothing that runs under the head waits
 //! for another lock: rows were locked earlier, and the per-project count rows, the

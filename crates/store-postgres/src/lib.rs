@@ -4,13 +4,17 @@
 //! processes in front of it.
 //!
 //! Writes go through one writer task per process (`writer.rs`: group commit, each batch
-//! in two round trips, `batch/`; the feed head lock that keeps event seqs in commit
+//! in two round trips, `writes/`; the feed head lock that keeps event seqs in commit
 //! order, held only while the database runs a batch's last statements, `feed.rs`);
-//! reads use a connection pool. Everything that decides what a write does is shared with SQLite
-//! (`opsd_store::rules`), and so is the SQL of lists and Google filters
-//! (`opsd_store::sql`). Nothing here assumes a single process: claims and expiries lock
-//! rows with `SKIP LOCKED`, migrations take an advisory lock, stamps come from the
-//! database's clock.
+//! reads use a connection pool (`reads.rs`). Everything that decides what a write does is
+//! shared with SQLite (`opsd_store::rules`), and so are the write commands
+//! (`opsd_store::write`) and the SQL of lists and Google filters (`opsd_store::sql`).
+//! Nothing here assumes a single process: claims and expiries lock rows with `SKIP
+//! LOCKED`, migrations take an advisory lock, stamps come from the database's clock.
+//!
+//! The layout is the SQLite backend's (see its crate documentation); only PostgreSQL has
+//! `row_arrays.rs` (set-based writes), `pump.rs` and `listen.rs` (the feed across
+//! processes) and `config.rs` (the database URL).
 
 mod config;
 pub mod copy;

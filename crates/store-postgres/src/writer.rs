@@ -1,5 +1,5 @@
 //! The writer task: group commit on PostgreSQL. One task per process drains a queue and
-//! runs every write waiting in it as one batch (`batch/`): one transaction, two round
+//! runs every write waiting in it as one batch (`writes/`): one transaction, two round
 //! trips whatever the batch's size, the feed head held only while the database runs the
 //! final flight. Callers hear back only after COMMIT (`synchronous_commit` as the server
 //! is configured; on by default), and the committed changes are published on the feed
@@ -12,7 +12,7 @@
 //! and answered with its error, so it never fails its batch-mates. A batch that fails
 //! because the database is unreachable is answered `Unavailable` (503). If the answer to
 //! its COMMIT was lost, the writer asks the database whether it committed and answers
-//! accordingly, or `OutcomeUnknown` (503) when it cannot tell (`batch/outcome.rs`); a
+//! accordingly, or `OutcomeUnknown` (503) when it cannot tell (`writes/outcome.rs`); a
 //! retry is safe either way — a create with a `request_id` replays, an update with
 //! `If-Match` answers 412 if it had applied.
 

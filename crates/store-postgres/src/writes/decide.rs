@@ -36,7 +36,7 @@ fn ready(result: Result<Written>) -> Answer {
 /// A batch, decided.
 pub struct Decided<'w> {
     /// The time stamped on every change (the write flight may move it to a later feed
-    /// head's stamp: `batch::restamp`).
+    /// head's stamp: `writes::restamp`).
     pub now: OffsetDateTime,
     /// See [`Loaded::may_restamp`].
     pub may_restamp: bool,
