@@ -41,7 +41,7 @@ pub async fn create(
     caller.require_project(Role::Producer, &new.project_id)?;
     // Who asked for the change: the producer may say; otherwise it is the key's name.
     new.user.get_or_insert_with(|| caller.0.name.clone());
-    new.trace_context = crate::http::trace::creation_context();
+    new.trace_context = crate::http::request_id::creation_context();
     let created = state.store.create(new).await?;
     let op = created.operation;
     if created.created {
