@@ -183,7 +183,7 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
             let listener = opsd_server::tls::TlsListener::new(listener, tls);
             opsd_server::serve(listener, state, stop).await
         }
-        None => opsd_server::serve(opsd_server::tls::plain(listener), state, stop).await,
+        None => opsd_server::serve(opsd_server::listener::plain(listener), state, stop).await,
     };
     background.stop().await;
     if let Some(telemetry) = telemetry {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod background;
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod log;
 pub mod metrics;
 pub mod read_cache;
