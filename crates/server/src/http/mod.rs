@@ -21,6 +21,7 @@ pub mod live;
 pub mod nirvana;
 pub mod openapi;
 pub mod projects;
+pub mod refusals;
 pub mod request_id;
 pub mod request_metrics;
 pub mod system;
