@@ -3,12 +3,11 @@
 //! delete, the waiters' registry — so the rules are the same whichever API is used.
 //! Authentication, rate and concurrency limits ran before the request got here.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use opsd_domain::ValidationError;
 use opsd_domain::duration::{DEFAULT_WAIT, MAX_WAIT};
-use opsd_domain::{ListFilter, Operation, PageRequest, Principal, Role, Sort, lro_view};
+use opsd_domain::{ListFilter, Operation, PageRequest, Role, Sort, lro_view};
 use opsd_grpc_proto::google::longrunning::operations_server::Operations;
 use opsd_grpc_proto::google::longrunning::{
     CancelOperationRequest, DeleteOperationRequest, GetOperationRequest, ListOperationsRequest,
@@ -30,14 +29,9 @@ pub struct OperationsService {
 
 type Answer<T> = Result<Response<T>, Status>;
 
-/// The caller the authentication layer attached to the request.
+/// The caller the authentication step attached to the request.
 fn caller<T>(request: &Request<T>) -> Result<Caller, ApiError> {
-    request
-        .extensions()
-        .get::<Arc<Principal>>()
-        .cloned()
-        .map(Caller)
-        .ok_or(ApiError::Unauthenticated("an API key is required"))
+    Caller::attached(request.extensions().get())
 }
 
 fn fail(e: ApiError) -> Status {

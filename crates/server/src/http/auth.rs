@@ -385,17 +385,23 @@ where
 /// The authenticated caller, as a handler argument.
 pub struct Caller(pub Arc<Principal>);
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Arc<Principal>>()
+impl Caller {
+    /// The caller that [`authenticate`] attached to a request, given what the request's
+    /// extensions hold (REST and gRPC requests keep them in different types).
+    pub fn attached(principal: Option<&Arc<Principal>>) -> Result<Self, ApiError> {
+        principal
             .cloned()
             .map(Caller)
             // Only reachable if a route bypassed the middleware: refuse rather than guess.
             .ok_or(ApiError::Unauthenticated("an API key is required"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Caller::attached(parts.extensions.get())
     }
 }
 
