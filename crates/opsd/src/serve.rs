@@ -166,7 +166,7 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
     let live_config = LiveConfig {
         retention: args.retention,
     };
-    let background = Background::start(&state, &live_config);
+    let background = Background::start(state.background_handles(), &live_config);
     // A worker that keeps panicking (opsd_store::supervise) stops the server like a
     // signal would, and the process exits non-zero for its supervisor to restart it.
     let (gave_up_tx, gave_up_rx) = tokio::sync::oneshot::channel();
@@ -183,7 +183,7 @@ pub async fn run(args: ServeArgs) -> Result<(), BoxError> {
             let listener = opsd_server::tls::TlsListener::new(listener, tls);
             opsd_server::serve(listener, state, stop).await
         }
-        None => opsd_server::serve(opsd_server::tls::plain(listener), state, stop).await,
+        None => opsd_server::serve(opsd_server::listener::plain(listener), state, stop).await,
     };
     background.stop().await;
     if let Some(telemetry) = telemetry {

@@ -2,17 +2,21 @@
 //! with graceful shutdown. The binary (`crates/opsd`) only parses flags and calls [`serve`].
 
 pub mod accept;
+pub mod app;
 pub mod background;
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod log;
 pub mod metrics;
+pub mod read_cache;
 pub mod telemetry;
 pub mod tls;
 
 use std::future::Future;
 
-pub use http::{AppState, Config, RateLimit, router};
+pub use app::router;
+pub use http::{AppState, Config, RateLimit};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests — and so their writes — finish before returning. Waiters are

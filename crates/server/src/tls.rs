@@ -65,21 +65,6 @@ impl TlsListener {
     }
 }
 
-/// Turns Nagle's algorithm off on an accepted connection. Without it an HTTP/2 answer —
-/// a gRPC call's headers, message and trailers go out as separate writes — waits for the
-/// client's delayed ACK: about 40 ms per call, measured by the benchmark's `grpc_get`.
-pub fn no_delay(tcp: &TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-    }
-}
-
-/// A listener without TLS whose connections have Nagle's algorithm off ([`no_delay`]).
-pub fn plain(tcp: tokio::net::TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
-    use axum::serve::ListenerExt;
-    tcp.tap_io(|stream| no_delay(stream))
-}
-
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
@@ -88,7 +73,7 @@ impl axum::serve::Listener for TlsListener {
         loop {
             tokio::select! {
                 (stream, addr) = axum::serve::Listener::accept(&mut self.tcp) => {
-                    no_delay(&stream);
+                    crate::listener::no_delay(&stream);
                     let acceptor = self.acceptor.clone();
                     self.handshakes.spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -61,7 +61,7 @@ impl Server {
         let store = self.db.open().await;
         let state = AppState::from_parts(store.clone(), store, &self.config);
         let background = Background::start(
-            &state,
+            state.background_handles(),
             &LiveConfig {
                 retention: Duration::from_secs(3600),
             },

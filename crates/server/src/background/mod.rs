@@ -15,6 +15,7 @@ pub mod waiters;
 pub mod watch;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use opsd_store::Store;
@@ -22,8 +23,8 @@ use opsd_store::supervise;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
-use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::read_cache::ReadCache;
 use waiters::Waiters;
 
 /// The live machinery one server shares: the waiters' registry (fed by the dispatcher
@@ -88,6 +89,20 @@ impl Default for LiveConfig {
     }
 }
 
+/// The parts of a server's state the background tasks work on, and nothing more: they
+/// answer no requests, so they get no request state.
+#[derive(Clone)]
+pub struct Handles {
+    /// The operations store.
+    pub store: Arc<dyn Store>,
+    /// The exported metrics.
+    pub metrics: Arc<Metrics>,
+    /// The server's read cache, emptied when retention deletes operations.
+    pub reads: Arc<ReadCache>,
+    /// The server's read-only switch: while on, retention deletes nothing.
+    pub read_only: Arc<AtomicBool>,
+}
+
 /// The background tasks of a server: lease expiry and retention.
 pub struct Background {
     stop: signal::Sender<bool>,
@@ -95,13 +110,14 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts the tasks of `state`'s server on the current Tokio runtime.
-    pub fn start(state: &AppState, config: &LiveConfig) -> Self {
+    /// Starts the tasks of the server that `server` belongs to on the current Tokio
+    /// runtime.
+    pub fn start(server: Handles, config: &LiveConfig) -> Self {
         let (stop, rx) = signal::channel(false);
         // Supervised: each starts again after a panic (`opsd_store::supervise`).
         let (store, metrics, expiry_stop) =
-            (state.store.clone(), state.metrics.clone(), rx.clone());
-        let (retained, retention) = (state.clone(), config.retention);
+            (server.store.clone(), server.metrics.clone(), rx.clone());
+        let (retained, retention) = (server, config.retention);
         let tasks = vec![
             supervise::task(expiry::WORKER, move || {
                 expiry::run(store.clone(), metrics.clone(), expiry_stop.clone())

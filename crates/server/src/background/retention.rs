@@ -11,7 +11,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::http::AppState;
+use super::Handles;
 
 /// Operations deleted per write.
 pub const BATCH: usize = 500;
@@ -25,9 +25,9 @@ pub fn interval(retention: Duration) -> Duration {
 pub const WORKER: &str = "retention";
 
 /// Runs until `stop` turns true.
-pub async fn run(state: AppState, retention: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(server: Handles, retention: Duration, mut stop: watch::Receiver<bool>) {
     loop {
-        purge(&state, retention, &stop).await;
+        purge(&server, retention, &stop).await;
         tokio::select! {
             () = tokio::time::sleep(interval(retention)) => {}
             () = super::stopping(&mut stop) => return,
@@ -35,9 +35,9 @@ pub async fn run(state: AppState, retention: Duration, mut stop: watch::Receiver
     }
 }
 
-async fn purge(state: &AppState, retention: Duration, stop: &watch::Receiver<bool>) {
+async fn purge(server: &Handles, retention: Duration, stop: &watch::Receiver<bool>) {
     // A read-only server is being copied: deletions now would be missed by the copy.
-    if state.read_only.load(std::sync::atomic::Ordering::SeqCst) {
+    if server.read_only.load(std::sync::atomic::Ordering::SeqCst) {
         return;
     }
     // A period longer than the calendar reaches (`--retention 100000y`) keeps everything.
@@ -51,11 +51,11 @@ async fn purge(state: &AppState, retention: Duration, stop: &watch::Receiver<boo
         if *stop.borrow() {
             return;
         }
-        match state.store.purge_terminal(before, BATCH).await {
+        match server.store.purge_terminal(before, BATCH).await {
             Ok(deleted) => {
-                state.metrics.retention_deleted.inc_by(deleted);
+                server.metrics.retention_deleted.inc_by(deleted);
                 if deleted > 0 {
-                    state.reads.forget_everything();
+                    server.reads.forget_everything();
                     tracing::info!(deleted, "retention deleted terminal operations");
                 }
                 if deleted < BATCH as u64 {

@@ -1,8 +1,8 @@
 //! gRPC on the HTTP API's address: `google.longrunning.Operations` over the same store,
 //! with the gRPC health and reflection services. gRPC requests are told apart by their
-//! `content-type: application/grpc…`; they go through the same guard as REST requests
-//! (authentication with the same keys, rate limits, concurrency caps), whose refusals
-//! are rendered as gRPC statuses here (`status`). Read in this order: `convert` (an
+//! `content-type: application/grpc…` (`http::is_grpc`); they go through the same guard as
+//! REST requests (`crate::app`: authentication with the same keys, rate limits,
+//! concurrency caps), whose refusals are rendered as gRPC statuses here (`status`). Read in this order: `convert` (an
 //! operation as a message), `status` (errors as statuses), `operations` (the methods),
 //! `observe` (metrics, log lines, deadlines).
 
@@ -12,7 +12,6 @@ pub mod operations;
 pub mod status;
 
 use axum::Router;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::FutureExt;
 use opsd_grpc_proto::google::longrunning::operations_server::OperationsServer;
@@ -20,29 +19,11 @@ use opsd_grpc_proto::google::longrunning::operations_server::OperationsServer;
 use crate::http::AppState;
 use crate::http::extract::MAX_BODY_BYTES;
 
-/// The path of the long-lived method, counted against `--max-long-lived-requests`.
-pub const WAIT_PATH: &str = "/google.longrunning.Operations/WaitOperation";
-
-/// Whether a request is a gRPC call.
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
 /// Whether a gRPC call changes the store (refused in read-only mode): only
 /// `CancelOperation` and `DeleteOperation`; gets, lists, waits, health and reflection read.
 pub fn writes(path: &str) -> bool {
     path == "/google.longrunning.Operations/CancelOperation"
         || path == "/google.longrunning.Operations/DeleteOperation"
-}
-
-/// Services anyone may call without a key: health (for probes) and reflection (the
-/// schema, which is public in the repository anyway). Neither reads operations.
-pub fn is_keyless(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/")
-        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
-        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
 }
 
 /// The gRPC services, as routes of the HTTP router.

@@ -32,7 +32,7 @@ const KNOWN_METHODS: &[&str] = &[
     "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
-/// Middleware step (see `crate::http::guard`) for gRPC requests.
+/// Middleware step (see `crate::app`) for gRPC requests.
 pub async fn observe<F, Fut>(metrics: &Arc<Metrics>, request: Request, next: F) -> Response
 where
     F: FnOnce(Request) -> Fut,

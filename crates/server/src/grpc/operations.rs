@@ -3,12 +3,11 @@
 //! delete, the waiters' registry — so the rules are the same whichever API is used.
 //! Authentication, rate and concurrency limits ran before the request got here.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use opsd_domain::ValidationError;
 use opsd_domain::duration::{DEFAULT_WAIT, MAX_WAIT};
-use opsd_domain::{Cursor, ListFilter, Operation, PageRequest, Principal, Role, Sort, lro_view};
+use opsd_domain::{ListFilter, Operation, PageRequest, Role, Sort, lro_view};
 use opsd_grpc_proto::google::longrunning::operations_server::Operations;
 use opsd_grpc_proto::google::longrunning::{
     CancelOperationRequest, DeleteOperationRequest, GetOperationRequest, ListOperationsRequest,
@@ -20,6 +19,7 @@ use super::convert;
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::extract::resume_list;
 use crate::http::nirvana::operations::not_found;
 
 /// The service, over the server's state.
@@ -29,14 +29,9 @@ pub struct OperationsService {
 
 type Answer<T> = Result<Response<T>, Status>;
 
-/// The caller the authentication layer attached to the request.
+/// The caller the authentication step attached to the request.
 fn caller<T>(request: &Request<T>) -> Result<Caller, ApiError> {
-    request
-        .extensions()
-        .get::<Arc<Principal>>()
-        .cloned()
-        .map(Caller)
-        .ok_or(ApiError::Unauthenticated("an API key is required"))
+    Caller::attached(request.extensions().get())
 }
 
 fn fail(e: ApiError) -> Status {
@@ -72,12 +67,8 @@ impl OperationsService {
         lro_view::apply_filter(&r.filter, &mut filter)?;
         let limit = lro_view::page_size(r.page_size)?;
         let sort = Sort::default();
-        // A token is only valid for the filter it was made for.
-        let scope = format!("{}|{}", filter.canonical(), sort.canonical());
-        let cursor = Some(r.page_token.as_str())
-            .filter(|t| !t.is_empty())
-            .map(|t| Cursor::decode_for("page_token", t, &scope, &sort))
-            .transpose()?;
+        let (scope, cursor) =
+            resume_list("page_token", Some(r.page_token.as_str()), &filter, &sort)?;
         let page = self
             .state
             .store

@@ -20,6 +20,7 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::{ApiError, ErrorBody, Result};
 use super::extract::{NoQuery, ValidJson};
+use super::refusals::{FieldBrokeItsRule, NotAnAdmin, QueryParameterSent};
 
 /// Bytes read from the snapshot file per chunk of the response.
 const CHUNK: usize = 256 * 1024;
@@ -38,8 +39,8 @@ Restore it with `opsd restore --from FILE`. The headers summarise it; compare `x
             ("x-opsd-backup-keys" = u64, description = "API keys in the snapshot"),
             ("x-opsd-backup-schema-version" = i64, description = "The snapshot's schema version"),
          )),
-        (status = 400, body = ErrorBody, description = "A query parameter was sent"),
-        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+        QueryParameterSent,
+        NotAnAdmin,
         (status = 409, body = ErrorBody, description = "`not_supported_for_backend`: the store is PostgreSQL, which is backed up with its own tools (pg_dump)"),
     )
 )]
@@ -106,8 +107,8 @@ pub struct ReadOnly {
     get, path = "/v1/admin/read_only", tag = "admin", operation_id = "getReadOnly",
     responses(
         (status = 200, body = ReadOnly, description = "Whether writes are refused"),
-        (status = 400, body = ErrorBody, description = "A query parameter was sent"),
-        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+        QueryParameterSent,
+        NotAnAdmin,
     )
 )]
 pub async fn read_only(State(state): State<AppState>, _: Admin, _: NoQuery) -> Json<ReadOnly> {
@@ -123,8 +124,8 @@ pub async fn read_only(State(state): State<AppState>, _: Admin, _: NoQuery) -> J
     request_body = ReadOnly,
     responses(
         (status = 200, body = ReadOnly, description = "The new setting, in force for every request that starts from now"),
-        (status = 400, body = ErrorBody, description = "A field broke its rule"),
-        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+        FieldBrokeItsRule,
+        NotAnAdmin,
     )
 )]
 pub async fn set_read_only(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use opsd_domain::{Denied, Operation, Principal, Role};
 use opsd_store::KeyStore;
 
@@ -239,6 +239,14 @@ fn is_google(path: &str) -> bool {
     path.starts_with(google::PREFIX)
 }
 
+/// gRPC services anyone may call without a key: health (for probes) and reflection (the
+/// schema, which is public in the repository anyway). Neither reads operations.
+fn is_keyless_grpc(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+}
+
 /// Static files of the console and the docs viewer: served to anyone (the sign-in page
 /// needs them), they hold no data.
 fn is_static_asset(path: &str) -> bool {
@@ -295,22 +303,25 @@ fn presented_key(parts: &axum::http::HeaderMap, uri: &Uri) -> Result<Option<Stri
     }))
 }
 
-/// Middleware step (see `super::guard`): authenticates every non-public request and
+/// Middleware step (see `crate::app`): authenticates every non-public request and
 /// applies the key's rate limit, then runs `next`. A console session stands for its key,
 /// but a state-changing request made with one must also pass the CSRF checks
-/// (`session::check_csrf`).
-pub async fn authenticate<F, Fut>(state: &AppState, mut request: Request, next: F) -> Response
+/// (`session::check_csrf`). A refusal is returned, for the guard to render in the shape
+/// of the request's API.
+pub async fn authenticate<F, Fut>(
+    state: &AppState,
+    mut request: Request,
+    next: F,
+) -> Result<Response, ApiError>
 where
     F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
+    Fut: Future<Output = Result<Response, ApiError>>,
 {
     let path = request.uri().path();
-    if is_public(path) || is_static_asset(path) || crate::grpc::is_keyless(path) {
+    if is_public(path) || is_static_asset(path) || is_keyless_grpc(path) {
         return next(request).await;
     }
     let optional = is_optional_auth(path);
-    let google = is_google(path);
-    let grpc = crate::grpc::is_grpc(request.headers());
     // Extracted before any await: the request body is not Sync, so no borrow of the
     // request may live across one.
     let (credential, bad_credential) = match credential(request.headers(), request.uri()) {
@@ -367,26 +378,30 @@ where
         }
         // A page that works signed out: it decides what to show.
         Err(_) if optional => next(request).await,
-        Err(e) if grpc => crate::grpc::status::response(&e),
-        Err(e) if google => google::error::GoogleError(e).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => Err(e),
     }
 }
 
 /// The authenticated caller, as a handler argument.
 pub struct Caller(pub Arc<Principal>);
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Arc<Principal>>()
+impl Caller {
+    /// The caller that [`authenticate`] attached to a request, given what the request's
+    /// extensions hold (REST and gRPC requests keep them in different types).
+    pub fn attached(principal: Option<&Arc<Principal>>) -> Result<Self, ApiError> {
+        principal
             .cloned()
             .map(Caller)
             // Only reachable if a route bypassed the middleware: refuse rather than guess.
             .ok_or(ApiError::Unauthenticated("an API key is required"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Caller::attached(parts.extensions.get())
     }
 }
 

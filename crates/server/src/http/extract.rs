@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use opsd_domain::ValidationError;
+use opsd_domain::{Cursor, ListFilter, Sort, ValidationError};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -17,6 +17,24 @@ pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Where a list resumes: the page token sent as `field` (none or empty: the first page),
+/// decoded with the scope it must have been made for, which is returned for the next
+/// page's token. The scope is the filter and the sort: a token is only valid for the
+/// list it came from, whatever the page size.
+pub fn resume_list(
+    field: &str,
+    token: Option<&str>,
+    filter: &ListFilter,
+    sort: &Sort,
+) -> Result<(String, Option<Cursor>), ValidationError> {
+    let scope = format!("{}|{}", filter.canonical(), sort.canonical());
+    let cursor = token
+        .filter(|t| !t.is_empty())
+        .map(|t| Cursor::decode_for(field, t, &scope, sort))
+        .transpose()?;
+    Ok((scope, cursor))
+}
 
 /// A JSON body decoded into `T`, whose errors carry the JSON path of the bad field.
 pub struct ValidJson<T>(pub T);

@@ -16,6 +16,7 @@ use super::AppState;
 use super::auth::{Admin, Caller};
 use super::error::{ErrorBody, Result};
 use super::extract::{NoQuery, RawPath, ValidJson, uuid_param};
+use super::refusals::{FieldBrokeItsRule, NotAnAdmin, QueryParameterSent};
 
 /// Body of `POST /v1/api_keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -115,8 +116,8 @@ pub struct ApiKeyList {
     post, path = "/v1/api_keys", tag = "keys", request_body = ApiKeyIn, operation_id = "createApiKey",
     responses(
         (status = 201, body = CreatedApiKey, description = "The key, with its secret (shown this once)"),
-        (status = 400, body = ErrorBody, description = "A field broke its rule"),
-        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+        FieldBrokeItsRule,
+        NotAnAdmin,
     )
 )]
 pub async fn create(
@@ -149,8 +150,8 @@ pub async fn create(
     get, path = "/v1/api_keys", tag = "keys", operation_id = "listApiKeys",
     responses(
         (status = 200, body = ApiKeyList, description = "Every key, never a secret"),
-        (status = 400, body = ErrorBody, description = "A query parameter was sent"),
-        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+        QueryParameterSent,
+        NotAnAdmin,
     )
 )]
 pub async fn list(
@@ -172,7 +173,7 @@ pub async fn list(
     responses(
         (status = 204, description = "Revoked"),
         (status = 400, body = ErrorBody, description = "`key_id` is not a UUID, or a query parameter was sent"),
-        (status = 403, body = ErrorBody, description = "The key is not an admin"),
+        NotAnAdmin,
         (status = 404, body = ErrorBody, description = "No such key"),
     )
 )]

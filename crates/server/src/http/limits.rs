@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -34,21 +34,29 @@ impl Limits {
     }
 }
 
+/// The gRPC wait, the long-lived method of `google.longrunning.Operations`.
+const GRPC_WAIT_PATH: &str = "/google.longrunning.Operations/WaitOperation";
+
 /// Waits (REST and gRPC) and watch streams: held open by design; and backups, whose length grows with
 /// the store.
 fn is_long_lived(path: &str) -> bool {
     path.ends_with("/wait")
         || path == "/v1/operations/watch"
         || path == "/v1/admin/backup"
-        || path == crate::grpc::WAIT_PATH
+        || path == GRPC_WAIT_PATH
 }
 
-/// Middleware step (see `super::guard`): admit or shed, then bound the time of ordinary
-/// requests run by `next`.
-pub async fn admit<F, Fut>(state: &AppState, request: Request, next: F) -> Response
+/// Middleware step (see `crate::app`): admit or shed, then bound the time of ordinary
+/// requests run by `next`. A refusal is returned, for the guard to render in the shape
+/// of the request's API.
+pub async fn admit<F, Fut>(
+    state: &AppState,
+    request: Request,
+    next: F,
+) -> Result<Response, ApiError>
 where
     F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
+    Fut: Future<Output = Result<Response, ApiError>>,
 {
     let path = request.uri().path();
     // Probes must answer under load, or an orchestrator would restart a busy server.
@@ -56,21 +64,11 @@ where
         return next(request).await;
     }
     let long = is_long_lived(path);
-    // The error shape depends on the path; decided now, before the request moves on.
-    let google = path.starts_with(super::google::PREFIX);
-    let grpc = crate::grpc::is_grpc(request.headers());
     let refuse = |message| {
-        let e = ApiError::Overloaded {
+        Err(ApiError::Overloaded {
             message,
             retry_after_s: 1,
-        };
-        if grpc {
-            crate::grpc::status::response(&e)
-        } else if google {
-            super::google::error::GoogleError(e).into_response()
-        } else {
-            e.into_response()
-        }
+        })
     };
     let limits = &state.limits;
     let semaphore = if long {
@@ -84,18 +82,18 @@ where
     if long {
         // A watch's response is a stream that outlives the handler: the permit goes with
         // its body, so the cap counts open streams, not just requests being answered.
-        let (parts, body) = next(request).await.into_parts();
+        let (parts, body) = next(request).await?.into_parts();
         let held = body.into_data_stream().map(move |chunk| {
             let _ = &permit;
             chunk
         });
-        return Response::from_parts(parts, Body::from_stream(held));
+        return Ok(Response::from_parts(parts, Body::from_stream(held)));
     }
     // A write the store already started still commits if its request times out (one
     // still queued is dropped by the PostgreSQL writer): the caller learns the outcome
     // by retrying with the same request_id.
     match tokio::time::timeout(limits.request_timeout, next(request)).await {
-        Ok(response) => response,
+        Ok(result) => result,
         Err(_) => refuse("the request took longer than the server's timeout"),
     }
 }

@@ -1,11 +1,13 @@
-//! The HTTP layer. Read in this order: `error` (how failures become responses),
-//! `extract` (strict JSON and query parsing), `auth` (keys, roles, project scopes),
-//! `nirvana` (the `/v1/operations` dialect and producer API), `google` (the Deployment
-//! Manager dialect), `live` (wait, watch, claim and heartbeat), `keys` (key management),
-//! `openapi` (the published contract), `system` (health, OpenAPI), `insight` (projects
+//! The HTTP layer: the REST API's state, handlers and middleware steps (the application
+//! that routes to them, with gRPC beside, is `crate::app`). Read in this order: `error`
+//! (how failures become responses), `extract` (strict JSON and query parsing), `auth`
+//! (keys, roles, project scopes), `nirvana` (the `/v1/operations` dialect and producer
+//! API), `google` (the Deployment Manager dialect), `live` (wait, watch, claim and
+//! heartbeat), `keys` (key management), `admin` (backups, the read-only switch),
+//! `openapi` (the published contract), `system` (health, OpenAPI), `projects` (projects
 //! and the stats of a project), `console` (the operator console, its sessions, and the
 //! `/docs` viewer), `limits` (overload protection), `request_id` (ids and access logs),
-//! `metrics` (`/metrics` and request metrics).
+//! `trace` (request spans), `request_metrics` (`/metrics` and request metrics).
 
 pub mod admin;
 pub mod auth;
@@ -19,7 +21,7 @@ pub mod live;
 pub mod nirvana;
 pub mod openapi;
 pub mod projects;
-pub mod read_cache;
+pub mod refusals;
 pub mod request_id;
 pub mod request_metrics;
 pub mod system;
@@ -28,11 +30,8 @@ pub mod trace;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use opsd_store::{KeyStore, Store};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -90,8 +89,9 @@ impl Default for Config {
     }
 }
 
-use crate::background::Live;
+use crate::background::{self, Live};
 use crate::metrics::Metrics;
+use crate::read_cache::{self, ReadCache};
 
 /// What every handler can reach: one `Arc`, because axum clones the state for every
 /// middleware and handler of every request (cloning a dozen `Arc`s each time was ~10% of
@@ -124,13 +124,14 @@ pub struct Shared {
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
     /// Rendered operations and list pages, kept current by the change feed.
-    pub reads: Arc<read_cache::ReadCache>,
+    pub reads: Arc<ReadCache>,
     /// Origins allowed by CORS.
     pub cors_allowed_origins: Vec<HeaderValue>,
     /// See [`Config::header_read_timeout`].
     pub header_read_timeout: Duration,
     /// Whether writes are refused now ([`Config::read_only`], `/v1/admin/read_only`).
-    pub read_only: std::sync::atomic::AtomicBool,
+    /// Shared with the background tasks: retention deletes nothing while it is on.
+    pub read_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -144,7 +145,7 @@ impl AppState {
     pub fn from_parts(store: Arc<dyn Store>, keys: Arc<dyn KeyStore>, config: &Config) -> Self {
         let metrics = Arc::new(Metrics::new());
         // Subscribed before anything can be written through this state.
-        let reads = Arc::new(read_cache::ReadCache::new(
+        let reads = Arc::new(ReadCache::new(
             store.subscribe(),
             config.read_cache_bytes,
             (!store.sole_writer()).then_some(read_cache::MAX_AGE),
@@ -173,9 +174,27 @@ impl AppState {
                 .filter_map(|o| HeaderValue::from_str(o).ok())
                 .collect(),
             header_read_timeout: config.header_read_timeout,
-            read_only: std::sync::atomic::AtomicBool::new(config.read_only),
+            read_only: Arc::new(std::sync::atomic::AtomicBool::new(config.read_only)),
         }))
     }
+
+    /// What the background tasks need of this state ([`background::Background::start`]).
+    pub fn background_handles(&self) -> background::Handles {
+        background::Handles {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            reads: self.reads.clone(),
+            read_only: self.read_only.clone(),
+        }
+    }
+}
+
+/// Whether a request is a gRPC call (`content-type: application/grpc…`): gRPC is served
+/// on the HTTP API's address, and told apart by this alone.
+pub fn is_grpc(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Renders `e` in the error shape of the dialect that owns `path`.
@@ -211,7 +230,7 @@ pub fn parse_origin(s: &str) -> Result<String, String> {
 /// own key in `Authorization`; cookies are never accepted cross-origin (no credentials),
 /// so a console session cannot be used from another origin. Preflights are answered here,
 /// before authentication, because browsers send them without the key.
-fn cors(origins: &[HeaderValue]) -> CorsLayer {
+pub(crate) fn cors(origins: &[HeaderValue]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins.iter().cloned()))
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
@@ -229,91 +248,4 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
             HeaderName::from_static("x-should-retry"),
         ])
         .max_age(Duration::from_secs(600))
-}
-
-/// Metrics, then limits, then authentication, around every request: one middleware whose
-/// steps call each other directly. As three `from_fn` layers, each boxed its future and
-/// cloned the state and the inner service per request (measured with perf on a cached
-/// GET, where they were most of the server's own work).
-async fn guard(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let guarded = |r| {
-        limits::admit(&state, r, |r| {
-            auth::authenticate(&state, r, |r| async {
-                let read_only = state.read_only.load(std::sync::atomic::Ordering::SeqCst);
-                if read_only {
-                    let refused = error::ApiError::ReadOnly { retry_after_s: 5 };
-                    let path = r.uri().path();
-                    // Every gRPC call is a POST: its method says whether it writes.
-                    if crate::grpc::is_grpc(r.headers()) {
-                        if crate::grpc::writes(path) {
-                            return crate::grpc::status::response(&refused);
-                        }
-                    } else if admin::writes(r.method(), path) {
-                        return error_response(path, refused);
-                    }
-                }
-                next.run(r).await
-            })
-        })
-    };
-    // gRPC calls have their own metrics: their HTTP status is always 200.
-    if crate::grpc::is_grpc(request.headers()) {
-        crate::grpc::observe::observe(&state.metrics, request, guarded).await
-    } else {
-        request_metrics::observe(&state.metrics, request, guarded).await
-    }
-}
-
-/// Unknown paths: 404, or UNIMPLEMENTED for a gRPC call.
-async fn fallback(headers: axum::http::HeaderMap) -> Response {
-    if crate::grpc::is_grpc(&headers) {
-        crate::grpc::unimplemented()
-    } else {
-        system::not_found().await.into_response()
-    }
-}
-
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    let cors_origins = state.cors_allowed_origins.clone();
-    let app = Router::new()
-        .merge(nirvana::router())
-        .merge(google::router())
-        .merge(keys::router())
-        .merge(admin::router())
-        .merge(live::router())
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/openapi.json", get(system::openapi))
-        .route("/metrics", get(request_metrics::export))
-        .route("/v1/projects", get(projects::projects))
-        .route("/v1/operations/stats", get(projects::stats))
-        .merge(console::router())
-        .merge(crate::grpc::router(state.clone()));
-    // Test-only: the fault hooks exist only in a process started with them on.
-    let app = if opsd_store::supervise::faults_enabled() {
-        app.route(
-            "/debug/faults/{worker}/{fault}",
-            axum::routing::post(system::inject_fault),
-        )
-    } else {
-        app
-    };
-    let app = app
-        .fallback(fallback)
-        .method_not_allowed_fallback(system::method_not_allowed)
-        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
-    // CORS inside the request id (preflights get one too), outside everything else.
-    let app = if cors_origins.is_empty() {
-        app
-    } else {
-        app.layer(cors(&cors_origins))
-    };
-    app.layer(axum::middleware::from_fn(request_id::layer))
-        .with_state(state)
 }

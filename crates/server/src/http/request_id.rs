@@ -1,6 +1,7 @@
 //! A request id on every request and response (`x-request-id`), plus one log line per
-//! request (successes at debug level). The id is kept in a task-local so that error bodies can carry it without
-//! every handler threading it through.
+//! request (successes at debug level). The id — and the caller's trace context, for the
+//! operation the request may create — is kept in a task-local so that error bodies can
+//! carry it without every handler threading it through.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use axum::response::Response;
 use opsd_domain::TraceContext;
 use tracing::Instrument;
 
-use crate::http::trace;
+use super::trace;
 
 /// What a request's handlers may ask about it without threading it through.
 struct Scope {
@@ -37,12 +38,18 @@ pub fn current() -> Option<String> {
         .flatten()
 }
 
-/// The trace context the request being handled came with (export off only).
-pub fn incoming_trace() -> Option<TraceContext> {
-    REQUEST
-        .try_with(|r| r.incoming_trace.clone())
-        .ok()
-        .flatten()
+/// The trace context to keep with an operation this request creates: the request's own
+/// span when export is on (so a claim links to it), otherwise what the caller sent (kept
+/// in the request's scope for this alone).
+pub fn creation_context() -> Option<TraceContext> {
+    if opsd_store::trace::enabled() {
+        opsd_store::trace::context_of(&tracing::Span::current())
+    } else {
+        REQUEST
+            .try_with(|r| r.incoming_trace.clone())
+            .ok()
+            .flatten()
+    }
 }
 
 /// A fresh request id: a UUIDv7 (time-ordered, as before) whose random bits come from

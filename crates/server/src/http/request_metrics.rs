@@ -14,7 +14,7 @@ use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 /// The content type of the OpenMetrics text format, which Prometheus scrapes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Middleware step (see `super::guard`): counts every request run by `next` by method,
+/// Middleware step (see `crate::app`): counts every request run by `next` by method,
 /// route and status, and observes its latency to the response head.
 pub async fn observe<F, Fut>(metrics: &Metrics, request: Request, next: F) -> Response
 where

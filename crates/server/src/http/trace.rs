@@ -1,5 +1,6 @@
-//! The server span of each request (OpenTelemetry's HTTP semantic conventions), and the
-//! trace context an operation is created in.
+//! The server span of each request (OpenTelemetry's HTTP semantic conventions). The trace
+//! context an operation is created in comes from the request's scope
+//! (`request_id::creation_context`).
 //!
 //! Spans are made only while export is on (`opsd_store::trace::enabled`); off, a
 //! request costs one atomic load here, plus a header lookup for an incoming
@@ -50,7 +51,7 @@ pub fn request_span(request: &Request, parent: Option<&TraceContext>, request_id
     let cx = span.context();
     let otel = cx.span();
     // A gRPC call is named and described as the RPC conventions say: `service/method`.
-    let rpc = crate::grpc::is_grpc(request.headers())
+    let rpc = super::is_grpc(request.headers())
         .then(|| request.uri().path().trim_start_matches('/').split_once('/'))
         .flatten();
     otel.update_name(match (rpc, route) {
@@ -107,15 +108,5 @@ pub fn finish(span: &Span, status: u16) {
 pub fn record_key(key_id: Uuid) {
     if trace::enabled() {
         Span::current().set_attribute("opsd.api_key.id", key_id.to_string());
-    }
-}
-
-/// The trace context to keep with an operation this request creates: the request's own
-/// span when export is on (so a claim links to it), otherwise what the caller sent.
-pub fn creation_context() -> Option<TraceContext> {
-    if trace::enabled() {
-        trace::context_of(&Span::current())
-    } else {
-        crate::http::request_id::incoming_trace()
     }
 }

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::http::error::ApiError;
 
@@ -24,6 +24,24 @@ impl<E: Into<ApiError>> From<E> for GoogleError {
 pub struct GoogleErrorBody {
     /// The error.
     pub error: GoogleErrorStatus,
+}
+
+/// The refusals a request for one operation by its Google name may get (its get and its
+/// wait), documented once for both.
+#[derive(IntoResponses)]
+pub enum NamedOperationRefusal {
+    /// The name is malformed, or a parameter is.
+    #[response(
+        status = 400,
+        description = "`project` or `operation` cannot be a name, or a parameter broke its rule"
+    )]
+    BadRequest(GoogleErrorBody),
+    /// Missing, in another project, or hidden from the caller: all answer alike.
+    #[response(
+        status = 404,
+        description = "No such operation in this project, or one the key may not see"
+    )]
+    NotFound(GoogleErrorBody),
 }
 
 /// Google's error: HTTP code, message, details and canonical status.

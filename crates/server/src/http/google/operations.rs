@@ -8,17 +8,17 @@ use axum::response::Response;
 use opsd_domain::duration::{DEFAULT_WAIT, parse_wait_timeout};
 use opsd_domain::google_filter;
 use opsd_domain::{
-    Cursor, ListFilter, PageRequest, Role, Sort, SortField, SortTerm, ValidationError, google_view,
+    ListFilter, PageRequest, Role, Sort, SortField, SortTerm, ValidationError, google_view,
     validate,
 };
 use uuid::Uuid;
 
-use super::error::{GoogleError, GoogleErrorBody};
+use super::error::{GoogleError, GoogleErrorBody, NamedOperationRefusal};
 use super::models::{GoogleOperation, GoogleOperationList};
 use super::params::{STANDARD_PARAMS, base_url, render};
 use crate::http::AppState;
 use crate::http::auth::Caller;
-use crate::http::extract::QueryParams;
+use crate::http::extract::{QueryParams, resume_list};
 
 type Result<T> = std::result::Result<T, GoogleError>;
 
@@ -34,8 +34,7 @@ const MAX_RESULTS: usize = 500;
     ),
     responses(
         (status = 200, body = GoogleOperation, description = "The operation"),
-        (status = 400, body = GoogleErrorBody, description = "`project` or `operation` cannot be a name, or a parameter broke its rule"),
-        (status = 404, body = GoogleErrorBody, description = "No such operation in this project, or one the key may not see"),
+        NamedOperationRefusal,
     )
 )]
 pub async fn get(
@@ -65,8 +64,7 @@ pub async fn get(
     ),
     responses(
         (status = 200, body = GoogleOperation, description = "The operation: DONE, or as it is when the timeout passed"),
-        (status = 400, body = GoogleErrorBody, description = "`project` or `operation` cannot be a name, or a parameter broke its rule"),
-        (status = 404, body = GoogleErrorBody, description = "No such operation in this project, or one the key may not see"),
+        NamedOperationRefusal,
     )
 )]
 pub async fn wait(
@@ -201,12 +199,7 @@ pub async fn list(
         expr,
         ..ListFilter::default()
     };
-    let scope = format!("{}|{}", filter.canonical(), sort.canonical());
-    let cursor = q
-        .get("pageToken")
-        .filter(|t| !t.is_empty())
-        .map(|t| Cursor::decode_for("pageToken", t, &scope, &sort))
-        .transpose()?;
+    let (scope, cursor) = resume_list("pageToken", q.get("pageToken"), &filter, &sort)?;
     let page = state
         .store
         .list(

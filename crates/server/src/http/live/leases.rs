@@ -21,6 +21,7 @@ use crate::http::error::{ErrorBody, Result};
 use crate::http::extract::{NoQuery, RawPath, ValidJson};
 use crate::http::nirvana::models::OperationOut;
 use crate::http::nirvana::operations::{load_visible, with_etag};
+use crate::http::refusals::{FieldBrokeItsRule, NoSuchOperation};
 
 /// Body of `POST /v1/operations/claim`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -154,9 +155,9 @@ pub async fn claim(
     responses(
         (status = 200, body = HeartbeatOut, description = "The lease, renewed",
          headers(("ETag" = String, description = "The operation's version, quoted"))),
-        (status = 400, body = ErrorBody, description = "A field broke its rule"),
+        FieldBrokeItsRule,
         (status = 403, body = ErrorBody, description = "The key is a reader"),
-        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
+        NoSuchOperation,
         (status = 409, body = ErrorBody, description = "The lease is not held with this token (lease_mismatch, lease_not_held, lease_expired), or progress decreased"),
     )
 )]

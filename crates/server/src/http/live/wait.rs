@@ -18,6 +18,7 @@ use crate::http::error::{ErrorBody, Result};
 use crate::http::extract::{QueryParams, RawPath, uuid_param};
 use crate::http::nirvana::models::OperationOut;
 use crate::http::nirvana::operations::{not_found, with_etag};
+use crate::http::refusals::NoSuchOperation;
 
 /// Wait for an operation to finish.
 #[utoipa::path(
@@ -30,7 +31,7 @@ use crate::http::nirvana::operations::{not_found, with_etag};
         (status = 200, body = OperationOut, description = "The operation: done or failed, or its current state when the timeout passed",
          headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, body = ErrorBody, description = "`operation_id` is not a UUID, or `timeout` breaks its rule"),
-        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
+        NoSuchOperation,
     )
 )]
 pub async fn wait(State(state): State<AppState>, request: Request) -> Result<impl IntoResponse> {

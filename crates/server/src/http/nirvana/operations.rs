@@ -6,8 +6,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use opsd_domain::{
-    Cursor, DEFAULT_LIMIT, Kind, ListFilter, MAX_LIMIT, OpType, Operation, PageRequest, Role, Sort,
-    Status, ValidationError, validate,
+    DEFAULT_LIMIT, Kind, ListFilter, MAX_LIMIT, OpType, Operation, PageRequest, Role, Sort, Status,
+    ValidationError, validate,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -17,7 +17,8 @@ use super::models::{OperationList, OperationOut, Pagination};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody, Result};
-use crate::http::extract::{NoQuery, QueryParams, RawPath, uuid_param};
+use crate::http::extract::{NoQuery, QueryParams, RawPath, resume_list, uuid_param};
+use crate::http::refusals::{BadOperationIdOrQuery, NoSuchOperation};
 
 /// Query parameters of the list (and, minus the paging ones, of watch).
 const LIST_PARAMS: &[&str] = &[
@@ -39,8 +40,8 @@ const LIST_PARAMS: &[&str] = &[
     params(("operation_id" = Uuid, Path, description = "Operation id")),
     responses(
         (status = 200, body = OperationOut, description = "The operation", headers(("ETag" = String, description = "The version, quoted: `\"3\"`"))),
-        (status = 400, body = ErrorBody, description = "`operation_id` is not a UUID, or a query parameter was sent"),
-        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
+        BadOperationIdOrQuery,
+        NoSuchOperation,
     )
 )]
 pub async fn get(
@@ -111,14 +112,7 @@ pub async fn list(
             },
         )?
         .unwrap_or(DEFAULT_LIMIT);
-    // A cursor is only valid for the filters and sort it was made for; the page size
-    // may change from page to page.
-    let scope = format!("{}|{}", filter.canonical(), sort.canonical());
-    let cursor = q
-        .get("cursor")
-        .filter(|c| !c.is_empty())
-        .map(|c| Cursor::decode_for("cursor", c, &scope, &sort))
-        .transpose()?;
+    let (scope, cursor) = resume_list("cursor", q.get("cursor"), &filter, &sort)?;
     // Everything the page depends on: the filters and sort (in `scope`), the size and
     // the cursor as sent (an empty cursor and none are both the first page).
     let query = format!("{scope}|{limit}|{}", q.get("cursor").unwrap_or_default());

@@ -15,6 +15,7 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, Producer};
 use crate::http::error::{ErrorBody, Result};
 use crate::http::extract::{NoQuery, RawPath, ValidJson, uuid_param};
+use crate::http::refusals::{BadOperationIdOrQuery, NoSuchOperation};
 
 /// Create an operation (status `pending`).
 #[utoipa::path(
@@ -41,7 +42,7 @@ pub async fn create(
     caller.require_project(Role::Producer, &new.project_id)?;
     // Who asked for the change: the producer may say; otherwise it is the key's name.
     new.user.get_or_insert_with(|| caller.0.name.clone());
-    new.trace_context = crate::http::trace::creation_context();
+    new.trace_context = crate::http::request_id::creation_context();
     let created = state.store.create(new).await?;
     let op = created.operation;
     if created.created {
@@ -76,7 +77,7 @@ pub async fn create(
         (status = 200, body = OperationOut, description = "The operation after the change", headers(("ETag" = String, description = "The new version, quoted"))),
         (status = 400, body = ErrorBody, description = "A field broke its rule (`field` names it), or If-Match and expected_version disagree"),
         (status = 403, body = ErrorBody, description = "The key is a reader"),
-        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
+        NoSuchOperation,
         (status = 409, body = ErrorBody, description = "The state machine forbids the change, or the operation is leased and the lease_token is missing or wrong"),
         (status = 412, body = ErrorBody, description = "The operation is not at the expected version"),
     )
@@ -144,8 +145,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
     params(("operation_id" = uuid::Uuid, Path, description = "Operation id")),
     responses(
         (status = 200, body = EventList, description = "Every change, oldest first"),
-        (status = 400, body = ErrorBody, description = "`operation_id` is not a UUID, or a query parameter was sent"),
-        (status = 404, body = ErrorBody, description = "No such operation, or one the key may not see"),
+        BadOperationIdOrQuery,
+        NoSuchOperation,
     )
 )]
 pub async fn events(

@@ -243,7 +243,8 @@ impl TestServer {
             format!("Bearer {admin}").parse().unwrap(),
         );
         let admin_key = admin.to_string();
-        let background = background.map(|config| Background::start(&state, &config));
+        let background =
+            background.map(|config| Background::start(state.background_handles(), &config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
