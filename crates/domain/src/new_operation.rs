@@ -28,6 +28,30 @@ pub struct NewOperation {
 }
 
 impl NewOperation {
+    /// A request with only what every operation needs: no details, description,
+    /// idempotency key or placement. Set the other fields on the value as needed.
+    pub fn new(
+        project_id: impl Into<String>,
+        kind: Kind,
+        op_type: OpType,
+        resource_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            project_id: project_id.into(),
+            kind,
+            op_type,
+            resource_id: resource_id.into(),
+            details: Details::default(),
+            description: None,
+            request_id: None,
+            user: None,
+            region: None,
+            zone: None,
+            target_link: None,
+            trace_context: None,
+        }
+    }
+
     /// Checks every field against its limits and character set.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate::project_id("project_id", &self.project_id)?;

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
 use opsd_store::sessions::{self, NewSession};
-use opsd_store::{KeyStore, Result, StoreError, api_keys};
+use opsd_store::api_keys::{self, sql as key_sql};
+use opsd_store::{KeyStore, Result, StoreError};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -14,7 +15,7 @@ use crate::errors::ctx;
 use crate::rows::from_micros;
 
 /// The columns [`key`] reads.
-pub const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
+pub use opsd_store::api_keys::sql::KEY_COLUMNS as COLUMNS;
 
 /// Reads one key from a row selected with [`COLUMNS`].
 pub fn key(row: &Row) -> Result<ApiKey> {
@@ -50,10 +51,7 @@ impl KeyStore for PostgresStore {
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
         let client = self.client().await?;
         client
-            .query(
-                &format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"),
-                &[],
-            )
+            .query(key_sql::LIST, &[])
             .await
             .map_err(ctx("list api keys"))?
             .iter()
@@ -69,10 +67,7 @@ impl KeyStore for PostgresStore {
         let hash = api_keys::hash(secret);
         let client = self.client().await?;
         let row = client
-            .query_opt(
-                &format!("SELECT {COLUMNS}, key_hash FROM api_keys WHERE key_hash = $1"),
-                &[&hash.as_slice()],
-            )
+            .query_opt(key_sql::BY_HASH, &[&hash.as_slice()])
             .await
             .map_err(ctx("authenticate"))?;
         let Some(row) = row else { return Ok(None) };
@@ -91,18 +86,10 @@ impl KeyStore for PostgresStore {
         now: OffsetDateTime,
     ) -> Result<Option<(ApiKey, OffsetDateTime)>> {
         let hash = sessions::hash(secret);
-        let cols = COLUMNS
-            .split(", ")
-            .map(|c| format!("k.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let client = self.client().await?;
         let row = client
             .query_opt(
-                &format!(
-                    "SELECT {cols}, s.expires_at FROM sessions s JOIN api_keys k ON k.id = s.key_id \
-                     WHERE s.secret_hash = $1 AND s.expires_at > $2 AND k.revoked_at IS NULL"
-                ),
+                key_sql::SESSION_KEY,
                 &[&hash.as_slice(), &opsd_domain::micros(now)],
             )
             .await

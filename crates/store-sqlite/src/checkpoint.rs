@@ -120,7 +120,7 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use opsd_domain::{Details, Kind, NewOperation, OpType};
+    use opsd_domain::{Kind, NewOperation, OpType};
     use opsd_store::Store;
 
     use crate::SqliteStore;
@@ -134,20 +134,13 @@ mod tests {
         let store = SqliteStore::open(&db).unwrap();
         let description = "x".repeat(2_000); // a few pages per commit
         for i in 0..3_000 {
-            let new = NewOperation {
-                project_id: format!("p{}", i % 10),
-                kind: Kind::Vm,
-                op_type: OpType::Create,
-                resource_id: format!("vm-{i}"),
-                details: Details::default(),
-                description: Some(description.clone()),
-                request_id: None,
-                user: None,
-                region: None,
-                zone: None,
-                target_link: None,
-                trace_context: None,
-            };
+            let mut new = NewOperation::new(
+                format!("p{}", i % 10),
+                Kind::Vm,
+                OpType::Create,
+                format!("vm-{i}"),
+            );
+            new.description = Some(description.clone());
             store.create(new).await.unwrap();
         }
         let wal = std::fs::metadata(dir.path().join("opsd.db-wal"))

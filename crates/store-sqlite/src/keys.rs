@@ -12,9 +12,10 @@ use uuid::Uuid;
 use crate::SqliteStore;
 use crate::rows::from_micros;
 use opsd_store::{KeyStore, Result};
-use opsd_store::{api_keys, sessions};
+use opsd_store::api_keys::{self, sql as key_sql};
+use opsd_store::sessions;
 
-pub(crate) const COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
+pub(crate) use opsd_store::api_keys::sql::KEY_COLUMNS as COLUMNS;
 
 pub(crate) fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
     let bad = |col: usize, msg: &str| {
@@ -61,9 +62,7 @@ impl KeyStore for SqliteStore {
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"
-            ))?
+            conn.prepare_cached(key_sql::LIST)?
             .query_map([], key_from_row)?
             .collect()
         })
@@ -78,9 +77,7 @@ impl KeyStore for SqliteStore {
         let hash = api_keys::hash(secret);
         let found = self
             .read(move |conn| {
-                conn.prepare_cached(&format!(
-                    "SELECT {COLUMNS}, key_hash FROM api_keys WHERE key_hash = ?1"
-                ))?
+                conn.prepare_cached(key_sql::BY_HASH)?
                 .query_row([hash.as_slice()], |row| {
                     Ok((key_from_row(row)?, row.get::<_, Vec<u8>>(7)?))
                 })
@@ -112,17 +109,9 @@ impl KeyStore for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<Option<(ApiKey, OffsetDateTime)>> {
         let hash = sessions::hash(secret);
-        let cols = COLUMNS
-            .split(", ")
-            .map(|c| format!("k.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let found = self
             .read(move |conn| {
-                conn.prepare_cached(&format!(
-                    "SELECT {cols}, s.expires_at FROM sessions s JOIN api_keys k ON k.id = s.key_id \
-                     WHERE s.secret_hash = ?1 AND s.expires_at > ?2 AND k.revoked_at IS NULL"
-                ))?
+                conn.prepare_cached(key_sql::SESSION_KEY)?
                 .query_row(params![hash.as_slice(), micros(now)], |row| {
                     Ok((key_from_row(row)?, row.get::<_, i64>(7)?))
                 })

@@ -68,6 +68,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SQL both backends read keys with (`$n` parameters; SQLite numbers them in order
+/// of appearance). Rows come back in [`KEY_COLUMNS`] order, then what each statement adds.
+pub mod sql {
+    /// A key's columns, in the order both backends' row readers take them.
+    pub const KEY_COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";
+
+    /// Every key, oldest first.
+    pub const LIST: &str = "SELECT id, name, role, projects, key_prefix, created_at, revoked_at \
+         FROM api_keys ORDER BY created_at, id";
+
+    /// The key whose hash is `$1`, with its stored hash (column 7) to compare in constant time.
+    pub const BY_HASH: &str = "SELECT id, name, role, projects, key_prefix, created_at, \
+         revoked_at, key_hash FROM api_keys WHERE key_hash = $1";
+
+    /// The live key of the session whose secret hashes to `$1` and that has not expired by
+    /// `$2` (microseconds), with the session's expiry (column 7): a revoked key's
+    /// sessions stop working at once.
+    pub const SESSION_KEY: &str = "SELECT k.id, k.name, k.role, k.projects, k.key_prefix, \
+         k.created_at, k.revoked_at, s.expires_at FROM sessions s \
+         JOIN api_keys k ON k.id = s.key_id \
+         WHERE s.secret_hash = $1 AND s.expires_at > $2 AND k.revoked_at IS NULL";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,26 +303,13 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use opsd_domain::{Details, Kind, NewOperation, OpType, Operation};
+    use opsd_domain::{Kind, NewOperation, OpType, Operation};
 
     use super::*;
 
     fn operation(project: &str) -> Operation {
-        NewOperation {
-            project_id: project.into(),
-            kind: Kind::Vm,
-            op_type: OpType::Create,
-            resource_id: "vm-1".into(),
-            details: Details::default(),
-            description: None,
-            request_id: None,
-            user: None,
-            region: None,
-            zone: None,
-            target_link: None,
-            trace_context: None,
-        }
-        .into_operation(Uuid::now_v7(), opsd_domain::now())
+        NewOperation::new(project, Kind::Vm, OpType::Create, "vm-1")
+            .into_operation(Uuid::now_v7(), opsd_domain::now())
     }
 
     fn change(op: &Operation, seq: u64) -> Change {

@@ -53,27 +53,14 @@ pub fn change(change: &mut Change, from: OffsetDateTime, to: OffsetDateTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opsd_domain::{Details, Kind, NewOperation, OpType};
+    use opsd_domain::{Kind, NewOperation, OpType};
 
     #[test]
     fn only_the_times_the_batch_set_move() {
         let earlier = opsd_domain::now() - time::Duration::seconds(5);
         let t0 = earlier + time::Duration::seconds(1);
         let head = t0 + time::Duration::milliseconds(3);
-        let new = NewOperation {
-            project_id: "p".into(),
-            kind: Kind::Vm,
-            op_type: OpType::Create,
-            resource_id: "vm-1".into(),
-            details: Details::default(),
-            description: None,
-            request_id: None,
-            user: None,
-            region: None,
-            zone: None,
-            target_link: None,
-            trace_context: None,
-        };
+        let new = NewOperation::new("p", Kind::Vm, OpType::Create, "vm-1");
         let mut op = new.into_operation(uuid::Uuid::now_v7(), earlier);
         op.started_at = Some(earlier);
         op.ended_at = Some(t0);

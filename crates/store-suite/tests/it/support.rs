@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::collections::BTreeMap;
 
 use opsd_domain::{
-    Details, DiffValue, FieldDiff, Kind, ListFilter, NewOperation, OpType, Operation, Page,
-    PageRequest, Patch, Sort, Status,
+    DiffValue, FieldDiff, Kind, ListFilter, NewOperation, OpType, Operation, Page, PageRequest,
+    Patch, Sort, Status,
 };
 use opsd_store::{Clock, Store};
 use opsd_store_suite::TestDb;
@@ -78,20 +78,7 @@ pub async fn reopen_store(db: &TestDb, clock: &FakeClock) -> Arc<dyn Store> {
 
 /// A minimal create request.
 pub fn new_op(project: &str, kind: Kind, op_type: OpType, resource: &str) -> NewOperation {
-    NewOperation {
-        project_id: project.into(),
-        kind,
-        op_type,
-        resource_id: resource.into(),
-        details: Details::default(),
-        description: None,
-        request_id: None,
-        user: None,
-        region: None,
-        zone: None,
-        target_link: None,
-        trace_context: None,
-    }
+    NewOperation::new(project, kind, op_type, resource)
 }
 
 /// A request with a non-empty body, so that idempotency compares more than the ids.

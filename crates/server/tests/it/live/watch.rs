@@ -158,20 +158,12 @@ async fn a_watch_that_falls_behind_the_feed_ends() {
     let (feed, _) = broadcast::channel::<Change>(4);
     let store: Arc<dyn Store> = Arc::new(CountingStore::with_feed(db.open().await, feed.clone()));
     let op = store
-        .create(opsd_domain::NewOperation {
-            project_id: "p".into(),
-            kind: Kind::Vm,
-            op_type: opsd_domain::OpType::Create,
-            resource_id: "vm-1".into(),
-            details: Default::default(),
-            description: None,
-            request_id: None,
-            user: None,
-            region: None,
-            zone: None,
-            target_link: None,
-            trace_context: None,
-        })
+        .create(opsd_domain::NewOperation::new(
+            "p",
+            Kind::Vm,
+            opsd_domain::OpType::Create,
+            "vm-1",
+        ))
         .await
         .unwrap()
         .operation;
