@@ -2,9 +2,9 @@
 //! write; lookups run on the pool. Only the SHA-256 of a key is stored.
 
 use async_trait::async_trait;
-use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
-use opsd_store::sessions::{self, NewSession};
+use opsd_domain::{ApiKey, ProjectScope, Role};
 use opsd_store::api_keys::{self, sql as key_sql};
+use opsd_store::sessions::{self};
 use opsd_store::{KeyStore, Result, StoreError};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -40,12 +40,8 @@ pub fn key(row: &Row) -> Result<ApiKey> {
 
 #[async_trait]
 impl KeyStore for PostgresStore {
-    async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)> {
-        self.queue.create_key(new).await
-    }
-
-    async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>> {
-        self.queue.create_first_key(new).await
+    fn key_queue(&self) -> &opsd_store::write::Queue {
+        &self.queue
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
@@ -59,10 +55,6 @@ impl KeyStore for PostgresStore {
             .collect()
     }
 
-    async fn revoke_key(&self, id: Uuid) -> Result<ApiKey> {
-        self.queue.revoke_key(id).await
-    }
-
     async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>> {
         let hash = api_keys::hash(secret);
         let client = self.client().await?;
@@ -74,10 +66,6 @@ impl KeyStore for PostgresStore {
         let stored: &[u8] = row.get(7);
         let key = key(&row)?;
         Ok((api_keys::hashes_equal(stored, &hash) && key.revoked_at.is_none()).then_some(key))
-    }
-
-    async fn create_session(&self, key_id: Uuid, expires_at: OffsetDateTime) -> Result<NewSession> {
-        self.queue.create_session(key_id, expires_at).await
     }
 
     async fn session_key(
@@ -97,10 +85,6 @@ impl KeyStore for PostgresStore {
         let Some(row) = row else { return Ok(None) };
         let key = key(&row)?;
         Ok(from_micros(row.get(7)).map(|expires| (key, expires)))
-    }
-
-    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()> {
-        self.queue.end_session(secret, now).await
     }
 
     async fn has_ever_had_keys(&self) -> Result<bool> {

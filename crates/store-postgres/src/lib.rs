@@ -37,12 +37,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use opsd_domain::lease::ClaimRequest;
-use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort};
-use opsd_store::{
-    Backfill, Change, Claimed, Clock, Created, FEED_CAPACITY, Heartbeat, Preconditions, Renewed,
-    Result, Store, StoreError,
-};
+use opsd_domain::{Event, ListFilter, Operation, Page, PageRequest, Sort};
+use opsd_store::{Backfill, Change, Clock, FEED_CAPACITY, Result, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
@@ -239,12 +235,8 @@ pub async fn connect(url: &DatabaseUrl) -> Result<deadpool_postgres::Object> {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn create(&self, new: NewOperation) -> Result<Created> {
-        self.queue.create(new).await
-    }
-
-    async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation> {
-        self.queue.update(id, patch, pre).await
+    fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Operation>> {
@@ -340,35 +332,11 @@ impl Store for PostgresStore {
         Ok(projects)
     }
 
-    async fn cancel(&self, id: Uuid) -> Result<Operation> {
-        self.queue.cancel(id).await
-    }
-
-    async fn delete_finished(&self, id: Uuid) -> Result<()> {
-        self.queue.delete_finished(id).await
-    }
-
-    async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
-        self.queue.claim(request).await
-    }
-
-    async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
-        self.queue.heartbeat(id, heartbeat).await
-    }
-
-    async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
-        self.queue.expire_leases(limit).await
-    }
-
     async fn next_lease_expiry(&self) -> Result<Option<OffsetDateTime>> {
         reads::next_lease_expiry(&self.client().await?).await
     }
 
     async fn leases_held(&self) -> Result<u64> {
         reads::leases_held(&self.client().await?).await
-    }
-
-    async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
-        self.queue.purge_terminal(before, batch_size).await
     }
 }

@@ -4,16 +4,16 @@
 //! session secret is stored.
 
 use async_trait::async_trait;
-use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role, micros};
+use opsd_domain::{ApiKey, ProjectScope, Role, micros};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::SqliteStore;
 use crate::rows::from_micros;
-use opsd_store::{KeyStore, Result};
 use opsd_store::api_keys::{self, sql as key_sql};
 use opsd_store::sessions;
+use opsd_store::{KeyStore, Result};
 
 pub(crate) use opsd_store::api_keys::sql::KEY_COLUMNS as COLUMNS;
 
@@ -52,25 +52,17 @@ pub(crate) fn ever_had_keys(conn: &Connection) -> rusqlite::Result<bool> {
 
 #[async_trait]
 impl KeyStore for SqliteStore {
-    async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)> {
-        self.queue.create_key(new).await
-    }
-
-    async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>> {
-        self.queue.create_first_key(new).await
+    fn key_queue(&self) -> &opsd_store::write::Queue {
+        &self.queue
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
         self.read(|conn| {
             conn.prepare_cached(key_sql::LIST)?
-            .query_map([], key_from_row)?
-            .collect()
+                .query_map([], key_from_row)?
+                .collect()
         })
         .await
-    }
-
-    async fn revoke_key(&self, id: Uuid) -> Result<ApiKey> {
-        self.queue.revoke_key(id).await
     }
 
     async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>> {
@@ -78,10 +70,10 @@ impl KeyStore for SqliteStore {
         let found = self
             .read(move |conn| {
                 conn.prepare_cached(key_sql::BY_HASH)?
-                .query_row([hash.as_slice()], |row| {
-                    Ok((key_from_row(row)?, row.get::<_, Vec<u8>>(7)?))
-                })
-                .optional()
+                    .query_row([hash.as_slice()], |row| {
+                        Ok((key_from_row(row)?, row.get::<_, Vec<u8>>(7)?))
+                    })
+                    .optional()
             })
             .await?;
         Ok(found
@@ -95,14 +87,6 @@ impl KeyStore for SqliteStore {
         self.read(|conn| ever_had_keys(conn)).await
     }
 
-    async fn create_session(
-        &self,
-        key_id: Uuid,
-        expires_at: OffsetDateTime,
-    ) -> Result<opsd_store::sessions::NewSession> {
-        self.queue.create_session(key_id, expires_at).await
-    }
-
     async fn session_key(
         &self,
         secret: &str,
@@ -112,16 +96,12 @@ impl KeyStore for SqliteStore {
         let found = self
             .read(move |conn| {
                 conn.prepare_cached(key_sql::SESSION_KEY)?
-                .query_row(params![hash.as_slice(), micros(now)], |row| {
-                    Ok((key_from_row(row)?, row.get::<_, i64>(7)?))
-                })
-                .optional()
+                    .query_row(params![hash.as_slice(), micros(now)], |row| {
+                        Ok((key_from_row(row)?, row.get::<_, i64>(7)?))
+                    })
+                    .optional()
             })
             .await?;
         Ok(found.and_then(|(key, exp)| from_micros(exp).map(|e| (key, e))))
-    }
-
-    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()> {
-        self.queue.end_session(secret, now).await
     }
 }

@@ -35,18 +35,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use opsd_domain::lease::ClaimRequest;
-use opsd_domain::{Event, ListFilter, NewOperation, Operation, Page, PageRequest, Patch, Sort};
+use opsd_domain::{Event, ListFilter, Operation, Page, PageRequest, Sort};
 use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use opsd_store::write::{Queue, Write};
-use opsd_store::{
-    Backfill, Change, Claimed, Clock, Created, FEED_CAPACITY, Heartbeat, Preconditions, Renewed,
-    Result, Store, StoreError,
-};
+use opsd_store::{Backfill, Change, Clock, FEED_CAPACITY, Result, Store, StoreError};
 
 /// Longest `/readyz` waits for its probe write.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -181,12 +177,8 @@ fn poisoned() -> StoreError {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create(&self, new: NewOperation) -> Result<Created> {
-        self.queue.create(new).await
-    }
-
-    async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation> {
-        self.queue.update(id, patch, pre).await
+    fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Operation>> {
@@ -277,36 +269,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
-        self.queue.claim(request).await
-    }
-
-    async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
-        self.queue.heartbeat(id, heartbeat).await
-    }
-
-    async fn cancel(&self, id: Uuid) -> Result<Operation> {
-        self.queue.cancel(id).await
-    }
-
-    async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
-        self.queue.expire_leases(limit).await
-    }
-
     async fn next_lease_expiry(&self) -> Result<Option<OffsetDateTime>> {
         self.read(|conn| reads::next_lease_expiry(conn)).await
     }
 
     async fn leases_held(&self) -> Result<u64> {
         self.read(|conn| reads::leases_held(conn)).await
-    }
-
-    async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
-        self.queue.purge_terminal(before, batch_size).await
-    }
-
-    async fn delete_finished(&self, id: Uuid) -> Result<()> {
-        self.queue.delete_finished(id).await
     }
 
     async fn stats(

@@ -131,9 +131,17 @@ pub struct WriteConflicts {
 /// returned future resolves, and the change feed follows the ordering rule above.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The queue to this store's writer. Every write of every backend goes through one
+    /// writer per process (group commit; see [`write`]), so the write methods below
+    /// default to one call on this queue and a backend implements only its reads. A
+    /// store that wraps another and adds to its writes (tracing, say) overrides them.
+    fn queue(&self) -> &write::Queue;
+
     /// Creates an operation in `pending`, or returns the one an earlier call with the same
     /// `(project_id, request_id)` and body created.
-    async fn create(&self, new: NewOperation) -> Result<Created>;
+    async fn create(&self, new: NewOperation) -> Result<Created> {
+        self.queue().create(new).await
+    }
 
     /// Applies `patch` through the state machine; with `expected_version`, only if the
     /// stored version still matches. A leased operation refuses it (no token given).
@@ -152,7 +160,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// [`update`](Self::update) with every precondition: the expected version and the
     /// lease token, which a leased operation requires and an unleased one refuses.
-    async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation>;
+    async fn update_with(&self, id: Uuid, patch: Patch, pre: Preconditions) -> Result<Operation> {
+        self.queue().update(id, patch, pre).await
+    }
 
     /// One operation by id.
     async fn get(&self, id: Uuid) -> Result<Option<Operation>>;
@@ -226,20 +236,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Atomically moves the oldest matching operation to `running` under a new lease;
     /// `None` when nothing matches.
-    async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>>;
+    async fn claim(&self, request: ClaimRequest) -> Result<Option<Claimed>> {
+        self.queue().claim(request).await
+    }
 
     /// Renews the lease of `id` (and applies progress or a message, if given).
-    async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed>;
+    async fn heartbeat(&self, id: Uuid, heartbeat: Heartbeat) -> Result<Renewed> {
+        self.queue().heartbeat(id, heartbeat).await
+    }
 
     /// Asks to cancel `id` (the domain's `cancel` rules): a `pending` operation fails
     /// with `CANCELLED` at once, a `running` or `unknown` one gets `cancel_requested`
     /// (its lease untouched), a second request changes nothing and returns the operation
     /// as it is; a finished one is `Change(AlreadyFinished)`, a missing one `NotFound`.
-    async fn cancel(&self, id: Uuid) -> Result<Operation>;
+    async fn cancel(&self, id: Uuid) -> Result<Operation> {
+        self.queue().cancel(id).await
+    }
 
     /// Moves up to `limit` operations whose lease has run out (by the store's clock) to
     /// `unknown`, oldest expiry first; returns them as changed.
-    async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>>;
+    async fn expire_leases(&self, limit: usize) -> Result<Vec<Operation>> {
+        self.queue().expire_leases(limit).await
+    }
 
     /// When the next lease runs out, if any is held.
     async fn next_lease_expiry(&self) -> Result<Option<OffsetDateTime>>;
@@ -250,12 +268,16 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `batch_size` terminal operations that ended before `before`, with
     /// their events, advancing the feed horizon; returns how many were deleted.
     /// Unfinished operations are never deleted.
-    async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64>;
+    async fn purge_terminal(&self, before: OffsetDateTime, batch_size: usize) -> Result<u64> {
+        self.queue().purge_terminal(before, batch_size).await
+    }
 
     /// Deletes one finished operation with its events, as retention does (advancing the
     /// feed horizon). An unfinished one is `Change(NotFinished)` (the domain's
     /// `check_deletable`), a missing one `NotFound`.
-    async fn delete_finished(&self, id: Uuid) -> Result<()>;
+    async fn delete_finished(&self, id: Uuid) -> Result<()> {
+        self.queue().delete_finished(id).await
+    }
 
     /// The picture of one project over a window (see [`stats`]).
     async fn stats(&self, request: &stats::StatsRequest) -> Result<stats::ProjectStats>;
@@ -267,14 +289,22 @@ pub trait Store: Send + Sync + 'static {
 /// API keys: created with a secret shown once, listed without secrets, revoked at once.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
+    /// The queue to the writer that stores keys and sessions (the same one as the
+    /// store's): the writes below default to one call on it, as [`Store`]'s do.
+    fn key_queue(&self) -> &write::Queue;
+
     /// Creates a key; returns it with its secret, which is stored only as a hash.
-    async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)>;
+    async fn create_key(&self, new: NewApiKey) -> Result<(ApiKey, String)> {
+        self.key_queue().create_key(new).await
+    }
 
     /// Every key, revoked ones included, oldest first.
     async fn list_keys(&self) -> Result<Vec<ApiKey>>;
 
     /// Revokes a key (idempotent); `KeyNotFound` if there is no such key.
-    async fn revoke_key(&self, id: Uuid) -> Result<ApiKey>;
+    async fn revoke_key(&self, id: Uuid) -> Result<ApiKey> {
+        self.key_queue().revoke_key(id).await
+    }
 
     /// The live (not revoked) key whose secret is `secret`, if any.
     async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>>;
@@ -285,7 +315,9 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Creates `new` only if no key was ever created, atomically: several opsd
     /// processes starting together on one empty database make one first admin key.
     /// `None` when a key already existed.
-    async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>>;
+    async fn create_first_key(&self, new: NewApiKey) -> Result<Option<(ApiKey, String)>> {
+        self.key_queue().create_first_key(new).await
+    }
 
     /// Creates a console session for the live key `key_id` that expires at `expires_at`;
     /// only a hash of its secret is stored. `KeyNotFound` if the key is missing or revoked.
@@ -293,7 +325,9 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         key_id: Uuid,
         expires_at: OffsetDateTime,
-    ) -> Result<sessions::NewSession>;
+    ) -> Result<sessions::NewSession> {
+        self.key_queue().create_session(key_id, expires_at).await
+    }
 
     /// The key behind a session secret, with the session's expiry, if the session exists,
     /// has not expired by `now`, and its key is not revoked.
@@ -304,5 +338,7 @@ pub trait KeyStore: Send + Sync + 'static {
     ) -> Result<Option<(ApiKey, OffsetDateTime)>>;
 
     /// Ends a session (sign-out; idempotent) and drops sessions expired by `now`.
-    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()>;
+    async fn end_session(&self, secret: &str, now: OffsetDateTime) -> Result<()> {
+        self.key_queue().end_session(secret, now).await
+    }
 }

@@ -51,6 +51,10 @@ impl TracedStore {
 
 #[async_trait]
 impl Store for TracedStore {
+    fn queue(&self) -> &crate::write::Queue {
+        self.inner.queue()
+    }
+
     async fn create(&self, new: NewOperation) -> Result<Created> {
         self.span("create", self.inner.create(new)).await
     }

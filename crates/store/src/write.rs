@@ -3,8 +3,8 @@
 //! Every backend runs all of its writes through one writer per process, which drains
 //! its queue into one transaction at a time (group commit) and answers each caller only
 //! after the COMMIT. The commands, their answers and the queue are the same for every
-//! backend, so a backend says only how a batch of them is carried out; its `Store` and
-//! `KeyStore` methods for writes are one call on [`Queue`] each.
+//! backend, so a backend says only how a batch of them is carried out: the `Store` and
+//! `KeyStore` write methods are one call on [`Queue`] each, by the traits' defaults.
 
 use opsd_domain::lease::ClaimRequest;
 use opsd_domain::{ApiKey, NewApiKey, NewOperation, Operation, Patch};
