@@ -29,6 +29,7 @@ pub async fn serve<L>(
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    L::Io: accept::Sniff,
 {
     let live = state.live.clone();
     let header_read_timeout = state.header_read_timeout;

@@ -15,7 +15,7 @@ pub fn no_delay(tcp: &TcpStream) {
 }
 
 /// A listener without TLS whose connections have Nagle's algorithm off ([`no_delay`]).
-pub fn plain(tcp: TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
+pub fn plain(tcp: TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr, Io = TcpStream> {
     use axum::serve::ListenerExt;
     tcp.tap_io(|stream| no_delay(stream))
 }

@@ -65,6 +65,16 @@ impl TlsListener {
     }
 }
 
+/// What ALPN agreed: `h2`, or HTTP/1.1 (also for a client that offered no protocol).
+impl crate::accept::Sniff for TlsStream<TcpStream> {
+    async fn http_version(&self) -> std::io::Result<crate::accept::HttpVersion> {
+        Ok(match self.get_ref().1.alpn_protocol() {
+            Some(b"h2") => crate::accept::HttpVersion::Http2,
+            _ => crate::accept::HttpVersion::Http1,
+        })
+    }
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;

@@ -5,7 +5,7 @@
 
 mod cancel;
 mod keys;
-pub mod leases;
+mod leases;
 mod retention;
 mod sessions;
 
@@ -29,6 +29,8 @@ pub fn refuses_before_changing(write: &Write) -> bool {
     matches!(write, Write::Create(_) | Write::Update { .. })
 }
 
+/// Carries out one write on the batch's connection; its changes go to `changes`, which
+/// the writer publishes after the COMMIT.
 pub fn apply(
     conn: &Connection,
     write: &Write,
