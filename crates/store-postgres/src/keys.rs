@@ -14,8 +14,8 @@ use crate::PostgresStore;
 use crate::errors::ctx;
 use crate::rows::from_micros;
 
-/// The columns [`key`] reads.
-pub use opsd_store::api_keys::sql::KEY_COLUMNS as COLUMNS;
+/// The columns [`key`] reads, in its order.
+pub const COLUMNS: &str = key_sql::KEY_COLUMNS;
 
 /// Reads one key from a row selected with [`COLUMNS`].
 pub fn key(row: &Row) -> Result<ApiKey> {

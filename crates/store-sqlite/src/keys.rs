@@ -15,7 +15,7 @@ use opsd_store::api_keys::{self, sql as key_sql};
 use opsd_store::sessions;
 use opsd_store::{KeyStore, Result};
 
-pub(crate) use opsd_store::api_keys::sql::KEY_COLUMNS as COLUMNS;
+pub(crate) const COLUMNS: &str = key_sql::KEY_COLUMNS;
 
 pub(crate) fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
     let bad = |col: usize, msg: &str| {

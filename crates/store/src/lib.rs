@@ -132,7 +132,7 @@ pub struct WriteConflicts {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The queue to this store's writer. Every write of every backend goes through one
-    /// writer per process (group commit; see [`write`]), so the write methods below
+    /// writer per process (group commit; see [`mod@write`]), so the write methods below
     /// default to one call on this queue and a backend implements only its reads. A
     /// store that wraps another and adds to its writes (tracing, say) overrides them.
     fn queue(&self) -> &write::Queue;

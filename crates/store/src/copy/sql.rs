@@ -1,7 +1,7 @@
 //! The SQL of a copy, the same text on both backends (SQLite numbers the `$n`
 //! parameters itself): which columns a copy carries, and how it reads and writes them.
 
-/// The stored columns of an operation a copy writes, in [`OperationRow`] order after
+/// The stored columns of an operation a copy writes, in [`OperationRow`](super::OperationRow) order after
 /// `seq` (the same names on both backends).
 pub const OPERATION_COLUMNS: [&str; 32] = [
     "id",
@@ -39,7 +39,7 @@ pub const OPERATION_COLUMNS: [&str; 32] = [
 ];
 
 /// The columns of an event a copy writes (besides `seq` and `op_seq`), in
-/// [`EventRow`] order after the operation id.
+/// [`EventRow`](super::EventRow) order after the operation id.
 pub const EVENT_COLUMNS: [&str; 13] = [
     "project",
     "version",
@@ -122,6 +122,6 @@ pub const UPSERT_KEY_SQL: &str = "INSERT INTO api_keys (id, name, role, projects
     ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
     projects = excluded.projects, revoked_at = excluded.revoked_at";
 
-/// Every API key, in [`KeyRow`] order.
+/// Every API key, in [`KeyRow`](super::KeyRow) order.
 pub const SELECT_KEYS_SQL: &str = "SELECT id, name, role, projects, key_hash, key_prefix, \
     created_at, revoked_at FROM api_keys ORDER BY created_at, id";
