@@ -102,10 +102,16 @@ where
             open: open_tx.clone(),
         };
         tokio::spawn(async move {
-            // A client that sends nothing legible in time is dropped before hyper sees it.
-            let Ok(Ok(version)) =
-                tokio::time::timeout(header_read_timeout, io.http_version()).await
-            else {
+            let mut closing = closing;
+            // A client that sends nothing legible in time is dropped before hyper sees
+            // it, and so is one that has not when the server stops: an HTTP client's
+            // pool may hold a connection it opened in a race and never used, which
+            // must not hold up a graceful shutdown for the header read timeout.
+            let version = tokio::select! {
+                version = tokio::time::timeout(header_read_timeout, io.http_version()) => version,
+                () = closing.stopped() => return,
+            };
+            let Ok(Ok(version)) = version else {
                 return;
             };
             let io = TokioIo::new(io);
@@ -137,6 +143,15 @@ struct Closing {
 }
 
 impl Closing {
+    /// Resolves once the server stops.
+    async fn stopped(&mut self) {
+        while !*self.stop.borrow_and_update() {
+            if self.stop.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     async fn drive<C: GracefulConnection>(mut self, connection: C) {
         tokio::pin!(connection);
         let mut closing_since_idle = false;
@@ -375,5 +390,28 @@ mod tests {
         drop(client);
         // hyper's HTTP/1 then reads the end and stops.
         assert_eq!(server.http_version().await.unwrap(), HttpVersion::Http1);
+    }
+
+    /// A socket that never says which HTTP it speaks does not hold up a stopping server
+    /// for the header read timeout.
+    #[tokio::test]
+    async fn a_silent_socket_does_not_delay_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            Router::new(),
+            Duration::from_secs(60),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        // Accepted and sniffing before the stop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), server).await;
+        assert!(ended.is_ok(), "the server waited for a silent socket");
     }
 }
