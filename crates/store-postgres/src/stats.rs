@@ -39,7 +39,8 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
     let per_minute = tx
         .query(
             "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT op_seq) FROM events \
-             WHERE project = (SELECT n FROM projects WHERE name = $1) AND at >= $2 GROUP BY minute, status ORDER BY minute, status",
+             WHERE project = (SELECT n FROM projects WHERE name = $1) \
+             AND seq >= opsd_first_event_at($2) AND at >= $2 GROUP BY minute, status ORDER BY minute, status",
             &[&req.project_id, &since, &MINUTE_MICROS],
         )
         .await

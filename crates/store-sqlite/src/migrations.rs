@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/0012_feed_restamp.sql")),
     (13, include_str!("../migrations/0013_trace_context.sql")),
     (14, include_str!("../migrations/0014_store_meta.sql")),
+    (15, include_str!("../migrations/0015_fewer_indexes.sql")),
 ];
 
 /// A data step that runs in Rust after a migration's SQL, in the same transaction, for

@@ -19,6 +19,7 @@ mod delete;
 mod feed_across;
 mod google_filter;
 mod history;
+mod list_plans;
 mod live;
 mod migrations;
 mod ordering;

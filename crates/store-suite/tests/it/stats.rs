@@ -102,6 +102,46 @@ async fn durations_are_nearest_rank_percentiles_by_kind_and_type() {
     assert_eq!(listed, [("other", 1), ("p", 6)]);
 }
 
+/// The window starts exactly at `since`, wherever that falls among the history: on
+/// PostgreSQL its first event is found by a binary search over `seq` (migration 0015),
+/// so every start from before the first event to after the last is tried, with another
+/// project's events in between.
+#[tokio::test]
+async fn the_window_starts_at_since_exactly() {
+    let clock = FakeClock::default();
+    let (_dir, store) = open_store_with_clock(&clock).await;
+    let mut created = Vec::new();
+    for i in 0..25 {
+        let project = if i % 3 == 0 { "other" } else { "p" };
+        created.push((project, clock.now()));
+        store
+            .create(new_op(project, Kind::Vm, OpType::Create, "vm-1"))
+            .await
+            .unwrap();
+        clock.tick(1);
+    }
+    let starts = created
+        .iter()
+        .map(|(_, at)| *at)
+        .chain([created[0].1 - Duration::from_secs(1), clock.now()]);
+    for since in starts {
+        let stats = store
+            .stats(&StatsRequest {
+                project_id: "p".into(),
+                since,
+                now: clock.now(),
+            })
+            .await
+            .unwrap();
+        let counted: u64 = stats.per_minute.iter().map(|m| m.operations).sum();
+        let expected = created
+            .iter()
+            .filter(|(project, at)| *project == "p" && *at >= since)
+            .count() as u64;
+        assert_eq!(counted, expected, "since {since}");
+    }
+}
+
 #[tokio::test]
 async fn attention_lists_long_runs_and_expiring_leases() {
     let clock = FakeClock::default();

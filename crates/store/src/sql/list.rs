@@ -3,8 +3,8 @@
 //! `(project, [filter,] sort_column, seq)` key, never an OFFSET.
 
 use opsd_domain::{
-    Cursor, Direction, KeyValue, ListFilter, Operation, Page, PageRequest, Position, Sort,
-    SortField, micros,
+    Cursor, Direction, KeyValue, Kind, ListFilter, OpType, Operation, Page, PageRequest, Position,
+    Sort, SortField, Status, micros,
 };
 
 use super::codes::Coded;
@@ -202,11 +202,69 @@ pub fn page_query(
     if let Some(pos) = after {
         push_keyset(&mut w, sort, direction, pos);
     }
-    let template = format!(
-        "SELECT {columns} FROM operations WHERE {{where}} ORDER BY {} LIMIT {limit}",
-        order_by(dialect, sort, direction)
-    );
+    let order = order_by(dialect, sort, direction);
+    let template = match merged_column(dialect, filter, sort) {
+        // One branch per value of the column, each an ordered walk of its own range of
+        // an index, cut at `limit`; PostgreSQL merges them in order (Merge Append) and
+        // stops at `limit`, so a page costs a few short index walks, whatever the
+        // project's size.
+        Some((column, codes)) => {
+            let branches = codes
+                .iter()
+                .map(|code| {
+                    format!(
+                        "(SELECT * FROM operations WHERE {{where}} AND {column} = {code} \
+                         ORDER BY {order} LIMIT {limit})"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            format!(
+                "SELECT {columns} FROM ({branches}) AS operations ORDER BY {order} LIMIT {limit}"
+            )
+        }
+        None => format!(
+            "SELECT {columns} FROM operations WHERE {{where}} ORDER BY {order} LIMIT {limit}"
+        ),
+    };
     w.into_statement(&template)
+}
+
+/// The column a list walks one value at a time, merging the walks in order, when no
+/// single index holds its rows in its order (PostgreSQL only). Its indexes are the
+/// fewest that serve every filter in both orders (ARCHITECTURE.md, "Storage size"):
+///
+/// - `(project, status, created_at, seq)` and `(project, status, updated_at, seq)`:
+///   a list with no equality filter in creation order, and any list without a status
+///   filter in update order, walk them once per status;
+/// - `(project, kind, type, created_at, seq)`: a kind filter walks it once per type, a
+///   type filter once per kind.
+///
+/// SQLite keeps an index per shape instead: its entries hold neither `seq` nor a row
+/// header, and it has no merge.
+fn merged_column(
+    dialect: Dialect,
+    filter: &ListFilter,
+    sort: &Sort,
+) -> Option<(&'static str, Vec<i64>)> {
+    fn codes<T: Coded>(all: &[T]) -> Vec<i64> {
+        all.iter().map(|v| v.code()).collect()
+    }
+    if dialect != Dialect::Postgres || filter.status.is_some() {
+        return None;
+    }
+    match sort.terms().first()?.field {
+        SortField::UpdatedAt => Some(("status", codes(Status::ALL))),
+        SortField::CreatedAt if filter.resource_id.is_none() => {
+            match (filter.kind, filter.op_type) {
+                (None, None) => Some(("status", codes(Status::ALL))),
+                (Some(_), None) => Some(("type", codes(OpType::ALL))),
+                (None, Some(_)) => Some(("kind", codes(Kind::ALL))),
+                (Some(_), Some(_)) => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Whether any row matches beyond `pos` walking in `direction` (`SELECT 1 … LIMIT 1`).

@@ -1,0 +1,5 @@
+-- Version 15 drops three PostgreSQL indexes that other indexes already answer for
+-- (ARCHITECTURE.md, "Storage size"). SQLite never had the `(project, at)` events index,
+-- and keeps its creation- and update-order indexes (its entries hold no `seq`, and it
+-- would not merge five index walks in order); the version exists on both backends so
+-- that one number names one release's schema.
