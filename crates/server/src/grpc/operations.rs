@@ -13,6 +13,7 @@ use opsd_grpc_proto::google::longrunning::{
     CancelOperationRequest, DeleteOperationRequest, GetOperationRequest, ListOperationsRequest,
     ListOperationsResponse, Operation as LroOperation, WaitOperationRequest,
 };
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -21,6 +22,7 @@ use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::resume_list;
 use crate::http::nirvana::operations::not_found;
+use crate::read_cache::View;
 
 /// The service, over the server's state.
 pub struct OperationsService {
@@ -50,6 +52,30 @@ impl OperationsService {
             .ok_or_else(|| not_found(id))?;
         caller.require_operation(role, &op)?;
         Ok(op)
+    }
+
+    /// `GetOperation`, served from the read cache when this rendering of the operation
+    /// is there and current (as `GET /v1/operations/{id}` is): Google clients poll it.
+    async fn get(&self, caller: &Caller, name: &str) -> Result<LroOperation, ApiError> {
+        caller.require(Role::Reader)?;
+        let (project, id) = lro_view::parse_operation_name("name", name)?;
+        let reads = &self.state.reads;
+        if let Some(hit) = reads.operation(id, View::Lro) {
+            if *hit.project != *project {
+                return Err(not_found(id));
+            }
+            caller.require_operation_in(Role::Reader, id, &hit.project)?;
+            if let Ok(op) = LroOperation::decode(hit.body) {
+                return Ok(op);
+            }
+        }
+        // Taken before the read: an answer that a change overtook is not kept.
+        let ticket = reads.ticket();
+        let op = self.load(caller, Role::Reader, name).await?;
+        let answer = convert::operation(&op);
+        let body = answer.encode_to_vec().into();
+        reads.keep_operation(ticket, id, View::Lro, op.version, &op.project_id, body);
+        Ok(answer)
     }
 
     async fn list(
@@ -153,11 +179,10 @@ impl Operations for OperationsService {
 
     async fn get_operation(&self, request: Request<GetOperationRequest>) -> Answer<LroOperation> {
         let caller = caller(&request).map_err(fail)?;
-        let op = self
-            .load(&caller, Role::Reader, &request.get_ref().name)
+        self.get(&caller, &request.get_ref().name)
             .await
-            .map_err(fail)?;
-        Ok(Response::new(convert::operation(&op)))
+            .map(Response::new)
+            .map_err(fail)
     }
 
     async fn delete_operation(&self, request: Request<DeleteOperationRequest>) -> Answer<()> {

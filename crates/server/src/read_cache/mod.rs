@@ -1,5 +1,5 @@
-//! Rendered responses of the hot reads — `GET /v1/operations/{id}` and the Nirvana list —
-//! kept in memory so that a poll of something that did not change costs a lookup instead
+//! Rendered responses of the hot reads — `GET /v1/operations/{id}`, gRPC `GetOperation`
+//! and the Nirvana list — kept in memory so that a poll of something that did not change costs a lookup instead
 //! of a store read and a serialization (ARCHITECTURE.md, "The read cache").
 //!
 //! **Never older than what this process acknowledged.** Every committed change reaches
@@ -70,6 +70,20 @@ pub struct Rendered {
     made: Instant,
 }
 
+/// Which rendering of an operation an entry holds: each API polls its own, and a change
+/// to the operation drops them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum View {
+    /// `GET /v1/operations/{id}`: the Nirvana JSON body.
+    Nirvana,
+    /// gRPC `GetOperation`: the encoded `google.longrunning.Operation`.
+    Lro,
+}
+
+impl View {
+    const ALL: [View; 2] = [View::Nirvana, View::Lro];
+}
+
 /// What a miss holds while it reads the store: see the module docs.
 #[derive(Clone, Copy, Debug)]
 pub struct Ticket(u64);
@@ -94,7 +108,7 @@ struct Inner {
     /// The index of the last change applied per operation and per project.
     op_changed: HashMap<Uuid, u64>,
     project_changed: HashMap<Arc<str>, u64>,
-    ops: Generations<Uuid>,
+    ops: Generations<(Uuid, View)>,
     /// Keyed by the query alone; the entry's project is checked on every hit.
     pages: Generations<String>,
 }
@@ -126,12 +140,12 @@ impl ReadCache {
         }
     }
 
-    /// The rendered operation `id`, if cached and still current.
-    pub fn operation(&self, id: Uuid) -> Option<Rendered> {
+    /// The rendering `view` of operation `id`, if cached and still current.
+    pub fn operation(&self, id: Uuid, view: View) -> Option<Rendered> {
         let found = self.lock().and_then(|mut inner| {
             inner.drain();
             let (floor, changed) = (inner.floor, inner.op_changed.get(&id).copied());
-            match inner.ops.get(&id) {
+            match inner.ops.get(&(id, view)) {
                 Some(r) if self.usable(r, floor, changed) => Some(r.clone()),
                 _ => None,
             }
@@ -165,11 +179,13 @@ impl ReadCache {
         }))
     }
 
-    /// Keeps the rendering of operation `id` read under `ticket`, unless it changed since.
+    /// Keeps the rendering `view` of operation `id` read under `ticket`, unless it changed
+    /// since.
     pub fn keep_operation(
         &self,
         ticket: Ticket,
         id: Uuid,
+        view: View,
         version: u64,
         project: &str,
         body: Bytes,
@@ -190,7 +206,7 @@ impl ReadCache {
             ticket: ticket.0,
             made: Instant::now(),
         };
-        inner.ops.insert(id, entry, size);
+        inner.ops.insert((id, view), entry, size);
     }
 
     /// Keeps the rendered page `query` of `project` read under `ticket`, unless the
@@ -286,7 +302,9 @@ impl Inner {
             .get_key_value(op.project_id.as_str())
             .map_or_else(|| op.project_id.as_str().into(), |(k, _)| k.clone());
         self.project_changed.insert(project, index);
-        self.ops.remove(&op.id);
+        for view in View::ALL {
+            self.ops.remove(&(op.id, view));
+        }
     }
 
     /// Drops every entry and what was remembered of changes; tickets taken before now
@@ -331,24 +349,49 @@ mod tests {
         let ticket = cache.ticket();
         // The write commits and is published while the miss reads the older version.
         feed.send(change(&op, 1)).unwrap();
-        cache.keep_operation(ticket, op.id, 1, "p", body("v1"));
+        cache.keep_operation(ticket, op.id, View::Nirvana, 1, "p", body("v1"));
         cache.keep_page(ticket, "p", "q".into(), body("page"));
-        assert!(cache.operation(op.id).is_none());
+        assert!(cache.operation(op.id, View::Nirvana).is_none());
         assert!(cache.page("p", "q").is_none());
         // Read after the change: kept and served.
         let ticket = cache.ticket();
-        cache.keep_operation(ticket, op.id, 2, "p", body("v2"));
+        cache.keep_operation(ticket, op.id, View::Nirvana, 2, "p", body("v2"));
         cache.keep_page(ticket, "p", "q".into(), body("page2"));
-        assert_eq!(cache.operation(op.id).unwrap().body, body("v2"));
+        assert_eq!(
+            cache.operation(op.id, View::Nirvana).unwrap().body,
+            body("v2")
+        );
         assert_eq!(cache.page("p", "q").unwrap().body, body("page2"));
         // Another project's change leaves the page alone; its own drops it.
         feed.send(change(&operation("other"), 2)).unwrap();
         assert!(cache.page("p", "q").is_some());
         feed.send(change(&operation("p"), 3)).unwrap();
         assert!(cache.page("p", "q").is_none());
-        assert_eq!(cache.operation(op.id).unwrap().version, 2);
+        assert_eq!(cache.operation(op.id, View::Nirvana).unwrap().version, 2);
         feed.send(change(&op, 4)).unwrap();
-        assert!(cache.operation(op.id).is_none());
+        assert!(cache.operation(op.id, View::Nirvana).is_none());
+    }
+
+    #[test]
+    fn each_view_is_kept_apart_and_a_change_drops_them_all() {
+        let (feed, rx) = broadcast::channel(16);
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
+        let op = operation("p");
+        cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("json"));
+        assert!(cache.operation(op.id, View::Lro).is_none());
+        cache.keep_operation(cache.ticket(), op.id, View::Lro, 1, "p", body("proto"));
+        assert_eq!(
+            cache.operation(op.id, View::Nirvana).unwrap().body,
+            body("json")
+        );
+        assert_eq!(
+            cache.operation(op.id, View::Lro).unwrap().body,
+            body("proto")
+        );
+        feed.send(change(&op, 1)).unwrap();
+        for view in View::ALL {
+            assert!(cache.operation(op.id, view).is_none(), "{view:?}");
+        }
     }
 
     #[test]
@@ -366,22 +409,22 @@ mod tests {
         let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
         let op = operation("p");
         let ticket = cache.ticket();
-        cache.keep_operation(ticket, op.id, 1, "p", body("v1"));
+        cache.keep_operation(ticket, op.id, View::Nirvana, 1, "p", body("v1"));
         for seq in 0..5 {
             feed.send(change(&operation("x"), seq)).unwrap();
         }
         // The receiver lagged: nothing made before can be trusted, nor kept later.
-        assert!(cache.operation(op.id).is_none());
-        cache.keep_operation(ticket, op.id, 1, "p", body("v1"));
-        assert!(cache.operation(op.id).is_none());
-        cache.keep_operation(cache.ticket(), op.id, 1, "p", body("v1"));
-        assert!(cache.operation(op.id).is_some());
+        assert!(cache.operation(op.id, View::Nirvana).is_none());
+        cache.keep_operation(ticket, op.id, View::Nirvana, 1, "p", body("v1"));
+        assert!(cache.operation(op.id, View::Nirvana).is_none());
+        cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("v1"));
+        assert!(cache.operation(op.id, View::Nirvana).is_some());
         cache.forget_everything();
-        assert!(cache.operation(op.id).is_none());
+        assert!(cache.operation(op.id, View::Nirvana).is_none());
         drop(feed);
-        cache.keep_operation(cache.ticket(), op.id, 1, "p", body("v1"));
+        cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("v1"));
         assert!(
-            cache.operation(op.id).is_none(),
+            cache.operation(op.id, View::Nirvana).is_none(),
             "a closed feed turns it off"
         );
     }
@@ -394,13 +437,13 @@ mod tests {
         let sole = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, None);
         let op = operation("p");
         for cache in [&shared, &sole] {
-            cache.keep_operation(cache.ticket(), op.id, 1, "p", body("v1"));
+            cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("v1"));
             cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
         }
         std::thread::sleep(Duration::from_millis(40));
-        assert!(shared.operation(op.id).is_none());
+        assert!(shared.operation(op.id, View::Nirvana).is_none());
         assert!(shared.page("p", "q").is_none());
-        assert!(sole.operation(op.id).is_some());
+        assert!(sole.operation(op.id, View::Nirvana).is_some());
         assert!(sole.page("p", "q").is_some());
     }
 
@@ -411,7 +454,7 @@ mod tests {
         let big = Bytes::from(vec![b'x'; 64 << 10]);
         let ids: Vec<Uuid> = (0..2_000).map(|_| Uuid::now_v7()).collect();
         for id in &ids {
-            cache.keep_operation(cache.ticket(), *id, 1, "p", big.clone());
+            cache.keep_operation(cache.ticket(), *id, View::Nirvana, 1, "p", big.clone());
         }
         let inner = cache.inner.lock().unwrap();
         let held = inner.ops.len() * (big.len() + ENTRY_OVERHEAD);
@@ -419,6 +462,10 @@ mod tests {
         assert!(inner.ops.len() > 100, "it keeps what fits");
         drop(inner);
         // The most recent ones are there.
-        assert!(cache.operation(*ids.last().unwrap()).is_some());
+        assert!(
+            cache
+                .operation(*ids.last().unwrap(), View::Nirvana)
+                .is_some()
+        );
     }
 }

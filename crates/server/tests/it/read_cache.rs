@@ -171,7 +171,7 @@ async fn cached_bodies_respect_the_callers_projects() {
 }
 
 /// The value of an unlabelled counter in the metrics text.
-fn counter(text: &str, name: &str) -> u64 {
+pub(crate) fn counter(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)

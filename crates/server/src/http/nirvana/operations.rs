@@ -19,6 +19,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody, Result};
 use crate::http::extract::{NoQuery, QueryParams, RawPath, resume_list, uuid_param};
 use crate::http::refusals::{BadOperationIdOrQuery, NoSuchOperation};
+use crate::read_cache::View;
 
 /// Query parameters of the list (and, minus the paging ones, of watch).
 const LIST_PARAMS: &[&str] = &[
@@ -52,7 +53,7 @@ pub async fn get(
 ) -> Result<Response> {
     caller.require(Role::Reader)?;
     let id = uuid_param(path, "operation_id")?;
-    if let Some(hit) = state.reads.operation(id) {
+    if let Some(hit) = state.reads.operation(id, View::Nirvana) {
         caller.require_operation_in(Role::Reader, id, &hit.project)?;
         return Ok(json_response(Some(hit.version), hit.body));
     }
@@ -64,7 +65,7 @@ pub async fn get(
     let body = render(&OperationOut::from(op))?;
     state
         .reads
-        .keep_operation(ticket, id, version, &project, body.clone());
+        .keep_operation(ticket, id, View::Nirvana, version, &project, body.clone());
     Ok(json_response(Some(version), body))
 }
 

@@ -274,3 +274,57 @@ async fn wait_answers_when_the_operation_finishes_or_at_its_timeout() {
             .done
     );
 }
+
+/// `GetOperation` is answered from the read cache when it can be, and never with a
+/// version older than an acknowledged write, whichever API or process made it; a cached
+/// operation stays hidden under another project's name and from a key of another
+/// project, as an uncached one is.
+#[tokio::test]
+async fn cached_gets_follow_every_write_and_keep_their_checks() {
+    let server = TestServer::start().await;
+    let p = unique_project();
+    let op = server.client.create(&new_op(&p)).await;
+    let id: uuid::Uuid = id_of(&op).parse().unwrap();
+    let name = name_of(&op);
+    let grpc = Grpc::with_role(&server, Role::Reader, &[&p]).await;
+    for i in 0..20u64 {
+        // Through REST, then straight through the store (as another replica's change
+        // reaches this process's feed).
+        let version = if i % 2 == 0 {
+            let patch = json!({"status": "running", "status_message": format!("step {i}")});
+            server.client.patch(&op, &patch).await["version"]
+                .as_u64()
+                .unwrap()
+        } else {
+            let patch = opsd_domain::Patch {
+                status_message: Some(format!("step {i}")),
+                ..opsd_domain::Patch::default()
+            };
+            server.store.update(id, patch, None).await.unwrap().version
+        };
+        for _ in 0..2 {
+            // The second read is the one the cache answers.
+            let got = metadata(&grpc.get(&name).await.unwrap());
+            assert_eq!(got.version, version, "after write {i}");
+            assert_eq!(got.status_message, format!("step {i}"));
+        }
+    }
+    // Every second read was answered from the cache (nothing else read through it).
+    let metrics = server
+        .client
+        .get_resp("/metrics", StatusCode::OK)
+        .await
+        .text;
+    let hits = crate::read_cache::counter(&metrics, "opsd_read_cache_hits_total");
+    assert!(
+        hits >= 20,
+        "{hits} GetOperation answered from the cache:\n{metrics}"
+    );
+
+    let elsewhere = format!("projects/{}/operations/{id}", unique_project());
+    let other_key = Grpc::with_role(&server, Role::Reader, &[&unique_project()]).await;
+    for (client, name) in [(&grpc, &elsewhere), (&other_key, &name)] {
+        let status = client.get(name).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{name}");
+    }
+}
