@@ -40,6 +40,10 @@ pub fn grpc_get(ctx: &Ctx) -> Result<Outcome, String> {
     let first = ctx.rt.block_on(get_once(server.addr, &key, &names[0]))?;
     let body_file = ctx.work.path().join("ceiling-operation.bin");
     std::fs::write(&body_file, first.encode_to_vec()).map_err(|e| e.to_string())?;
+    // Every operation read once, unmeasured, as a warmed-up server would have (as
+    // get_by_id does): what is measured is the service of polls, not the cache filling,
+    // which on PostgreSQL costs a round trip per first read.
+    ctx.rt.block_on(read_each_once(server.addr, &key, &names))?;
     let ceiling = Server::ceiling_grpc(&body_file, &ctx.pinning)?;
     let round = round_of(ctx.plan.read);
     let (mut ours, mut theirs) = (Stats::empty(), Stats::empty());
@@ -98,6 +102,34 @@ async fn get_once(
         .await
         .map(Response::into_inner)
         .map_err(|e| format!("GetOperation: {e}"))
+}
+
+/// Calls `GetOperation` once for every name, [`IN_FLIGHT`] callers each on a connection
+/// of its own.
+async fn read_each_once(
+    addr: SocketAddr,
+    key: &hyper::header::HeaderValue,
+    names: &Arc<Vec<String>>,
+) -> Result<(), String> {
+    let mut tasks = Vec::new();
+    for i in 0..IN_FLIGHT {
+        let channel = connect(addr).await?;
+        let (names, key) = (names.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = OperationsClient::new(channel);
+            for name in names.iter().skip(i).step_by(IN_FLIGHT) {
+                client
+                    .get_operation(request(&key, name))
+                    .await
+                    .map_err(|e| format!("GetOperation {name}: {e}"))?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
 }
 
 /// [`IN_FLIGHT`] callers over [`CONNECTIONS`] connections, each calling again as soon as
