@@ -26,12 +26,7 @@ const PAGE: usize = 10;
 /// HTTP ceiling.
 pub fn get_by_id(ctx: &Ctx) -> Result<Outcome, String> {
     let ids = ctx.template.all.clone();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let every_id = ids.clone();
-    let warm: MakeReq = Arc::new(move |_| {
-        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        every_id.get(i).map(|id| workload::get(*id))
-    });
+    let warm = workload::get_each_once(ids.clone());
     let make: MakeReq = Arc::new(move |rng| Some(workload::get(ids[rng.below(ids.len())])));
     let (mut o, body) = measure(ctx, "get_by_id", make, Some(warm))?;
     o.ratio_target(0.6, "HTTP");

@@ -74,6 +74,16 @@ pub fn get(id: Uuid) -> Req {
     request("GET", &format!("/v1/operations/{id}"), None)
 }
 
+/// A `GET` of each of `ids` once, in order, then no more requests: a load phase that
+/// reads every operation once (how the read scenarios warm a server's read cache).
+pub fn get_each_once(ids: Arc<Vec<Uuid>>) -> MakeReq {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Arc::new(move |_| {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        ids.get(i).map(|id| get(*id))
+    })
+}
+
 /// `GET /metrics` (the read cache's hit and miss counters).
 pub fn metrics() -> Req {
     request("GET", "/metrics", None)
