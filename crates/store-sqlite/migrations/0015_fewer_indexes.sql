@@ -1,5 +1,5 @@
--- Version 15 drops three PostgreSQL indexes that other indexes already answer for
--- (ARCHITECTURE.md, "Storage size"). SQLite never had the `(project, at)` events index,
--- and keeps its creation- and update-order indexes (its entries hold no `seq`, and it
--- would not merge five index walks in order); the version exists on both backends so
--- that one number names one release's schema.
+-- Version 15 takes four operation indexes and one events index out of PostgreSQL's
+-- schema, its lists merging walks of the indexes that remain (ARCHITECTURE.md, "Storage
+-- size"). SQLite never had the `(project, at)` events index and keeps an index per list
+-- shape (its entries hold neither `seq` nor a row header, so they cost it far less); the
+-- version exists on both backends so that one number names one release's schema.
