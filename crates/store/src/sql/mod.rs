@@ -7,6 +7,7 @@ pub mod codes;
 pub mod columns;
 mod google_filter;
 mod list;
+pub mod list_shapes;
 
 pub use list::{PageShape, count_query, counts_query, exists_beyond_query, page_query};
 
