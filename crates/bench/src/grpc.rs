@@ -1,8 +1,9 @@
 //! `grpc_get`: `google.longrunning.Operations/GetOperation` over h2c, closed loop, against
 //! a tonic ceiling (`ceiling_servers`): `opsd-bench ceiling-grpc`, its own process on the
 //! server core, whose generated service answers every call with the very message opsd
-//! answered (same bytes), served by hyper's HTTP/2 like opsd. The ratio isolates what opsd does beyond
-//! gRPC (authentication, limits, the store read, the conversion, metrics).
+//! answered (same bytes), served by hyper's HTTP/2 like opsd. The ratio isolates what
+//! opsd does beyond gRPC (authentication, limits, the read cache or the store, the
+//! conversion, metrics).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

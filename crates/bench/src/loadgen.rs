@@ -168,6 +168,16 @@ pub struct Limits {
     pub max_requests: u64,
 }
 
+impl Limits {
+    /// A phase that lasts until its requests run out (a request maker that answers
+    /// `None`), with no warm-up, within five minutes.
+    pub const UNTIL_DONE: Limits = Limits {
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(300),
+        max_requests: u64::MAX,
+    };
+}
+
 /// What a load phase measured.
 pub struct Stats {
     /// Latencies of measured, successful requests, in microseconds.

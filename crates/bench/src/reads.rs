@@ -128,12 +128,7 @@ fn measure(
     let (_dir, server) = ctx.fresh_opsd(name)?;
     let warmed = match warm {
         Some(warm) => {
-            let all = Limits {
-                warmup: std::time::Duration::ZERO,
-                duration: std::time::Duration::from_secs(300),
-                max_requests: u64::MAX,
-            };
-            ctx.closed(server.addr, READ_CONNS, all, warm);
+            ctx.closed(server.addr, READ_CONNS, Limits::UNTIL_DONE, warm);
             cache_counts(ctx, server.addr)
         }
         None => (0.0, 0.0),

@@ -16,8 +16,9 @@
 //! sends a byte (it is never handed to hyper), one that stops inside HTTP/2's preface or
 //! inside a request's head (HTTP/2 gives no request to the server until its head is
 //! whole), and an idle keep-alive connection of either protocol. This watchdog is ours
-//! (`Activity`): hyper times an HTTP/1 head itself, but its HTTP/2 has no such timer. A request being answered — a 120 s wait, an open
-//! watch stream — is in flight and is not cut. A connection asked to close this way
+//! (`Activity`): hyper times an HTTP/1 head itself, but its HTTP/2 has no such timer. A
+//! request being answered — a 120 s wait, an open watch stream — is in flight and is not
+//! cut. A connection asked to close this way
 //! that still has not closed after the same time again is dropped.
 //!
 //! **HTTP/2 limits.** At most [`MAX_STREAMS`] concurrent streams per connection and a

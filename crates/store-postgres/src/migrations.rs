@@ -1,8 +1,8 @@
 //! Versioned schema migrations for PostgreSQL, embedded in the binary. They carry the
 //! same version numbers as the SQLite backend's (a test fails when the two folders
 //! drift), and which ones a database lacks is decided as for SQLite
-//! (`opsd_store::migrations`). Several opsd processes may start at once on one database: the migration runs
-//! in one transaction under an advisory lock, so exactly one applies what is missing and
+//! (`opsd_store::migrations`). Several opsd processes may start at once on one database:
+//! the migration runs in one transaction under an advisory lock, so exactly one applies what is missing and
 //! the others then find nothing to do. DDL is transactional in PostgreSQL, so a failed
 //! migration leaves nothing half-applied.
 

@@ -69,7 +69,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The SQL both backends read keys with (`$n` parameters; SQLite numbers them in order
-/// of appearance). Rows come back in [`KEY_COLUMNS`](crate::api_keys::sql::KEY_COLUMNS) order, then what each statement adds.
+/// of appearance). Rows come back in [`KEY_COLUMNS`](crate::api_keys::sql::KEY_COLUMNS)
+/// order, then what each statement adds.
 pub mod sql {
     /// A key's columns, in the order both backends' row readers take them.
     pub const KEY_COLUMNS: &str = "id, name, role, projects, key_prefix, created_at, revoked_at";

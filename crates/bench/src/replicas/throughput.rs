@@ -77,14 +77,9 @@ fn warm_up(ctx: &Ctx, addrs: &[SocketAddr], conns: usize) -> Result<(), String> 
 /// cluster that has run a while has served (and cached) every polled operation. Without
 /// it the rows measured the replicas' read caches filling, one per replica.
 fn read_every_id_on_each(ctx: &Ctx, addrs: &[SocketAddr]) -> Result<(), String> {
-    let all = Limits {
-        warmup: Duration::ZERO,
-        duration: Duration::from_secs(300),
-        max_requests: u64::MAX,
-    };
     for addr in addrs {
         let every = workload::get_each_once(ctx.template.all.clone());
-        let read = ctx.closed(*addr, READ_CONNS, all, every);
+        let read = ctx.closed(*addr, READ_CONNS, Limits::UNTIL_DONE, every);
         if read.errors > 0 {
             return Err(format!(
                 "{} reads of every operation failed at {addr}: {:?}",

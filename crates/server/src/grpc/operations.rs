@@ -46,6 +46,17 @@ impl OperationsService {
     async fn load(&self, caller: &Caller, role: Role, name: &str) -> Result<Operation, ApiError> {
         caller.require(role)?;
         let (project, id) = lro_view::parse_operation_name("name", name)?;
+        self.load_in(caller, role, &project, id).await
+    }
+
+    /// [`Self::load`] of operation `id` named in `project`, the name already parsed.
+    async fn load_in(
+        &self,
+        caller: &Caller,
+        role: Role,
+        project: &str,
+        id: uuid::Uuid,
+    ) -> Result<Operation, ApiError> {
         let op = self.state.store.get(id).await?;
         let op = op
             .filter(|op| op.project_id == project)
@@ -71,7 +82,7 @@ impl OperationsService {
         }
         // Taken before the read: an answer that a change overtook is not kept.
         let ticket = reads.ticket();
-        let op = self.load(caller, Role::Reader, name).await?;
+        let op = self.load_in(caller, Role::Reader, &project, id).await?;
         let answer = convert::operation(&op);
         let body = answer.encode_to_vec().into();
         reads.keep_operation(ticket, id, View::Lro, op.version, &op.project_id, body);

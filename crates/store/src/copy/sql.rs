@@ -1,8 +1,9 @@
 //! The SQL of a copy, the same text on both backends (SQLite numbers the `$n`
 //! parameters itself): which columns a copy carries, and how it reads and writes them.
 
-/// The stored columns of an operation a copy writes, in [`OperationRow`](super::OperationRow) order after
-/// `seq` (the same names on both backends).
+/// The stored columns of an operation a copy writes, in
+/// [`OperationRow`](super::OperationRow) order after `seq` (the same names on both
+/// backends).
 pub const OPERATION_COLUMNS: [&str; 32] = [
     "id",
     "project",
