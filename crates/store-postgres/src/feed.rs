@@ -159,11 +159,12 @@ static BACKFILL_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Every project's events after a seq, in order (the pump's catch-up).
+/// Every project's events after seq `$1` and before seq `$3`, in order (the pump's
+/// catch-up).
 pub static CATCH_UP_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
-         WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+         WHERE e.seq > $1 AND e.seq < $3 ORDER BY e.seq LIMIT $2",
         rows::columns_of("o"),
         rows::EVENT_VERSION_COLUMNS
     )

@@ -95,8 +95,8 @@ pub async fn run(
                 }
                 None => return,
             },
-            () = signals.wake.notified() => catch_up(&pool, &feed, last).await,
-            () = tokio::time::sleep(tick) => catch_up(&pool, &feed, last).await,
+            () = signals.wake.notified() => catch_up(&pool, &feed, last, u64::MAX).await,
+            () = tokio::time::sleep(tick) => catch_up(&pool, &feed, last, u64::MAX).await,
         };
         // Log a failing store once, not on every tick; the next round retries.
         match outcome {
@@ -114,16 +114,23 @@ pub async fn run(
 }
 
 /// Publishes a batch of the local writer, reading from the store whatever other
-/// processes committed before it and was not published yet.
+/// processes committed before it and was not published yet. Only that gap is read: the
+/// batch itself is in hand. (With several processes writing there is a gap before
+/// almost every batch; reading the batch back too made every process decode every
+/// event of the cluster twice over.) The gap's events are all committed, since the
+/// batch took the feed head after them.
 async fn publish_batch(
     pool: &Pool,
     feed: &broadcast::Sender<Change>,
     last: &mut u64,
     changes: Vec<Change>,
 ) -> Result<()> {
-    if changes.first().is_some_and(|c| c.event_seq > *last + 1) {
-        // Catching up reads this batch too (it is committed).
-        return catch_up(pool, feed, last).await;
+    if let Some(first) = changes.first().map(|c| c.event_seq)
+        && first > *last + 1
+    {
+        catch_up(pool, feed, last, first).await?;
+        // Every event of the gap was read; a seq not found was purged by retention.
+        *last = first - 1;
     }
     for change in changes {
         if change.event_seq == *last + 1 {
@@ -135,12 +142,17 @@ async fn publish_batch(
     Ok(())
 }
 
-/// Publishes every committed change after `last`, read from the store; gives up after
-/// [`CATCH_UP_DEADLINE`] (what was read by then is published), so that a database that
-/// stops answering without closing the connection cannot hold the pump, and with it
-/// the writer waiting for its batch to be published.
-async fn catch_up(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut u64) -> Result<()> {
-    tokio::time::timeout(CATCH_UP_DEADLINE, read_missing(pool, feed, last))
+/// Publishes every committed change after `last` and before `until`, read from the
+/// store; gives up after [`CATCH_UP_DEADLINE`] (what was read by then is published), so
+/// that a database that stops answering without closing the connection cannot hold the
+/// pump, and with it the writer waiting for its batch to be published.
+async fn catch_up(
+    pool: &Pool,
+    feed: &broadcast::Sender<Change>,
+    last: &mut u64,
+    until: u64,
+) -> Result<()> {
+    tokio::time::timeout(CATCH_UP_DEADLINE, read_missing(pool, feed, last, until))
         .await
         .unwrap_or_else(|_| {
             Err(opsd_store::StoreError::Unavailable(
@@ -149,7 +161,12 @@ async fn catch_up(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut u64)
         })
 }
 
-async fn read_missing(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut u64) -> Result<()> {
+async fn read_missing(
+    pool: &Pool,
+    feed: &broadcast::Sender<Change>,
+    last: &mut u64,
+    until: u64,
+) -> Result<()> {
     let client = pool.get().await.map_err(errors::pool)?;
     let statement = client
         .prepare_cached(&crate::feed::CATCH_UP_SQL)
@@ -157,7 +174,7 @@ async fn read_missing(pool: &Pool, feed: &broadcast::Sender<Change>, last: &mut 
         .map_err(ctx("prepare catch-up"))?;
     loop {
         let rows = client
-            .query(&statement, &[&big(*last), &CATCH_UP_PAGE])
+            .query(&statement, &[&big(*last), &CATCH_UP_PAGE, &big(until)])
             .await
             .map_err(ctx("read events"))?;
         for row in &rows {
