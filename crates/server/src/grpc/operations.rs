@@ -71,7 +71,7 @@ impl OperationsService {
         caller.require(Role::Reader)?;
         let (project, id) = lro_view::parse_operation_name("name", name)?;
         let reads = &self.state.reads;
-        if let Some(hit) = reads.operation(id, View::Lro) {
+        if let Some(hit) = reads.operation(id, &View::Lro) {
             if *hit.project != *project {
                 return Err(not_found(id));
             }

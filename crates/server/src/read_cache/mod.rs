@@ -1,5 +1,5 @@
-//! Rendered responses of the hot reads — `GET /v1/operations/{id}`, gRPC `GetOperation`
-//! and the Nirvana list — kept in memory so that a poll of something that did not change
+//! Rendered responses of the hot reads — `GET /v1/operations/{id}`, gRPC `GetOperation`,
+//! Deployment Manager's `operations.get` and the Nirvana list — kept in memory so that a poll of something that did not change
 //! costs a lookup instead of a store read and a serialization (ARCHITECTURE.md, "The read cache").
 //!
 //! **Never older than what this process acknowledged.** Every committed change reaches
@@ -71,17 +71,24 @@ pub struct Rendered {
 }
 
 /// Which rendering of an operation an entry holds: each API polls its own, and a change
-/// to the operation drops them all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// to the operation makes them all unusable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum View {
     /// `GET /v1/operations/{id}`: the Nirvana JSON body.
     Nirvana,
     /// gRPC `GetOperation`: the encoded `google.longrunning.Operation`.
     Lro,
+    /// Deployment Manager's `operations.get`: its JSON depends on more than the
+    /// operation (`selfLink` on the scheme and `Host` the client used, the layout on
+    /// `prettyPrint`), so the view names those too and each is kept apart.
+    Google(Arc<str>),
 }
 
 impl View {
-    const ALL: [View; 2] = [View::Nirvana, View::Lro];
+    /// The views without a variant, which a change removes at once; a changed
+    /// operation's `Google` entries stay until evicted, never served again (as a changed
+    /// project's pages do).
+    const FIXED: [View; 2] = [View::Nirvana, View::Lro];
 }
 
 /// What a miss holds while it reads the store: see the module docs.
@@ -141,11 +148,11 @@ impl ReadCache {
     }
 
     /// The rendering `view` of operation `id`, if cached and still current.
-    pub fn operation(&self, id: Uuid, view: View) -> Option<Rendered> {
+    pub fn operation(&self, id: Uuid, view: &View) -> Option<Rendered> {
         let found = self.lock().and_then(|mut inner| {
             inner.drain();
             let (floor, changed) = (inner.floor, inner.op_changed.get(&id).copied());
-            match inner.ops.get(&(id, view)) {
+            match inner.ops.get(&(id, view.clone())) {
                 Some(r) if self.usable(r, floor, changed) => Some(r.clone()),
                 _ => None,
             }
@@ -302,7 +309,7 @@ impl Inner {
             .get_key_value(op.project_id.as_str())
             .map_or_else(|| op.project_id.as_str().into(), |(k, _)| k.clone());
         self.project_changed.insert(project, index);
-        for view in View::ALL {
+        for view in View::FIXED {
             self.ops.remove(&(op.id, view));
         }
     }
@@ -351,14 +358,14 @@ mod tests {
         feed.send(change(&op, 1)).unwrap();
         cache.keep_operation(ticket, op.id, View::Nirvana, 1, "p", body("v1"));
         cache.keep_page(ticket, "p", "q".into(), body("page"));
-        assert!(cache.operation(op.id, View::Nirvana).is_none());
+        assert!(cache.operation(op.id, &View::Nirvana).is_none());
         assert!(cache.page("p", "q").is_none());
         // Read after the change: kept and served.
         let ticket = cache.ticket();
         cache.keep_operation(ticket, op.id, View::Nirvana, 2, "p", body("v2"));
         cache.keep_page(ticket, "p", "q".into(), body("page2"));
         assert_eq!(
-            cache.operation(op.id, View::Nirvana).unwrap().body,
+            cache.operation(op.id, &View::Nirvana).unwrap().body,
             body("v2")
         );
         assert_eq!(cache.page("p", "q").unwrap().body, body("page2"));
@@ -367,9 +374,9 @@ mod tests {
         assert!(cache.page("p", "q").is_some());
         feed.send(change(&operation("p"), 3)).unwrap();
         assert!(cache.page("p", "q").is_none());
-        assert_eq!(cache.operation(op.id, View::Nirvana).unwrap().version, 2);
+        assert_eq!(cache.operation(op.id, &View::Nirvana).unwrap().version, 2);
         feed.send(change(&op, 4)).unwrap();
-        assert!(cache.operation(op.id, View::Nirvana).is_none());
+        assert!(cache.operation(op.id, &View::Nirvana).is_none());
     }
 
     #[test]
@@ -378,19 +385,26 @@ mod tests {
         let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
         let op = operation("p");
         cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("json"));
-        assert!(cache.operation(op.id, View::Lro).is_none());
+        assert!(cache.operation(op.id, &View::Lro).is_none());
         cache.keep_operation(cache.ticket(), op.id, View::Lro, 1, "p", body("proto"));
         assert_eq!(
-            cache.operation(op.id, View::Nirvana).unwrap().body,
+            cache.operation(op.id, &View::Nirvana).unwrap().body,
             body("json")
         );
         assert_eq!(
-            cache.operation(op.id, View::Lro).unwrap().body,
+            cache.operation(op.id, &View::Lro).unwrap().body,
             body("proto")
         );
+        let (here, there) = (
+            View::Google("http://a".into()),
+            View::Google("http://b".into()),
+        );
+        cache.keep_operation(cache.ticket(), op.id, here.clone(), 1, "p", body("a"));
+        assert!(cache.operation(op.id, &there).is_none());
+        assert_eq!(cache.operation(op.id, &here).unwrap().body, body("a"));
         feed.send(change(&op, 1)).unwrap();
-        for view in View::ALL {
-            assert!(cache.operation(op.id, view).is_none(), "{view:?}");
+        for view in [View::Nirvana, View::Lro, here] {
+            assert!(cache.operation(op.id, &view).is_none(), "{view:?}");
         }
     }
 
@@ -414,17 +428,17 @@ mod tests {
             feed.send(change(&operation("x"), seq)).unwrap();
         }
         // The receiver lagged: nothing made before can be trusted, nor kept later.
-        assert!(cache.operation(op.id, View::Nirvana).is_none());
+        assert!(cache.operation(op.id, &View::Nirvana).is_none());
         cache.keep_operation(ticket, op.id, View::Nirvana, 1, "p", body("v1"));
-        assert!(cache.operation(op.id, View::Nirvana).is_none());
+        assert!(cache.operation(op.id, &View::Nirvana).is_none());
         cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("v1"));
-        assert!(cache.operation(op.id, View::Nirvana).is_some());
+        assert!(cache.operation(op.id, &View::Nirvana).is_some());
         cache.forget_everything();
-        assert!(cache.operation(op.id, View::Nirvana).is_none());
+        assert!(cache.operation(op.id, &View::Nirvana).is_none());
         drop(feed);
         cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("v1"));
         assert!(
-            cache.operation(op.id, View::Nirvana).is_none(),
+            cache.operation(op.id, &View::Nirvana).is_none(),
             "a closed feed turns it off"
         );
     }
@@ -441,9 +455,9 @@ mod tests {
             cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
         }
         std::thread::sleep(Duration::from_millis(40));
-        assert!(shared.operation(op.id, View::Nirvana).is_none());
+        assert!(shared.operation(op.id, &View::Nirvana).is_none());
         assert!(shared.page("p", "q").is_none());
-        assert!(sole.operation(op.id, View::Nirvana).is_some());
+        assert!(sole.operation(op.id, &View::Nirvana).is_some());
         assert!(sole.page("p", "q").is_some());
     }
 
@@ -464,7 +478,7 @@ mod tests {
         // The most recent ones are there.
         assert!(
             cache
-                .operation(*ids.last().unwrap(), View::Nirvana)
+                .operation(*ids.last().unwrap(), &View::Nirvana)
                 .is_some()
         );
     }

@@ -237,3 +237,84 @@ async fn another_replicas_write_reaches_the_cache_through_the_feed() {
     let _ = stop.send(());
     served.await.unwrap().unwrap();
 }
+
+/// Deployment Manager's `operations.get` is answered from the cache too (its clients
+/// poll it), never behind an acknowledged write, byte for byte what a store read renders,
+/// and kept apart per `selfLink` base and layout, which its body depends on; a partial
+/// response (`fields`) is rendered each time. A cached operation stays hidden under
+/// another project's path and from another project's key.
+#[tokio::test]
+async fn google_gets_are_cached_per_link_and_layout_and_follow_writes() {
+    let server = TestServer::start().await;
+    let c = &server.client;
+    let project = unique_project();
+    let op = c.create(&new_op(&project)).await;
+    let id: uuid::Uuid = id_of(&op).parse().unwrap();
+    let path = format!("/deploymentmanager/v2/projects/{project}/global/operations/operation-{id}");
+    let op = c.patch(&op, &json!({"status": "running"})).await;
+    let hits = || async {
+        let metrics = c.get_resp("/metrics", StatusCode::OK).await.text;
+        counter(&metrics, "opsd_read_cache_hits_total")
+    };
+    let before = hits().await;
+    for i in 0..10 {
+        // Through the API, then straight through the store (as another replica's change
+        // reaches this process's feed).
+        let message = format!("step {i}");
+        if i % 2 == 0 {
+            c.patch(&op, &json!({"status_message": message})).await;
+        } else {
+            let patch = Patch {
+                status_message: Some(message.clone()),
+                ..Patch::default()
+            };
+            server.store.update(id, patch, None).await.unwrap();
+        }
+        let read = c.get_resp(&path, StatusCode::OK).await;
+        let again = c.get_resp(&path, StatusCode::OK).await;
+        assert_eq!(
+            read.json()["statusMessage"],
+            message.as_str(),
+            "after write {i}"
+        );
+        assert_eq!(again.text, read.text, "a cached answer is the rendered one");
+        assert_eq!(again.header("content-type"), read.header("content-type"));
+    }
+    assert!(hits().await - before >= 10, "every second get was a hit");
+
+    // Each link base and layout is its own entry, even when another is cached.
+    let link = |r: &crate::support::Resp| r.json()["selfLink"].as_str().unwrap().to_owned();
+    let elsewhere = || {
+        c.request(reqwest::Method::GET, &path)
+            .header("host", "ops.example:8443")
+    };
+    for _ in 0..2 {
+        let direct = c.get_resp(&path, StatusCode::OK).await;
+        assert!(
+            link(&direct).starts_with("http://127.0.0.1:"),
+            "{}",
+            link(&direct)
+        );
+        let proxied = c.send(elsewhere(), StatusCode::OK).await;
+        assert!(
+            link(&proxied).starts_with("http://ops.example:8443/"),
+            "{}",
+            link(&proxied)
+        );
+        let compact = c
+            .get_query(&path, &[("prettyPrint", "false")], StatusCode::OK)
+            .await;
+        assert!(!compact.text.contains('\n') && direct.text.contains('\n'));
+        let partial = c
+            .get_query(&path, &[("fields", "name")], StatusCode::OK)
+            .await;
+        assert_eq!(partial.json(), json!({"name": format!("operation-{id}")}));
+    }
+
+    let other_project = path.replace(&project, &unique_project());
+    c.get_resp(&other_project, StatusCode::NOT_FOUND).await;
+    let outsider = TestClient::mint_key(&server.store, Role::Admin, &["other-project"]).await;
+    c.with_key(Some(&outsider))
+        .get_resp(&path, StatusCode::NOT_FOUND)
+        .await;
+}

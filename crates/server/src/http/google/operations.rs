@@ -2,6 +2,7 @@
 //! store as the Nirvana dialect. Filters become part of the store's query, so a page holds
 //! `maxResults` items whenever that many match.
 
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -15,10 +16,11 @@ use uuid::Uuid;
 
 use super::error::{GoogleError, GoogleErrorBody, NamedOperationRefusal};
 use super::models::{GoogleOperation, GoogleOperationList};
-use super::params::{STANDARD_PARAMS, base_url, render};
+use super::params::{Layout, STANDARD_PARAMS, base_url, render, respond};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::extract::{QueryParams, resume_list};
+use crate::read_cache::View;
 
 type Result<T> = std::result::Result<T, GoogleError>;
 
@@ -45,11 +47,32 @@ pub async fn get(
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let q = QueryParams::parse(raw.as_deref(), &allowed(&[]))?;
-    let op = find_visible(&state, &caller, &project, &operation).await?;
-    render(
-        &q,
-        &GoogleOperation::new(op, &base_url(state.scheme, &headers)),
-    )
+    let layout = Layout::of(&q)?;
+    let id = operation_id(&project, &operation)?;
+    let base = base_url(state.scheme, &headers);
+    // Deployment Manager's clients poll this: served from the read cache as the other
+    // dialects' gets are, checked the same way as a read from the store.
+    let view = layout
+        .cache_name(&base)
+        .map(|name| View::Google(name.into()));
+    if let Some(hit) = view.as_ref().and_then(|v| state.reads.operation(id, v)) {
+        if *hit.project != *project {
+            return Err(not_found(&operation));
+        }
+        caller.require_operation_in(Role::Reader, id, &hit.project)?;
+        return Ok(respond(hit.body));
+    }
+    // Taken before the read: an answer that a change overtook is not kept.
+    let ticket = state.reads.ticket();
+    let op = visible(&state, &caller, &project, &operation, id).await?;
+    let (version, kept_in) = (op.version, op.project_id.clone());
+    let body = Bytes::from(layout.text(&GoogleOperation::new(op, &base))?);
+    if let Some(view) = view {
+        state
+            .reads
+            .keep_operation(ticket, id, view, version, &kept_in, body.clone());
+    }
+    Ok(respond(body))
 }
 
 /// Waits for an operation to finish, as Compute Engine's `operations.wait`: answers as

@@ -3,6 +3,7 @@
 //! `key`, `access_token`, `oauth_token`, `quotaUser`, `$.xgafv`, `uploadType` and
 //! `upload_protocol` are accepted; credentials are checked by the security layer.
 
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opsd_domain::ValidationError;
@@ -30,39 +31,74 @@ pub const STANDARD_PARAMS: &[&str] = &[
 
 /// Serializes `body` as the standard parameters ask.
 pub fn render(q: &QueryParams, body: &impl Serialize) -> Result<Response, GoogleError> {
-    if let Some(alt) = q.get("alt")
-        && alt != "json"
-    {
-        return Err(ValidationError::new("alt", "only 'json' is supported").into());
-    }
-    if q.get("callback").is_some() {
-        return Err(ValidationError::new("callback", "JSONP is not supported").into());
-    }
-    let pretty = q
-        .parse_with("prettyPrint", "must be true or false", |v| match v {
-            "true" | "1" => Some(true),
-            "false" | "0" => Some(false),
-            _ => None,
-        })?
-        .unwrap_or(true);
-    let mut value = serde_json::to_value(body)
-        .map_err(|e| crate::http::error::ApiError::Internal(e.to_string()))?;
-    if let Some(fields) = q.get("fields") {
-        let selection = Selection::parse(fields).map_err(|e| ValidationError::new("fields", e))?;
-        value = selection.apply(value);
-    }
-    let text = if pretty {
-        serde_json::to_string_pretty(&value)
-    } else {
-        serde_json::to_string(&value)
-    }
-    .map_err(|e| crate::http::error::ApiError::Internal(e.to_string()))?;
-    let mut response = (StatusCode::OK, text).into_response();
+    Ok(respond(Layout::of(q)?.text(body)?))
+}
+
+/// A 200 answer with a JSON body already written.
+pub fn respond(text: impl Into<Body>) -> Response {
+    let mut response = (StatusCode::OK, text.into()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=UTF-8"),
     );
-    Ok(response)
+    response
+}
+
+/// How the standard parameters ask an answer to be written.
+pub struct Layout {
+    pretty: bool,
+    fields: Option<Selection>,
+}
+
+impl Layout {
+    /// Reads `alt`, `callback`, `prettyPrint` and `fields`, refusing what is not served.
+    pub fn of(q: &QueryParams) -> Result<Self, GoogleError> {
+        if let Some(alt) = q.get("alt")
+            && alt != "json"
+        {
+            return Err(ValidationError::new("alt", "only 'json' is supported").into());
+        }
+        if q.get("callback").is_some() {
+            return Err(ValidationError::new("callback", "JSONP is not supported").into());
+        }
+        let pretty = q
+            .parse_with("prettyPrint", "must be true or false", |v| match v {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            })?
+            .unwrap_or(true);
+        let fields = q
+            .get("fields")
+            .map(Selection::parse)
+            .transpose()
+            .map_err(|e| ValidationError::new("fields", e))?;
+        Ok(Self { pretty, fields })
+    }
+
+    /// The name of this layout of a body whose links start with `base`, for the read
+    /// cache; `None` for a partial response (`fields`), which is not kept: selections are
+    /// rare and each would be an entry of its own.
+    pub fn cache_name(&self, base: &str) -> Option<String> {
+        self.fields
+            .is_none()
+            .then(|| format!("{base} pretty={}", self.pretty))
+    }
+
+    /// `body` written in this layout.
+    pub fn text(&self, body: &impl Serialize) -> Result<String, GoogleError> {
+        let internal = |e: serde_json::Error| crate::http::error::ApiError::Internal(e.to_string());
+        let mut value = serde_json::to_value(body).map_err(internal)?;
+        if let Some(selection) = &self.fields {
+            value = selection.apply(value);
+        }
+        let text = if self.pretty {
+            serde_json::to_string_pretty(&value)
+        } else {
+            serde_json::to_string(&value)
+        };
+        Ok(text.map_err(internal)?)
+    }
 }
 
 /// Scheme and host the client used, for `selfLink`.

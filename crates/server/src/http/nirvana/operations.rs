@@ -53,7 +53,7 @@ pub async fn get(
 ) -> Result<Response> {
     caller.require(Role::Reader)?;
     let id = uuid_param(path, "operation_id")?;
-    if let Some(hit) = state.reads.operation(id, View::Nirvana) {
+    if let Some(hit) = state.reads.operation(id, &View::Nirvana) {
         caller.require_operation_in(Role::Reader, id, &hit.project)?;
         return Ok(json_response(Some(hit.version), hit.body));
     }
