@@ -12,8 +12,9 @@ use crate::outcome::Entry;
 use crate::plan::Mode;
 
 /// The scenarios, in the order they run and are reported.
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 11] = [
     "get_by_id",
+    "google_get",
     "grpc_get",
     "list_first_page",
     "list_deep_page",

@@ -88,6 +88,7 @@ pub fn run(
             let entry = ctx
                 .at_rtt(i, |ctx| match name {
                     "get_by_id" => reads::get_by_id(ctx).map(done),
+                    "google_get" => reads::google_get(ctx).map(done),
                     "grpc_get" => grpc::grpc_get(ctx).map(done),
                     "list_first_page" => reads::list_first_page(ctx).map(done),
                     "list_deep_page" => reads::list_deep_page(ctx).map(done),

@@ -37,6 +37,8 @@ pub struct Template {
     pub db: Option<PgDb>,
     /// Every operation in it.
     pub all: Arc<Vec<Uuid>>,
+    /// The operations of [`LIST_PROJECT`], every other one `running`.
+    pub listed: Arc<Vec<Uuid>>,
     /// The operations of [`RUN_PROJECT`], all `running` at version 2.
     pub running: Arc<Vec<Uuid>>,
     /// Writes issued to seed it, and how long they took (s).
@@ -56,7 +58,7 @@ impl Template {
     ) -> Result<Template, String> {
         let db = backend.empty_db("template")?;
         let mut s = Seeder::open(place(dir, db.as_ref()), seed_rt)?;
-        let (all, running) = seed_rt.block_on(async {
+        let (listed, running) = seed_rt.block_on(async {
             let list = s
                 .create(0..plan.list_ops, |i| new_operation(LIST_PROJECT, "list", i))
                 .await?;
@@ -68,16 +70,16 @@ impl Template {
                 })
                 .await?;
             s.set_status(&running, Status::Running).await?;
-            let mut all = list;
-            all.extend_from_slice(&running);
-            Ok::<_, String>((all, running))
+            Ok::<_, String>((list, running))
         })?;
+        let all = [&listed[..], &running[..]].concat();
         let (writes, secs) = (s.writes, s.elapsed.as_secs_f64());
         s.close(place(dir, db.as_ref()))?;
         Ok(Template {
             dir: dir.to_owned(),
             db,
             all: Arc::new(all),
+            listed: Arc::new(listed),
             running: Arc::new(running),
             writes,
             secs,

@@ -74,13 +74,22 @@ pub fn get(id: Uuid) -> Req {
     request("GET", &format!("/v1/operations/{id}"), None)
 }
 
-/// A `GET` of each of `ids` once, in order, then no more requests: a load phase that
+/// Deployment Manager's `operations.get` of operation `id` of `project`.
+pub fn google_get(project: &str, id: Uuid) -> Req {
+    let path = format!("/deploymentmanager/v2/projects/{project}/global/operations/operation-{id}");
+    request("GET", &path, None)
+}
+
+/// `read` of each of `ids` once, in order, then no more requests: a load phase that
 /// reads every operation once (how the read scenarios warm a server's read cache).
-pub fn get_each_once(ids: Arc<Vec<Uuid>>) -> MakeReq {
+pub fn each_once(
+    ids: Arc<Vec<Uuid>>,
+    read: impl Fn(Uuid) -> Req + Send + Sync + 'static,
+) -> MakeReq {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     Arc::new(move |_| {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        ids.get(i).map(|id| get(*id))
+        ids.get(i).map(|id| read(*id))
     })
 }
 

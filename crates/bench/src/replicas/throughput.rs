@@ -78,7 +78,7 @@ fn warm_up(ctx: &Ctx, addrs: &[SocketAddr], conns: usize) -> Result<(), String> 
 /// it the rows measured the replicas' read caches filling, one per replica.
 fn read_every_id_on_each(ctx: &Ctx, addrs: &[SocketAddr]) -> Result<(), String> {
     for addr in addrs {
-        let every = workload::get_each_once(ctx.template.all.clone());
+        let every = workload::each_once(ctx.template.all.clone(), workload::get);
         let read = ctx.closed(*addr, READ_CONNS, Limits::UNTIL_DONE, every);
         if read.errors > 0 {
             return Err(format!(
