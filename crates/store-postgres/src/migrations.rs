@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../migrations/0013_trace_context.sql")),
     (14, include_str!("../migrations/0014_store_meta.sql")),
     (15, include_str!("../migrations/0015_fewer_indexes.sql")),
+    (16, include_str!("../migrations/0016_statement_counts.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -1,6 +1,7 @@
 //! Rendered responses of the hot reads — `GET /v1/operations/{id}`, gRPC `GetOperation`,
-//! Deployment Manager's `operations.get` and the Nirvana list — kept in memory so that a poll of something that did not change
-//! costs a lookup instead of a store read and a serialization (ARCHITECTURE.md, "The read cache").
+//! Deployment Manager's `operations.get` and the Nirvana list — kept in memory so that a
+//! poll of something that did not change costs a lookup instead of a store read and a
+//! serialization (ARCHITECTURE.md, "The read cache").
 //!
 //! **Never older than what this process acknowledged.** Every committed change reaches
 //! the store's feed (`Store::subscribe`) before the write that made it is answered — on

@@ -305,6 +305,12 @@ async fn google_gets_are_cached_per_link_and_layout_and_follow_writes() {
             .get_query(&path, &[("prettyPrint", "false")], StatusCode::OK)
             .await;
         assert!(!compact.text.contains('\n') && direct.text.contains('\n'));
+        let whole = c.get_query(&path, &[("fields", "")], StatusCode::OK).await;
+        assert_eq!(
+            whole.json(),
+            direct.json(),
+            "an empty mask keeps everything"
+        );
         let partial = c
             .get_query(&path, &[("fields", "name")], StatusCode::OK)
             .await;

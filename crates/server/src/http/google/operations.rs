@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::error::{GoogleError, GoogleErrorBody, NamedOperationRefusal};
 use super::models::{GoogleOperation, GoogleOperationList};
-use super::params::{Layout, STANDARD_PARAMS, base_url, render, respond};
+use super::params::{Layout, STANDARD_PARAMS, base_url, respond};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::extract::{QueryParams, resume_list};
@@ -98,6 +98,8 @@ pub async fn wait(
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let q = QueryParams::parse(raw.as_deref(), &allowed(&["timeout"]))?;
+    // Read before the wait: a malformed mask is refused at once, not after the timeout.
+    let layout = Layout::of(&q)?;
     let timeout = q
         .get("timeout")
         .map(|t| parse_wait_timeout("timeout", t))
@@ -121,10 +123,8 @@ pub async fn wait(
         .await?
         .ok_or_else(|| not_found(&operation))?
     };
-    render(
-        &q,
-        &GoogleOperation::new(op, &base_url(state.scheme, &headers)),
-    )
+    let base = base_url(state.scheme, &headers);
+    Ok(respond(layout.text(&GoogleOperation::new(op, &base))?))
 }
 
 /// Loads an operation of `project` by its Google name, if the caller may read it; 404 if
@@ -196,6 +196,7 @@ pub async fn list(
         raw.as_deref(),
         &allowed(&["filter", "maxResults", "orderBy", "pageToken"]),
     )?;
+    let layout = Layout::of(&q)?;
     validate::project_id("project", &project)?;
     caller.require_project(Role::Reader, &project)?;
     let expr = match q.get("filter") {
@@ -245,7 +246,7 @@ pub async fn list(
             .collect(),
         next_page_token: page.next.map(|c| c.encode(&scope)),
     };
-    render(&q, &body)
+    Ok(respond(layout.text(&body)?))
 }
 
 fn by(field: SortField, descending: bool) -> Sort {

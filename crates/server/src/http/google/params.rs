@@ -29,11 +29,6 @@ pub const STANDARD_PARAMS: &[&str] = &[
     "header.bypassBillingFilter",
 ];
 
-/// Serializes `body` as the standard parameters ask.
-pub fn render(q: &QueryParams, body: &impl Serialize) -> Result<Response, GoogleError> {
-    Ok(respond(Layout::of(q)?.text(body)?))
-}
-
 /// A 200 answer with a JSON body already written.
 pub fn respond(text: impl Into<Body>) -> Response {
     let mut response = (StatusCode::OK, text.into()).into_response();
@@ -68,8 +63,10 @@ impl Layout {
                 _ => None,
             })?
             .unwrap_or(true);
+        // An empty mask selects nothing away: the whole answer, as without one.
         let fields = q
             .get("fields")
+            .filter(|mask| !mask.is_empty())
             .map(Selection::parse)
             .transpose()
             .map_err(|e| ValidationError::new("fields", e))?;

@@ -23,7 +23,8 @@ fn standard_parameters() -> Vec<(&'static str, ObjectBuilder, &'static str)> {
             "fields",
             string(),
             "Partial response: a field mask such as `operations(name,status),nextPageToken` \
-             (any property may then be absent; unknown names select nothing)",
+             (any property may then be absent; unknown names select nothing; empty means the \
+             whole answer)",
         ),
         (
             "alt",

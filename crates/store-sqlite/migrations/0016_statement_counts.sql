@@ -1,0 +1,4 @@
+-- Version 16 makes PostgreSQL's per-project counts statement-level triggers, which add a
+-- whole batch up once per count row. SQLite has no statement-level triggers, and its
+-- row-level ones run in-process without a new row version per touch; the version exists
+-- on both backends so that one number names one release's schema.
