@@ -316,6 +316,18 @@ async fn wait_refuses_bad_timeouts_and_ids() {
             StatusCode::BAD_REQUEST,
         )
         .await;
+    // A malformed field mask on Google's wait is refused at once, before the (pending)
+    // operation is waited for, not when the wait ends 120 s later.
+    let path = format!(
+        "/deploymentmanager/v2/projects/p/global/operations/operation-{id}/wait?timeout=120s&fields=a,("
+    );
+    let body = tokio::time::timeout(
+        Duration::from_secs(30),
+        server.call(Method::POST, &path, None, StatusCode::BAD_REQUEST),
+    )
+    .await
+    .expect("the malformed mask was refused only after the wait");
+    assert_eq!(body["error"]["errors"][0]["location"], "fields", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
