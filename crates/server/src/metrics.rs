@@ -173,7 +173,7 @@ impl Metrics {
         );
         registry.register(
             "read_cache_hits",
-            "Reads (GET of an operation, gRPC GetOperation, Nirvana list pages) answered from the read cache",
+            "Reads (GET of an operation, gRPC GetOperation, Deployment Manager operations.get, Nirvana list pages) answered from the read cache",
             read_cache_hits.clone(),
         );
         registry.register(
