@@ -76,6 +76,9 @@ pub struct Metrics {
     /// Times this process may have missed other processes' changes (its listening
     /// connection to PostgreSQL was re-established); refreshed from the store per scrape.
     pub feed_gaps: Counter,
+    /// Changes the feed read back from the store instead of taking them from this
+    /// process's writer (PostgreSQL); refreshed from the store per scrape.
+    pub feed_store_reads: Counter,
     pub write_batches_retried: Counter,
     pub write_batches_restamped: Counter,
     /// Reads answered from the read cache, refreshed from it on every scrape.
@@ -121,6 +124,7 @@ impl Metrics {
         let lease_expirations = Counter::default();
         let retention_deleted = Counter::default();
         let feed_gaps = Counter::default();
+        let feed_store_reads = Counter::default();
         let write_batches_retried = Counter::default();
         let write_batches_restamped = Counter::default();
         let read_cache_hits = Counter::default();
@@ -160,6 +164,11 @@ impl Metrics {
             "feed_gaps",
             "Times the change feed may have missed notifications of other processes (caught up from the store)",
             feed_gaps.clone(),
+        );
+        registry.register(
+            "feed_store_reads",
+            "Changes the change feed read from the store: other processes' changes, and any of this process's it did not get from its writer (PostgreSQL)",
+            feed_store_reads.clone(),
         );
         registry.register(
             "write_batches_retried",
@@ -229,6 +238,7 @@ impl Metrics {
             lease_expirations,
             retention_deleted,
             feed_gaps,
+            feed_store_reads,
             write_batches_retried,
             write_batches_restamped,
             read_cache_hits,

@@ -72,9 +72,10 @@ pub const PURGE_EVENTS_SQL: &str = "WITH gone AS (DELETE FROM events WHERE op_se
      COALESCE((SELECT MAX(seq) FROM gone), 0)) WHERE id = 1";
 
 /// Tells every listening process that the head moved (delivered at COMMIT, in commit
-/// order; it carries only the new head, the changes are read from the store).
-pub const NOTIFY_SQL: &str =
-    "SELECT pg_notify($1, (SELECT last_event_seq FROM feed_head WHERE id = 1)::text)";
+/// order; it carries only the new head and the sender's origin `$2`, so that the sender
+/// can ignore its own notice (`listen.rs`); the changes are read from the store).
+pub const NOTIFY_SQL: &str = "SELECT pg_notify($1, \
+     (SELECT last_event_seq FROM feed_head WHERE id = 1)::text || ' ' || $2::text)";
 
 /// [`ADVANCE_SQL`] then [`APPEND_SQL`] for `ops` stamped `stamp`, as the writer's flight
 /// runs them, one round trip each; for tests that drive the feed protocol by hand inside

@@ -158,7 +158,7 @@ impl PostgresStore {
                 row.get::<_, String>(2),
             )
         };
-        let channel = listen::channel(&schema);
+        let channel = listen::Channel::new(&schema);
         let (queue, rx) = Queue::new();
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let (committed, committed_rx) = mpsc::channel(QUEUE_DEPTH);
@@ -271,6 +271,10 @@ impl Store for PostgresStore {
 
     fn feed_gaps(&self) -> u64 {
         self.gaps.load(Ordering::Relaxed)
+    }
+
+    fn feed_store_reads(&self) -> u64 {
+        self.signals.read_from_store.load(Ordering::Relaxed)
     }
 
     fn write_conflicts(&self) -> opsd_store::WriteConflicts {

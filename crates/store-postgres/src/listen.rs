@@ -5,6 +5,12 @@
 //! `opsd_feed_gaps_total` metric) and followed by a wake-up, so the pump reads whatever
 //! was committed meanwhile. Notifications carry no changes (PostgreSQL caps payloads at
 //! 8,000 bytes): the pump reads them from the store.
+//!
+//! A notification also reaches the process that sent it. Those are not passed on: the
+//! process's own writer hands each committed batch to the pump, and a wake-up for it
+//! would race that hand-off and make the pump read the batch back from the store (it
+//! did, for about half the batches of a single process, and twice per batch with two).
+//! So each process signs its notifications with an origin of its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,9 +27,34 @@ pub const APPLICATION_NAME: &str = "opsd-feed-listener";
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
-/// The channel of the database's feed: one per schema, so that stores in different
-/// schemas of one database (tests do this) do not wake each other.
-pub fn channel(schema: &str) -> String {
+/// Where a process says that it committed, and how it recognises its own notices.
+#[derive(Clone)]
+pub struct Channel {
+    /// The channel of the database's feed: one per schema, so that stores in different
+    /// schemas of one database (tests do this) do not wake each other.
+    pub name: String,
+    /// This store's signature on its notifications: random, one per opened store.
+    pub origin: String,
+}
+
+impl Channel {
+    pub fn new(schema: &str) -> Self {
+        Self {
+            name: channel_name(schema),
+            origin: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    /// Whether a notification's payload (`<head> <origin>`, `feed::NOTIFY_SQL`) was
+    /// sent by this store. A payload without an origin (an older opsd) is another's.
+    fn is_own(&self, payload: &str) -> bool {
+        payload
+            .split_once(' ')
+            .is_some_and(|(_, origin)| origin == self.origin)
+    }
+}
+
+fn channel_name(schema: &str) -> String {
     let clean: String = schema
         .chars()
         .map(|c| {
@@ -45,7 +76,7 @@ pub const WORKER: &str = "postgres-listener";
 /// supervisor after a panic; a new connection catches up whatever it missed.
 pub async fn run(
     config: Config,
-    channel: String,
+    channel: Channel,
     signals: Arc<Signals>,
     gaps: Arc<AtomicU64>,
     mut stop: tokio::sync::watch::Receiver<()>,
@@ -77,7 +108,7 @@ pub async fn run(
 /// One connection's life: connect, LISTEN, forward notifications until it fails.
 async fn listen_once(
     config: &Config,
-    channel: &str,
+    channel: &Channel,
     signals: &Signals,
     reconnecting: bool,
     gaps: &AtomicU64,
@@ -85,12 +116,14 @@ async fn listen_once(
     let (client, mut connection) = config.connect(NoTls).await?;
     let (ended_tx, mut ended) = tokio::sync::oneshot::channel();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let forward = wake.clone();
+    let (forward, ours) = (wake.clone(), channel.clone());
     // The connection must be polled for the LISTEN below to be sent at all.
     let driver = tokio::spawn(async move {
         let result = loop {
             match poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => forward.notify_one(),
+                Some(Ok(AsyncMessage::Notification(n))) if !ours.is_own(n.payload()) => {
+                    forward.notify_one()
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break Err(e),
                 None => break Ok(()),
@@ -99,7 +132,7 @@ async fn listen_once(
         let _ = ended_tx.send(result);
     });
     client
-        .batch_execute(&format!("LISTEN \"{channel}\""))
+        .batch_execute(&format!("LISTEN \"{}\"", channel.name))
         .await?;
     signals.listening.store(true, Ordering::Relaxed);
     if reconnecting {
@@ -116,4 +149,21 @@ async fn listen_once(
     driver.abort();
     drop(client);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Channel;
+
+    #[test]
+    fn own_notices_are_told_from_others() {
+        let (ours, theirs) = (Channel::new("public"), Channel::new("public"));
+        assert_eq!(ours.name, theirs.name);
+        assert!(ours.is_own(&format!("42 {}", ours.origin)));
+        assert!(!ours.is_own(&format!("42 {}", theirs.origin)));
+        assert!(
+            !ours.is_own("42"),
+            "an older opsd's notice is another process's"
+        );
+    }
 }

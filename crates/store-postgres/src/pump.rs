@@ -53,6 +53,8 @@ pub struct Signals {
     pub listening: AtomicBool,
     /// The last event seq the pump published (for readiness: how far it trails).
     pub published: AtomicU64,
+    /// Changes read back from the store rather than handed over by this process's writer.
+    pub read_from_store: AtomicU64,
 }
 
 impl Default for Signals {
@@ -61,6 +63,7 @@ impl Default for Signals {
             wake: Notify::new(),
             listening: AtomicBool::new(false),
             published: AtomicU64::new(0),
+            read_from_store: AtomicU64::new(0),
         }
     }
 }
@@ -78,6 +81,7 @@ pub async fn run(
 ) {
     let mut kept = kept.take().await;
     let (committed, last) = &mut *kept;
+    let signals = &*signals;
     let mut failing = false;
     loop {
         signals.published.store(*last, Ordering::Relaxed);
@@ -89,14 +93,14 @@ pub async fn run(
         let outcome = tokio::select! {
             batch = committed.recv() => match batch {
                 Some(batch) => {
-                    let done = publish_batch(&pool, &feed, last, batch.changes).await;
+                    let done = publish_batch(&pool, &feed, signals, last, batch.changes).await;
                     let _ = batch.published.send(());
                     done
                 }
                 None => return,
             },
-            () = signals.wake.notified() => catch_up(&pool, &feed, last, u64::MAX).await,
-            () = tokio::time::sleep(tick) => catch_up(&pool, &feed, last, u64::MAX).await,
+            () = signals.wake.notified() => catch_up(&pool, &feed, signals, last, u64::MAX).await,
+            () = tokio::time::sleep(tick) => catch_up(&pool, &feed, signals, last, u64::MAX).await,
         };
         // Log a failing store once, not on every tick; the next round retries.
         match outcome {
@@ -122,13 +126,14 @@ pub async fn run(
 async fn publish_batch(
     pool: &Pool,
     feed: &broadcast::Sender<Change>,
+    signals: &Signals,
     last: &mut u64,
     changes: Vec<Change>,
 ) -> Result<()> {
     if let Some(first) = changes.first().map(|c| c.event_seq)
         && first > *last + 1
     {
-        catch_up(pool, feed, last, first).await?;
+        catch_up(pool, feed, signals, last, first).await?;
         // Every event of the gap was read; a seq not found was purged by retention.
         *last = first - 1;
     }
@@ -149,21 +154,26 @@ async fn publish_batch(
 async fn catch_up(
     pool: &Pool,
     feed: &broadcast::Sender<Change>,
+    signals: &Signals,
     last: &mut u64,
     until: u64,
 ) -> Result<()> {
-    tokio::time::timeout(CATCH_UP_DEADLINE, read_missing(pool, feed, last, until))
-        .await
-        .unwrap_or_else(|_| {
-            Err(opsd_store::StoreError::Unavailable(
-                "the database did not answer the change feed in time".into(),
-            ))
-        })
+    tokio::time::timeout(
+        CATCH_UP_DEADLINE,
+        read_missing(pool, feed, signals, last, until),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(opsd_store::StoreError::Unavailable(
+            "the database did not answer the change feed in time".into(),
+        ))
+    })
 }
 
 async fn read_missing(
     pool: &Pool,
     feed: &broadcast::Sender<Change>,
+    signals: &Signals,
     last: &mut u64,
     until: u64,
 ) -> Result<()> {
@@ -177,6 +187,9 @@ async fn read_missing(
             .query(&statement, &[&big(*last), &CATCH_UP_PAGE, &big(until)])
             .await
             .map_err(ctx("read events"))?;
+        signals
+            .read_from_store
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
         for row in &rows {
             let change = crate::feed::change(row)?;
             *last = change.event_seq;

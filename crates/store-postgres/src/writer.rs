@@ -25,6 +25,7 @@ use opsd_store::write::{Job, Write, Written};
 use opsd_store::{Clock, Result, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::listen::Channel;
 use crate::pump::Committed;
 use crate::writes::{self, Failure};
 
@@ -38,7 +39,7 @@ const ATTEMPTS: usize = 8;
 /// other processes on the database, a notification on `channel`.
 pub struct Publish {
     pub committed: mpsc::Sender<Committed>,
-    pub channel: String,
+    pub channel: Channel,
 }
 
 /// How often this process's batches met another process's transactions, for
@@ -168,7 +169,7 @@ async fn with_retries(
     pool: &Pool,
     writes: &[&Write],
     clock: Option<&Clock>,
-    channel: &str,
+    channel: &Channel,
     conflicts: &Conflicts,
 ) -> std::result::Result<writes::Done, Failure> {
     let mut attempt = 0;

@@ -210,6 +210,13 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
+    /// How many changes this process's feed read back from the store instead of taking
+    /// them from its own writer — other processes' changes, and any it missed — for the
+    /// `opsd_feed_store_reads_total` metric. Always 0 for a backend with one process.
+    fn feed_store_reads(&self) -> u64 {
+        0
+    }
+
     /// How often this process's write batches met other processes' transactions, for
     /// `/metrics`. Always zero for a backend with one writer.
     fn write_conflicts(&self) -> WriteConflicts {

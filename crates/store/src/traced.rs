@@ -104,6 +104,10 @@ impl Store for TracedStore {
         self.inner.feed_gaps()
     }
 
+    fn feed_store_reads(&self) -> u64 {
+        self.inner.feed_store_reads()
+    }
+
     fn sole_writer(&self) -> bool {
         self.inner.sole_writer()
     }

@@ -100,6 +100,10 @@ pub async fn export(State(state): State<AppState>) -> Response {
     let conflicts = state.store.write_conflicts();
     let caught_up = [
         (&state.metrics.feed_gaps, state.store.feed_gaps()),
+        (
+            &state.metrics.feed_store_reads,
+            state.store.feed_store_reads(),
+        ),
         (&state.metrics.write_batches_retried, conflicts.retried),
         (&state.metrics.write_batches_restamped, conflicts.restamped),
         (&state.metrics.read_cache_hits, hits),

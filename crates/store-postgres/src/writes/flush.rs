@@ -22,6 +22,7 @@ use super::Failure;
 use super::decide::Decided;
 use super::flight::{self, Step};
 use crate::feed::{ADVANCE_SQL, APPEND_SQL, NOTIFY_SQL, PURGE_EVENTS_SQL};
+use crate::listen::Channel;
 use crate::row_arrays::{EventArrays, INSERT_SQL, OperationArrays, PROJECTS_SQL, UPDATE_SQL};
 use crate::rows;
 use opsd_store::write::{Write, Written};
@@ -159,7 +160,7 @@ impl KeyParams {
 pub async fn flush(
     client: &ClientWrapper,
     d: &Decided<'_>,
-    channel: &str,
+    channel: &Channel,
 ) -> Result<Flushed, Failure> {
     let statements = flight::prepare(
         client,
@@ -252,7 +253,10 @@ pub async fn flush(
         steps.push(Step::Query(statement.clone(), key.params()));
     }
     if n > 0 {
-        steps.push(Step::Query(notify.clone(), vec![&channel]));
+        steps.push(Step::Query(
+            notify.clone(),
+            vec![&channel.name, &channel.origin],
+        ));
     }
     steps.push(Step::Simple("COMMIT"));
 

@@ -27,6 +27,7 @@ use opsd_store::{Change, Clock, Result, StoreError};
 use tokio_postgres::error::SqlState;
 
 use crate::errors;
+use crate::listen::Channel;
 use decide::Answer;
 use opsd_store::write::{Write, Written};
 
@@ -79,7 +80,7 @@ pub async fn attempt(
     pool: &Pool,
     writes: &[&Write],
     clock: Option<&Clock>,
-    channel: &str,
+    channel: &Channel,
 ) -> std::result::Result<Done, Failure> {
     let client = pool.get().await.map_err(errors::pool)?;
     match run(&client, writes, clock, channel).await {
@@ -133,7 +134,7 @@ async fn run<'w>(
     client: &deadpool_postgres::ClientWrapper,
     writes: &[&'w Write],
     clock: Option<&Clock>,
-    channel: &str,
+    channel: &Channel,
 ) -> std::result::Result<Ran<'w>, Failure> {
     let (loaded, xact) =
         outcome::bounded("read the batch's rows", load::load(client, writes, clock)).await?;
