@@ -5,7 +5,7 @@
 //! so with two transactions in flight seq 11 can be visible before seq 10, and a watch
 //! that has seen 11 would skip 10 forever. Instead the single `feed_head` row hands out
 //! seqs: the first statement of a batch's write flight ([`ADVANCE_SQL`], migrations
-//! 0010 and 0012) locks it, reserves the batch's seqs after `last_event_seq` and moves
+//! 0010, 0012 and 0017) locks it, reserves the batch's seqs after `last_event_seq` and moves
 //! `stamp` to the batch's time, or gives the batch the head's stamp if another process
 //! committed a later one (`writes/restamp.rs`); the lock is held until COMMIT. The next transaction can take it
 //! only once this one is committed and visible, so it sees the new head, and seqs (and
@@ -37,8 +37,13 @@ use crate::rows::{self, big};
 /// written as that stamp by the statements after this one (see `rows::restamped`). With
 /// `$3` false (the batch carries over a time equal to `$2`, so a time set "now" cannot
 /// be told apart) a later head refuses with a serialization failure instead, and the
-/// batch runs again with a new time.
-pub const ADVANCE_SQL: &str = "SELECT seq_before, given_stamp FROM opsd_advance_feed($1, $2, $3)";
+/// batch runs again with a new time. One statement (migration 0017): `RETURNING` sees
+/// the row as updated, so a given stamp later than `$2` is a head that was later.
+pub const ADVANCE_SQL: &str = "UPDATE feed_head h SET last_event_seq = h.last_event_seq + $1::bigint, \
+     stamp = GREATEST(h.stamp, $2::bigint) WHERE h.id = 1 \
+     RETURNING h.last_event_seq - $1::bigint, h.stamp, \
+     CASE WHEN h.stamp > $2::bigint AND NOT $3::boolean \
+     THEN opsd_refuse_stamp(h.stamp, $2::bigint) END";
 
 /// Appends the events of `EventArrays::params` (`$2…$15`) with the seqs the flight's
 /// [`ADVANCE_SQL`] reserved for `$1` events: the k-th gets the head before the batch

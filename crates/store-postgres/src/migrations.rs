@@ -26,6 +26,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../migrations/0014_store_meta.sql")),
     (15, include_str!("../migrations/0015_fewer_indexes.sql")),
     (16, include_str!("../migrations/0016_statement_counts.sql")),
+    (
+        17,
+        include_str!("../migrations/0017_one_statement_head.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -22,6 +22,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../migrations/0014_store_meta.sql")),
     (15, include_str!("../migrations/0015_fewer_indexes.sql")),
     (16, include_str!("../migrations/0016_statement_counts.sql")),
+    (
+        17,
+        include_str!("../migrations/0017_one_statement_head.sql"),
+    ),
 ];
 
 /// A data step that runs in Rust after a migration's SQL, in the same transaction, for

@@ -45,8 +45,6 @@ pub const FLIGHT_DEADLINE: Duration = Duration::from_secs(10);
 /// The longest the writer spends finding out whether a batch whose answer was lost
 /// committed.
 pub const SETTLE_DEADLINE: Duration = Duration::from_secs(5);
-/// Read in the batch's first flight: the transaction's id, to ask about it later.
-pub const XACT_SQL: &str = "SELECT pg_current_xact_id()::text";
 /// The fault point that loses the answer to a batch's COMMIT.
 pub const LOSE_COMMIT: &str = "postgres-writer/lose-commit";
 /// The fault point that drops the connection as soon as COMMIT was sent.

@@ -1,7 +1,7 @@
 //! The batch's answers and changes moved to the stamp the write flight gave it.
 //!
 //! A batch decides with its own time `t0`, read before it held the feed head. If another
-//! process committed a later stamp in between, the head's `opsd_advance_feed` gives the
+//! process committed a later stamp in between, the head (`feed::ADVANCE_SQL`) gives the
 //! batch that later stamp instead (migration 0012), and the flight's statements write
 //! every time equal to `t0` as the head's stamp (`feed::restamped`), so that times never
 //! go backwards in seq order. The same rule is applied here to what the callers and the

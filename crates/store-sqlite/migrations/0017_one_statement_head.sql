@@ -1,0 +1,3 @@
+-- Version 17 lets PostgreSQL take its feed head in one statement instead of a function
+-- of two. SQLite has no feed head row (its single writer orders commits); the version
+-- exists on both backends so that one number names one release's schema.
