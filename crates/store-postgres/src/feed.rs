@@ -70,17 +70,21 @@ pub static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Deletes the events of the operations `$1` (ids) and raises the feed horizon past the
-/// highest one deleted, so a watch resuming from before it re-lists.
+/// Deletes the events of the operations `$1` (ids), raises the feed horizon past the
+/// highest one deleted, so a watch resuming from before it re-lists, and counts the
+/// deletion (`purges`, migration 0018: the notice carries it to every process, whose
+/// caches of reads drop what they hold).
 pub const PURGE_EVENTS_SQL: &str = "WITH gone AS (DELETE FROM events WHERE op_seq IN \
-     (SELECT seq FROM operations WHERE id = ANY($1::uuid[])) RETURNING seq) UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, \
-     COALESCE((SELECT MAX(seq) FROM gone), 0)) WHERE id = 1";
+     (SELECT seq FROM operations WHERE id = ANY($1::uuid[])) RETURNING seq) \
+     UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, \
+     COALESCE((SELECT MAX(seq) FROM gone), 0)), purges = purges + 1 WHERE id = 1";
 
-/// Tells every listening process that the head moved (delivered at COMMIT, in commit
-/// order; it carries only the new head and the sender's origin `$2`, so that the sender
-/// can ignore its own notice (`listen.rs`); the changes are read from the store).
-pub const NOTIFY_SQL: &str = "SELECT pg_notify($1, \
-     (SELECT last_event_seq FROM feed_head WHERE id = 1)::text || ' ' || $2::text)";
+/// Tells every listening process that the head moved or operations were deleted
+/// (delivered at COMMIT, in commit order). It carries `<head> <origin> <purges>`: the new
+/// head, the sender's origin `$2`, so that the sender can ignore its own notice, and the
+/// count of deleting transactions (`listen.rs`); the changes are read from the store.
+pub const NOTIFY_SQL: &str = "SELECT pg_notify($1, (SELECT last_event_seq::text || ' ' || \
+     $2::text || ' ' || purges::text FROM feed_head WHERE id = 1))";
 
 /// [`ADVANCE_SQL`] then [`APPEND_SQL`] for `ops` stamped `stamp`, as the writer's flight
 /// runs them, one round trip each; for tests that drive the feed protocol by hand inside

@@ -277,6 +277,10 @@ impl Store for PostgresStore {
         self.signals.read_from_store.load(Ordering::Relaxed)
     }
 
+    fn deletions(&self) -> u64 {
+        self.signals.purges.load(Ordering::Relaxed)
+    }
+
     fn write_conflicts(&self) -> opsd_store::WriteConflicts {
         opsd_store::WriteConflicts {
             retried: self.conflicts.retried.load(Ordering::Relaxed),

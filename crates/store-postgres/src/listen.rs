@@ -11,6 +11,12 @@
 //! would race that hand-off and make the pump read the batch back from the store (it
 //! did, for about half the batches of a single process, and twice per batch with two).
 //! So each process signs its notifications with an origin of its own.
+//!
+//! Notices also carry the database's count of deleting transactions (`feed_head.purges`),
+//! own ones included, which the store reports as `Store::deletions`: deletions leave no
+//! change on the feed, and a cache of reads drops what it holds when the count moves.
+//! Each connection reads the count once after `LISTEN`, so deletions made while it was
+//! away count too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,13 +51,24 @@ impl Channel {
         }
     }
 
-    /// Whether a notification's payload (`<head> <origin>`, `feed::NOTIFY_SQL`) was
-    /// sent by this store. A payload without an origin (an older opsd) is another's.
-    fn is_own(&self, payload: &str) -> bool {
-        payload
-            .split_once(' ')
-            .is_some_and(|(_, origin)| origin == self.origin)
+    /// What a notification's payload (`<head> <origin> <purges>`, `feed::NOTIFY_SQL`)
+    /// says. A payload without an origin (an older opsd) is another process's.
+    fn read(&self, payload: &str) -> Notice {
+        let mut fields = payload.split(' ').skip(1);
+        Notice {
+            own: fields.next() == Some(self.origin.as_str()),
+            purges: fields.next().and_then(|p| p.parse().ok()),
+        }
     }
+}
+
+/// One notification, as `Channel::read` understood it.
+#[derive(Debug, PartialEq, Eq)]
+struct Notice {
+    /// Sent by this store: its writer hands the batch over itself.
+    own: bool,
+    /// The count of deleting transactions when it was sent.
+    purges: Option<u64>,
 }
 
 fn channel_name(schema: &str) -> String {
@@ -109,20 +126,26 @@ pub async fn run(
 async fn listen_once(
     config: &Config,
     channel: &Channel,
-    signals: &Signals,
+    signals: &Arc<Signals>,
     reconnecting: bool,
     gaps: &AtomicU64,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (ended_tx, mut ended) = tokio::sync::oneshot::channel();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let (forward, ours) = (wake.clone(), channel.clone());
+    let (forward, ours, seen) = (wake.clone(), channel.clone(), signals.clone());
     // The connection must be polled for the LISTEN below to be sent at all.
     let driver = tokio::spawn(async move {
         let result = loop {
             match poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(n))) if !ours.is_own(n.payload()) => {
-                    forward.notify_one()
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    let notice = ours.read(n.payload());
+                    if let Some(purges) = notice.purges {
+                        seen.purges.fetch_max(purges, Ordering::Relaxed);
+                    }
+                    if !notice.own {
+                        forward.notify_one();
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break Err(e),
@@ -134,6 +157,21 @@ async fn listen_once(
     client
         .batch_execute(&format!("LISTEN \"{}\"", channel.name))
         .await?;
+    // Deletions committed before this connection listened (or while it was away). Read
+    // after LISTEN took effect, so none falls between. The comment names the channel in
+    // `pg_stat_activity`, as the LISTEN before it did.
+    let purges = client
+        .query_one(
+            &format!(
+                "SELECT purges FROM feed_head WHERE id = 1 /* {} */",
+                channel.name
+            ),
+            &[],
+        )
+        .await?;
+    signals
+        .purges
+        .fetch_max(purges.get::<_, i64>(0).unsigned_abs(), Ordering::Relaxed);
     signals.listening.store(true, Ordering::Relaxed);
     if reconnecting {
         gaps.fetch_add(1, Ordering::Relaxed);
@@ -153,17 +191,26 @@ async fn listen_once(
 
 #[cfg(test)]
 mod tests {
-    use super::Channel;
+    use super::{Channel, Notice};
 
     #[test]
-    fn own_notices_are_told_from_others() {
+    fn notices_tell_their_origin_and_the_count_of_deletions() {
         let (ours, theirs) = (Channel::new("public"), Channel::new("public"));
         assert_eq!(ours.name, theirs.name);
-        assert!(ours.is_own(&format!("42 {}", ours.origin)));
-        assert!(!ours.is_own(&format!("42 {}", theirs.origin)));
-        assert!(
-            !ours.is_own("42"),
-            "an older opsd's notice is another process's"
+        let notice = |own, purges| Notice { own, purges };
+        assert_eq!(
+            ours.read(&format!("42 {} 3", ours.origin)),
+            notice(true, Some(3))
         );
+        assert_eq!(
+            ours.read(&format!("42 {} 0", theirs.origin)),
+            notice(false, Some(0))
+        );
+        // Older releases' notices: another process's, without a count.
+        assert_eq!(
+            ours.read(&format!("42 {}", theirs.origin)),
+            notice(false, None)
+        );
+        assert_eq!(ours.read("42"), notice(false, None));
     }
 }

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../migrations/0017_one_statement_head.sql"),
     ),
+    (18, include_str!("../migrations/0018_purge_count.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -55,6 +55,9 @@ pub struct Signals {
     pub published: AtomicU64,
     /// Changes read back from the store rather than handed over by this process's writer.
     pub read_from_store: AtomicU64,
+    /// The highest count of deleting transactions on the database seen (`feed_head.purges`,
+    /// from notices and whenever the listener connects).
+    pub purges: AtomicU64,
 }
 
 impl Default for Signals {
@@ -64,6 +67,7 @@ impl Default for Signals {
             listening: AtomicBool::new(false),
             published: AtomicU64::new(0),
             read_from_store: AtomicU64::new(0),
+            purges: AtomicU64::new(0),
         }
     }
 }

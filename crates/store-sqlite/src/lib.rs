@@ -252,12 +252,6 @@ impl Store for SqliteStore {
         }
     }
 
-    /// One process serves a SQLite database: its writer publishes every change, and only
-    /// its retention task deletes.
-    fn sole_writer(&self) -> bool {
-        true
-    }
-
     async fn events_since(
         &self,
         project_id: &str,

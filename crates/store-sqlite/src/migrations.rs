@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../migrations/0017_one_statement_head.sql"),
     ),
+    (18, include_str!("../migrations/0018_purge_count.sql")),
 ];
 
 /// A data step that runs in Rust after a migration's SQL, in the same transaction, for

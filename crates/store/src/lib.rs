@@ -223,11 +223,14 @@ pub trait Store: Send + Sync + 'static {
         WriteConflicts::default()
     }
 
-    /// Whether this process is the database's only writer, so that the change feed and
-    /// this process's own deletions account for every change (SQLite, which one process
-    /// owns). Where other processes may share it, caches of reads bound their age.
-    fn sole_writer(&self) -> bool {
-        false
+    /// A count that moves whenever another process sharing the database deleted
+    /// operations (retention, gRPC's `DeleteOperation`): deletions leave no change on the
+    /// feed, so a cache of reads drops everything it holds when this moves. It follows
+    /// the database within about a notification's delay. A process's own deletions may
+    /// show here later than their answer; its caller drops its cache itself. Always 0
+    /// for a backend that one process owns (SQLite).
+    fn deletions(&self) -> u64 {
+        0
     }
 
     /// Up to `limit` of `project_id`'s changes with an event seq above `after_seq`,

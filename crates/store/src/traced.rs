@@ -108,8 +108,8 @@ impl Store for TracedStore {
         self.inner.feed_store_reads()
     }
 
-    fn sole_writer(&self) -> bool {
-        self.inner.sole_writer()
+    fn deletions(&self) -> u64 {
+        self.inner.deletions()
     }
 
     async fn events_since(

@@ -145,10 +145,11 @@ impl AppState {
     pub fn from_parts(store: Arc<dyn Store>, keys: Arc<dyn KeyStore>, config: &Config) -> Self {
         let metrics = Arc::new(Metrics::new());
         // Subscribed before anything can be written through this state.
+        let deletions = store.clone();
         let reads = Arc::new(ReadCache::new(
             store.subscribe(),
             config.read_cache_bytes,
-            (!store.sole_writer()).then_some(read_cache::MAX_AGE),
+            Box::new(move || deletions.deletions()),
         ));
         let live = Arc::new(Live::start(&*store, metrics.clone()));
         AppState(Arc::new(Shared {

@@ -96,7 +96,6 @@ impl<K> Generations<K> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Instant;
 
     use super::*;
 
@@ -106,7 +105,6 @@ mod tests {
             version: 1,
             project: Arc::from("p"),
             ticket: 0,
-            made: Instant::now(),
         }
     }
 

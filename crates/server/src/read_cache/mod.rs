@@ -25,18 +25,18 @@
 //! (`--read-cache-mib`, [`DEFAULT_BUDGET_BYTES`]; 0 turns the cache off);
 //! the bookkeeping of recent changes against `MAX_TRACKED` keys per map.
 //!
-//! **What the feed does not carry.** Retention deletes operations without a change in the
-//! feed: the retention task ([`crate::background::retention`]) empties the cache whenever this
-//! process deletes some, and, where other processes share the database (PostgreSQL),
-//! [`MAX_AGE`] bounds how long their deletions stay visible. A backend that is the
-//! database's only writer (SQLite) sees every deletion itself, so its entries do not age.
+//! **What the feed does not carry.** Retention and gRPC's `DeleteOperation` delete
+//! operations without a change in the feed: whoever deletes through this process empties
+//! the cache at once ([`crate::background::retention`]), and other processes' deletions
+//! (PostgreSQL) move the store's count of them (`Store::deletions`), which every lookup
+//! compares first, as it drains the feed. So entries never age out: an operation another
+//! process deleted stops being served within about a notification's delay.
 
 mod generations;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use generations::Generations;
@@ -49,10 +49,8 @@ use uuid::Uuid;
 pub const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
 /// What one entry costs beyond its body and key: the map slot, the entry, allocations.
 const ENTRY_OVERHEAD: usize = 128;
-/// How long an entry is served at most where other processes share the database.
-/// Their retention deletes operations without a change in the feed, so this bounds how
-/// long a deleted operation (or a page that held it) can still be read.
-pub const MAX_AGE: Duration = Duration::from_secs(30);
+/// Reads the store's count of other processes' deletions (`Store::deletions`).
+pub type Deletions = Box<dyn Fn() -> u64 + Send + Sync>;
 /// Operations and projects whose last change is remembered; past that the memory is
 /// cleared and every entry made before is dropped (rare: that many distinct keys changed
 /// while entries were being made).
@@ -68,7 +66,6 @@ pub struct Rendered {
     /// The project the body belongs to, for the caller's authorization.
     pub project: Arc<str>,
     ticket: u64,
-    made: Instant,
 }
 
 /// Which rendering of an operation an entry holds: each API polls its own, and a change
@@ -101,14 +98,14 @@ pub struct ReadCache {
     inner: Mutex<Inner>,
     hits: AtomicU64,
     misses: AtomicU64,
-    /// How long an entry may be served; `None` when no other process can change the
-    /// store behind the feed.
-    max_age: Option<Duration>,
 }
 
 struct Inner {
     /// `None` once the feed closed (the store is gone): nothing is cached any more.
     feed: Option<broadcast::Receiver<Change>>,
+    /// The store's count of other processes' deletions, and its value when last read.
+    deletions: Deletions,
+    deletions_seen: u64,
     /// Changes applied so far; a change's index is the value before it was counted.
     applied: u64,
     /// Entries with a ticket below this are unusable (changes were lost or forgotten).
@@ -123,16 +120,15 @@ struct Inner {
 
 impl ReadCache {
     /// A cache fed by `feed` (a receiver of the store's change feed, subscribed now),
-    /// holding at most `budget` bytes (0: nothing is ever kept), each entry served for at
-    /// most `max_age` (`None`: until a change or a deletion in this process drops it).
-    pub fn new(
-        feed: broadcast::Receiver<Change>,
-        budget: usize,
-        max_age: Option<Duration>,
-    ) -> Self {
+    /// holding at most `budget` bytes (0: nothing is ever kept), emptied whenever
+    /// `deletions` (the store's count of other processes' deletions) moves.
+    pub fn new(feed: broadcast::Receiver<Change>, budget: usize, deletions: Deletions) -> Self {
+        let deletions_seen = deletions();
         Self {
             inner: Mutex::new(Inner {
                 feed: Some(feed),
+                deletions,
+                deletions_seen,
                 applied: 0,
                 floor: 0,
                 op_changed: HashMap::new(),
@@ -144,7 +140,6 @@ impl ReadCache {
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-            max_age,
         }
     }
 
@@ -154,7 +149,7 @@ impl ReadCache {
             inner.drain();
             let (floor, changed) = (inner.floor, inner.op_changed.get(&id).copied());
             match inner.ops.get(&(id, view.clone())) {
-                Some(r) if self.usable(r, floor, changed) => Some(r.clone()),
+                Some(r) if usable(r, floor, changed) => Some(r.clone()),
                 _ => None,
             }
         });
@@ -169,9 +164,7 @@ impl ReadCache {
             inner.drain();
             let (floor, changed) = (inner.floor, inner.project_changed.get(project).copied());
             match inner.pages.get(query) {
-                Some(r) if &*r.project == project && self.usable(r, floor, changed) => {
-                    Some(r.clone())
-                }
+                Some(r) if &*r.project == project && usable(r, floor, changed) => Some(r.clone()),
                 _ => None,
             }
         });
@@ -212,7 +205,6 @@ impl ReadCache {
             version,
             project: project.into(),
             ticket: ticket.0,
-            made: Instant::now(),
         };
         inner.ops.insert((id, view), entry, size);
     }
@@ -234,7 +226,6 @@ impl ReadCache {
             version: 0,
             project: project.into(),
             ticket: ticket.0,
-            made: Instant::now(),
         };
         inner.pages.insert(query, entry, size);
     }
@@ -259,23 +250,27 @@ impl ReadCache {
         }
     }
 
-    /// Whether an entry made under its ticket may be served: no loss of changes since, no
-    /// change to its key since, and not older than the maximum age, if any.
-    fn usable(&self, r: &Rendered, floor: u64, changed: Option<u64>) -> bool {
-        r.ticket >= floor
-            && changed.is_none_or(|c| c < r.ticket)
-            && self.max_age.is_none_or(|age| r.made.elapsed() < age)
-    }
-
     fn lock(&self) -> Option<std::sync::MutexGuard<'_, Inner>> {
         // A poisoned lock (a panic while holding it) turns the cache off, not the reads.
         self.inner.lock().ok()
     }
 }
 
+/// Whether an entry made under its ticket may be served: no loss of changes or deletion
+/// since, and no change to its key since.
+fn usable(r: &Rendered, floor: u64, changed: Option<u64>) -> bool {
+    r.ticket >= floor && changed.is_none_or(|c| c < r.ticket)
+}
+
 impl Inner {
-    /// Applies every change published since the last drain.
+    /// Applies every change published since the last drain, and another process's
+    /// deletions since the last look.
     fn drain(&mut self) {
+        let deletions = (self.deletions)();
+        if deletions != self.deletions_seen {
+            self.deletions_seen = deletions;
+            self.forget_everything();
+        }
         loop {
             let Some(feed) = self.feed.as_mut() else {
                 return;
@@ -345,6 +340,10 @@ mod tests {
         }
     }
 
+    fn none_deleted() -> Deletions {
+        Box::new(|| 0)
+    }
+
     fn body(s: &str) -> Bytes {
         Bytes::from(s.to_owned())
     }
@@ -352,7 +351,7 @@ mod tests {
     #[test]
     fn a_change_during_the_read_keeps_the_answer_out() {
         let (feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, none_deleted());
         let op = operation("p");
         let ticket = cache.ticket();
         // The write commits and is published while the miss reads the older version.
@@ -383,7 +382,7 @@ mod tests {
     #[test]
     fn each_view_is_kept_apart_and_a_change_drops_them_all() {
         let (feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, none_deleted());
         let op = operation("p");
         cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("json"));
         assert!(cache.operation(op.id, &View::Lro).is_none());
@@ -412,7 +411,7 @@ mod tests {
     #[test]
     fn a_page_is_only_served_for_its_project() {
         let (_feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, none_deleted());
         cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
         assert!(cache.page("other", "q").is_none());
         assert!(cache.page("p", "q").is_some());
@@ -421,7 +420,7 @@ mod tests {
     #[test]
     fn lost_changes_and_deletions_empty_it() {
         let (feed, rx) = broadcast::channel(2);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, none_deleted());
         let op = operation("p");
         let ticket = cache.ticket();
         cache.keep_operation(ticket, op.id, View::Nirvana, 1, "p", body("v1"));
@@ -445,27 +444,34 @@ mod tests {
     }
 
     #[test]
-    fn entries_age_out_only_where_other_processes_write() {
+    fn another_process_deleting_empties_it() {
         let (_feed, rx) = broadcast::channel(16);
-        let shared = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(Duration::from_millis(20)));
-        let (_feed, rx) = broadcast::channel(16);
-        let sole = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, None);
+        let count = Arc::new(AtomicU64::new(7));
+        let seen = count.clone();
+        let cache = ReadCache::new(
+            rx,
+            DEFAULT_BUDGET_BYTES,
+            Box::new(move || seen.load(Ordering::Relaxed)),
+        );
         let op = operation("p");
-        for cache in [&shared, &sole] {
-            cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("v1"));
-            cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
-        }
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(shared.operation(op.id, &View::Nirvana).is_none());
-        assert!(shared.page("p", "q").is_none());
-        assert!(sole.operation(op.id, &View::Nirvana).is_some());
-        assert!(sole.page("p", "q").is_some());
+        cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("v1"));
+        cache.keep_page(cache.ticket(), "p", "q".into(), body("page"));
+        assert!(cache.operation(op.id, &View::Nirvana).is_some());
+        let ticket = cache.ticket();
+        count.store(8, Ordering::Relaxed);
+        assert!(cache.operation(op.id, &View::Nirvana).is_none());
+        assert!(cache.page("p", "q").is_none());
+        // A read that began before the deletion was seen is not kept either.
+        cache.keep_operation(ticket, op.id, View::Nirvana, 1, "p", body("v1"));
+        assert!(cache.operation(op.id, &View::Nirvana).is_none());
+        cache.keep_operation(cache.ticket(), op.id, View::Nirvana, 1, "p", body("v1"));
+        assert!(cache.operation(op.id, &View::Nirvana).is_some());
     }
 
     #[test]
     fn memory_stays_within_the_budget() {
         let (_feed, rx) = broadcast::channel(16);
-        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, Some(MAX_AGE));
+        let cache = ReadCache::new(rx, DEFAULT_BUDGET_BYTES, none_deleted());
         let big = Bytes::from(vec![b'x'; 64 << 10]);
         let ids: Vec<Uuid> = (0..2_000).map(|_| Uuid::now_v7()).collect();
         for id in &ids {

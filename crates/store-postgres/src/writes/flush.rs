@@ -8,7 +8,7 @@
 //!    (rows and leases);
 //! 4. append the events; 5. retention's deletes;
 //! 6. the key and session statements, in batch order;
-//! 7. notify the other processes; 8. COMMIT.
+//! 7. notify the other processes (of new events or deletions); 8. COMMIT.
 
 use std::sync::LazyLock;
 
@@ -252,7 +252,7 @@ pub async fn flush(
         };
         steps.push(Step::Query(statement.clone(), key.params()));
     }
-    if n > 0 {
+    if n > 0 || !purge.is_empty() {
         steps.push(Step::Query(
             notify.clone(),
             vec![&channel.name, &channel.origin],

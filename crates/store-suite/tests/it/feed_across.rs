@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use opsd_domain::{Kind, OpType};
+use opsd_domain::{Kind, OpType, Status};
 use opsd_store::Change;
 use opsd_store_open::StoreConfig;
 use opsd_store_suite::{TestBackend, TestDb, backend};
 use tokio::sync::broadcast;
 
-use crate::support::new_op;
+use crate::support::{new_op, status};
 
 fn postgres_only() -> bool {
     let on = backend() == TestBackend::Postgres;
@@ -108,6 +108,53 @@ async fn a_process_reads_only_the_others_changes_back_from_the_store() {
         a.feed_store_reads() >= own_reads + OTHERS,
         "another process's changes are read from the store"
     );
+}
+
+/// Deletions (retention, gRPC's `DeleteOperation`) leave no change on the feed. Every
+/// process still learns of them, through the count of deleting transactions that the
+/// feed's notices carry (`Store::deletions`, which read caches compare); a process that
+/// starts later begins from the database's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_through_one_process_is_counted_by_every_process() {
+    if !postgres_only() {
+        return;
+    }
+    let db = TestDb::new().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let op = a
+        .create(new_op("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .unwrap()
+        .operation;
+    for s in [Status::Running, Status::Done] {
+        a.update(op.id, status(s), None).await.unwrap();
+    }
+    let (a_before, b_before) = (a.deletions(), b.deletions());
+    let cutoff = opsd_domain::now() + time::Duration::seconds(1);
+    assert_eq!(a.purge_terminal(cutoff, 10).await.unwrap(), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.deletions() == b_before || a.deletions() == a_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deletion is not counted 5 s later: {} → {} here, {} → {} in the deleting process",
+            b_before,
+            b.deletions(),
+            a_before,
+            a.deletions()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let c = db.open().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while c.deletions() != b.deletions() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a process opened later counts {} deletions, the others {}",
+            c.deletions(),
+            b.deletions()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

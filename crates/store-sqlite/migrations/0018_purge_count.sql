@@ -1,0 +1,4 @@
+-- Version 18 counts PostgreSQL's deleting transactions in its feed head, so that every
+-- process sharing the database learns of deletions. One process serves a SQLite
+-- database and sees its own deletions; the version exists on both backends so that one
+-- number names one release's schema.
