@@ -182,14 +182,9 @@ pub(crate) fn counter(text: &str, name: &str) -> u64 {
 /// does not invalidate (entries do not expire). SQLite has one process: skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_replicas_write_reaches_the_cache_through_the_feed() {
-    if backend() != TestBackend::Postgres {
-        eprintln!("skipped: one process only on SQLite");
+    let Some((a, project, replica)) = Replica::pair().await else {
         return;
-    }
-    let a = TestServer::start().await;
-    let project = unique_project();
-    let key = TestClient::mint_key(&a.store, Role::Admin, &[&project]).await;
-    let replica = Replica::start(&a, &key).await;
+    };
     let b = &replica.client;
     let op = a.client.create(&new_op(&project)).await;
     let op = a.client.patch(&op, &json!({"status": "running"})).await;
@@ -237,6 +232,20 @@ struct Replica {
 }
 
 impl Replica {
+    /// A server, a project, and a second server beside it with an admin key of the
+    /// project; `None` on SQLite, which one process serves.
+    async fn pair() -> Option<(TestServer, String, Replica)> {
+        if backend() != TestBackend::Postgres {
+            eprintln!("skipped: one process only on SQLite");
+            return None;
+        }
+        let a = TestServer::start().await;
+        let project = unique_project();
+        let key = TestClient::mint_key(&a.store, Role::Admin, &[&project]).await;
+        let replica = Replica::start(&a, &key).await;
+        Some((a, project, replica))
+    }
+
     async fn start(a: &TestServer, key: &str) -> Self {
         let store = a.db().open().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -265,14 +274,9 @@ impl Replica {
 /// the count). Without that, the cached answer would stand until evicted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_replicas_deletion_reaches_the_cache() {
-    if backend() != TestBackend::Postgres {
-        eprintln!("skipped: one process only on SQLite");
+    let Some((a, project, replica)) = Replica::pair().await else {
         return;
-    }
-    let a = TestServer::start().await;
-    let project = unique_project();
-    let key = TestClient::mint_key(&a.store, Role::Admin, &[&project]).await;
-    let replica = Replica::start(&a, &key).await;
+    };
     let b = &replica.client;
     let op = a.client.create(&new_op(&project)).await;
     a.client.patch(&op, &json!({"status": "running"})).await;
