@@ -398,3 +398,44 @@ async fn google_gets_are_cached_per_link_and_layout_and_follow_writes() {
         .get_resp(&path, StatusCode::NOT_FOUND)
         .await;
 }
+
+/// An HTTP/2 request names its host in `:authority`, not in a `Host` header: Deployment
+/// Manager's `selfLink` is built from it all the same, not from `localhost`.
+#[tokio::test]
+async fn google_links_name_the_host_an_http2_client_addressed() {
+    let server = TestServer::start().await;
+    let project = unique_project();
+    let key = TestClient::mint_key(&server.store, Role::Admin, &[&project]).await;
+    let op = server.client.create(&new_op(&project)).await;
+    let id = id_of(&op);
+    let addr = server
+        .client
+        .base()
+        .trim_start_matches("http://")
+        .to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let path = format!("/deploymentmanager/v2/projects/{project}/global/operations/operation-{id}");
+    let request = hyper::Request::get(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(http_body_util::Empty::<axum::body::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        json["selfLink"],
+        format!("http://{addr}{path}").as_str(),
+        "{json}"
+    );
+}

@@ -4,7 +4,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use opsd_domain::duration::{DEFAULT_WAIT, parse_wait_timeout};
 use opsd_domain::google_filter;
@@ -16,7 +15,7 @@ use uuid::Uuid;
 
 use super::error::{GoogleError, GoogleErrorBody, NamedOperationRefusal};
 use super::models::{GoogleOperation, GoogleOperationList};
-use super::params::{Layout, STANDARD_PARAMS, base_url, respond};
+use super::params::{ClientHost, Layout, STANDARD_PARAMS, respond};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::extract::{QueryParams, resume_list};
@@ -43,13 +42,13 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path((project, operation)): Path<(String, String)>,
-    headers: HeaderMap,
+    host: ClientHost,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let q = QueryParams::parse(raw.as_deref(), &allowed(&[]))?;
     let layout = Layout::of(&q)?;
     let id = operation_id(&project, &operation)?;
-    let base = base_url(state.scheme, &headers);
+    let base = host.base_url(state.scheme);
     // Deployment Manager's clients poll this: served from the read cache as the other
     // dialects' gets are, checked the same way as a read from the store.
     let view = layout
@@ -94,7 +93,7 @@ pub async fn wait(
     State(state): State<AppState>,
     caller: Caller,
     Path((project, operation)): Path<(String, String)>,
-    headers: HeaderMap,
+    host: ClientHost,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let q = QueryParams::parse(raw.as_deref(), &allowed(&["timeout"]))?;
@@ -123,7 +122,7 @@ pub async fn wait(
         .await?
         .ok_or_else(|| not_found(&operation))?
     };
-    let base = base_url(state.scheme, &headers);
+    let base = host.base_url(state.scheme);
     Ok(respond(layout.text(&GoogleOperation::new(op, &base))?))
 }
 
@@ -189,7 +188,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(project): Path<String>,
-    headers: HeaderMap,
+    host: ClientHost,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let q = QueryParams::parse(
@@ -237,7 +236,7 @@ pub async fn list(
             },
         )
         .await?;
-    let base = base_url(state.scheme, &headers);
+    let base = host.base_url(state.scheme);
     let body = GoogleOperationList {
         operations: page
             .items

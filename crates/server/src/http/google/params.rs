@@ -3,8 +3,12 @@
 //! `key`, `access_token`, `oauth_token`, `quotaUser`, `$.xgafv`, `uploadType` and
 //! `upload_protocol` are accepted; credentials are checked by the security layer.
 
+use std::convert::Infallible;
+
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opsd_domain::ValidationError;
 use serde::Serialize;
@@ -98,12 +102,31 @@ impl Layout {
     }
 }
 
-/// Scheme and host the client used, for `selfLink`.
-pub fn base_url(scheme: &str, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}")
+/// The host the client addressed (`Host`, or HTTP/2's `:authority`), for `selfLink`.
+/// Only that is copied out of the request (an extracted `HeaderMap` copies every header).
+pub struct ClientHost(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientHost {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            let authority = parts.uri.authority()?;
+            HeaderValue::from_str(authority.as_str()).ok()
+        });
+        Ok(ClientHost(host))
+    }
+}
+
+impl ClientHost {
+    /// Scheme and host the client used; `localhost` when it named none usable.
+    pub fn base_url(&self, scheme: &str) -> String {
+        let host = self
+            .0
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or("localhost");
+        format!("{scheme}://{host}")
+    }
 }
