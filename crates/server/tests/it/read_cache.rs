@@ -16,7 +16,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::support::{TestClient, TestServer, id_of, new_op, op_path, unique_project};
+use crate::support::{
+    TestClient, TestServer, http2_connection, id_of, new_op, op_path, unique_project,
+};
 
 /// Writes and reads in a tight loop while other tasks keep the cache full of the same
 /// operation and page: every read after an acknowledgement shows that version (or a
@@ -408,23 +410,11 @@ async fn google_links_name_the_host_an_http2_client_addressed() {
     let key = TestClient::mint_key(&server.store, Role::Admin, &[&project]).await;
     let op = server.client.create(&new_op(&project)).await;
     let id = id_of(&op);
-    let addr = server
-        .client
-        .base()
-        .trim_start_matches("http://")
-        .to_owned();
-    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, addr) = http2_connection(&server.client).await;
     let path = format!("/deploymentmanager/v2/projects/{project}/global/operations/operation-{id}");
     let request = hyper::Request::get(format!("http://{addr}{path}"))
         .header("authorization", format!("Bearer {key}"))
-        .body(http_body_util::Empty::<axum::body::Bytes>::new())
+        .body(http_body_util::Full::default())
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);

@@ -297,6 +297,26 @@ impl TestClient {
 }
 
 /// A project id no other test uses.
+/// An HTTP/2 connection (prior knowledge, as gRPC clients open one) to the server behind
+/// `client`, and the server's `host:port`.
+pub async fn http2_connection(
+    client: &TestClient,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<axum::body::Bytes>>,
+    String,
+) {
+    let addr = client.base().trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    (sender, addr)
+}
+
 pub fn unique_project() -> String {
     format!("proj-{}", uuid::Uuid::now_v7().simple())
 }

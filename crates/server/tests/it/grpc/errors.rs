@@ -198,19 +198,7 @@ async fn a_call_past_its_deadline_is_deadline_exceeded() {
     let mut framed = vec![0u8];
     framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
     framed.extend_from_slice(&message);
-    let addr = server
-        .client
-        .base()
-        .trim_start_matches("http://")
-        .to_owned();
-    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, addr) = crate::support::http2_connection(&server.client).await;
     let request = hyper::Request::post(format!(
         "http://{addr}/google.longrunning.Operations/WaitOperation"
     ))
