@@ -34,15 +34,15 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use futures_util::FutureExt;
-use hyper::body::{Frame, Incoming, SizeHint};
+
+use crate::guarded_body::Guarded;
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::{mpsc, watch};
@@ -91,7 +91,7 @@ where
             request.extensions_mut().insert(ConnectInfo(addr));
             let in_flight = activity.start();
             app.clone().oneshot(request).map(move |answer| {
-                answer.map(|response| response.map(|body| Tracked { body, in_flight }))
+                answer.map(|response| response.map(|body| Guarded::new(body, in_flight)))
             })
         });
         let (http1, http2) = (http1.clone(), http2.clone());
@@ -301,33 +301,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.0.changes.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its request counted as in flight until it is sent.
-struct Tracked {
-    body: Body,
-    in_flight: InFlight,
-}
-
-impl hyper::body::Body for Tracked {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let _ = &self.in_flight;
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -5,6 +5,7 @@ pub mod accept;
 pub mod app;
 pub mod background;
 pub mod grpc;
+mod guarded_body;
 pub mod http;
 pub mod listener;
 pub mod log;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::guarded_body::Guarded;
 
 /// The limits, built once from the configuration.
 pub struct Limits {
@@ -83,11 +83,8 @@ where
         // A watch's response is a stream that outlives the handler: the permit goes with
         // its body, so the cap counts open streams, not just requests being answered.
         let (parts, body) = next(request).await?.into_parts();
-        let held = body.into_data_stream().map(move |chunk| {
-            let _ = &permit;
-            chunk
-        });
-        return Ok(Response::from_parts(parts, Body::from_stream(held)));
+        let held = Guarded::new(body, permit);
+        return Ok(Response::from_parts(parts, Body::new(held)));
     }
     // A write the store already started still commits if its request times out (one
     // still queued is dropped by the PostgreSQL writer): the caller learns the outcome
