@@ -79,6 +79,15 @@ pub mod raw {
             }
         }
 
+        /// Whether the server has written anything yet (without consuming it).
+        pub async fn answered(&self) -> bool {
+            let mut byte = [0u8; 1];
+            matches!(
+                tokio::time::timeout(Duration::from_millis(1), self.stream.peek(&mut byte)).await,
+                Ok(Ok(n)) if n > 0
+            )
+        }
+
         /// Writes all of `bytes`.
         pub async fn write(&self, bytes: &[u8]) -> io::Result<()> {
             write_all(&self.stream, bytes).await
@@ -320,15 +329,30 @@ fn config(max_concurrent: usize, timeout: Duration) -> Config {
     }
 }
 
-/// Waits until the server sheds a probe, i.e. until every ordinary permit is held.
-async fn until_saturated(c: &TestClient, key: &str, project: &str) {
+/// `n` POSTs stalled halfway through their bodies, each holding one of the server's
+/// ordinary permits: returns once the server sheds a probe. A probe can overtake a
+/// stalled request the server has not read yet and take the last permit for a moment,
+/// and that stalled request is then refused (on a loaded machine, often enough to
+/// fail a run); a refused one is replaced until the server is full.
+async fn saturate(c: &TestClient, key: &str, project: &str, n: usize) -> Vec<Stalled> {
     let http = http(5);
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stalled: Vec<Stalled> = Vec::new();
     loop {
+        let mut holding = Vec::with_capacity(n);
+        for s in stalled {
+            if !s.conn.answered().await {
+                holding.push(s);
+            }
+        }
+        stalled = holding;
+        while stalled.len() < n {
+            stalled.push(Stalled::start(c, key, project).await);
+        }
         let path = format!("/v1/operations?project_id={project}");
         let (status, _, _) = get_with(&http, c, &path, key).await;
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            return;
+            return stalled;
         }
         assert!(
             Instant::now() < deadline,
@@ -346,11 +370,7 @@ async fn over_the_concurrency_limit_requests_are_shed_with_503_not_queued() {
     let key = TestClient::mint_key(&server.store, Role::Admin, &["*"]).await;
     let existing = c.create(&new_op(&p)).await;
 
-    let mut stalled = Vec::new();
-    for _ in 0..4 {
-        stalled.push(Stalled::start(c, &key, &p).await);
-    }
-    until_saturated(c, &key, &p).await;
+    let stalled = saturate(c, &key, &p, 4).await;
 
     // Twenty more of every kind at once: each is refused promptly, none waits.
     let google = format!("/deploymentmanager/v2/projects/{p}/global/operations");
@@ -423,11 +443,7 @@ async fn long_lived_requests_are_not_counted_against_the_ordinary_cap() {
     let p = unique_project();
     let key = TestClient::mint_key(&server.store, Role::Admin, &["*"]).await;
     let op = c.create(&new_op(&p)).await;
-    let mut stalled = Vec::new();
-    for _ in 0..2 {
-        stalled.push(Stalled::start(c, &key, &p).await);
-    }
-    until_saturated(c, &key, &p).await;
+    let stalled = saturate(c, &key, &p, 2).await;
     // Waits and watch streams have their own cap: with every ordinary permit taken they
     // are still admitted (whatever they then answer, it is not the ordinary cap's 503).
     let http = http(5);
