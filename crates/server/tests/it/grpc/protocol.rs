@@ -83,6 +83,16 @@ async fn calls_are_counted_by_method_and_code() {
     let grpc = Grpc::with_role(&server, Role::Reader, &[&p]).await;
     grpc.get(&name_of(&op)).await.unwrap();
     grpc.get(&name_of(&op)).await.unwrap();
+    // A wait is a long-lived call: its status, too, is read from its trailers (it was
+    // once counted UNKNOWN, its trailers lost on the way).
+    let wait = grpc.req(opsd_grpc_proto::google::longrunning::WaitOperationRequest {
+        name: name_of(&op),
+        timeout: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 50_000_000,
+        }),
+    });
+    grpc.ops().wait_operation(wait).await.unwrap();
     let anonymous = Grpc::connect(&server, None).await;
     assert_eq!(
         anonymous.get(&name_of(&op)).await.unwrap_err().code(),
@@ -115,6 +125,13 @@ async fn calls_are_counted_by_method_and_code() {
             r#"opsd_grpc_request_duration_seconds_count{method="google.longrunning.Operations/GetOperation"}"#
         ),
         Some(3.0)
+    );
+    assert_eq!(
+        value(
+            r#"opsd_grpc_requests_total{method="google.longrunning.Operations/WaitOperation",code="OK"}"#
+        ),
+        Some(1.0),
+        "{text}"
     );
 }
 
