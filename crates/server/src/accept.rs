@@ -40,13 +40,13 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use futures_util::FutureExt;
-
-use crate::guarded_body::Guarded;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
+
+use crate::guarded_body::Guarded;
 
 /// Concurrent HTTP/2 streams one connection may open.
 pub const MAX_STREAMS: u32 = 200;

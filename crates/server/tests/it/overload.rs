@@ -79,13 +79,13 @@ pub mod raw {
             }
         }
 
-        /// Whether the server has written anything yet (without consuming it).
+        /// Whether the server has answered or closed the connection yet (without
+        /// consuming what it wrote).
         pub async fn answered(&self) -> bool {
             let mut byte = [0u8; 1];
-            matches!(
-                tokio::time::timeout(Duration::from_millis(1), self.stream.peek(&mut byte)).await,
-                Ok(Ok(n)) if n > 0
-            )
+            tokio::time::timeout(Duration::from_millis(1), self.stream.peek(&mut byte))
+                .await
+                .is_ok()
         }
 
         /// Writes all of `bytes`.
