@@ -354,8 +354,12 @@ impl CopyTarget for PostgresCopy {
             .map_err(ctx("insert event"))?;
         let seq = head + batch.events.len() as i64;
         let stamp = batch.events.iter().map(|e| e.at).max().unwrap_or(0);
+        // The head also stays at or above every operation seq copied: a new operation's
+        // seq is its creation event's, and must be above every seq an operation had.
         tx.execute(
-            "UPDATE feed_head SET last_event_seq = $1, stamp = GREATEST(stamp, $2) WHERE id = 1",
+            "UPDATE feed_head SET last_event_seq = GREATEST($1, \
+             (SELECT COALESCE(MAX(seq), 0) FROM operations)), \
+             stamp = GREATEST(stamp, $2) WHERE id = 1",
             &[&seq, &stamp],
         )
         .await

@@ -47,14 +47,17 @@ pub const ADVANCE_SQL: &str = "UPDATE feed_head h SET last_event_seq = h.last_ev
 
 /// Appends the events of `EventArrays::params` (`$2…$15`) with the seqs the flight's
 /// [`ADVANCE_SQL`] reserved for `$1` events: the k-th gets the head before the batch
-/// plus k, read back from the head row this transaction holds. `$16` is the batch's
-/// time, restamped as `rows::restamped` says.
+/// plus k, read back from the head row this transaction holds. An `op_seq` of minus k
+/// names the operation the batch creates with its k-th event, whose seq is that
+/// event's (`row_arrays::INSERT_SQL`). `$16` is the batch's time, restamped as
+/// `rows::restamped` says.
 pub static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO events (seq, op_seq, project, version, status, progress, \
          status_message, at, started_at, ended_at, error, warnings, \
          http_error_status_code, http_error_message, cancel_requested) \
-         SELECT h.last_event_seq - $1 + u.k, u.op_seq, \
+         SELECT h.last_event_seq - $1 + u.k, \
+         CASE WHEN u.op_seq < 0 THEN h.last_event_seq - $1 - u.op_seq ELSE u.op_seq END, \
          (SELECT n FROM projects WHERE name = u.project_id), u.version, u.status, \
          u.progress, u.status_message, {}, {}, {}, u.error, u.warnings, \
          u.http_error_status_code, u.http_error_message, u.cancel_requested \
@@ -105,7 +108,7 @@ pub async fn append(
     let (before, given): (i64, i64) = (head.get(0), head.get(1));
     let mut events = EventArrays::default();
     for op in ops {
-        events.push(op);
+        events.push(op, false);
     }
     let mut params = events.params();
     params.insert(0, &n);

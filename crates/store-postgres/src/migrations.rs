@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/0017_one_statement_head.sql"),
     ),
     (18, include_str!("../migrations/0018_purge_count.sql")),
+    (19, include_str!("../migrations/0019_seq_under_head.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

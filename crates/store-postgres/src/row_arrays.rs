@@ -72,8 +72,11 @@ pub fn restamped(column: &str, t0: &str) -> String {
 }
 
 /// Inserts the rows of [`OperationArrays::insert_params`] (their projects numbered by
-/// [`PROJECTS_SQL`] earlier in the flight). `seq` was reserved from the identity's
-/// sequence while the batch read, so that its events can name it in the same flight.
+/// [`PROJECTS_SQL`] earlier in the flight). A new operation's seq is its creation
+/// event's: `seq` holds that event's place in the batch (from 1), and the feed head,
+/// which the flight took first and which reserved the batch's `$31` events, turns it
+/// into the seq (`crate::feed::APPEND_SQL` numbers the events the same way). So seqs
+/// follow commit order, and creation order is `seq` order, across every process.
 /// `$30` is the batch's time: the times set to it take the feed head's stamp
 /// ([`restamped`]).
 pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -84,7 +87,7 @@ pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
          http_error_status_code, http_error_message, \"user\", request_id, region, zone, \
          target_link, created_at, started_at, ended_at, updated_at, version, \
          cancel_requested, request_hash, trace_parent, trace_state) OVERRIDING SYSTEM VALUE \
-         SELECT u.seq, u.id, p.n, u.kind, u.type, u.resource_id, u.status, u.progress, \
+         SELECT h.last_event_seq - $31::bigint + u.seq, u.id, p.n, u.kind, u.type, u.resource_id, u.status, u.progress, \
          u.status_message, u.description, u.details, u.error, u.warnings, \
          u.http_error_status_code, u.http_error_message, u.user_name, u.request_id, \
          u.region, u.zone, u.target_link, {}, {}, {}, {}, u.version, u.cancel_requested, \
@@ -255,6 +258,8 @@ impl OperationArrays {
 /// touch, in the order their seqs are assigned.
 #[derive(Default)]
 pub struct EventArrays {
+    /// An operation's seq, or for one the batch creates minus its creation event's place
+    /// in the batch (see [`EventArrays::push`]).
     op_seq: Vec<i64>,
     project_id: Vec<String>,
     version: Vec<i64>,
@@ -277,9 +282,12 @@ impl EventArrays {
         self.op_seq.len()
     }
 
-    /// Adds the event of `op`'s current version.
-    pub fn push(&mut self, op: &Operation) {
-        self.op_seq.push(big(op.seq));
+    /// Adds the event of `op`'s current version. For an operation the batch creates
+    /// (`created`), `op.seq` is still its creation event's place in the batch, which
+    /// travels negated so that the statement can tell it from a seq and number it.
+    pub fn push(&mut self, op: &Operation, created: bool) {
+        let seq = big(op.seq);
+        self.op_seq.push(if created { -seq } else { seq });
         self.project_id.push(op.project_id.clone());
         self.version.push(big(op.version));
         self.status.push(code(op.status));

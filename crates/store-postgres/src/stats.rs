@@ -36,14 +36,15 @@ fn count_at(row: &Row, col: usize) -> u64 {
 pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<ProjectStats> {
     let since = micros(req.since);
     let now = micros(req.now);
-    // The window's first event by a binary search over `seq` (migration 0015), then the
-    // project's events from there along `(project, seq)`; `at >= $2` keeps out any event
-    // from before the window, should an old database hold stamps out of `seq` order.
+    // The window's first event by a binary search over `seq` (migrations 0015 and 0019),
+    // once (a subquery: as a filter it could run once per row), then the project's events
+    // from there along `(project, seq)`; `at >= $2` keeps out any event from before the
+    // window, should an old database hold stamps out of `seq` order.
     let per_minute = tx
         .query(
             "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT op_seq) FROM events \
              WHERE project = (SELECT n FROM projects WHERE name = $1) \
-             AND seq >= opsd_first_event_at($2) AND at >= $2 \
+             AND seq >= (SELECT opsd_first_event_at($2)) AND at >= $2 \
              GROUP BY minute, status ORDER BY minute, status",
             &[&req.project_id, &since, &MINUTE_MICROS],
         )

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/0017_one_statement_head.sql"),
     ),
     (18, include_str!("../migrations/0018_purge_count.sql")),
+    (19, include_str!("../migrations/0019_seq_under_head.sql")),
 ];
 
 /// A data step that runs in Rust after a migration's SQL, in the same transaction, for

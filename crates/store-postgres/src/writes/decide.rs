@@ -46,6 +46,8 @@ pub struct Decided<'w> {
     pub rows: HashMap<Uuid, Current>,
     /// Operations to insert (ids, in creation order) with their fingerprints.
     pub inserts: Vec<(Uuid, Option<Vec<u8>>)>,
+    /// The ids of `inserts`, to look up.
+    created: HashSet<Uuid>,
     /// Existing operations changed (ids, in the order first changed).
     pub dirty: Vec<Uuid>,
     /// The events, in the order their seqs are assigned.
@@ -57,6 +59,12 @@ pub struct Decided<'w> {
 }
 
 impl Decided<'_> {
+    /// Whether `id` is an operation this batch creates (its seq is still its creation
+    /// event's place in the batch).
+    pub fn is_new(&self, id: Uuid) -> bool {
+        self.created.contains(&id)
+    }
+
     /// Whether the batch changes nothing in the database.
     pub fn is_read_only(&self) -> bool {
         self.inserts.is_empty()
@@ -77,7 +85,6 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
         claimable,
         expiring,
         purgeable,
-        new_seqs,
     } = loaded;
     let mut d = Decided {
         now,
@@ -85,23 +92,18 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
         answers: Vec::with_capacity(writes.len()),
         rows,
         inserts: Vec::new(),
+        created: HashSet::new(),
         dirty: Vec::new(),
         events: Vec::new(),
         purge: Vec::new(),
         keys: Vec::new(),
     };
-    let mut new_seqs = new_seqs.into_iter();
     let mut expiring = expiring.into_iter();
     let mut purgeable = purgeable.into_iter();
     let mut claimed = HashSet::new();
     for &write in writes {
         let answer = match write {
-            Write::Create(new) => {
-                let seq = new_seqs.next().ok_or(StoreError::Internal(
-                    "fewer operation seqs reserved than creates".into(),
-                ))?;
-                ready(d.create(new, seq, &mut requests).map(Written::Created))
-            }
+            Write::Create(new) => ready(d.create(new, &mut requests).map(Written::Created)),
             Write::Update { id, patch, pre } => ready(
                 d.change(*id, |cur, now| {
                     let u = rules::update(&cur.op, cur.lease.as_ref(), patch, pre, now)?;
@@ -171,7 +173,11 @@ pub fn decide<'w>(writes: &[&'w Write], loaded: Loaded) -> Result<Decided<'w>> {
 impl Decided<'_> {
     /// A create, or the replay of the operation an identical earlier request created
     /// (in an earlier batch or earlier in this one).
-    fn create(&mut self, new: &NewOperation, seq: u64, requests: &mut Requests) -> Result<Created> {
+    ///
+    /// The new operation's seq is its creation event's, which only the write flight
+    /// learns (`feed::ADVANCE_SQL`): until then it holds the event's place in the batch,
+    /// counted from 1, and [`Decided::is_new`] tells it apart (`super::finish`).
+    fn create(&mut self, new: &NewOperation, requests: &mut Requests) -> Result<Created> {
         let hash = rules::request_hash(new);
         let key = new
             .request_id
@@ -190,11 +196,12 @@ impl Decided<'_> {
             });
         }
         let mut op = new.clone().into_operation(Uuid::now_v7(), self.now);
-        op.seq = seq;
+        op.seq = self.events.len() as u64 + 1;
         if let Some(key) = key {
             requests.insert(key, (op.id, hash.clone()));
         }
         self.inserts.push((op.id, hash));
+        self.created.insert(op.id);
         self.events.push(Arc::new(op.clone()));
         self.rows.insert(
             op.id,
@@ -252,7 +259,7 @@ impl Decided<'_> {
     }
 
     fn mark_dirty(&mut self, id: Uuid) {
-        if !self.dirty.contains(&id) && !self.inserts.iter().any(|(new, _)| *new == id) {
+        if !self.dirty.contains(&id) && !self.is_new(id) {
             self.dirty.push(id);
         }
     }

@@ -4,8 +4,8 @@
 //!
 //! 1. take the feed head and reserve the events' seqs (`feed::ADVANCE_SQL`), first, so
 //!    that every statement after it runs under the head;
-//! 2. number new projects and insert the new operations; 3. update the changed ones
-//!    (rows and leases);
+//! 2. number new projects and insert the new operations (each with its creation
+//!    event's seq); 3. update the changed ones (rows and leases);
 //! 4. append the events; 5. retention's deletes;
 //! 6. the key and session statements, in batch order;
 //! 7. notify the other processes (of new events or deletions); 8. COMMIT.
@@ -213,7 +213,7 @@ pub async fn flush(
     }
     let mut events = EventArrays::default();
     for op in &d.events {
-        events.push(op);
+        events.push(op, d.is_new(op.id));
     }
     let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let t0 = micros(d.now);
@@ -225,6 +225,7 @@ pub async fn flush(
         steps.push(Step::Query(projects.clone(), vec![inserts.projects()]));
         let mut params = inserts.insert_params();
         params.push(&t0);
+        params.push(&n);
         steps.push(Step::Query(insert.clone(), params));
     }
     if updates.len() > 0 {

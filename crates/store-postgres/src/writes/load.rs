@@ -11,9 +11,11 @@
 //!   passing over rows another transaction holds;
 //! - last, one statement reads the clock and the head's stamp (not locked), after every
 //!   other read, so the batch's time is not earlier than any clock a read compared
-//!   against; it also reserves the operation seqs of the batch's creates and names the
-//!   transaction (one statement rather than three: each costs the database an executor
-//!   start and the client a message, on every batch).
+//!   against; it also names the transaction (one statement rather than two: each costs
+//!   the database an executor start and the client a message, on every batch).
+//!
+//! A create's seq is not read here: it is its creation event's, which the feed head
+//! hands out in the write flight (`flush.rs`).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -77,8 +79,6 @@ pub struct Loaded {
     pub expiring: Vec<Vec<Uuid>>,
     /// Per retention write, in batch order: the operations it may delete.
     pub purgeable: Vec<Vec<Uuid>>,
-    /// Operation seqs reserved for the batch's creates.
-    pub new_seqs: Vec<u64>,
 }
 
 static LOCK_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -125,13 +125,9 @@ const PURGE_SQL: &str = "SELECT id FROM operations WHERE ended_at IS NOT NULL \
      FOR UPDATE SKIP LOCKED";
 
 /// The head's stamp and the clock, the transaction's id (`outcome.rs`: to ask about it
-/// if the answer to its COMMIT is lost), and `$1` operation seqs for the creates.
+/// if the answer to its COMMIT is lost).
 static LAST_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT stamp, {DB_NOW_MICROS}, pg_current_xact_id()::text, \
-         ARRAY(SELECT nextval(pg_get_serial_sequence('operations', 'seq')) \
-         FROM generate_series(1, $1::bigint)) FROM feed_head WHERE id = 1"
-    )
+    format!("SELECT stamp, {DB_NOW_MICROS}, pg_current_xact_id()::text FROM feed_head WHERE id = 1")
 });
 
 /// What one read of the flight is for.
@@ -153,7 +149,6 @@ struct Params {
     claims: Vec<(ClaimFilter, i64)>,
     expiries: Vec<i64>,
     purges: Vec<(i64, i64)>,
-    creates: i64,
     clock_now: Option<i64>,
 }
 
@@ -171,7 +166,6 @@ impl Params {
         for write in writes {
             match write {
                 Write::Create(new) => {
-                    p.creates += 1;
                     if let Some(request_id) = &new.request_id {
                         p.request_projects.push(new.project_id.clone());
                         p.request_ids.push(request_id.clone());
@@ -271,7 +265,7 @@ pub async fn load(
     for (before, limit) in &p.purges {
         read(Step::Query(purge.clone(), vec![before, limit]), Read::Purge);
     }
-    read(Step::Query(last.clone(), vec![&p.creates]), Read::Last);
+    read(Step::Query(last.clone(), vec![]), Read::Last);
 
     let mut answers = flight::send(client, &steps).await.into_iter();
     answers
@@ -286,7 +280,6 @@ pub async fn load(
         claimable: HashMap::new(),
         expiring: Vec::new(),
         purgeable: Vec::new(),
-        new_seqs: Vec::new(),
     };
     let mut xact = String::new();
     for (what, answer) in reads.into_iter().zip(answers) {
@@ -344,11 +337,6 @@ pub async fn load(
                 loaded.now = rules::next_stamp(clock_now, previous);
                 loaded.may_restamp = loaded.now > previous;
                 xact = row.get(2);
-                loaded.new_seqs = row
-                    .get::<_, Vec<i64>>(3)
-                    .into_iter()
-                    .map(i64::unsigned_abs)
-                    .collect();
             }
         }
     }

@@ -22,7 +22,10 @@ mod restamp;
 
 pub use outcome::declare_faults;
 
+use std::sync::Arc;
+
 use deadpool_postgres::Pool;
+use opsd_domain::Operation;
 use opsd_store::{Change, Clock, Result, StoreError};
 use tokio_postgres::error::SqlState;
 
@@ -166,38 +169,50 @@ async fn run<'w>(
     }
 }
 
-/// Every write's answer, and the batch's changes numbered from the seq before them.
-fn finish(decided: decide::Decided<'_>, flushed: flush::Flushed) -> Done {
-    let (t0, stamp) = (decided.now, flushed.stamp);
+/// Every write's answer, and the batch's changes numbered from the seq before them,
+/// as the write flight stored them: an operation the batch created gets its creation
+/// event's seq (`decide` gave it the event's place in the batch), and the times set to
+/// the batch's own time take the feed head's stamp if that was later (`restamp.rs`).
+fn finish(mut decided: decide::Decided<'_>, flushed: flush::Flushed) -> Done {
+    let (t0, stamp, before) = (decided.now, flushed.stamp, flushed.before);
+    let answers = std::mem::take(&mut decided.answers);
+    let events = std::mem::take(&mut decided.events);
+    let restamped = stamp != t0;
+    let settle = |op: &mut Operation| {
+        if decided.is_new(op.id) {
+            op.seq += before;
+        }
+        if restamped {
+            restamp::operation(op, t0, stamp);
+        }
+    };
     let mut keys = flushed.keys.into_iter();
-    let mut answers: Vec<_> = decided
-        .answers
+    let answers: Vec<_> = answers
         .into_iter()
         .map(|answer| match answer {
-            Answer::Ready(result) => *result,
+            Answer::Ready(result) => {
+                let mut result = *result;
+                restamp::each_operation(&mut result, settle);
+                result
+            }
             Answer::Key => keys.next().unwrap_or(Err(StoreError::Internal(
                 "a key write went unanswered".into(),
             ))),
         })
         .collect();
-    let mut changes: Vec<_> = decided
-        .events
+    let changes: Vec<_> = events
         .into_iter()
-        .zip(flushed.before + 1..)
-        .map(|(operation, event_seq)| Change {
-            event_seq,
-            operation,
+        .zip(before + 1..)
+        .map(|(mut operation, event_seq)| {
+            if restamped || decided.is_new(operation.id) {
+                settle(Arc::make_mut(&mut operation));
+            }
+            Change {
+                event_seq,
+                operation,
+            }
         })
         .collect();
-    let restamped = stamp != t0;
-    if restamped {
-        answers
-            .iter_mut()
-            .for_each(|a| restamp::answer(a, t0, stamp));
-        changes
-            .iter_mut()
-            .for_each(|c| restamp::change(c, t0, stamp));
-    }
     Done {
         answers,
         changes,

@@ -8,10 +8,8 @@
 //! feed are told, so that they see what was stored. It is exact because the write flight
 //! only restamps when `t0` is later than every time the batch carried over.
 
-use std::sync::Arc;
-
 use opsd_domain::Operation;
-use opsd_store::{Change, Result};
+use opsd_store::Result;
 use time::OffsetDateTime;
 
 use opsd_store::write::Written;
@@ -31,23 +29,18 @@ pub fn operation(op: &mut Operation, from: OffsetDateTime, to: OffsetDateTime) {
     }
 }
 
-/// [`operation`] for every operation an answer carries.
-pub fn answer(answer: &mut Result<Written>, from: OffsetDateTime, to: OffsetDateTime) {
+/// Applies `f` to every operation an answer carries.
+pub fn each_operation(answer: &mut Result<Written>, mut f: impl FnMut(&mut Operation)) {
     let Ok(written) = answer else { return };
     match written {
-        Written::Created(c) => operation(&mut c.operation, from, to),
-        Written::Updated(op) => operation(op, from, to),
-        Written::Claimed(Some(c)) => operation(&mut c.operation, from, to),
-        Written::Renewed(r) => operation(&mut r.operation, from, to),
-        Written::Expired(ops) => ops.iter_mut().for_each(|op| operation(op, from, to)),
+        Written::Created(c) => f(&mut c.operation),
+        Written::Updated(op) => f(op),
+        Written::Claimed(Some(c)) => f(&mut c.operation),
+        Written::Renewed(r) => f(&mut r.operation),
+        Written::Expired(ops) => ops.iter_mut().for_each(f),
         // Keys and sessions are answered from the flight, stamped by the head already.
         Written::Claimed(None) | Written::Key(_) | Written::Purged(_) | Written::Done => {}
     }
-}
-
-/// [`operation`] for a change on its way to the feed.
-pub fn change(change: &mut Change, from: OffsetDateTime, to: OffsetDateTime) {
-    operation(Arc::make_mut(&mut change.operation), from, to);
 }
 
 #[cfg(test)]

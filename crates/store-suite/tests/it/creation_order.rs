@@ -1,14 +1,14 @@
-//! On SQLite, lists in creation order walk `seq` and creation-time bounds are `seq`
-//! bounds (ARCHITECTURE.md, "Storage size"). That is only right while operations are
-//! created in `seq` order with stamps that never go backwards, which the writer keeps
-//! across restarts and migration 0009 establishes in older databases. PostgreSQL orders
-//! by the stamps themselves (several processes, several clocks), so these are SQLite's.
+//! Lists in creation order walk `seq` and creation-time bounds are `seq` bounds
+//! (ARCHITECTURE.md, "Storage size"). That is only right while operations are created in
+//! `seq` order with stamps that never go backwards, which the writer keeps across
+//! restarts (SQLite's one writer; PostgreSQL's feed head, for every process), and
+//! migrations 0009 (SQLite) and 0019 (PostgreSQL) establish in older databases.
 
 use std::sync::Arc;
 
 use opsd_domain::{Kind, ListFilter, OpType, Sort, SortField, SortTerm};
 use opsd_store::Store;
-use opsd_store_suite::{TestBackend, TestDb, backend};
+use opsd_store_suite::TestDb;
 use uuid::Uuid;
 
 use crate::support::{FakeClock, new_op, page, reopen_store};
@@ -36,9 +36,6 @@ async fn listed(store: &dyn Store, project: &str, sort: &Sort) -> Vec<Uuid> {
 
 #[tokio::test]
 async fn a_clock_set_back_across_a_restart_keeps_creation_order() {
-    if backend() == TestBackend::Postgres {
-        return;
-    }
     let clock = FakeClock::default();
     let db = TestDb::new().await;
     let store = reopen_store(&db, &clock).await;
@@ -78,9 +75,6 @@ async fn a_clock_set_back_across_a_restart_keeps_creation_order() {
 /// to the one before it, so lists keep the order they had.
 #[tokio::test]
 async fn the_migration_makes_creation_stamps_follow_seq() {
-    if backend() == TestBackend::Postgres {
-        return;
-    }
     let db = TestDb::new().await;
     // The third operation still stored (the fixture's retention deleted some).
     let set_back = "UPDATE operations SET created_at = created_at - 3600000000 \
@@ -107,4 +101,19 @@ async fn the_migration_makes_creation_stamps_follow_seq() {
             .collect();
         assert_eq!(listed(&*store, project, &by_creation(false)).await, made);
     }
+    // Created after the migration: above every earlier seq, and listed first.
+    let project = crate::history::PROJECTS[0];
+    let newest = store
+        .create(new_op(project, Kind::Vm, OpType::Create, "vm-after"))
+        .await
+        .unwrap()
+        .operation;
+    assert!(
+        ops.iter()
+            .all(|o| o.seq < newest.seq && o.created_at <= newest.created_at)
+    );
+    assert_eq!(
+        listed(&*store, project, &by_creation(true)).await[0],
+        newest.id
+    );
 }

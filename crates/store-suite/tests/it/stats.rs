@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use opsd_domain::lease::ClaimRequest;
-use opsd_domain::{Kind, NewApiKey, OpType, ProjectScope, Role, Status};
+use opsd_domain::{Kind, ListFilter, NewApiKey, OpType, ProjectScope, Role, Sort, Status};
 use opsd_store::stats::StatsRequest;
 
-use crate::support::{FakeClock, new_op, open_store_with_clock, status};
+use crate::support::{FakeClock, new_op, open_store_with_clock, page, project, status};
 
 fn since_start(clock: &FakeClock, project: &str) -> StatsRequest {
     StatsRequest {
@@ -102,29 +102,45 @@ async fn durations_are_nearest_rank_percentiles_by_kind_and_type() {
     assert_eq!(listed, [("other", 1), ("p", 6)]);
 }
 
-/// The window starts exactly at `since`, wherever that falls among the history: on
-/// PostgreSQL its first event is found by a binary search over `seq` (migration 0015),
-/// so every start from before the first event to after the last is tried, with another
-/// project's events in between.
+/// The window, and a list's creation-time bound, start exactly at `since`, wherever
+/// that falls among the history: each is found by a binary search over `seq`
+/// (PostgreSQL's migrations 0015 and 0019, SQLite's `time_bounds`), so every start from
+/// before the first operation to after the last is tried, with another project's
+/// operations in between and a run of deleted ones (gaps in `seq`, where PostgreSQL's
+/// first search never ended).
 #[tokio::test]
-async fn the_window_starts_at_since_exactly() {
+async fn the_window_and_creation_bounds_start_at_since_exactly() {
     let clock = FakeClock::default();
     let (_dir, store) = open_store_with_clock(&clock).await;
     let mut created = Vec::new();
     for i in 0..25 {
         let project = if i % 3 == 0 { "other" } else { "p" };
-        created.push((project, clock.now()));
-        store
+        let op = store
             .create(new_op(project, Kind::Vm, OpType::Create, "vm-1"))
             .await
-            .unwrap();
+            .unwrap()
+            .operation;
+        created.push((project, clock.now(), op.id));
         clock.tick(1);
     }
+    let deleted = &created[8..16];
+    for (_, _, id) in deleted {
+        store
+            .update(*id, status(Status::Running), None)
+            .await
+            .unwrap();
+        store.update(*id, status(Status::Done), None).await.unwrap();
+        store.delete_finished(*id).await.unwrap();
+    }
+    let kept = || created.iter().filter(|c| !deleted.contains(c));
     let starts = created
         .iter()
-        .map(|(_, at)| *at)
+        .map(|(_, at, _)| *at)
         .chain([created[0].1 - Duration::from_secs(1), clock.now()]);
     for since in starts {
+        let expected = kept()
+            .filter(|(project, at, _)| *project == "p" && *at >= since)
+            .count() as u64;
         let stats = store
             .stats(&StatsRequest {
                 project_id: "p".into(),
@@ -134,11 +150,22 @@ async fn the_window_starts_at_since_exactly() {
             .await
             .unwrap();
         let counted: u64 = stats.per_minute.iter().map(|m| m.operations).sum();
-        let expected = created
-            .iter()
-            .filter(|(project, at)| *project == "p" && *at >= since)
-            .count() as u64;
-        assert_eq!(counted, expected, "since {since}");
+        assert_eq!(counted, expected, "stats since {since}");
+        let filter = ListFilter {
+            created_at_min: Some(since),
+            ..project("p")
+        };
+        let listed = page(&*store, &filter, &Sort::default(), None, 100).await;
+        assert_eq!(listed.items.len() as u64, expected, "listed since {since}");
+        let filter = ListFilter {
+            created_at_max: Some(since),
+            ..project("p")
+        };
+        let before = kept()
+            .filter(|(project, at, _)| *project == "p" && *at <= since)
+            .count();
+        let listed = page(&*store, &filter, &Sort::default(), None, 100).await;
+        assert_eq!(listed.items.len(), before, "listed until {since}");
     }
 }
 

@@ -1,8 +1,8 @@
 //! Two writers on one database (PostgreSQL; two stores stand for two opsd replicas).
 //! No global lock is held across their round trips any more, so what it used to give is
 //! checked here directly: no lost update on one operation, stamps that never go
-//! backwards in seq order, exact per-project counts; and a write the database refuses
-//! fails alone. SQLite has one writer: the replica tests are skipped there.
+//! backwards in seq order, operation seqs in creation order, exact per-project counts;
+//! and a write the database refuses fails alone. SQLite has one writer: the replica tests are skipped there.
 
 use std::sync::Arc;
 
@@ -151,6 +151,15 @@ async fn check_round(a: &Arc<dyn Store>, b: &Arc<dyn Store>, p: &str, answered: 
         let version = stored[&(op.id, op.version)];
         let times = |o: &Operation| (o.created_at, o.started_at, o.ended_at, o.updated_at);
         assert_eq!(times(version), times(op), "answered as stored");
+        assert_eq!(version.seq, op.seq, "answered the seq stored");
+    }
+    // A create's seq is its creation event's, handed out under the feed head, so seqs
+    // follow commit order across replicas and creation order is seq order.
+    for c in changes.iter().filter(|c| c.operation.version == 1) {
+        assert_eq!(
+            c.operation.seq, c.event_seq,
+            "an operation's seq is its creation's"
+        );
     }
     for pair in changes.windows(2) {
         assert!(pair[0].event_seq < pair[1].event_seq);
@@ -165,6 +174,13 @@ async fn check_round(a: &Arc<dyn Store>, b: &Arc<dyn Store>, p: &str, answered: 
     }
     let all = page(&**b, &project(p), &Sort::default(), None, MAX_LIMIT).await;
     assert_eq!(all.total_count, 60);
+    for pair in all.items.windows(2) {
+        assert!(
+            pair[0].seq > pair[1].seq,
+            "newest first is highest seq first"
+        );
+        assert!(pair[0].created_at >= pair[1].created_at, "newest first");
+    }
     for s in [Status::Pending, Status::Running, Status::Done] {
         let filter = opsd_domain::ListFilter {
             status: Some(s),

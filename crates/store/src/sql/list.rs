@@ -22,21 +22,33 @@ fn filter_where(dialect: Dialect, filter: &ListFilter) -> Where {
         // round up, or it would admit the operation just below it.
         let rounded_up = micros(t) + i64::from(t.nanosecond() % 1_000 != 0);
         w.push("created_at >= ?", Param::Int(rounded_up));
-        if dialect == Dialect::Sqlite {
-            w.push("seq >= ?", Param::FirstSeqCreatedFrom(rounded_up));
-        }
+        push_first_seq_created(&mut w, "seq >= ?", rounded_up);
     }
     if let Some(t) = filter.created_at_max {
         w.push("created_at <= ?", Param::Int(micros(t)));
-        if dialect == Dialect::Sqlite {
-            w.push("seq < ?", Param::FirstSeqCreatedFrom(micros(t) + 1));
-        }
+        push_first_seq_created(&mut w, "seq < ?", micros(t) + 1);
     }
     if let Some(expr) = &filter.expr {
         let sql = super::google_filter::condition(expr, &mut w);
         w.push_raw(sql);
     }
     w
+}
+
+/// `condition` on the first seq created at or after `micros`. Operations are created in
+/// `seq` order with stamps that never go backwards (ARCHITECTURE.md, "Storage size"), so
+/// a creation-time bound is also a `seq` bound, which every list index can range over.
+/// SQLite's backend finds that seq by a binary search over the rowid when it binds;
+/// PostgreSQL's function `opsd_first_seq_created` does the same search in the query, in
+/// a subquery of its own so that it runs once (as a filter it could run once per row).
+fn push_first_seq_created(w: &mut Where, condition: &str, micros: i64) {
+    match w.dialect {
+        Dialect::Sqlite => w.push(condition, Param::FirstSeqCreatedFrom(micros)),
+        Dialect::Postgres => w.push(
+            &condition.replace('?', "(SELECT opsd_first_seq_created(?))"),
+            Param::Int(micros),
+        ),
+    }
 }
 
 /// `column = value` for a kind, type or status: its stored code.
@@ -98,22 +110,19 @@ enum KeyFrom {
 /// (column, descending, value) for every sort term plus the `seq` tie-breaker, as walked
 /// in `direction` (walking backwards flips every term).
 ///
-/// On SQLite creation order is `seq` order (stamps never go backwards on its one writer;
-/// equal stamps, one per commit, are broken by `seq` in the last term's direction), so a
-/// last `created_at` term walks as `seq` and the indexes hold no time. An earlier one
-/// still orders by the time: its ties are broken by the terms after it, not by `seq`.
-fn walk_order(
-    dialect: Dialect,
-    sort: &Sort,
-    direction: Direction,
-) -> Vec<(&'static str, bool, KeyFrom)> {
+/// Creation order is `seq` order (stamps never go backwards in `seq` order: SQLite's one
+/// writer and PostgreSQL's feed head hand out both; equal stamps, one per commit, are
+/// broken by `seq` in the last term's direction), so a last `created_at` term walks as
+/// `seq` and the indexes hold no time. An earlier one still orders by the time: its ties
+/// are broken by the terms after it, not by `seq`.
+fn walk_order(sort: &Sort, direction: Direction) -> Vec<(&'static str, bool, KeyFrom)> {
     let flip = direction == Direction::Prev;
     let terms = sort.terms();
     let mut order = Vec::new();
     for (i, t) in terms.iter().enumerate() {
         let last = i + 1 == terms.len();
         let (column, from) = match t.field {
-            SortField::CreatedAt if last && dialect == Dialect::Sqlite => ("seq", KeyFrom::Seq),
+            SortField::CreatedAt if last => ("seq", KeyFrom::Seq),
             SortField::CreatedAt => ("created_at", KeyFrom::Key(i)),
             SortField::UpdatedAt => ("updated_at", KeyFrom::Key(i)),
             SortField::Name => ("id", KeyFrom::Key(i)),
@@ -126,8 +135,8 @@ fn walk_order(
     order
 }
 
-fn order_by(dialect: Dialect, sort: &Sort, direction: Direction) -> String {
-    walk_order(dialect, sort, direction)
+fn order_by(sort: &Sort, direction: Direction) -> String {
+    walk_order(sort, direction)
         .iter()
         .map(|(c, d, _)| format!("{c} {}", if *d { "DESC" } else { "ASC" }))
         .collect::<Vec<_>>()
@@ -147,7 +156,7 @@ fn key_param(v: &KeyValue) -> Param {
 
 /// Adds "strictly after `pos` when walking in `direction`" to `w`.
 fn push_keyset(w: &mut Where, sort: &Sort, direction: Direction, pos: &Position) {
-    let order = walk_order(w.dialect, sort, direction);
+    let order = walk_order(sort, direction);
     let seq = Param::Int(i64::try_from(pos.seq).unwrap_or(i64::MAX));
     let values: Vec<Param> = order
         .iter()
@@ -202,7 +211,7 @@ pub fn page_query(
     if let Some(pos) = after {
         push_keyset(&mut w, sort, direction, pos);
     }
-    let order = order_by(dialect, sort, direction);
+    let order = order_by(sort, direction);
     let template = match merged_column(dialect, filter, sort) {
         // One branch per value of the column, each an ordered walk of its own range of
         // an index, cut at `limit`; PostgreSQL merges them in order (Merge Append) and
@@ -234,11 +243,11 @@ pub fn page_query(
 /// single index holds its rows in its order (PostgreSQL only). Its indexes are the
 /// fewest that serve every filter in both orders (ARCHITECTURE.md, "Storage size"):
 ///
-/// - `(project, status, created_at, seq)` and `(project, status, updated_at, seq)`:
-///   a list with no equality filter in creation order, and any list without a status
-///   filter in update order, walk them once per status;
-/// - `(project, kind, type, created_at, seq)`: a kind filter walks it once per type, a
-///   type filter once per kind.
+/// - `(project, status, seq)` and `(project, status, updated_at, seq)`: a list with no
+///   equality filter in creation order, and any list without a status filter in update
+///   order, walk them once per status;
+/// - `(project, kind, type, seq)`: a kind filter walks it once per type, a type filter
+///   once per kind.
 ///
 /// SQLite keeps an index per shape instead: its entries hold neither `seq` nor a row
 /// header, so one more index costs it far less than one walk per code.

@@ -15,8 +15,8 @@ pub use list::{PageShape, count_query, counts_query, exists_beyond_query, page_q
 /// size"): a project is a `projects.n` integer, an id its 16 bytes (a BLOB on SQLite, a
 /// `uuid` on PostgreSQL), a kind/type/status its [`codes`] number. The differences:
 /// placeholders, how a regular expression is matched (see `google_filter`), how an id
-/// reads as text, and that lists in creation order walk `seq` on SQLite only (its one
-/// writer creates in `seq` order).
+/// reads as text, how a creation-time bound finds its first `seq`, and that PostgreSQL
+/// merges walks of one index per code where SQLite keeps an index per list shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     /// `?1` placeholders; `regexp(pattern, text)` is a function opsd registers; the

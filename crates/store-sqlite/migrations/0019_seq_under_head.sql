@@ -1,0 +1,4 @@
+-- Version 19 makes PostgreSQL's operation seqs follow commit order, as SQLite's one
+-- writer always has, so that its lists in creation order walk `seq` as SQLite's do.
+-- Nothing changes here; the version exists on both backends so that one number names
+-- one release's schema.
