@@ -89,13 +89,17 @@ static LOCK_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The operation holding each create's idempotency key, found by the key's hash as the
+/// unique index holds it (migration 0020), with the `request_id` asked for: an operation
+/// whose own `request_id` differs shares the hash, and its key is taken all the same.
 static REQUESTS_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, o.lease_token_hash, o.lease_worker, o.lease_expires_at, \
-         o.lease_duration_ms, o.request_hash FROM operations o \
+         o.lease_duration_ms, o.request_hash, r.request_id FROM operations o \
          JOIN unnest($1::text[], $2::text[]) AS r(project_id, request_id) \
          ON o.project = (SELECT n FROM projects WHERE name = r.project_id) \
-         AND o.request_id = r.request_id WHERE o.request_id IS NOT NULL",
+         AND hashtextextended(o.request_id, 0) = hashtextextended(r.request_id, 0) \
+         WHERE o.request_id IS NOT NULL",
         rows::columns_of("o")
     )
 });
@@ -293,15 +297,16 @@ pub async fn load(
             Read::Requests => {
                 for row in &rows {
                     let id = keep(&mut loaded, row)?;
-                    let op = &loaded.rows[&id].op;
-                    if let Some(request_id) = &op.request_id {
-                        let hash: Option<Vec<u8>> = row
-                            .try_get(rows::OPERATION_COLUMN_COUNT + 4)
-                            .map_err(Failure::of("read request hash"))?;
-                        loaded
-                            .requests
-                            .insert((op.project_id.clone(), request_id.clone()), (id, hash));
-                    }
+                    let project_id = loaded.rows[&id].op.project_id.clone();
+                    let hash: Option<Vec<u8>> = row
+                        .try_get(rows::OPERATION_COLUMN_COUNT + 4)
+                        .map_err(Failure::of("read request hash"))?;
+                    let asked: String = row
+                        .try_get(rows::OPERATION_COLUMN_COUNT + 5)
+                        .map_err(Failure::of("read request id"))?;
+                    // Under another request id (a hash collision) the fingerprint, which
+                    // covers the request id, differs: the create is refused as a reuse.
+                    loaded.requests.insert((project_id, asked), (id, hash));
                 }
             }
             Read::Claim(filter) => {

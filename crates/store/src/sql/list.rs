@@ -16,6 +16,14 @@ fn filter_where(dialect: Dialect, filter: &ListFilter) -> Where {
     let mut w = counted_columns_where(dialect, filter);
     if let Some(r) = &filter.resource_id {
         w.push("resource_id = ?", Param::Text(r.clone()));
+        if dialect == Dialect::Postgres {
+            // PostgreSQL's resource index holds the text's hash, not the text (migration
+            // 0020); the condition above still compares the text.
+            w.push(
+                "hashtextextended(resource_id, 0) = hashtextextended(?, 0)",
+                Param::Text(r.clone()),
+            );
+        }
     }
     if let Some(t) = filter.created_at_min {
         // Times are kept to the microsecond: a bound between two microseconds must

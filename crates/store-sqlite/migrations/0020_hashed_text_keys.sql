@@ -1,0 +1,4 @@
+-- Version 20 keys PostgreSQL's resource and idempotency indexes on a hash of their text,
+-- where every index entry also carries a row header and `seq`. SQLite's entries carry
+-- neither, and its indexes stay as they are; the version exists on both backends so that
+-- one number names one release's schema.
