@@ -3,6 +3,8 @@
 //! it applies each batch in one transaction that also takes event seqs after the feed
 //! head and moves the head, as the write path does.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use opsd_store::copy::{
@@ -47,10 +49,31 @@ impl PostgresCopy {
     }
 }
 
+/// Events after `$1` in seq order, at most `$2` ([`copy::select_events_sql`]), with the
+/// creations that operations rows stand for (migration 0021), so that a copy carries
+/// every event, stored or not.
+static SELECT_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    let creation: Vec<String> = copy::EVENT_COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "project" => "p.name".to_owned(),
+            c => crate::rows::creation_column(c),
+        })
+        .collect();
+    format!(
+        "({}) UNION ALL (SELECT o.seq, o.id, {} FROM operations o \
+         JOIN projects p ON p.n = o.project WHERE o.seq > $1 AND NOT o.creation_stored \
+         ORDER BY o.seq LIMIT $2) ORDER BY 1 LIMIT $2",
+        copy::select_events_sql(),
+        creation.join(", ")
+    )
+});
+
 async fn counts(c: &impl deadpool_postgres::GenericClient) -> Result<Counts> {
     let row = c
         .query_one(
-            "SELECT (SELECT count(*) FROM operations), (SELECT count(*) FROM events), \
+            "SELECT (SELECT count(*) FROM operations), (SELECT count(*) FROM events) \
+             + (SELECT count(*) FROM operations WHERE NOT creation_stored), \
              (SELECT count(*) FROM api_keys)",
             &[],
         )
@@ -197,7 +220,7 @@ impl CopySource for PostgresCopy {
     async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let c = self.client.lock().await;
-        Ok(c.query(&copy::select_events_sql(), &[&after, &limit])
+        Ok(c.query(&*SELECT_EVENTS_SQL, &[&after, &limit])
             .await
             .map_err(ctx("read events"))?
             .iter()

@@ -45,11 +45,13 @@ pub const ADVANCE_SQL: &str = "UPDATE feed_head h SET last_event_seq = h.last_ev
      CASE WHEN h.stamp > $2::bigint AND NOT $3::boolean \
      THEN opsd_refuse_stamp(h.stamp, $2::bigint) END";
 
-/// Appends the events of `EventArrays::params` (`$2…$15`) with the seqs the flight's
-/// [`ADVANCE_SQL`] reserved for `$1` events: the k-th gets the head before the batch
-/// plus k, read back from the head row this transaction holds. An `op_seq` of minus k
-/// names the operation the batch creates with its k-th event, whose seq is that
-/// event's (`row_arrays::INSERT_SQL`). `$16` is the batch's time, restamped as
+/// Appends the events of `EventArrays::params` (`$2…$16`) with the seqs the flight's
+/// [`ADVANCE_SQL`] reserved for `$1` events: the one at place k of the batch (`$16`)
+/// gets the head before the batch plus k, read back from the head row this
+/// transaction holds. The batch's creations are not among them: each new operation's
+/// row stands for its creation event and holds that event's seq
+/// (`row_arrays::INSERT_SQL`, migration 0021). An `op_seq` of minus k names the
+/// operation the batch creates at place k. `$17` is the batch's time, restamped as
 /// `rows::restamped` says.
 pub static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -63,20 +65,21 @@ pub static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
          u.http_error_status_code, u.http_error_message, u.cancel_requested \
          FROM feed_head h, unnest($2::bigint[], $3::text[], $4::bigint[], $5::smallint[], \
          $6::smallint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], \
-         $12::text[], $13::smallint[], $14::text[], $15::boolean[]) WITH ORDINALITY \
+         $12::text[], $13::smallint[], $14::text[], $15::boolean[], $16::bigint[]) \
          AS u(op_seq, project_id, version, status, progress, status_message, at, \
          started_at, ended_at, error, warnings, http_error_status_code, http_error_message, \
          cancel_requested, k) WHERE h.id = 1",
-        row_arrays::restamped("u.at", "$16::bigint"),
-        row_arrays::restamped("u.started_at", "$16::bigint"),
-        row_arrays::restamped("u.ended_at", "$16::bigint"),
+        row_arrays::restamped("u.at", "$17::bigint"),
+        row_arrays::restamped("u.started_at", "$17::bigint"),
+        row_arrays::restamped("u.ended_at", "$17::bigint"),
     )
 });
 
 /// Deletes the events of the operations `$1` (ids), raises the feed horizon past the
 /// highest one deleted, so a watch resuming from before it re-lists, and counts the
 /// deletion (`purges`, migration 0018: the notice carries it to every process, whose
-/// caches of reads drop what they hold).
+/// caches of reads drop what they hold). A deleted operation is finished, so its
+/// highest seq is a stored event's, never its creation's (which its row stands for).
 pub const PURGE_EVENTS_SQL: &str = "WITH gone AS (DELETE FROM events WHERE op_seq IN \
      (SELECT seq FROM operations WHERE id = ANY($1::uuid[])) RETURNING seq) \
      UPDATE feed_head SET feed_horizon = GREATEST(feed_horizon, \
@@ -107,8 +110,8 @@ pub async fn append(
         .map_err(ctx("advance feed head"))?;
     let (before, given): (i64, i64) = (head.get(0), head.get(1));
     let mut events = EventArrays::default();
-    for op in ops {
-        events.push(op, false);
+    for (place, op) in ops.iter().enumerate() {
+        events.push(op, false, place + 1);
     }
     let mut params = events.params();
     params.insert(0, &n);
@@ -161,25 +164,48 @@ pub async fn events_since(
 }
 
 /// A project's events after a seq, each with its operation's row (one index lookup per
-/// event: the work per event stays bounded however long the history).
+/// event: the work per event stays bounded however long the history), in seq order.
+/// The creations the rows stand for (migration 0021) are read by the project's
+/// `(project, status, seq)` index, one walk per status merged in order, as lists are.
 static BACKFILL_SQL: LazyLock<String> = LazyLock::new(|| {
+    let project = "(SELECT n FROM projects WHERE name = $1)";
+    let creations = opsd_domain::Status::ALL
+        .iter()
+        .map(|s| {
+            format!(
+                "(SELECT {}, o.seq, {} FROM operations o WHERE o.project = {project} \
+                 AND o.status = {} AND o.seq > $2 AND NOT o.creation_stored \
+                 ORDER BY o.seq LIMIT $3)",
+                rows::columns_of("o"),
+                *rows::CREATION_VERSION_COLUMNS,
+                rows::code(*s),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
     format!(
-        "SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
-         WHERE e.project = (SELECT n FROM projects WHERE name = $1) AND e.seq > $2 \
-         ORDER BY e.seq LIMIT $3",
+        "(SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
+         WHERE e.project = {project} AND e.seq > $2 ORDER BY e.seq LIMIT $3) \
+         UNION ALL {creations} ORDER BY {} LIMIT $3",
         rows::columns_of("o"),
-        rows::EVENT_VERSION_COLUMNS
+        *rows::EVENT_VERSION_COLUMNS,
+        rows::OPERATION_COLUMN_COUNT + 1,
     )
 });
 
-/// Every project's events after seq `$1` and before seq `$3`, in order (the pump's
-/// catch-up).
+/// Every project's events after seq `$1` and before seq `$3`, in order, at most `$2`
+/// (the pump's catch-up): the stored ones and the creations rows stand for.
 pub static CATCH_UP_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
-         WHERE e.seq > $1 AND e.seq < $3 ORDER BY e.seq LIMIT $2",
-        rows::columns_of("o"),
-        rows::EVENT_VERSION_COLUMNS
+        "(SELECT {o}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
+         WHERE e.seq > $1 AND e.seq < $3 ORDER BY e.seq LIMIT $2) \
+         UNION ALL (SELECT {o}, o.seq, {} FROM operations o WHERE o.seq > $1 \
+         AND o.seq < $3 AND NOT o.creation_stored ORDER BY o.seq LIMIT $2) \
+         ORDER BY {} LIMIT $2",
+        *rows::EVENT_VERSION_COLUMNS,
+        *rows::CREATION_VERSION_COLUMNS,
+        rows::OPERATION_COLUMN_COUNT + 1,
+        o = rows::columns_of("o"),
     )
 });
 

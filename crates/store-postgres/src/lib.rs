@@ -57,10 +57,13 @@ const QUEUE_DEPTH: usize = 4096;
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The age of the oldest event after a seq, in microseconds by the database's clock.
+/// The age of the oldest event after a seq, in microseconds by the database's clock: a
+/// stored event or a creation an operations row stands for (migration 0021).
 static FEED_LAG_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} - at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
+        "SELECT {} - at FROM ((SELECT seq, at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1) \
+         UNION ALL (SELECT seq, created_at FROM operations WHERE seq > $1 \
+         AND NOT creation_stored ORDER BY seq LIMIT 1)) AS oldest ORDER BY seq LIMIT 1",
         rows::DB_NOW_MICROS
     )
 });

@@ -33,6 +33,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (18, include_str!("../migrations/0018_purge_count.sql")),
     (19, include_str!("../migrations/0019_seq_under_head.sql")),
     (20, include_str!("../migrations/0020_hashed_text_keys.sql")),
+    (
+        21,
+        include_str!("../migrations/0021_creation_in_the_row.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -45,10 +45,17 @@ pub async fn events(client: &mut Client, id: Uuid) -> Result<Vec<Event>> {
     else {
         return Err(StoreError::NotFound(id));
     };
+    let creation = ["version", "status", "progress", "status_message", "at"]
+        .map(rows::creation_column)
+        .join(", ");
     let events = tx
         .query(
-            "SELECT seq, version, status, progress, status_message, at \
-             FROM events WHERE op_seq = $1 ORDER BY seq",
+            &format!(
+                "SELECT seq, version, status, progress, status_message, at \
+                 FROM events WHERE op_seq = $1 UNION ALL \
+                 SELECT o.seq, {creation} FROM operations o \
+                 WHERE o.seq = $1 AND NOT o.creation_stored ORDER BY 1"
+            ),
             &[&op_seq],
         )
         .await

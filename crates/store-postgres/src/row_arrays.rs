@@ -76,7 +76,8 @@ pub fn restamped(column: &str, t0: &str) -> String {
 /// event's: `seq` holds that event's place in the batch (from 1), and the feed head,
 /// which the flight took first and which reserved the batch's `$31` events, turns it
 /// into the seq (`crate::feed::APPEND_SQL` numbers the events the same way). So seqs
-/// follow commit order, and creation order is `seq` order, across every process.
+/// follow commit order, and creation order is `seq` order, across every process. The
+/// row stands for that event, which is not stored (`creation_stored`, migration 0021).
 /// `$30` is the batch's time: the times set to it take the feed head's stamp
 /// ([`restamped`]).
 pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -86,12 +87,13 @@ pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
          progress, status_message, description, details, error, warnings, \
          http_error_status_code, http_error_message, \"user\", request_id, region, zone, \
          target_link, created_at, started_at, ended_at, updated_at, version, \
-         cancel_requested, request_hash, trace_parent, trace_state) OVERRIDING SYSTEM VALUE \
+         cancel_requested, request_hash, trace_parent, trace_state, creation_stored) \
+         OVERRIDING SYSTEM VALUE \
          SELECT h.last_event_seq - $31::bigint + u.seq, u.id, p.n, u.kind, u.type, u.resource_id, u.status, u.progress, \
          u.status_message, u.description, u.details, u.error, u.warnings, \
          u.http_error_status_code, u.http_error_message, u.user_name, u.request_id, \
          u.region, u.zone, u.target_link, {}, {}, {}, {}, u.version, u.cancel_requested, \
-         u.request_hash, u.trace_parent, u.trace_state \
+         u.request_hash, u.trace_parent, u.trace_state, false \
          FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::smallint[], $5::smallint[], \
          $6::text[], $7::smallint[], $8::smallint[], $9::text[], $10::text[], $11::text[], \
          $12::text[], $13::text[], $14::smallint[], $15::text[], $16::text[], $17::text[], \
@@ -274,6 +276,8 @@ pub struct EventArrays {
     http_error_status_code: Vec<Option<i16>>,
     http_error_message: Vec<Option<String>>,
     cancel_requested: Vec<bool>,
+    /// The event's place in its batch (from 1), which makes its seq.
+    place: Vec<i64>,
 }
 
 impl EventArrays {
@@ -282,12 +286,14 @@ impl EventArrays {
         self.op_seq.len()
     }
 
-    /// Adds the event of `op`'s current version. For an operation the batch creates
-    /// (`created`), `op.seq` is still its creation event's place in the batch, which
-    /// travels negated so that the statement can tell it from a seq and number it.
-    pub fn push(&mut self, op: &Operation, created: bool) {
+    /// Adds the event of `op`'s current version, at `place` in its batch (from 1). For
+    /// an operation the batch creates (`created`), `op.seq` is still its creation
+    /// event's place in the batch, which travels negated so that the statement can tell
+    /// it from a seq and number it.
+    pub fn push(&mut self, op: &Operation, created: bool, place: usize) {
         let seq = big(op.seq);
         self.op_seq.push(if created { -seq } else { seq });
+        self.place.push(i64::try_from(place).unwrap_or(i64::MAX));
         self.project_id.push(op.project_id.clone());
         self.version.push(big(op.version));
         self.status.push(code(op.status));
@@ -321,6 +327,7 @@ impl EventArrays {
             &self.http_error_status_code,
             &self.http_error_message,
             &self.cancel_requested,
+            &self.place,
         ]
     }
 }

@@ -155,10 +155,62 @@ pub fn event(row: &Row, operation_id: Uuid) -> Result<Event> {
 }
 
 /// The event columns [`operation_at_event`] reads after the operation's and the event's
-/// seq, for a query of `events e JOIN operations o`.
-pub const EVENT_VERSION_COLUMNS: &str = "e.version, e.status, e.progress, e.status_message, \
-     e.at, e.started_at, e.ended_at, e.error, e.warnings, e.http_error_status_code, \
-     e.http_error_message, e.cancel_requested";
+/// seq.
+const VERSION_COLUMNS: [&str; 12] = [
+    "version",
+    "status",
+    "progress",
+    "status_message",
+    "at",
+    "started_at",
+    "ended_at",
+    "error",
+    "warnings",
+    "http_error_status_code",
+    "http_error_message",
+    "cancel_requested",
+];
+
+/// [`VERSION_COLUMNS`] of a stored event, for a query of `events e JOIN operations o`.
+pub static EVENT_VERSION_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    VERSION_COLUMNS
+        .iter()
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// [`VERSION_COLUMNS`] of an operation's creation, which its row `o` stands for when it
+/// has no stored creation event (`NOT o.creation_stored`, migration 0021).
+pub static CREATION_VERSION_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    VERSION_COLUMNS
+        .iter()
+        .map(|c| creation_column(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// What the event column `column` holds for an operation's creation, from its row `o`:
+/// every operation is created at version 1, pending, with progress 0, updated when
+/// created, and nothing else set (`NewOperation::into_operation`; the store-suite's
+/// history tests compare it with what each create answered). Typed, so that it unites
+/// with a stored event's column.
+pub fn creation_column(column: &str) -> String {
+    match column {
+        "seq" | "op_seq" => "o.seq".into(),
+        "project" => "o.project".into(),
+        "version" => "1::bigint".into(),
+        "status" => format!("{}::smallint", code(opsd_domain::Status::Pending)),
+        "progress" => "0::smallint".into(),
+        "at" => "o.created_at".into(),
+        "cancel_requested" => "false".into(),
+        "status_message" | "http_error_message" => "NULL::text COLLATE \"C\"".into(),
+        "error" | "warnings" => "NULL::text".into(),
+        "started_at" | "ended_at" => "NULL::bigint".into(),
+        "http_error_status_code" => "NULL::smallint".into(),
+        other => format!("NULL /* unknown event column {other} */"),
+    }
+}
 
 /// The event's seq and the operation as it stood at that event, from a row of
 /// `SELECT` [`OPERATION_COLUMNS`] (the operations row, current version), `e.seq`, then

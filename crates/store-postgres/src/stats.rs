@@ -39,13 +39,20 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
     // The window's first event by a binary search over `seq` (migrations 0015 and 0019),
     // once (a subquery: as a filter it could run once per row), then the project's events
     // from there along `(project, seq)`; `at >= $2` keeps out any event from before the
-    // window, should an old database hold stamps out of `seq` order.
+    // window, should an old database hold stamps out of `seq` order. The creations that
+    // operations rows stand for (migration 0021) are found the same way among them.
     let per_minute = tx
         .query(
-            "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT op_seq) FROM events \
-             WHERE project = (SELECT n FROM projects WHERE name = $1) \
-             AND seq >= (SELECT opsd_first_event_at($2)) AND at >= $2 \
-             GROUP BY minute, status ORDER BY minute, status",
+            "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT op_seq) FROM ( \
+               SELECT at, status, op_seq FROM events \
+               WHERE project = (SELECT n FROM projects WHERE name = $1) \
+               AND seq >= (SELECT opsd_first_event_at($2)) AND at >= $2 \
+               UNION ALL \
+               SELECT created_at, 0::smallint, seq FROM operations \
+               WHERE project = (SELECT n FROM projects WHERE name = $1) \
+               AND status IN (0, 1, 2, 3, 4) AND seq >= (SELECT opsd_first_seq_created($2)) \
+               AND created_at >= $2 AND NOT creation_stored \
+             ) AS window_events GROUP BY minute, status ORDER BY minute, status",
             &[&req.project_id, &since, &MINUTE_MICROS],
         )
         .await

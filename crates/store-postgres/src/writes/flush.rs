@@ -6,7 +6,8 @@
 //!    that every statement after it runs under the head;
 //! 2. number new projects and insert the new operations (each with its creation
 //!    event's seq); 3. update the changed ones (rows and leases);
-//! 4. append the events; 5. retention's deletes;
+//! 4. append the events (but creations: a new row stands for its own); 5. retention's
+//!    deletes;
 //! 6. the key and session statements, in batch order;
 //! 7. notify the other processes (of new events or deletions); 8. COMMIT.
 
@@ -212,10 +213,14 @@ pub async fn flush(
         updates.push(&cur.op, cur.lease.as_ref(), None);
     }
     let mut events = EventArrays::default();
-    for op in &d.events {
-        events.push(op, d.is_new(op.id));
+    for (place, op) in d.events.iter().enumerate() {
+        let created = d.is_new(op.id);
+        // A new operation's row stands for its creation event (migration 0021).
+        if !(created && op.version == 1) {
+            events.push(op, created, place + 1);
+        }
     }
-    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let n = i64::try_from(d.events.len()).unwrap_or(i64::MAX);
     let t0 = micros(d.now);
     let purge: &Vec<Uuid> = &d.purge;
     let keys: Vec<KeyParams> = d.keys.iter().filter_map(|w| KeyParams::of(w)).collect();
@@ -233,7 +238,7 @@ pub async fn flush(
         params.push(&t0);
         steps.push(Step::Query(update.clone(), params));
     }
-    if n > 0 {
+    if events.len() > 0 {
         let mut params = events.params();
         params.insert(0, &n);
         params.push(&t0);

@@ -172,7 +172,9 @@ async fn read_back(
             let row = client
                 .query_opt(
                     "SELECT e.seq, e.at FROM events e JOIN operations o ON o.seq = e.op_seq \
-                     WHERE o.id = $1 AND e.version = $2",
+                     WHERE o.id = $1 AND e.version = $2 UNION ALL \
+                     SELECT seq, created_at FROM operations \
+                     WHERE id = $1 AND $2 = 1 AND NOT creation_stored",
                     &[&first.id, &crate::rows::big(first.version)],
                 )
                 .await

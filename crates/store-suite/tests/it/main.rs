@@ -15,6 +15,7 @@
 mod cancel;
 mod concurrency;
 mod creation_order;
+mod creation_row;
 mod delete;
 mod feed_across;
 mod google_filter;

@@ -1,0 +1,4 @@
+-- Version 21 stops PostgreSQL's writer from storing an operation's creation event, which
+-- its operations row stands for. SQLite's events are numbered apart from its operations
+-- and keep every event; the version exists on both backends so that one number names one
+-- release's schema.
