@@ -155,21 +155,9 @@ pub fn event(row: &Row, operation_id: Uuid) -> Result<Event> {
 }
 
 /// The event columns [`operation_at_event`] reads after the operation's and the event's
-/// seq.
-const VERSION_COLUMNS: [&str; 12] = [
-    "version",
-    "status",
-    "progress",
-    "status_message",
-    "at",
-    "started_at",
-    "ended_at",
-    "error",
-    "warnings",
-    "http_error_status_code",
-    "http_error_message",
-    "cancel_requested",
-];
+/// seq: what a change can touch, in the order a copy between stores carries them (after
+/// the project).
+const VERSION_COLUMNS: &[&str] = opsd_store::copy::EVENT_COLUMNS.split_at(1).1;
 
 /// [`VERSION_COLUMNS`] of a stored event, for a query of `events e JOIN operations o`.
 pub static EVENT_VERSION_COLUMNS: LazyLock<String> = LazyLock::new(|| {
@@ -249,4 +237,18 @@ pub fn code<T: Coded>(value: T) -> i16 {
 /// A u64 as PostgreSQL's BIGINT.
 pub fn big(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_creation_has_a_value_for_every_event_column() {
+        assert_eq!(opsd_store::copy::EVENT_COLUMNS[0], "project");
+        for column in opsd_store::copy::EVENT_COLUMNS {
+            assert!(!creation_column(column).contains("unknown"), "{column}");
+        }
+        assert!(!CREATION_VERSION_COLUMNS.contains("unknown"));
+    }
 }
