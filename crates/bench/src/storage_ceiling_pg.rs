@@ -53,7 +53,7 @@ const INSERT: &str = "INSERT INTO operations (seq, id, project, kind, type, \
      resource_id, status, progress, status_message, description, details, error, warnings, \
      http_error_status_code, http_error_message, \"user\", request_id, request_hash, region, \
      zone, target_link, created_at, started_at, ended_at, updated_at, version, \
-     creation_stored) OVERRIDING SYSTEM VALUE VALUES \
+     creation_stored) VALUES \
      ($14, $1, (SELECT n FROM projects WHERE name = $2), $3, $4, $5, 0, 0, NULL, $6, $7, \
      NULL, '[]', NULL, NULL, $8, $9, $10, $11, $12, NULL, $13, NULL, NULL, $13, 1, false)";
 

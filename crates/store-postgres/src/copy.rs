@@ -49,6 +49,18 @@ impl PostgresCopy {
     }
 }
 
+/// Inserts an operation ([`copy::insert_operation_sql`]) with its seq, `$33`, taken from
+/// the feed head like every operation seq on PostgreSQL (migration 0022).
+static INSERT_OPERATION_SQL: LazyLock<String> = LazyLock::new(|| {
+    copy::insert_operation_sql()
+        .replacen(
+            "INSERT INTO operations (",
+            "INSERT INTO operations (seq, ",
+            1,
+        )
+        .replacen(" VALUES (", " VALUES ($33, ", 1)
+});
+
 /// Events after `$1` in seq order, at most `$2` ([`copy::select_events_sql`]), with the
 /// creations that operations rows stand for (migration 0021), so that a copy carries
 /// every event, stored or not.
@@ -319,7 +331,7 @@ impl CopyTarget for PostgresCopy {
             .await
             .map_err(ctx("prepare update"))?;
         let insert_op = tx
-            .prepare(&copy::insert_operation_sql())
+            .prepare(&INSERT_OPERATION_SQL)
             .await
             .map_err(ctx("prepare insert"))?;
         let numbers: Vec<i32> = batch
@@ -337,16 +349,9 @@ impl CopyTarget for PostgresCopy {
         let updated = try_join_all(params.iter().map(|p| tx.execute(&update, p)))
             .await
             .map_err(ctx("update operation"))?;
-        try_join_all(
-            params
-                .iter()
-                .zip(updated)
-                .filter(|(_, n)| *n == 0)
-                .map(|(p, _)| tx.execute(&insert_op, p)),
-        )
-        .await
-        .map_err(ctx("insert operation"))?;
-        let head: i64 = tx
+        // Seqs come from the feed head, as the writer's do: the new operations' first, in
+        // creation order, then the events'.
+        let mut head: i64 = tx
             .query_one(
                 "SELECT last_event_seq FROM feed_head WHERE id = 1 FOR UPDATE",
                 &[],
@@ -354,6 +359,26 @@ impl CopyTarget for PostgresCopy {
             .await
             .map_err(ctx("read feed head"))?
             .get(0);
+        let new: Vec<&[&(dyn ToSql + Sync); 32]> = params
+            .iter()
+            .zip(updated)
+            .filter(|(_, n)| *n == 0)
+            .map(|(p, _)| p)
+            .collect();
+        let new_seqs: Vec<i64> = (1..=new.len() as i64).map(|j| head + j).collect();
+        let inserts: Vec<Vec<&(dyn ToSql + Sync)>> = new
+            .iter()
+            .zip(&new_seqs)
+            .map(|(p, seq)| {
+                let mut values = p.to_vec();
+                values.push(seq);
+                values
+            })
+            .collect();
+        try_join_all(inserts.iter().map(|values| tx.execute(&insert_op, values)))
+            .await
+            .map_err(ctx("insert operation"))?;
+        head += new.len() as i64;
         let insert = tx
             .prepare(&format!(
                 "INSERT INTO events (seq, op_seq, {}) VALUES ($1, \
@@ -377,12 +402,8 @@ impl CopyTarget for PostgresCopy {
             .map_err(ctx("insert event"))?;
         let seq = head + batch.events.len() as i64;
         let stamp = batch.events.iter().map(|e| e.at).max().unwrap_or(0);
-        // The head also stays at or above every operation seq copied: a new operation's
-        // seq is its creation event's, and must be above every seq an operation had.
         tx.execute(
-            "UPDATE feed_head SET last_event_seq = GREATEST($1, \
-             (SELECT COALESCE(MAX(seq), 0) FROM operations)), \
-             stamp = GREATEST(stamp, $2) WHERE id = 1",
+            "UPDATE feed_head SET last_event_seq = $1, stamp = GREATEST(stamp, $2) WHERE id = 1",
             &[&seq, &stamp],
         )
         .await

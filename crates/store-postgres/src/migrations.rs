@@ -37,6 +37,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../migrations/0021_creation_in_the_row.sql"),
     ),
+    (
+        22,
+        include_str!("../migrations/0022_seq_from_the_head_only.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations (an arbitrary constant: "opsd").

@@ -1,0 +1,4 @@
+-- Version 22 takes away PostgreSQL's operation sequence, now that every operation seq
+-- there comes from the feed head. SQLite's seqs are rowids given by its one writer;
+-- nothing changes here, and the version exists on both backends so that one number
+-- names one release's schema.
