@@ -3,6 +3,8 @@
 //! the database cannot evaluate is re-checked in rounds), and the lease horizon the
 //! expiry task sleeps until. Reads that must agree run in one read-only snapshot.
 
+use std::sync::LazyLock;
+
 use opsd_domain::{Direction, Event, ListFilter, Operation, Page, PageRequest, Position, Sort};
 use opsd_store::sql::{self, Dialect, PageShape, Param, Statement};
 use opsd_store::{Result, StoreError};
@@ -34,6 +36,19 @@ pub async fn get(client: &Client, id: Uuid) -> Result<Option<Operation>> {
         .transpose()
 }
 
+/// The events of the operation whose seq is `$1`, oldest first: the stored ones and its
+/// creation, when its row stands for it (migration 0021), as `rows::event` reads them.
+static HISTORY_SQL: LazyLock<String> = LazyLock::new(|| {
+    let columns = ["version", "status", "progress", "status_message", "at"];
+    format!(
+        "SELECT seq, {} FROM events WHERE op_seq = $1 UNION ALL \
+         SELECT o.seq, {} FROM operations o WHERE o.seq = $1 AND NOT o.creation_stored \
+         ORDER BY 1",
+        columns.join(", "),
+        columns.map(rows::creation_column).join(", ")
+    )
+});
+
 /// An operation's events, oldest first, read in one snapshot.
 pub async fn events(client: &mut Client, id: Uuid) -> Result<Vec<Event>> {
     let tx = begin_read(client).await?;
@@ -45,19 +60,8 @@ pub async fn events(client: &mut Client, id: Uuid) -> Result<Vec<Event>> {
     else {
         return Err(StoreError::NotFound(id));
     };
-    let creation = ["version", "status", "progress", "status_message", "at"]
-        .map(rows::creation_column)
-        .join(", ");
     let events = tx
-        .query(
-            &format!(
-                "SELECT seq, version, status, progress, status_message, at \
-                 FROM events WHERE op_seq = $1 UNION ALL \
-                 SELECT o.seq, {creation} FROM operations o \
-                 WHERE o.seq = $1 AND NOT o.creation_stored ORDER BY 1"
-            ),
-            &[&op_seq],
-        )
+        .query(&*HISTORY_SQL, &[&op_seq])
         .await
         .map_err(ctx("read events"))?
         .iter()

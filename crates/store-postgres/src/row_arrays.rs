@@ -88,7 +88,8 @@ pub static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
          http_error_status_code, http_error_message, \"user\", request_id, region, zone, \
          target_link, created_at, started_at, ended_at, updated_at, version, \
          cancel_requested, request_hash, trace_parent, trace_state, creation_stored) \
-         SELECT h.last_event_seq - $31::bigint + u.seq, u.id, p.n, u.kind, u.type, u.resource_id, u.status, u.progress, \
+         SELECT h.last_event_seq - $31::bigint + u.seq, u.id, p.n, u.kind, u.type, \
+         u.resource_id, u.status, u.progress, \
          u.status_message, u.description, u.details, u.error, u.warnings, \
          u.http_error_status_code, u.http_error_message, u.user_name, u.request_id, \
          u.region, u.zone, u.target_link, {}, {}, {}, {}, u.version, u.cancel_requested, \

@@ -4,7 +4,9 @@
 //! snapshot; which running operations count as "longer than usual" is the shared rule
 //! `opsd_store::stats::long_running`.
 
-use opsd_domain::micros;
+use std::sync::LazyLock;
+
+use opsd_domain::{Status, micros};
 use opsd_store::stats::{
     ATTENTION_LIMIT, DurationStats, ExpiringLease, MinuteCount, ProjectCount, ProjectStats,
     RUNNING_SCAN, Running, StatsRequest, long_running,
@@ -13,9 +15,31 @@ use opsd_store::{Result, StoreError};
 use tokio_postgres::{Row, Transaction};
 
 use crate::errors::ctx;
-use crate::rows::{code_at, from_micros, uuid_at};
+use crate::rows::{code, code_at, creation_column, from_micros, uuid_at};
 
 const MINUTE_MICROS: i64 = 60_000_000;
+
+/// Operations per minute and status in project `$1` since `$2`, by the minute (`$3`) of
+/// each event, stored or a creation its row stands for. Creations are walked by
+/// `(project, status, seq)`, which names every status so that the index gives each one's
+/// `seq` range.
+static PER_MINUTE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let statuses: Vec<String> = Status::ALL.iter().map(|s| code(*s).to_string()).collect();
+    format!(
+        "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT op_seq) FROM ( \
+           SELECT at, status, op_seq FROM events \
+           WHERE project = (SELECT n FROM projects WHERE name = $1) \
+           AND seq >= (SELECT opsd_first_event_at($2)) AND at >= $2 \
+           UNION ALL \
+           SELECT {} FROM operations o \
+           WHERE o.project = (SELECT n FROM projects WHERE name = $1) \
+           AND o.status IN ({}) AND o.seq >= (SELECT opsd_first_seq_created($2)) \
+           AND o.created_at >= $2 AND NOT o.creation_stored \
+         ) AS window_events GROUP BY minute, status ORDER BY minute, status",
+        ["at", "status", "op_seq"].map(creation_column).join(", "),
+        statuses.join(", ")
+    )
+});
 
 fn bad(what: &str) -> StoreError {
     StoreError::Internal(format!("stats: {what}"))
@@ -42,19 +66,7 @@ pub async fn project_stats(tx: &Transaction<'_>, req: &StatsRequest) -> Result<P
     // window, should an old database hold stamps out of `seq` order. The creations that
     // operations rows stand for (migration 0021) are found the same way among them.
     let per_minute = tx
-        .query(
-            "SELECT (at / $3) * $3 AS minute, status, COUNT(DISTINCT op_seq) FROM ( \
-               SELECT at, status, op_seq FROM events \
-               WHERE project = (SELECT n FROM projects WHERE name = $1) \
-               AND seq >= (SELECT opsd_first_event_at($2)) AND at >= $2 \
-               UNION ALL \
-               SELECT created_at, 0::smallint, seq FROM operations \
-               WHERE project = (SELECT n FROM projects WHERE name = $1) \
-               AND status IN (0, 1, 2, 3, 4) AND seq >= (SELECT opsd_first_seq_created($2)) \
-               AND created_at >= $2 AND NOT creation_stored \
-             ) AS window_events GROUP BY minute, status ORDER BY minute, status",
-            &[&req.project_id, &since, &MINUTE_MICROS],
-        )
+        .query(&*PER_MINUTE_SQL, &[&req.project_id, &since, &MINUTE_MICROS])
         .await
         .map_err(ctx("stats per minute"))?
         .iter()

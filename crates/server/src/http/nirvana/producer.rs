@@ -29,7 +29,7 @@ use crate::http::refusals::{BadOperationIdOrQuery, NoSuchOperation};
             ("ETag" = String, description = "The version, quoted"))),
         (status = 400, body = ErrorBody, description = "A field broke its rule (`field` names it)"),
         (status = 403, body = ErrorBody, description = "The key is a reader, or may not write this project"),
-        (status = 409, body = ErrorBody, description = "`idempotency_conflict`: request_id reused with a different body"),
+        (status = 409, body = ErrorBody, description = "`idempotency_conflict`: request_id reused with a different body (on PostgreSQL also one whose 64-bit hash another request_id of the project holds)"),
     )
 )]
 pub async fn create(
