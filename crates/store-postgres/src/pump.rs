@@ -27,7 +27,8 @@ use opsd_store::{Change, Result};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::errors::{self, ctx};
-use crate::rows::big;
+use crate::rows::{self, big};
+use crate::writes::flight::{self, Step};
 
 /// The longest one catch-up from the store may take.
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(5);
@@ -187,10 +188,21 @@ async fn read_missing(
         .await
         .map_err(ctx("prepare catch-up"))?;
     loop {
-        let rows = client
-            .query(&statement, &[&big(*last), &CATCH_UP_PAGE, &big(until)])
-            .await
-            .map_err(ctx("read events"))?;
+        let (after, before) = (big(*last), big(until));
+        // One round trip: the read in a transaction of its own that plans it once
+        // (`rows::BEGIN_GENERIC`). Every step leaves on the first poll, so a read cut
+        // short by the deadline still ends its transaction before the connection's
+        // next user is heard.
+        let steps = [
+            Step::Simple(rows::BEGIN_GENERIC),
+            Step::Query(statement.clone(), vec![&after, &CATCH_UP_PAGE, &before]),
+            Step::Simple("COMMIT"),
+        ];
+        let mut answers = Vec::with_capacity(steps.len());
+        for answer in flight::send(&client, &steps).await {
+            answers.push(answer.map_err(ctx("read events"))?);
+        }
+        let rows = answers.swap_remove(1);
         signals
             .read_from_store
             .fetch_add(rows.len() as u64, Ordering::Relaxed);

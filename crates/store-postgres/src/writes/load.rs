@@ -237,7 +237,7 @@ pub async fn load(
             "prepared a different number of statements".into(),
         )));
     };
-    let mut steps = vec![Step::Simple("BEGIN")];
+    let mut steps = vec![Step::Simple(rows::BEGIN_GENERIC)];
     let mut reads = Vec::new();
     let mut read = |step, what| {
         steps.push(step);

@@ -14,7 +14,7 @@
 //! round trips hold up anyone's writes.
 
 mod decide;
-mod flight;
+pub(crate) mod flight;
 mod flush;
 mod load;
 mod outcome;
