@@ -36,7 +36,7 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, col: usize) -> R
 /// seqs just past the feed's position), and PostgreSQL's default keeps re-planning
 /// whichever look cheaper with their values: with two replicas, planning the pump's
 /// catch-up (a union over every operation column) took about 580 µs a call against
-/// 125 µs to run it: a third of the time the database spent on opsd's statements
+/// 110 µs to run it: two fifths of the time the database spent on opsd's statements
 /// (docs/bench/README.md, "Replicas"). Reads that serve requests keep the default: a list's filters do change
 /// its best plan.
 pub const BEGIN_GENERIC: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
