@@ -30,15 +30,15 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, col: usize) -> R
 }
 
 /// Opens a transaction whose statements run on the plan PostgreSQL keeps for each
-/// prepared statement, instead of one planned again for every call's parameters. The
+/// prepared statement, instead of one made again for each call's parameters. The
 /// writer's and the pump's statements run hundreds of times a second with parameters
-/// that change nothing about the best plan (arrays of the batch's rows, a range of
-/// seqs just past the feed's position), and PostgreSQL's default keeps re-planning
-/// whichever look cheaper with their values: with two replicas, planning the pump's
-/// catch-up (a union over every operation column) took about 580 µs a call against
-/// 110 µs to run it: two fifths of the time the database spent on opsd's statements
-/// (docs/bench/README.md, "Replicas"). Reads that serve requests keep the default: a list's filters do change
-/// its best plan.
+/// that never change the best plan (arrays of a batch's rows, seqs just past the
+/// feed's position), yet PostgreSQL keeps making custom plans while they look cheaper
+/// than the kept one, which for these they always do: with two replicas the pump's
+/// catch-up (a union over every operation column) was planned on every call, about
+/// 580 µs against 110 µs to run it, two fifths of the time the database spent on
+/// opsd's statements (docs/bench/README.md, "Replicas"). Reads that answer requests
+/// keep the default: a list's filters do change its best plan.
 pub const BEGIN_GENERIC: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// The database server's clock in microseconds since the epoch, as SQL: the one clock
