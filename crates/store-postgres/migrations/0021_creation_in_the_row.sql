@@ -5,7 +5,7 @@
 -- (`NewOperation::into_operation`). So that version is the operations row's fixed
 -- fields and nothing else, and since version 19 a new operation's seq is its creation
 -- event's seq. A writer that creates an operation therefore stores no creation event:
--- readers of the feed and of histories take it from the row (`rows::CREATION_COLUMNS`),
+-- readers of the feed and of histories take it from the row (`rows::creation_column`),
 -- in `seq` order among the stored events. In the benchmark's history (1.1 events per
 -- operation) that is nine events in ten, with their three index entries.
 --

@@ -51,15 +51,8 @@ impl PostgresCopy {
 
 /// Inserts an operation ([`copy::insert_operation_sql`]) with its seq, `$33`, taken from
 /// the feed head like every operation seq on PostgreSQL (migration 0022).
-static INSERT_OPERATION_SQL: LazyLock<String> = LazyLock::new(|| {
-    copy::insert_operation_sql()
-        .replacen(
-            "INSERT INTO operations (",
-            "INSERT INTO operations (seq, ",
-            1,
-        )
-        .replacen(" VALUES (", " VALUES ($33, ", 1)
-});
+static INSERT_OPERATION_SQL: LazyLock<String> =
+    LazyLock::new(|| copy::insert_operation_sql(&["seq"]));
 
 /// Events after `$1` in seq order, at most `$2` ([`copy::select_events_sql`]), with the
 /// creations that operations rows stand for (migration 0021), so that a copy carries

@@ -304,7 +304,8 @@ impl CopyTarget for SqliteCopy {
             let tx = c.transaction()?;
             {
                 let mut update = tx.prepare_cached(&numbered(&copy::update_operation_sql()))?;
-                let mut insert_op = tx.prepare_cached(&numbered(&copy::insert_operation_sql()))?;
+                let mut insert_op =
+                    tx.prepare_cached(&numbered(&copy::insert_operation_sql(&[])))?;
                 for o in &batch.operations {
                     let project = rows::project_number(&tx, &o.project)?;
                     let values = params![

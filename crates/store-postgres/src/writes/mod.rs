@@ -192,7 +192,7 @@ fn finish(mut decided: decide::Decided<'_>, flushed: flush::Flushed) -> Done {
         .map(|answer| match answer {
             Answer::Ready(result) => {
                 let mut result = *result;
-                restamp::each_operation(&mut result, settle);
+                each_operation(&mut result, settle);
                 result
             }
             Answer::Key => keys.next().unwrap_or(Err(StoreError::Internal(
@@ -217,5 +217,19 @@ fn finish(mut decided: decide::Decided<'_>, flushed: flush::Flushed) -> Done {
         answers,
         changes,
         restamped,
+    }
+}
+
+/// Applies `f` to every operation an answer carries (keys and sessions carry none: they
+/// are answered from the flight, stamped by the head already).
+fn each_operation(answer: &mut Result<Written>, mut f: impl FnMut(&mut Operation)) {
+    let Ok(written) = answer else { return };
+    match written {
+        Written::Created(c) => f(&mut c.operation),
+        Written::Updated(op) => f(op),
+        Written::Claimed(Some(c)) => f(&mut c.operation),
+        Written::Renewed(r) => f(&mut r.operation),
+        Written::Expired(ops) => ops.iter_mut().for_each(f),
+        Written::Claimed(None) | Written::Key(_) | Written::Purged(_) | Written::Done => {}
     }
 }

@@ -9,10 +9,7 @@
 //! only restamps when `t0` is later than every time the batch carried over.
 
 use opsd_domain::Operation;
-use opsd_store::Result;
 use time::OffsetDateTime;
-
-use opsd_store::write::Written;
 
 /// Moves every time of `op` equal to `from` to `to`. The lease's expiry (answered
 /// beside the operation) is left as decided, as the write flight leaves it.
@@ -26,20 +23,6 @@ pub fn operation(op: &mut Operation, from: OffsetDateTime, to: OffsetDateTime) {
     at(&mut op.updated_at);
     for t in [&mut op.started_at, &mut op.ended_at].into_iter().flatten() {
         at(t);
-    }
-}
-
-/// Applies `f` to every operation an answer carries.
-pub fn each_operation(answer: &mut Result<Written>, mut f: impl FnMut(&mut Operation)) {
-    let Ok(written) = answer else { return };
-    match written {
-        Written::Created(c) => f(&mut c.operation),
-        Written::Updated(op) => f(op),
-        Written::Claimed(Some(c)) => f(&mut c.operation),
-        Written::Renewed(r) => f(&mut r.operation),
-        Written::Expired(ops) => ops.iter_mut().for_each(f),
-        // Keys and sessions are answered from the flight, stamped by the head already.
-        Written::Claimed(None) | Written::Key(_) | Written::Purged(_) | Written::Done => {}
     }
 }
 

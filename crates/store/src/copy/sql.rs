@@ -90,17 +90,17 @@ pub fn select_events_sql() -> String {
     )
 }
 
-/// Inserts an operation (`$1`… in [`OPERATION_COLUMNS`] order; the project as its
+/// Inserts an operation (`$1`… in [`OPERATION_COLUMNS`] order, then `extra`, the
+/// columns a backend sets itself, such as PostgreSQL's `seq`; the project as its
 /// number). Run only after [`update_operation_sql`] changed no row: an upsert
 /// (`ON CONFLICT DO UPDATE`) would take a seq from the counter even when it updates, and
 /// leave gaps that the source did not have.
-pub fn insert_operation_sql() -> String {
-    let params: Vec<String> = (1..=OPERATION_COLUMNS.len())
-        .map(|i| format!("${i}"))
-        .collect();
+pub fn insert_operation_sql(extra: &[&str]) -> String {
+    let columns: Vec<&str> = OPERATION_COLUMNS.iter().chain(extra).copied().collect();
+    let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
     format!(
         "INSERT INTO operations ({}) VALUES ({})",
-        OPERATION_COLUMNS.join(", "),
+        columns.join(", "),
         params.join(", ")
     )
 }
