@@ -20,6 +20,7 @@ mod config;
 pub mod copy;
 mod errors;
 pub mod feed;
+mod gather;
 mod keys;
 mod listen;
 mod migrations;

@@ -1,9 +1,10 @@
 //! The writer task: group commit on PostgreSQL. One task per process drains a queue and
-//! runs every write waiting in it as one batch (`writes/`): one transaction, two round
-//! trips whatever the batch's size, the feed head held only while the database runs the
-//! final flight. Callers hear back only after COMMIT (`synchronous_commit` as the server
-//! is configured; on by default), and the committed changes are published on the feed
-//! first, in commit order.
+//! runs every write waiting in it as one batch (`writes/`; when many callers write at
+//! once it also waits a moment for those it just answered, `gather.rs`): one
+//! transaction, two round trips whatever the batch's size, the feed head held only while
+//! the database runs the final flight. Callers hear back only after COMMIT
+//! (`synchronous_commit` as the server is configured; on by default), and the committed
+//! changes are published on the feed first, in commit order.
 //!
 //! A batch that another transaction got in the way of (a serialization failure, a
 //! deadlock, a unique key taken first) runs again whole: nothing of it was
@@ -25,13 +26,11 @@ use opsd_store::write::{Job, Write, Written};
 use opsd_store::{Clock, Result, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::gather::{Gather, MAX_BATCH};
 use crate::listen::Channel;
 use crate::pump::Committed;
 use crate::writes::{self, Failure};
 
-/// The most writes one transaction takes: enough to absorb a burst of every client at
-/// once; a larger batch only makes its callers wait for one another longer.
-const MAX_BATCH: usize = 256;
 /// How often a batch is tried when other transactions keep getting in its way.
 const ATTEMPTS: usize = 8;
 
@@ -78,18 +77,13 @@ pub async fn run(
     }
     let mut queue = queue.take().await;
     let mut batch = InFlight(Vec::with_capacity(MAX_BATCH));
-    while let Some(first) = queue.recv().await {
-        batch.0.push(first);
-        while batch.0.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.0.push(job),
-                Err(_) => break,
-            }
-        }
+    let mut gather = Gather::default();
+    while gather.fill(&mut queue, &mut batch.0).await {
         // A write whose caller gave up while it waited (its request timed out behind a
         // database that stopped answering) is not started: the caller was told 503, and
         // it must not commit behind its back once the database answers again.
         batch.0.retain(|job| !job.reply.is_closed());
+        gather.ran(batch.0.len());
         if batch.0.is_empty() {
             continue;
         }
