@@ -2,7 +2,9 @@
 //! serve` processes. Each row starts its replicas on a fresh copy of the seeded template
 //! and the load generator spreads its connections over them (connection `i` talks to
 //! replica `i mod N`, as a round-robin load balancer would place them):
-//! `get_by_id`, `list_first_page` and `create_durable` (`throughput`), and
+//! `get_by_id`, `list_first_page` and `create_durable` (`throughput`; creates are also
+//! set against the storage ceiling at the same round trip, measured once per round
+//! trip with no opsd running), and
 //! `wait_wakeup` with the writes going through one replica and every waiter parked on
 //! the others (`wait`). The table and its files come from `table`.
 //!
@@ -107,6 +109,8 @@ fn rows(ctx: &mut Ctx, max: usize, only: &[String]) -> Vec<Row> {
                 );
                 let measured = ctx.at_rtt(i, |ctx| match name {
                     "wait_wakeup" => wait::wait_wakeup(ctx, n),
+                    "create_durable" => throughput::measure(ctx, name, n, &mut rate)
+                        .and_then(|row| throughput::with_storage_ceiling(ctx, row)),
                     _ => throughput::measure(ctx, name, n, &mut rate),
                 });
                 let mut row = match measured {

@@ -33,6 +33,8 @@ pub struct Row {
     pub waiters: Option<usize>,
     /// wait_wakeup: whether every waiter was released with p99 ≤ 100 ms.
     pub met: Option<bool>,
+    /// create_durable: the storage ceiling at the same round trip, rows/s.
+    pub storage_ceiling: Option<f64>,
     /// Largest peak RSS among the replicas, MiB.
     pub peak_rss_mb: Option<f64>,
     /// Requests that failed or were answered otherwise than 2xx.
@@ -75,6 +77,13 @@ impl Row {
         self.extra.insert(key.into(), value.into());
     }
 
+    /// Closed-loop throughput as a fraction of the storage ceiling.
+    pub fn vs_ceiling(&self) -> Option<f64> {
+        self.storage_ceiling
+            .filter(|c| *c > 0.0)
+            .map(|c| self.ops_per_s / c)
+    }
+
     /// The row in results-postgres-replicas.json.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
@@ -101,6 +110,11 @@ impl Row {
             ("waiters", self.waiters.map(Value::from)),
             ("met", self.met.map(Value::from)),
             ("peak_rss_mb", self.peak_rss_mb.map(r3).map(Value::from)),
+            (
+                "storage_ceiling",
+                self.storage_ceiling.map(r3).map(Value::from),
+            ),
+            ("ratio", self.vs_ceiling().map(r3).map(Value::from)),
         ];
         for (key, value) in optional {
             if let Some(v) = value {
@@ -154,14 +168,15 @@ impl ReplicaReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "Backend: **PostgreSQL** ({}), 1 and {} `opsd serve` replicas on one database.\n\n\
-             | scenario | RTT | replicas | ops/s | vs 1 replica | p50 ms | p99 ms | release p99 ms | \
-             waiters | errors | RTT µs |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+             | scenario | RTT | replicas | ops/s | vs 1 replica | vs ceiling | p50 ms | p99 ms | \
+             release p99 ms | waiters | errors | RTT µs |\n\
+             |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
             self.database, self.max_replicas
         );
         for row in &self.rows {
             if let Some(why) = &row.failed {
                 s.push_str(&format!(
-                    "| `{}` | {} | {} | failed: {why} ||||||||\n",
+                    "| `{}` | {} | {} | failed: {why} |||||||||\n",
                     row.scenario,
                     opsd_proxy::format_rtt(row.rtt),
                     row.replicas
@@ -191,8 +206,9 @@ impl ReplicaReport {
                 format!("{}{verdict}", num(v, 2))
             });
             let rtt_measured = proxy_rtt(&row.extra);
+            let vs_ceiling = row.vs_ceiling().map_or("–".into(), |r| format!("{r:.2}"));
             s.push_str(&format!(
-                "| `{}` | {} | {} | {} | {relative} | {} | {} | {release} | {} | {} | {rtt_measured} |\n",
+                "| `{}` | {} | {} | {} | {relative} | {vs_ceiling} | {} | {} | {release} | {} | {} | {rtt_measured} |\n",
                 row.scenario,
                 opsd_proxy::format_rtt(row.rtt),
                 row.replicas,
@@ -208,6 +224,9 @@ impl ReplicaReport {
              creates) dealt round-robin over the replicas; `wait_wakeup`: waiters released \
              per second. p50/p99: open loop at the 1-replica row's open-loop rate, so both \
              rows see the same offered load; `wait_wakeup`: the PATCHes through replica 1. \
+             vs ceiling (`create_durable`): of the storage ceiling at the same round trip \
+             (raw batched inserts through the same link, no opsd running), as in the \
+             single-server table. \
              release p99: from a write's acknowledgement by replica 1 to its waiter's answer \
              from another replica (with 1 replica: the same one); target ≤ 100 ms. RTT: \
              the round trip between the replicas and PostgreSQL (0: direct; above: through \

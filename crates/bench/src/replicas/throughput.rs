@@ -1,7 +1,9 @@
 //! `get_by_id`, `list_first_page` and `create_durable` over N replicas: the requests,
 //! connections (32 for reads, 64 for creates) and phases of the single-server scenarios
 //! (closed loop for throughput, then open loop for p50/p99), with the connections spread
-//! over the replicas. No ceiling: the comparison here is 1 against N replicas.
+//! over the replicas. The comparison here is 1 against N replicas; creates are also set
+//! against the storage ceiling (`with_storage_ceiling`), since where the database link is
+//! the limit (a round trip above zero) the question is whether every count gets near it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +72,17 @@ fn warm_up(ctx: &Ctx, addrs: &[SocketAddr], conns: usize) -> Result<(), String> 
         0 => Ok(()),
         n => Err(format!("{n} warm-up reads failed: {:?}", warm.first_error)),
     }
+}
+
+/// `row` (creates) with the storage ceiling at the same round trip: raw batched inserts
+/// of the single-server `create_durable`, through the same proxy. Measured on the first
+/// call at each round trip (after the 1-replica row's processes stopped) and kept.
+pub fn with_storage_ceiling(ctx: &mut Ctx, mut row: Row) -> Result<Row, String> {
+    row.storage_ceiling = Some(ctx.storage_ceiling(WRITE_CONNS)?);
+    for (key, value) in &ctx.at.storage_ceiling_notes {
+        row.extra(key, value.clone());
+    }
+    Ok(row)
 }
 
 /// Every operation read once through each replica, unmeasured, as the single-server
