@@ -139,6 +139,13 @@ mod tests {
         rx
     }
 
+    /// A writer whose last batch held `last` writes.
+    fn after(last: usize) -> Gather {
+        let mut g = Gather::default();
+        g.ran(last);
+        g
+    }
+
     /// Fills one batch after a batch of `last`; answers its size and how long it took.
     async fn fill_after(last: usize, mut rx: mpsc::Receiver<Job>) -> (usize, Duration) {
         let mut gather = after(last);
@@ -177,12 +184,6 @@ mod tests {
             fill_after(GATHER_FROM - 1, queue(3, 10, Duration::from_micros(100))).await;
         assert_eq!(size, 3);
         assert_eq!(took, Duration::ZERO);
-    }
-
-    fn after(last: usize) -> Gather {
-        let mut g = Gather::default();
-        g.ran(last);
-        g
     }
 
     #[test]
