@@ -195,9 +195,8 @@ impl Ctx {
     }
 
     /// Like [`closed_vs_http_ceiling`](Self::closed_vs_http_ceiling) for writes: opsd's
-    /// closed loop alternating with rounds of the storage ceiling (raw inserts in batches
-    /// of `batch` into a copy of the template, on the server core; on PostgreSQL both
-    /// ways of `storage_ceiling_pg`). The ceiling is kept for later scenarios.
+    /// closed loop alternating with rounds of the storage ceiling
+    /// ([`alternating_with_storage_ceiling`](Self::alternating_with_storage_ceiling)).
     pub fn closed_vs_storage_ceiling(
         &mut self,
         opsd: SocketAddr,
@@ -205,15 +204,33 @@ impl Ctx {
         make: MakeReq,
         batch: usize,
     ) -> Result<(Stats, f64), String> {
+        let mut ours = Stats::empty();
+        let ceiling = self.alternating_with_storage_ceiling(batch, |ctx, round| {
+            let this = ctx.closed(opsd, conns, round, make.clone());
+            ours = std::mem::replace(&mut ours, Stats::empty()).combine(this);
+            Ok(())
+        })?;
+        Ok((ours, ceiling))
+    }
+
+    /// [`ROUNDS`] rounds of `ours` (called with each round's limits, a share of the write
+    /// phase) alternating with rounds of the storage ceiling: raw inserts in batches of
+    /// `batch` into a copy of the template, on the server core (on PostgreSQL both ways of
+    /// `storage_ceiling_pg`, through the link of the scenario). Returns the ceiling in
+    /// rows/s and keeps it for later scenarios at this round trip.
+    pub fn alternating_with_storage_ceiling(
+        &mut self,
+        batch: usize,
+        mut ours: impl FnMut(&Ctx, Limits) -> Result<(), String>,
+    ) -> Result<f64, String> {
         let copy = self.copy_template("storage-ceiling")?;
         let round = round_of(self.plan.write);
-        let mut ours = Stats::empty();
         let mut ceiling = StorageCeiling::new(&copy, batch, &self.link)?;
         for _ in 0..ROUNDS {
-            ours = ours.combine(self.closed(opsd, conns, round, make.clone()));
+            ours(self, round)?;
             ceiling.round(&self.pinning, round.duration)?;
         }
-        Ok((ours, self.keep(ceiling)))
+        Ok(self.keep(ceiling))
     }
 
     /// The storage ceiling measured alongside create_durable, or now on its own.

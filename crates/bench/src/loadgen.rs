@@ -63,7 +63,8 @@ impl Rng {
 }
 
 /// The API key every request carries (opsd's admin key of the server under test; the
-/// ceilings ignore it but receive the same bytes). Scenarios run one server at a time.
+/// ceilings ignore it but receive the same bytes). Load goes to one server, or one
+/// cluster of replicas, at a time; whoever switches between them switches the key.
 static API_KEY: std::sync::RwLock<Option<hyper::header::HeaderValue>> =
     std::sync::RwLock::new(None);
 

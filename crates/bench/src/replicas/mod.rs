@@ -1,10 +1,10 @@
-//! `--replicas N` (PostgreSQL only): the same database served by 1 and then N `opsd
+//! `--replicas N` (PostgreSQL only): the same database served by 1 and by N `opsd
 //! serve` processes. Each row starts its replicas on a fresh copy of the seeded template
 //! and the load generator spreads its connections over them (connection `i` talks to
 //! replica `i mod N`, as a round-robin load balancer would place them):
-//! `get_by_id`, `list_first_page` and `create_durable` (`throughput`; creates are also
-//! set against the storage ceiling at the same round trip, measured once per round
-//! trip with no opsd running), and
+//! `get_by_id`, `list_first_page` and `create_durable` (`throughput`: the 1- and
+//! N-replica clusters side by side, their closed loops alternating in rounds; creates
+//! also against the storage ceiling at the same round trip, in rounds between theirs), and
 //! `wait_wakeup` with the writes going through one replica and every waiter parked on
 //! the others (`wait`). The table and its files come from `table`.
 //!
@@ -13,8 +13,9 @@
 //! one process with N processes sharing that core (the cost of splitting the work and of
 //! the change feed between processes), not scale-out onto more hardware.
 //!
-//! Every row runs at each round trip to PostgreSQL of the run (`--pg-rtt`) in turn, every
-//! replica behind the same delaying proxy above zero.
+//! Every scenario runs at each round trip to PostgreSQL of the run (`--pg-rtt`) in turn,
+//! all its rows at that round trip (every replica, and the storage ceiling) behind one
+//! delaying proxy above zero.
 
 mod table;
 mod throughput;
@@ -90,38 +91,42 @@ pub fn run(
 }
 
 /// Runs every scenario named in `only` (all when empty) with 1 and `max` replicas, at
-/// every round trip of the run.
+/// every round trip of the run: both counts of a scenario behind one proxy.
 fn rows(ctx: &mut Ctx, max: usize, only: &[String]) -> Vec<Row> {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
+    let counts = counts(max);
     let mut rows = Vec::new();
     let started = std::time::Instant::now();
     for name in SCENARIOS.into_iter().filter(|n| wanted(n)) {
         for (i, rtt) in ctx.rtts.clone().into_iter().enumerate() {
-            // The open-loop rate of every count is set by the single replica's
-            // throughput (at the same round trip), so that latencies compare at the same
-            // offered load.
-            let mut rate = None;
-            for n in counts(max) {
-                eprintln!(
-                    "opsd-bench: {name} with {n} replica(s) at RTT {} ({:.0} s in)",
-                    opsd_proxy::format_rtt(rtt),
-                    started.elapsed().as_secs_f64()
-                );
-                let measured = ctx.at_rtt(i, |ctx| match name {
-                    "wait_wakeup" => wait::wait_wakeup(ctx, n),
-                    "create_durable" => throughput::measure(ctx, name, n, &mut rate)
-                        .and_then(|row| throughput::with_storage_ceiling(ctx, row)),
-                    _ => throughput::measure(ctx, name, n, &mut rate),
-                });
-                let mut row = match measured {
-                    Ok((Ok(mut row), notes)) => {
-                        for (key, value) in notes {
-                            row.extra(key, value);
+            eprintln!(
+                "opsd-bench: {name} with {counts:?} replicas at RTT {} ({:.0} s in)",
+                opsd_proxy::format_rtt(rtt),
+                started.elapsed().as_secs_f64()
+            );
+            let measured = ctx.at_rtt(i, |ctx| match name {
+                "wait_wakeup" => Ok(counts
+                    .iter()
+                    .map(|&n| wait::wait_wakeup(ctx, n).unwrap_or_else(|e| Row::failed(name, n, e)))
+                    .collect()),
+                _ => throughput::measure(ctx, name, &counts),
+            });
+            let measured = match measured {
+                Ok((Ok(measured), notes)) => measured
+                    .into_iter()
+                    .map(|mut row| {
+                        for (key, value) in &notes {
+                            row.extra(key, value.clone());
                         }
                         row
-                    }
-                    Ok((Err(e), _)) | Err(e) => Row::failed(name, n, e),
-                };
+                    })
+                    .collect(),
+                Ok((Err(e), _)) | Err(e) => counts
+                    .iter()
+                    .map(|&n| Row::failed(name, n, e.clone()))
+                    .collect::<Vec<_>>(),
+            };
+            for mut row in measured {
                 row.rtt = rtt;
                 eprintln!("  {}", row.to_json());
                 rows.push(row);
@@ -157,6 +162,8 @@ fn write(out: &Path, report: &ReplicaReport) -> Result<(), String> {
 pub struct Cluster {
     // Declared first so that the processes are killed before their database is dropped.
     servers: Vec<Server>,
+    /// The admin key the first replica created, which every replica accepts.
+    key: String,
     _dirs: Vec<TempDir>,
     _copy: Copy,
 }
@@ -194,11 +201,20 @@ impl Cluster {
         if let Some(cpus) = servers[0].cpus_allowed() {
             let _ = ctx.opsd_cpus.set(cpus);
         }
+        let key = std::fs::read_to_string(copy.dir.path().join("admin.key"))
+            .map_err(|e| format!("cannot read the first replica's admin.key: {e}"))?;
         Ok(Cluster {
             servers,
+            key: key.trim().to_owned(),
             _dirs: dirs,
             _copy: copy,
         })
+    }
+
+    /// Makes the load generator's requests carry this cluster's key (each cluster's
+    /// database has a key of its own; starting a cluster switches to its key).
+    pub fn use_key(&self) -> Result<(), String> {
+        crate::loadgen::set_api_key(&self.key)
     }
 
     /// Where each replica listens.

@@ -222,16 +222,18 @@ impl ReplicaReport {
         s.push_str(
             "\nops/s: closed loop, the load generator's connections (32 for reads, 64 for \
              creates) dealt round-robin over the replicas; `wait_wakeup`: waiters released \
-             per second. p50/p99: open loop at the 1-replica row's open-loop rate, so both \
-             rows see the same offered load; `wait_wakeup`: the PATCHes through replica 1. \
-             vs ceiling (`create_durable`): of the storage ceiling at the same round trip \
-             (raw batched inserts through the same link, no opsd running), as in the \
-             single-server table. \
+             per second; for the other rows, 1 and N replicas run side by side and their \
+             closed loops alternate in three rounds. p50/p99: open loop at the 1-replica \
+             row's open-loop rate, so both rows see the same offered load; `wait_wakeup`: \
+             the PATCHes through replica 1. vs ceiling (`create_durable`): of the storage \
+             ceiling at the same round trip (raw batched inserts through the same link, in \
+             rounds between the replicas' while they idle), as in the single-server table. \
              release p99: from a write's acknowledgement by replica 1 to its waiter's answer \
              from another replica (with 1 replica: the same one); target ≤ 100 ms. RTT: \
              the round trip between the replicas and PostgreSQL (0: direct; above: through \
              opsd-bench's delaying proxy), vs 1 replica at the same round trip; RTT µs: \
-             what the proxy measured under the row's load (p50 / p99).\n",
+             what the proxy measured under the scenario's load at that round trip, both \
+             rows (p50 / p99).\n",
         );
         s.push_str(&run_context(
             self.mode,

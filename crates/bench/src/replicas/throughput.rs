@@ -1,15 +1,20 @@
-//! `get_by_id`, `list_first_page` and `create_durable` over N replicas: the requests,
-//! connections (32 for reads, 64 for creates) and phases of the single-server scenarios
-//! (closed loop for throughput, then open loop for p50/p99), with the connections spread
-//! over the replicas. The comparison here is 1 against N replicas; creates are also set
-//! against the storage ceiling (`with_storage_ceiling`), since where the database link is
-//! the limit (a round trip above zero) the question is whether every count gets near it.
+//! `get_by_id`, `list_first_page` and `create_durable` over 1 and N replicas: the
+//! requests, connections (32 for reads, 64 for creates) and phases of the single-server
+//! scenarios (closed loop for throughput, then open loop for p50/p99), with the
+//! connections spread over the replicas. The comparison here is 1 against N replicas, so
+//! both clusters run side by side (each on a fresh copy of the template, idle while the
+//! other is measured) and their closed loops alternate in rounds, as opsd and a ceiling
+//! do in the single-server run: a shared machine that slows down for a while slows both
+//! counts alike, rather than whichever ran then. Creates are also set against the storage
+//! ceiling at the same round trip, measured in rounds of its own between theirs, since
+//! where the database link is the limit (a round trip above zero) the question is
+//! whether every count gets near it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, ROUNDS, round_of};
 use crate::loadgen::{self, Limits, MakeReq, Stats};
 use crate::replicas::{Cluster, Row};
 use crate::template::LIST_PROJECT;
@@ -20,40 +25,117 @@ const READ_CONNS: usize = 32;
 /// Connections of `create_durable`, as in the single-server one.
 const WRITE_CONNS: usize = 64;
 
-/// Measures scenario `name` on `n` replicas. `rate` is the open-loop rate: unset on the
-/// first call (1 replica), which sets it to `plan.open_fraction` of its throughput.
-pub fn measure(ctx: &Ctx, name: &str, n: usize, rate: &mut Option<f64>) -> Result<Row, String> {
-    let (conns, limits, make) = scenario(ctx, name, n)?;
-    let cluster = Cluster::start(ctx, &format!("replicas-{name}"), n)?;
-    let addrs = cluster.addrs();
-    // One request per replica first: proves each answers with the shared key.
-    for addr in &addrs {
-        ctx.fetch(*addr, workload::get(ctx.template.all[0]))
-            .map_err(|e| format!("replica at {addr}: {e}"))?;
+/// One replica count's cluster and what was measured on it so far.
+struct Side {
+    n: usize,
+    cluster: Cluster,
+    make: MakeReq,
+    closed: Stats,
+    /// Each round's closed-loop requests/s, in order (the spread within the run).
+    rounds: Vec<f64>,
+}
+
+/// Measures scenario `name` on each of `counts` replicas (the first is the baseline,
+/// whose throughput sets the open-loop rate of every count); a row per count, in order.
+pub fn measure(ctx: &mut Ctx, name: &str, counts: &[usize]) -> Result<Vec<Row>, String> {
+    let (conns, limits) = connections_and_limits(ctx, name)?;
+    let mut sides = Vec::with_capacity(counts.len());
+    for &n in counts {
+        let cluster = Cluster::start(ctx, &format!("replicas-{name}-{n}"), n)?;
+        let addrs = cluster.addrs();
+        // One request per replica first: proves each answers with the shared key.
+        for addr in &addrs {
+            ctx.fetch(*addr, workload::get(ctx.template.all[0]))
+                .map_err(|e| format!("replica at {addr}: {e}"))?;
+        }
+        warm_up(ctx, &addrs, conns)?;
+        if name == "get_by_id" {
+            read_every_id_on_each(ctx, &addrs)?;
+        }
+        let make = requests(ctx, name, n);
+        sides.push(Side {
+            n,
+            cluster,
+            make,
+            closed: Stats::empty(),
+            rounds: Vec::new(),
+        });
     }
-    warm_up(ctx, &addrs, conns)?;
-    if name == "get_by_id" {
-        read_every_id_on_each(ctx, &addrs)?;
+    // Each round runs every count once, in turns that alternate (1, N; then N, 1; …),
+    // so that neither count always follows the storage ceiling's round or the other.
+    // The first round warms each cluster up with the scenario's own requests for the
+    // whole warm-up (the reads above left its write path cold); later rounds, half.
+    let mut turn = 0;
+    let mut round_of_each = |ctx: &Ctx, round: Limits| {
+        let round = match turn {
+            0 => Limits {
+                warmup: limits.warmup,
+                ..round
+            },
+            _ => round,
+        };
+        for i in turns(turn, sides.len()) {
+            let side = &mut sides[i];
+            side.cluster.use_key()?;
+            let this = spread(
+                ctx,
+                &side.cluster.addrs(),
+                conns,
+                round,
+                side.make.clone(),
+                None,
+            );
+            side.rounds.push(crate::outcome::r3(this.ops_per_s()));
+            side.closed = std::mem::replace(&mut side.closed, Stats::empty()).combine(this);
+        }
+        turn += 1;
+        Ok::<(), String>(())
+    };
+    let ceiling = if name == "create_durable" {
+        Some(ctx.alternating_with_storage_ceiling(WRITE_CONNS, &mut round_of_each)?)
+    } else {
+        for _ in 0..ROUNDS {
+            round_of_each(ctx, round_of(limits))?;
+        }
+        None
+    };
+    let first = sides.first().ok_or("no replica count to measure")?;
+    let rate = first.closed.ops_per_s() * ctx.plan.open_fraction;
+    let mut rows = Vec::with_capacity(sides.len());
+    for side in sides {
+        let Side {
+            n,
+            cluster,
+            make,
+            closed,
+            rounds,
+        } = side;
+        if closed.ok == 0 {
+            return Err(format!(
+                "no request was answered on {n} replica(s) in the measured time ({} failed: {:?})",
+                closed.errors, closed.first_error
+            ));
+        }
+        cluster.use_key()?;
+        let open = spread(ctx, &cluster.addrs(), conns, limits, make, Some(rate));
+        let mut row = Row::new(name, n, conns);
+        row.ops_per_s = closed.ops_per_s();
+        row.p50_ms = open.quantile_ms(0.5);
+        row.p99_ms = open.quantile_ms(0.99);
+        row.open_loop_rate = Some(rate);
+        row.peak_rss_mb = cluster.stop();
+        row.add_errors(&closed);
+        row.add_errors(&open);
+        row.extra("rounds_ops_per_s", rounds);
+        row.storage_ceiling = ceiling;
+        if ceiling.is_some() {
+            for (key, value) in &ctx.at.storage_ceiling_notes {
+                row.extra(key, value.clone());
+            }
+        }
+        rows.push(row);
     }
-    let closed = spread(ctx, &addrs, conns, limits, make.clone(), None);
-    if closed.ok == 0 {
-        return Err(format!(
-            "no request was answered in the measured time ({} failed: {:?})",
-            closed.errors, closed.first_error
-        ));
-    }
-    let rate = *rate.get_or_insert(closed.ops_per_s() * ctx.plan.open_fraction);
-    let open = spread(ctx, &addrs, conns, limits, make, Some(rate));
-    let peak = cluster.stop();
-    let mut row = Row::new(name, n, conns);
-    row.ops_per_s = closed.ops_per_s();
-    row.p50_ms = open.quantile_ms(0.5);
-    row.p99_ms = open.quantile_ms(0.99);
-    row.open_loop_rate = Some(rate);
-    row.peak_rss_mb = peak;
-    row.add_errors(&closed);
-    row.add_errors(&open);
-    Ok(row)
+    Ok(rows)
 }
 
 /// Reads over every connection until each replica's database pool has grown to the
@@ -74,17 +156,6 @@ fn warm_up(ctx: &Ctx, addrs: &[SocketAddr], conns: usize) -> Result<(), String> 
     }
 }
 
-/// `row` (creates) with the storage ceiling at the same round trip: raw batched inserts
-/// of the single-server `create_durable`, through the same proxy. Measured on the first
-/// call at each round trip (after the 1-replica row's processes stopped) and kept.
-pub fn with_storage_ceiling(ctx: &mut Ctx, mut row: Row) -> Result<Row, String> {
-    row.storage_ceiling = Some(ctx.storage_ceiling(WRITE_CONNS)?);
-    for (key, value) in &ctx.at.storage_ceiling_notes {
-        row.extra(key, value.clone());
-    }
-    Ok(row)
-}
-
 /// Every operation read once through each replica, unmeasured, as the single-server
 /// `get_by_id` reads each once first: behind a round-robin balancer every replica of a
 /// cluster that has run a while has served (and cached) every polled operation. Without
@@ -103,25 +174,25 @@ fn read_every_id_on_each(ctx: &Ctx, addrs: &[SocketAddr]) -> Result<(), String> 
     Ok(())
 }
 
-/// The connections, limits and requests of scenario `name`.
-fn scenario(ctx: &Ctx, name: &str, n: usize) -> Result<(usize, Limits, MakeReq), String> {
-    Ok(match name {
+/// The connections and limits of scenario `name`.
+fn connections_and_limits(ctx: &Ctx, name: &str) -> Result<(usize, Limits), String> {
+    match name {
+        "get_by_id" | "list_first_page" => Ok((READ_CONNS, ctx.plan.read)),
+        "create_durable" => Ok((WRITE_CONNS, ctx.plan.write)),
+        other => Err(format!("{other} has no replica variant")),
+    }
+}
+
+/// The requests of scenario `name` (one of [`connections_and_limits`]'s) on `n` replicas.
+fn requests(ctx: &Ctx, name: &str, n: usize) -> MakeReq {
+    match name {
         "get_by_id" => {
             let ids = ctx.template.all.clone();
-            let make: MakeReq = Arc::new(move |rng| Some(workload::get(ids[rng.below(ids.len())])));
-            (READ_CONNS, ctx.plan.read, make)
+            Arc::new(move |rng| Some(workload::get(ids[rng.below(ids.len())])))
         }
-        "list_first_page" => {
-            let make: MakeReq =
-                Arc::new(|_| Some(workload::list(LIST_PROJECT, "pending", 10, None)));
-            (READ_CONNS, ctx.plan.read, make)
-        }
-        "create_durable" => {
-            let make = workload::creates(format!("bench-create-{n}"), "create");
-            (WRITE_CONNS, ctx.plan.write, make)
-        }
-        other => return Err(format!("{other} has no replica variant")),
-    })
+        "list_first_page" => Arc::new(|_| Some(workload::list(LIST_PROJECT, "pending", 10, None))),
+        _ => workload::creates(format!("bench-create-{n}"), "create"),
+    }
 }
 
 /// One load phase over every replica at once: `conns` connections dealt round-robin
@@ -161,6 +232,16 @@ pub fn spread(
     total
 }
 
+/// The order in which round `turn` measures `n` sides: forward on even rounds, backward
+/// on odd ones.
+fn turns(turn: usize, n: usize) -> Vec<usize> {
+    if turn.is_multiple_of(2) {
+        (0..n).collect()
+    } else {
+        (0..n).rev().collect()
+    }
+}
+
 /// How many of `conns` connections each of `n` replicas gets, dealt round-robin.
 fn shares(conns: usize, n: usize) -> Vec<usize> {
     let n = n.max(1);
@@ -172,6 +253,13 @@ fn shares(conns: usize, n: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_take_turns_in_alternating_order() {
+        assert_eq!(turns(0, 2), vec![0, 1]);
+        assert_eq!(turns(1, 2), vec![1, 0]);
+        assert_eq!(turns(2, 2), vec![0, 1]);
+    }
 
     #[test]
     fn connections_are_dealt_round_robin() {
