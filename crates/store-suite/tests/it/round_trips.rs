@@ -80,12 +80,19 @@ async fn a_batch_costs_a_few_round_trips_whatever_its_size() {
             .expect("warm-up write");
     }
 
-    proxy.reset_stats();
-    store
-        .create(new_op("p", Kind::Vm, OpType::Create, "one"))
-        .await
-        .expect("one write");
-    let one = proxy.stats().turns;
+    // The fewest turns of three lone writes: the store's other tasks (the listener
+    // connecting, the pump's timer, the pool opening a connection) also talk through the
+    // proxy now and then, and one of them landing in a write's window is not the batch's
+    // cost. A writer whose batches take more turns takes them every time.
+    let mut one = u64::MAX;
+    for i in 0..3 {
+        proxy.reset_stats();
+        store
+            .create(new_op("p", Kind::Vm, OpType::Create, &format!("one-{i}")))
+            .await
+            .expect("one write");
+        one = one.min(proxy.stats().turns);
+    }
     assert!(
         one <= PER_BATCH,
         "one write took {one} round trips (at most {PER_BATCH})"
