@@ -39,7 +39,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use opsd_domain::{Event, ListFilter, Operation, Page, PageRequest, Sort};
-use opsd_store::{Backfill, Change, Clock, FEED_CAPACITY, Result, Store, StoreError};
+use opsd_store::{Backfill, Clock, FEED_CAPACITY, FeedChange, Result, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
@@ -91,7 +91,7 @@ impl Default for Options {
 pub struct PostgresStore {
     pool: Pool,
     queue: Queue,
-    feed: broadcast::Sender<Change>,
+    feed: broadcast::Sender<FeedChange>,
     /// Times the listening connection was lost and re-established.
     gaps: Arc<AtomicU64>,
     conflicts: Arc<writer::Conflicts>,
@@ -269,7 +269,7 @@ impl Store for PostgresStore {
         &self.epoch
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
+    fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
         self.feed.subscribe()
     }
 

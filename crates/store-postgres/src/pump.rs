@@ -14,7 +14,10 @@
 //! from the database (`seq > last`, snapshots included), so a change is never skipped:
 //! a lost listening connection, a notification dropped while PostgreSQL restarted, or a
 //! writer racing a notification all end the same way, with the pump catching up from
-//! the store. A subscriber that falls more than the feed's capacity behind gets
+//! the store. What it reads back, other processes' changes, it publishes named only
+//! (seq, operation id, project: `FeedChange::Named`), an index walk and a lookup per
+//! change instead of whole rows decoded; its own writer's batches it publishes whole.
+//! A subscriber that falls more than the feed's capacity behind gets
 //! `Lagged` as on SQLite: waiters read their operation again, watch streams end and
 //! resume from their `Last-Event-ID`.
 
@@ -23,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use opsd_store::{Change, Result};
+use opsd_store::{Change, FeedChange, Result};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::errors::{self, ctx};
@@ -82,7 +85,7 @@ pub async fn run(
     pool: Pool,
     kept: opsd_store::supervise::Kept<(mpsc::Receiver<Committed>, u64)>,
     signals: Arc<Signals>,
-    feed: broadcast::Sender<Change>,
+    feed: broadcast::Sender<FeedChange>,
 ) {
     let mut kept = kept.take().await;
     let (committed, last) = &mut *kept;
@@ -130,7 +133,7 @@ pub async fn run(
 /// batch took the feed head after them.
 async fn publish_batch(
     pool: &Pool,
-    feed: &broadcast::Sender<Change>,
+    feed: &broadcast::Sender<FeedChange>,
     signals: &Signals,
     last: &mut u64,
     changes: Vec<Change>,
@@ -146,7 +149,7 @@ async fn publish_batch(
         if change.event_seq == *last + 1 {
             *last = change.event_seq;
             // Nobody listening is fine.
-            let _ = feed.send(change);
+            let _ = feed.send(FeedChange::Whole(change));
         }
     }
     Ok(())
@@ -158,7 +161,7 @@ async fn publish_batch(
 /// pump, and with it the writer waiting for its batch to be published.
 async fn catch_up(
     pool: &Pool,
-    feed: &broadcast::Sender<Change>,
+    feed: &broadcast::Sender<FeedChange>,
     signals: &Signals,
     last: &mut u64,
     until: u64,
@@ -177,14 +180,14 @@ async fn catch_up(
 
 async fn read_missing(
     pool: &Pool,
-    feed: &broadcast::Sender<Change>,
+    feed: &broadcast::Sender<FeedChange>,
     signals: &Signals,
     last: &mut u64,
     until: u64,
 ) -> Result<()> {
     let client = pool.get().await.map_err(errors::pool)?;
     let statement = client
-        .prepare_cached(&crate::feed::CATCH_UP_SQL)
+        .prepare_cached(crate::feed::CATCH_UP_SQL)
         .await
         .map_err(ctx("prepare catch-up"))?;
     loop {
@@ -207,8 +210,8 @@ async fn read_missing(
             .read_from_store
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         for row in &rows {
-            let change = crate::feed::change(row)?;
-            *last = change.event_seq;
+            let change = crate::feed::named(row)?;
+            *last = change.event_seq();
             let _ = feed.send(change);
         }
         if (rows.len() as i64) < CATCH_UP_PAGE {

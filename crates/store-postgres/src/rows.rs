@@ -25,7 +25,10 @@ fn bad(col: usize, msg: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("column {col}: {msg}"))
 }
 
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, col: usize) -> Result<T> {
+pub(crate) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    col: usize,
+) -> Result<T> {
     row.try_get(col).map_err(|e| bad(col, e))
 }
 
@@ -71,7 +74,7 @@ fn json_at<T: serde::de::DeserializeOwned>(row: &Row, col: usize) -> Result<T> {
     serde_json::from_str(s).map_err(|e| bad(col, e))
 }
 
-fn u64_at(row: &Row, col: usize) -> Result<u64> {
+pub(crate) fn u64_at(row: &Row, col: usize) -> Result<u64> {
     u64::try_from(get::<i64>(row, col)?).map_err(|_| bad(col, "negative value"))
 }
 

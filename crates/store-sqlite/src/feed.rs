@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use crate::errors::internal;
 use crate::rows;
-use opsd_store::{Backfill, Change, Result};
+use opsd_store::{Backfill, Change, FeedChange, Result};
 
 /// Key of the feed horizon in `meta`.
 pub const HORIZON_KEY: &str = "feed_horizon";
@@ -27,10 +27,11 @@ pub fn record(conn: &Connection, op: &Operation, changes: &mut Vec<Change>) -> R
     Ok(())
 }
 
-/// Publishes a committed batch's changes, in commit order. Nobody listening is fine.
-pub fn publish(feed: &broadcast::Sender<Change>, changes: Vec<Change>) {
+/// Publishes a committed batch's changes, in commit order, whole: one process writes
+/// them all. Nobody listening is fine.
+pub fn publish(feed: &broadcast::Sender<FeedChange>, changes: Vec<Change>) {
     for change in changes {
-        let _ = feed.send(change);
+        let _ = feed.send(FeedChange::Whole(change));
     }
 }
 

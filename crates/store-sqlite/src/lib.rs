@@ -42,7 +42,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use opsd_store::write::{Queue, Write};
-use opsd_store::{Backfill, Change, Clock, FEED_CAPACITY, Result, Store, StoreError};
+use opsd_store::{Backfill, Clock, FEED_CAPACITY, FeedChange, Result, Store, StoreError};
 
 /// Longest `/readyz` waits for its probe write.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -57,7 +57,7 @@ pub struct SqliteStore {
     /// What the writer last learnt of the disk (`/readyz`).
     disk: Arc<writer::DiskHealth>,
     readers: Arc<Readers>,
-    feed: broadcast::Sender<Change>,
+    feed: broadcast::Sender<FeedChange>,
     /// The store's epoch, read at open (only an offline restore or copy changes it).
     epoch: String,
 }
@@ -224,7 +224,7 @@ impl Store for SqliteStore {
         Ok(opsd_store::backup::Taken { path, summary })
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
+    fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
         self.feed.subscribe()
     }
 

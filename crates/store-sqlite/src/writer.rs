@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use opsd_store::rules;
 use opsd_store::trace::BatchSpan;
 use opsd_store::write::{Job, Written};
-use opsd_store::{Change, Clock, Result, StoreError};
+use opsd_store::{Clock, FeedChange, Result, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -89,7 +89,7 @@ pub struct Writer {
     pub conn: Connection,
     pub queue: mpsc::Receiver<Job>,
     pub clock: Clock,
-    pub feed: broadcast::Sender<Change>,
+    pub feed: broadcast::Sender<FeedChange>,
     pub checkpointer: Checkpointer,
     pub replies: Replies,
     pub disk: Arc<DiskHealth>,
@@ -178,7 +178,7 @@ fn commit_batch(
     conn: &mut Connection,
     batch: &mut Vec<Job>,
     now: OffsetDateTime,
-    feed: &broadcast::Sender<Change>,
+    feed: &broadcast::Sender<FeedChange>,
     replies: &Replies,
     disk: &DiskHealth,
 ) {

@@ -38,7 +38,9 @@ pub mod trace;
 pub mod traced;
 pub mod write;
 
-pub use live::{Backfill, Change, Claimed, FEED_CAPACITY, Heartbeat, Preconditions, Renewed};
+pub use live::{
+    Backfill, Change, Claimed, FEED_CAPACITY, FeedChange, Heartbeat, Preconditions, Renewed,
+};
 pub use rules::Clock;
 
 /// A store's part of `/readyz` ([`Store::readiness`]).
@@ -200,7 +202,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The change feed: every committed change, published after its COMMIT, in commit
     /// order. A receiver that falls more than [`FEED_CAPACITY`] behind gets `Lagged`.
-    fn subscribe(&self) -> broadcast::Receiver<Change>;
+    /// This process's own changes arrive whole, other processes' named only
+    /// ([`FeedChange`]).
+    fn subscribe(&self) -> broadcast::Receiver<FeedChange>;
 
     /// How many times this process may have missed notifications of other processes'
     /// changes (its listening connection was lost and re-established), for the

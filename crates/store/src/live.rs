@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use opsd_domain::Operation;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// How many changes the feed keeps for subscribers that fall behind. A subscriber more
 /// than this far behind gets `RecvError::Lagged` and must catch up from the store.
@@ -18,6 +19,58 @@ pub struct Change {
     pub event_seq: u64,
     /// The operation as this change left it.
     pub operation: Arc<Operation>,
+}
+
+/// What the change feed carries for one committed change.
+///
+/// A process's own writes arrive whole: the writer has the operation in hand. What a
+/// process reads back from the database, other processes' writes (PostgreSQL, several
+/// replicas on one database), arrives named only, by id and project: reading whole
+/// rows back for every batch of every other replica was a large part of what a second
+/// replica cost, and most subscribers need no more (a cache of reads drops the id, a
+/// waiter reads its one operation again). So may, rarely, one of its own, when the
+/// feed met it in the database before the writer handed it over. A subscriber that
+/// needs the whole change, a watch stream, reads the project's history from just
+/// before the seq with [`Store::events_since`](crate::Store::events_since).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedChange {
+    /// The change with the operation as it left it.
+    Whole(Change),
+    /// A change known by its seq, operation id and project.
+    Named {
+        /// The event's global sequence number.
+        event_seq: u64,
+        /// The operation it changed.
+        id: Uuid,
+        /// That operation's project.
+        project_id: String,
+    },
+}
+
+impl FeedChange {
+    /// The event's global sequence number.
+    pub fn event_seq(&self) -> u64 {
+        match self {
+            Self::Whole(c) => c.event_seq,
+            Self::Named { event_seq, .. } => *event_seq,
+        }
+    }
+
+    /// The id of the operation it changed.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Self::Whole(c) => c.operation.id,
+            Self::Named { id, .. } => *id,
+        }
+    }
+
+    /// The project of the operation it changed.
+    pub fn project_id(&self) -> &str {
+        match self {
+            Self::Whole(c) => &c.operation.project_id,
+            Self::Named { project_id, .. } => project_id,
+        }
+    }
 }
 
 /// A slice of one project's change history, for a watch that resumes.

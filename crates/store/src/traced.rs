@@ -16,7 +16,7 @@ use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use crate::{
-    Backfill, Change, Claimed, Created, Heartbeat, Preconditions, Readiness, Renewed, Result,
+    Backfill, Claimed, Created, FeedChange, Heartbeat, Preconditions, Readiness, Renewed, Result,
     Store, WriteConflicts, stats,
 };
 
@@ -96,7 +96,7 @@ impl Store for TracedStore {
         self.inner.readiness().await
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
+    fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
         self.inner.subscribe()
     }
 

@@ -10,6 +10,13 @@
 //! or from another epoch of the store), the stream sends a `Reset` carrying the current
 //! head and continues live from there: the client re-lists and keeps the stream.
 //!
+//! Other processes' changes (PostgreSQL with several replicas) reach the feed named
+//! only, without the operation. One of the watched project sends the stream back to the
+//! history, from just before it: one indexed read per such change, or fewer (a read
+//! covers every change committed by then, and the feed's copies are skipped by seq).
+//! So a watch on a project that other replicas write reads the store; the waiters and
+//! the cache of reads, which need only the id, do not.
+//!
 //! Nothing here buffers per stream beyond one backfill page: live changes wait in the
 //! store's shared broadcast ring. A consumer that falls more than the ring's capacity
 //! behind gets `Lagged`, and its stream ends; it resumes with `Last-Event-ID`.
@@ -19,7 +26,7 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use opsd_domain::ListFilter;
-use opsd_store::{Change, Store};
+use opsd_store::{Change, FeedChange, Store};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
@@ -74,7 +81,7 @@ enum Phase {
 struct Watch {
     store: Arc<dyn Store>,
     filter: ListFilter,
-    feed: broadcast::Receiver<Change>,
+    feed: broadcast::Receiver<FeedChange>,
     phase: Phase,
     /// Every event up to here has been considered (sent or filtered out).
     cursor: u64,
@@ -130,7 +137,7 @@ impl Watch {
             }
             match self.phase {
                 Phase::Backfill => self.backfill_page().await?,
-                Phase::Live => return self.next_live().await,
+                Phase::Live => self.next_live().await?,
             }
         }
     }
@@ -178,19 +185,39 @@ impl Watch {
         Some(())
     }
 
-    async fn next_live(&mut self) -> Option<WatchItem> {
+    /// Waits for the next change on the feed: one that matches goes into `pending`; one
+    /// of this project named only (another process's) sends the stream back to reading
+    /// the history, from just before it. `None` ends the stream.
+    async fn next_live(&mut self) -> Option<()> {
         loop {
             let received = tokio::select! {
                 () = super::stopping(&mut self.shutdown) => return None,
                 received = self.feed.recv() => received,
             };
             match received {
-                Ok(change) if change.event_seq > self.cursor => {
-                    self.cursor = change.event_seq;
-                    if self.filter.matches(&change.operation) {
-                        return Some(WatchItem::Change(change));
+                Ok(change) if change.event_seq() > self.cursor => match change {
+                    FeedChange::Whole(change) => {
+                        self.cursor = change.event_seq;
+                        if self.filter.matches(&change.operation) {
+                            self.pending.push_back(WatchItem::Change(change));
+                            return Some(());
+                        }
                     }
-                }
+                    FeedChange::Named {
+                        event_seq,
+                        project_id,
+                        ..
+                    } if project_id == self.filter.project_id => {
+                        // Every change before this one came through the feed and was
+                        // considered, so the history is read from just before it. The
+                        // read may go past it; the feed's copies of what it covered are
+                        // skipped by seq.
+                        self.cursor = event_seq - 1;
+                        self.phase = Phase::Backfill;
+                        return Some(());
+                    }
+                    FeedChange::Named { event_seq, .. } => self.cursor = event_seq,
+                },
                 Ok(_) => {} // already covered by the backfill
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "watch consumer fell behind; ending its stream");

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use generations::Generations;
-use opsd_store::Change;
+use opsd_store::FeedChange;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 use uuid::Uuid;
 
@@ -102,7 +102,7 @@ pub struct ReadCache {
 
 struct Inner {
     /// `None` once the feed closed (the store is gone): nothing is cached any more.
-    feed: Option<broadcast::Receiver<Change>>,
+    feed: Option<broadcast::Receiver<FeedChange>>,
     /// The store's count of other processes' deletions, and its value when last read.
     deletions: Deletions,
     deletions_seen: u64,
@@ -122,7 +122,7 @@ impl ReadCache {
     /// A cache fed by `feed` (a receiver of the store's change feed, subscribed now),
     /// holding at most `budget` bytes (0: nothing is ever kept), emptied whenever
     /// `deletions` (the store's count of other processes' deletions) moves.
-    pub fn new(feed: broadcast::Receiver<Change>, budget: usize, deletions: Deletions) -> Self {
+    pub fn new(feed: broadcast::Receiver<FeedChange>, budget: usize, deletions: Deletions) -> Self {
         let deletions_seen = deletions();
         Self {
             inner: Mutex::new(Inner {
@@ -291,22 +291,22 @@ impl Inner {
         }
     }
 
-    fn apply(&mut self, change: &Change) {
+    fn apply(&mut self, change: &FeedChange) {
         let index = self.applied;
         self.applied += 1;
-        let op = &change.operation;
+        let (id, project_id) = (change.id(), change.project_id());
         if self.op_changed.len() >= MAX_TRACKED || self.project_changed.len() >= MAX_TRACKED {
             self.forget_everything();
         }
-        self.op_changed.insert(op.id, index);
+        self.op_changed.insert(id, index);
         // The project's key is shared with its pages when it has some.
         let project = self
             .project_changed
-            .get_key_value(op.project_id.as_str())
-            .map_or_else(|| op.project_id.as_str().into(), |(k, _)| k.clone());
+            .get_key_value(project_id)
+            .map_or_else(|| project_id.into(), |(k, _)| k.clone());
         self.project_changed.insert(project, index);
         for view in View::FIXED {
-            self.ops.remove(&(op.id, view));
+            self.ops.remove(&(id, view));
         }
     }
 
@@ -333,10 +333,19 @@ mod tests {
             .into_operation(Uuid::now_v7(), opsd_domain::now())
     }
 
-    fn change(op: &Operation, seq: u64) -> Change {
-        Change {
+    fn change(op: &Operation, seq: u64) -> FeedChange {
+        FeedChange::Whole(opsd_store::Change {
             event_seq: seq,
             operation: Arc::new(op.clone()),
+        })
+    }
+
+    /// Another process's change, as the feed names it.
+    fn named(op: &Operation, seq: u64) -> FeedChange {
+        FeedChange::Named {
+            event_seq: seq,
+            id: op.id,
+            project_id: op.project_id.clone(),
         }
     }
 
@@ -369,13 +378,15 @@ mod tests {
             body("v2")
         );
         assert_eq!(cache.page("p", "q").unwrap().body, body("page2"));
-        // Another project's change leaves the page alone; its own drops it.
+        // Another project's change leaves the page alone; its own drops it, whether it
+        // arrives whole or, from another process, named only.
         feed.send(change(&operation("other"), 2)).unwrap();
+        feed.send(named(&operation("other"), 3)).unwrap();
         assert!(cache.page("p", "q").is_some());
-        feed.send(change(&operation("p"), 3)).unwrap();
+        feed.send(named(&operation("p"), 4)).unwrap();
         assert!(cache.page("p", "q").is_none());
         assert_eq!(cache.operation(op.id, &View::Nirvana).unwrap().version, 2);
-        feed.send(change(&op, 4)).unwrap();
+        feed.send(named(&op, 5)).unwrap();
         assert!(cache.operation(op.id, &View::Nirvana).is_none());
     }
 

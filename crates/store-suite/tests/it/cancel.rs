@@ -24,7 +24,7 @@ async fn each_status_follows_its_rule() {
     assert_eq!(failed.error.as_ref().unwrap().errors[0].code, "CANCELLED");
     assert_eq!(store.get(pending.id).await.unwrap().unwrap(), failed);
     let _created = feed.recv().await.unwrap();
-    let change = feed.recv().await.unwrap();
+    let change = crate::support::whole(&*store, feed.recv().await.unwrap()).await;
     assert_eq!(
         *change.operation, failed,
         "the feed carries the cancellation"

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use opsd_domain::{Kind, OpType, Status};
-use opsd_store::Change;
+use opsd_store::FeedChange;
 use opsd_store_open::StoreConfig;
 use opsd_store_suite::{TestBackend, TestDb, backend};
 use tokio::sync::broadcast;
@@ -21,7 +21,7 @@ fn postgres_only() -> bool {
     on
 }
 
-async fn next(rx: &mut broadcast::Receiver<Change>) -> Change {
+async fn next(rx: &mut broadcast::Receiver<FeedChange>) -> FeedChange {
     tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("a change within 5 s")
@@ -47,13 +47,19 @@ async fn a_change_written_through_one_process_reaches_the_others_feed() {
             .operation;
         written.push(op.id);
     }
-    for rx in [&mut on_a, &mut on_b] {
+    for (reader, rx) in [&mut on_a, &mut on_b].into_iter().enumerate() {
         let mut seqs = Vec::new();
         let mut ids = Vec::new();
-        for _ in 0..20 {
+        for i in 0..20 {
             let c = next(rx).await;
-            seqs.push(c.event_seq);
-            ids.push(c.operation.id);
+            if i % 2 != reader {
+                assert!(
+                    matches!(c, FeedChange::Named { .. }),
+                    "another process's change arrives named only: {c:?}"
+                );
+            }
+            seqs.push(c.event_seq());
+            ids.push(c.id());
         }
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
         assert_eq!(ids, written, "every change once, in commit order");
@@ -165,10 +171,18 @@ async fn a_lost_listening_connection_loses_nothing_and_counts_a_gap() {
     let db = TestDb::new().await;
     let (a, b) = (db.open().await, db.open().await);
     let mut on_b = b.subscribe();
-    a.create(new_op("p", Kind::Vm, OpType::Create, "before"))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut on_b).await.operation.resource_id, "before");
+    let create = |name: String| {
+        let a = &a;
+        async move {
+            a.create(new_op("p", Kind::Vm, OpType::Create, &name))
+                .await
+                .unwrap()
+                .operation
+                .id
+        }
+    };
+    let before = create("before".into()).await;
+    assert_eq!(next(&mut on_b).await.id(), before);
     assert_eq!(b.feed_gaps(), 0);
 
     // Cut every listening connection of this schema's stores, and write meanwhile.
@@ -186,21 +200,12 @@ async fn a_lost_listening_connection_loses_nothing_and_counts_a_gap() {
         .await
         .unwrap();
     assert!(!cut.is_empty(), "found the listeners to cut");
+    let mut during = Vec::new();
     for i in 0..5 {
-        a.create(new_op(
-            "p",
-            Kind::Vm,
-            OpType::Create,
-            &format!("during-{i}"),
-        ))
-        .await
-        .unwrap();
+        during.push(create(format!("during-{i}")).await);
     }
-    for i in 0..5 {
-        assert_eq!(
-            next(&mut on_b).await.operation.resource_id,
-            format!("during-{i}")
-        );
+    for id in during {
+        assert_eq!(next(&mut on_b).await.id(), id);
     }
     // Reconnecting takes a backoff step and a connection; generous for a busy machine.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -211,9 +216,7 @@ async fn a_lost_listening_connection_loses_nothing_and_counts_a_gap() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    a.create(new_op("p", Kind::Vm, OpType::Create, "after"))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut on_b).await.operation.resource_id, "after");
+    let after = create("after".into()).await;
+    assert_eq!(next(&mut on_b).await.id(), after);
     assert!(on_b.try_recv().is_err(), "nothing twice");
 }

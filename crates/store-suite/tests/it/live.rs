@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use opsd_domain::lease::{ClaimRequest, LeaseError};
 use opsd_domain::{ErrorItem, Kind, OpType, Operation, OperationError, Patch, Status};
-use opsd_store::{Change, Heartbeat, Preconditions, Store, StoreError};
-use tokio::sync::broadcast::error::TryRecvError;
+use opsd_store::{Change, FeedChange, Heartbeat, Preconditions, Store, StoreError};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::support::{FakeClock, new_op, open_store, open_store_with_clock};
+use crate::support::{FakeClock, new_op, open_store, open_store_with_clock, whole};
 
 fn to(s: Status) -> Patch {
     Patch {
@@ -55,11 +55,11 @@ async fn create(store: &dyn Store, project: &str, kind: Kind, resource: &str) ->
 }
 
 /// Everything the feed has delivered so far, without waiting.
-fn drain(rx: &mut tokio::sync::broadcast::Receiver<Change>) -> Vec<Change> {
+async fn drain(store: &dyn Store, rx: &mut broadcast::Receiver<FeedChange>) -> Vec<Change> {
     let mut out = Vec::new();
     loop {
         match rx.try_recv() {
-            Ok(c) => out.push(c),
+            Ok(c) => out.push(whole(store, c).await),
             Err(TryRecvError::Empty) => return out,
             Err(e) => panic!("feed receiver: {e}"),
         }
@@ -86,7 +86,7 @@ async fn feed_publishes_committed_changes_in_commit_order() {
     written.push(store.update(a.id, to(Status::Done), None).await.unwrap());
 
     // Published before the writer answered, so everything is there already.
-    let changes = drain(&mut rx);
+    let changes = drain(&*store, &mut rx).await;
     let ops: Vec<Operation> = changes.iter().map(|c| (*c.operation).clone()).collect();
     assert_eq!(ops, written);
     assert!(changes.windows(2).all(|w| w[0].event_seq < w[1].event_seq));
@@ -353,12 +353,15 @@ async fn a_heartbeat_keeps_the_lease_alive() {
         assert_eq!(r.operation, c.operation);
         assert!(store.expire_leases(100).await.unwrap().is_empty());
     }
-    assert!(drain(&mut rx).is_empty(), "bare heartbeats publish nothing");
+    assert!(
+        drain(&*store, &mut rx).await.is_empty(),
+        "bare heartbeats publish nothing"
+    );
     let r = store.heartbeat(op.id, beat(Some(70))).await.unwrap();
     assert_eq!(r.operation.version, c.operation.version + 1);
     assert_eq!(r.operation.progress, 70);
     assert_eq!(r.operation.status_message.as_deref(), Some("70% done"));
-    assert_eq!(drain(&mut rx).len(), 1);
+    assert_eq!(drain(&*store, &mut rx).await.len(), 1);
     assert!(matches!(
         store.heartbeat(op.id, beat(Some(10))).await,
         Err(StoreError::Change(_))

@@ -10,7 +10,7 @@ use opsd_domain::{
     DiffValue, FieldDiff, Kind, ListFilter, NewOperation, OpType, Operation, Page, PageRequest,
     Patch, Sort, Status,
 };
-use opsd_store::{Clock, Store};
+use opsd_store::{Change, Clock, FeedChange, Store};
 use opsd_store_suite::TestDb;
 use time::OffsetDateTime;
 
@@ -203,4 +203,26 @@ pub async fn connect(db: &TestDb) -> opsd_store_postgres::Client {
         unreachable!("PostgreSQL only")
     };
     opsd_store_postgres::connect(url).await.expect("connect")
+}
+
+/// A change of the feed, whole: as it arrived, or, named only, as a watch stream reads
+/// it, from the project's history just before its seq. (A process's own changes
+/// arrive whole, unless its feed happened to read one back from the database before
+/// its writer handed it over: PostgreSQL, rare.)
+pub async fn whole(store: &dyn Store, change: FeedChange) -> Change {
+    let (seq, project) = match change {
+        FeedChange::Whole(change) => return change,
+        FeedChange::Named {
+            event_seq,
+            project_id,
+            ..
+        } => (event_seq, project_id),
+    };
+    let mut history = store.events_since(&project, seq - 1, 1).await.unwrap();
+    let change = history
+        .changes
+        .pop()
+        .expect("a named change is in the history");
+    assert_eq!(change.event_seq, seq, "the history holds the named change");
+    change
 }

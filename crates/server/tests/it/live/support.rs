@@ -13,7 +13,7 @@ use opsd_domain::{ApiKey, NewApiKey, ProjectScope, Role};
 use opsd_domain::{Event, ListFilter, Operation, Page, PageRequest, Sort};
 use opsd_server::background::{Background, LiveConfig};
 use opsd_server::{AppState, Config};
-use opsd_store::{Backfill, Change, KeyStore, Result, Store};
+use opsd_store::{Backfill, FeedChange, KeyStore, Result, Store};
 use opsd_store_open::Backend;
 use opsd_store_suite::TestDb;
 use reqwest::{Method, StatusCode};
@@ -30,7 +30,7 @@ use uuid::Uuid;
 pub struct CountingStore {
     inner: Arc<dyn Backend>,
     reads: AtomicUsize,
-    feed: Option<broadcast::Sender<Change>>,
+    feed: Option<broadcast::Sender<FeedChange>>,
     backfill_delay_ms: AtomicU64,
 }
 
@@ -53,7 +53,7 @@ impl CountingStore {
 
     /// Wraps `inner`, with `feed` in place of its change feed (tests that need a tiny
     /// feed, or full control of what it carries).
-    pub fn with_feed(inner: Arc<dyn Backend>, feed: broadcast::Sender<Change>) -> Self {
+    pub fn with_feed(inner: Arc<dyn Backend>, feed: broadcast::Sender<FeedChange>) -> Self {
         Self {
             feed: Some(feed),
             ..Self::new(inner)
@@ -119,7 +119,7 @@ impl Store for CountingStore {
         self.read();
         self.inner.ping().await
     }
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
+    fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
         match &self.feed {
             Some(feed) => feed.subscribe(),
             None => self.inner.subscribe(),

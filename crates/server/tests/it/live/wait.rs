@@ -393,3 +393,56 @@ async fn a_google_waiter_reads_the_store_once() {
     assert_eq!(answer["status"], "DONE");
     assert_eq!(server.store.reads(), before + 1, "the waiter read again");
 }
+
+/// Another process's change reaches the feed named only, without the operation: the
+/// dispatcher tells that operation's waiters to read it, and a finished one is released
+/// after that one read. (The store's own feed is replaced, so only the named change can
+/// wake the waiter before its deadline.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_named_on_the_feed_releases_its_waiter_after_one_read() {
+    use opsd_domain::{Kind, NewOperation, OpType, Patch, Status};
+    use opsd_server::background::{dispatcher, waiters::Waiters};
+    use opsd_server::metrics::Metrics;
+    use opsd_store::{FeedChange, Store};
+    use tokio::sync::{broadcast, watch};
+
+    use super::support::CountingStore;
+
+    let db = opsd_store_suite::TestDb::new().await;
+    let (feed, rx) = broadcast::channel(16);
+    let store = CountingStore::with_feed(db.open().await, feed.clone());
+    let op = store
+        .create(NewOperation::new("p", Kind::Vm, OpType::Create, "vm-1"))
+        .await
+        .unwrap()
+        .operation;
+    let waiters = Arc::new(Waiters::new(Arc::new(Metrics::new())));
+    let _dispatcher = dispatcher::spawn(rx, Arc::downgrade(&waiters));
+    let (_stop, stopped) = watch::channel(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let sleeping = waiters
+        .register(op.id)
+        .sleep(&store, op.version, deadline, stopped);
+    let finishing = async {
+        let done = Patch {
+            status: Some(Status::Done),
+            ..Patch::default()
+        };
+        let done = store.update(op.id, done, None).await.unwrap();
+        let reads = store.reads();
+        let named = FeedChange::Named {
+            event_seq: 2,
+            id: op.id,
+            project_id: "p".into(),
+        };
+        feed.send(named).unwrap();
+        (done, reads)
+    };
+    let (released, (done, reads)) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(sleeping, finishing)
+    })
+    .await
+    .expect("the named change did not release the waiter");
+    assert_eq!(released.unwrap(), Some(done));
+    assert_eq!(store.reads(), reads + 1, "one read of the named operation");
+}

@@ -8,7 +8,7 @@ use opsd_domain::{Kind, ListFilter, Status};
 use opsd_server::background::watch::{Start, stream};
 use opsd_server::http::nirvana::models::OperationOut;
 use opsd_server::metrics::Metrics;
-use opsd_store::{Change, Store};
+use opsd_store::{Change, FeedChange, Store};
 use proptest::prelude::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -155,7 +155,7 @@ async fn a_resume_past_the_retention_horizon_gets_a_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_that_falls_behind_the_feed_ends() {
     let db = opsd_store_suite::TestDb::new().await;
-    let (feed, _) = broadcast::channel::<Change>(4);
+    let (feed, _) = broadcast::channel::<FeedChange>(4);
     let store: Arc<dyn Store> = Arc::new(CountingStore::with_feed(db.open().await, feed.clone()));
     let op = store
         .create(opsd_domain::NewOperation::new(
@@ -175,9 +175,11 @@ async fn a_watch_that_falls_behind_the_feed_ends() {
     let (_stop, stopped) = watch::channel(false);
     let mut watching = Box::pin(stream(store.clone(), filter, Start::Now, stopped, &metrics));
     assert_eq!(metrics.watch_streams.get(), 1);
-    let change = |seq| Change {
-        event_seq: seq,
-        operation: Arc::new(op.clone()),
+    let change = |seq| {
+        FeedChange::Whole(Change {
+            event_seq: seq,
+            operation: Arc::new(op.clone()),
+        })
     };
     feed.send(change(10)).unwrap();
     let first = tokio::time::timeout(Duration::from_secs(5), watching.next())
@@ -478,4 +480,62 @@ async fn an_id_from_another_epoch_gets_a_reset_and_a_bare_seq_resumes() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
+}
+
+/// Another process's change reaches the feed named only. A watch of its project reads
+/// the history from just before it and streams it whole, as the change left the
+/// operation; a named change of another project costs the watch no read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_named_on_the_feed_is_streamed_whole_from_the_history() {
+    let db = opsd_store_suite::TestDb::new().await;
+    let (feed, _) = broadcast::channel::<FeedChange>(16);
+    let store = Arc::new(CountingStore::with_feed(db.open().await, feed.clone()));
+    let new = |project: &str| {
+        opsd_domain::NewOperation::new(project, Kind::Vm, opsd_domain::OpType::Create, "vm-1")
+    };
+    let other = store.create(new("other")).await.unwrap().operation;
+    let op = store.create(new("p")).await.unwrap().operation;
+    let running = opsd_domain::Patch {
+        status: Some(Status::Running),
+        ..opsd_domain::Patch::default()
+    };
+    store.update(op.id, running, None).await.unwrap();
+    // The store's history, as a resuming watch would read it: the two changes of `p`.
+    let history = store.events_since("p", 0, 10).await.unwrap().changes;
+    let [created, ran] = &history[..] else {
+        panic!("{history:?}")
+    };
+    let metrics = Metrics::new();
+    let filter = ListFilter {
+        project_id: "p".into(),
+        ..ListFilter::default()
+    };
+    let (_stop, stopped) = watch::channel(false);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let mut watching = Box::pin(stream(dyn_store, filter, Start::Now, stopped, &metrics));
+    let reads = store.reads();
+    let named = |seq, id, project: &str| FeedChange::Named {
+        event_seq: seq,
+        id,
+        project_id: project.into(),
+    };
+    // Seqs 1 and 2 are the creations, 3 the move to running.
+    assert_eq!((created.event_seq, ran.event_seq), (2, 3));
+    feed.send(named(1, other.id, "other")).unwrap();
+    feed.send(named(2, op.id, "p")).unwrap();
+    feed.send(named(3, op.id, "p")).unwrap();
+    for expected in [created, ran] {
+        let item = tokio::time::timeout(Duration::from_secs(5), watching.next())
+            .await
+            .expect("the named change was not streamed");
+        assert_eq!(
+            item,
+            Some(opsd_server::background::watch::WatchItem::Change(
+                expected.clone()
+            ))
+        );
+    }
+    // One read of the history covered both changes of `p`; the other project's cost
+    // none.
+    assert_eq!(store.reads(), reads + 1);
 }
