@@ -207,7 +207,7 @@ impl Ctx {
         let mut ours = Stats::empty();
         let ceiling = self.alternating_with_storage_ceiling(batch, |ctx, round| {
             let this = ctx.closed(opsd, conns, round, make.clone());
-            ours = std::mem::replace(&mut ours, Stats::empty()).combine(this);
+            ours.add(this);
             Ok(())
         })?;
         Ok((ours, ceiling))

@@ -215,9 +215,15 @@ impl Stats {
 
     /// This phase and `other` as one (the rounds of an alternating measurement).
     pub fn combine(mut self, other: Stats) -> Stats {
+        self.add(other);
+        self
+    }
+
+    /// Adds `other`, a later stretch of the same measurement (rounds): its requests,
+    /// latencies and measured time.
+    pub fn add(&mut self, other: Stats) {
         self.elapsed += other.elapsed;
         self.merge(other);
-        self
     }
 
     /// Successful requests per second of measured time.

@@ -247,6 +247,10 @@ impl Store for PostgresStore {
         reads::get(&self.client().await?, id).await
     }
 
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>> {
+        reads::get_many(&self.client().await?, ids).await
+    }
+
     async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page> {
         let mut client = self.client().await?;
         let tx = reads::begin_read(&mut client).await?;

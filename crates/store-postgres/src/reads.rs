@@ -36,6 +36,24 @@ pub async fn get(client: &Client, id: Uuid) -> Result<Option<Operation>> {
         .transpose()
 }
 
+/// The operations of `ids` that exist, in one statement.
+pub async fn get_many(client: &Client, ids: &[Uuid]) -> Result<Vec<Operation>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {} FROM operations WHERE id = ANY($1::uuid[])",
+            *rows::OPERATION_COLUMNS
+        ))
+        .await
+        .map_err(ctx("prepare get_many"))?;
+    client
+        .query(&statement, &[&ids])
+        .await
+        .map_err(ctx("get operations"))?
+        .iter()
+        .map(rows::operation)
+        .collect()
+}
+
 /// The events of the operation whose seq is `$1`, oldest first: the stored ones and its
 /// creation, when its row stands for it (migration 0021), as `rows::event` reads them.
 static HISTORY_SQL: LazyLock<String> = LazyLock::new(|| {

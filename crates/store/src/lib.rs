@@ -169,6 +169,17 @@ pub trait Store: Send + Sync + 'static {
     /// One operation by id.
     async fn get(&self, id: Uuid) -> Result<Option<Operation>>;
 
+    /// The operations of `ids` that exist, in no particular order: one read for many
+    /// (the waiters of changes that other processes made, which the feed names only).
+    /// The default reads them one by one.
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.get(*id).await?);
+        }
+        Ok(found)
+    }
+
     /// One keyset-paginated page of a project's operations.
     async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page>;
 

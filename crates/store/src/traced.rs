@@ -68,6 +68,10 @@ impl Store for TracedStore {
         self.span("get", self.inner.get(id)).await
     }
 
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>> {
+        self.span("get_many", self.inner.get_many(ids)).await
+    }
+
     async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page> {
         self.span("list", self.inner.list(filter, sort, page)).await
     }

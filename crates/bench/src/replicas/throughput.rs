@@ -86,7 +86,7 @@ pub fn measure(ctx: &mut Ctx, name: &str, counts: &[usize]) -> Result<Vec<Row>, 
                 None,
             );
             side.rounds.push(crate::outcome::r3(this.ops_per_s()));
-            side.closed = std::mem::replace(&mut side.closed, Stats::empty()).combine(this);
+            side.closed.add(this);
         }
         turn += 1;
         Ok::<(), String>(())

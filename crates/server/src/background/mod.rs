@@ -39,9 +39,9 @@ pub struct Live {
 
 impl Live {
     /// Starts the dispatcher on the current Tokio runtime.
-    pub fn start(store: &dyn Store, metrics: Arc<Metrics>) -> Self {
+    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
         let waiters = Arc::new(Waiters::new(metrics));
-        let dispatcher = dispatcher::spawn(store.subscribe(), Arc::downgrade(&waiters));
+        let dispatcher = dispatcher::spawn(store.subscribe(), Arc::downgrade(&waiters), store);
         Self {
             waiters,
             shutdown: signal::channel(false).0,

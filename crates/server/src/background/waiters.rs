@@ -26,8 +26,8 @@ enum Wake {
     Idle,
     /// This is the operation's newest version.
     Changed(Arc<Operation>),
-    /// The operation changed without the dispatcher holding it (another process wrote
-    /// it), or the dispatcher may have missed changes: read the operation again.
+    /// The operation changed and the dispatcher could not read it, or the dispatcher
+    /// may have missed changes: read the operation again.
     Reread,
 }
 
@@ -109,8 +109,13 @@ impl Waiters {
         }
     }
 
+    /// Whether operation `id` has a waiter.
+    pub fn is_waited_on(&self, id: Uuid) -> bool {
+        self.lock().contains_key(&id)
+    }
+
     /// Tells the waiters of operation `id`, if it has any, to read it again: it changed,
-    /// and the feed did not carry the operation (another process changed it).
+    /// and the dispatcher could not read it for them.
     pub fn reread(&self, id: Uuid) {
         if let Some(slot) = self.lock().get(&id) {
             slot.wake.send_replace(Wake::Reread);
@@ -139,9 +144,9 @@ impl Registration<'_> {
     /// parked, a copy each was a kilobyte or more apiece. A finishing change arrives with
     /// the operation (shared with every waiter of it); at the deadline or shutdown the
     /// operation is read once more, unless a newer version was handed over meanwhile.
-    /// So a wait reads the store once if a write of this process releases it, twice if
-    /// it times out; each change another process makes (named only on the feed) costs
-    /// one read more.
+    /// So a wait reads the store once if a write releases it, twice if it times out.
+    /// (The dispatcher reads what other processes change, for all their waiters at
+    /// once.)
     pub async fn sleep(
         mut self,
         store: &dyn Store,

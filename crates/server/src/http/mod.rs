@@ -151,7 +151,7 @@ impl AppState {
             config.read_cache_bytes,
             Box::new(move || deletions.deletions()),
         ));
-        let live = Arc::new(Live::start(&*store, metrics.clone()));
+        let live = Arc::new(Live::start(store.clone(), metrics.clone()));
         AppState(Arc::new(Shared {
             reads,
             store,

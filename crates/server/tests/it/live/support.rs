@@ -32,6 +32,10 @@ pub struct CountingStore {
     reads: AtomicUsize,
     feed: Option<broadcast::Sender<FeedChange>>,
     backfill_delay_ms: AtomicU64,
+    /// Held for writing, it holds every `get_many` before it reads.
+    pub get_many_gate: tokio::sync::RwLock<()>,
+    /// How many operations each `get_many` asked for, in order.
+    pub get_many_sizes: std::sync::Mutex<Vec<usize>>,
 }
 
 impl CountingStore {
@@ -42,6 +46,8 @@ impl CountingStore {
             reads: AtomicUsize::new(0),
             feed: None,
             backfill_delay_ms: AtomicU64::new(0),
+            get_many_gate: tokio::sync::RwLock::new(()),
+            get_many_sizes: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -106,6 +112,12 @@ impl Store for CountingStore {
     async fn get(&self, id: Uuid) -> Result<Option<Operation>> {
         self.read();
         self.inner.get(id).await
+    }
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Operation>> {
+        self.read();
+        self.get_many_sizes.lock().unwrap().push(ids.len());
+        let _open = self.get_many_gate.read().await;
+        self.inner.get_many(ids).await
     }
     async fn list(&self, filter: &ListFilter, sort: &Sort, page: &PageRequest) -> Result<Page> {
         self.read();

@@ -395,54 +395,89 @@ async fn a_google_waiter_reads_the_store_once() {
 }
 
 /// Another process's change reaches the feed named only, without the operation: the
-/// dispatcher tells that operation's waiters to read it, and a finished one is released
-/// after that one read. (The store's own feed is replaced, so only the named change can
-/// wake the waiter before its deadline.)
+/// dispatcher reads the operations for their waiters and hands them over, so a finished
+/// one is released without reading anything itself. It reads in batches: the changes
+/// named while one read is out go into the next read together. (The store's own feed
+/// is replaced, so only the named changes can wake the waiters before their deadline.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_named_on_the_feed_releases_its_waiter_after_one_read() {
+async fn changes_named_on_the_feed_release_their_waiters_with_batched_reads() {
+    use futures_util::future::join_all;
     use opsd_domain::{Kind, NewOperation, OpType, Patch, Status};
     use opsd_server::background::{dispatcher, waiters::Waiters};
     use opsd_server::metrics::Metrics;
     use opsd_store::{FeedChange, Store};
     use tokio::sync::{broadcast, watch};
 
-    use super::support::CountingStore;
+    use super::support::{CountingStore, eventually};
 
+    const OPS: usize = 20;
     let db = opsd_store_suite::TestDb::new().await;
-    let (feed, rx) = broadcast::channel(16);
-    let store = CountingStore::with_feed(db.open().await, feed.clone());
-    let op = store
-        .create(NewOperation::new("p", Kind::Vm, OpType::Create, "vm-1"))
-        .await
-        .unwrap()
-        .operation;
+    let (feed, rx) = broadcast::channel(64);
+    let store = Arc::new(CountingStore::with_feed(db.open().await, feed.clone()));
+    let mut ops = Vec::new();
+    for i in 0..OPS {
+        let new = NewOperation::new("p", Kind::Vm, OpType::Create, format!("vm-{i}"));
+        ops.push(store.create(new).await.unwrap().operation);
+    }
     let waiters = Arc::new(Waiters::new(Arc::new(Metrics::new())));
-    let _dispatcher = dispatcher::spawn(rx, Arc::downgrade(&waiters));
+    let _dispatcher = dispatcher::spawn(rx, Arc::downgrade(&waiters), store.clone());
     let (_stop, stopped) = watch::channel(false);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let sleeping = waiters
-        .register(op.id)
-        .sleep(&store, op.version, deadline, stopped);
+    let sleeping = join_all(ops.iter().map(|op| {
+        waiters
+            .register(op.id)
+            .sleep(&*store, op.version, deadline, stopped.clone())
+    }));
     let finishing = async {
-        let done = Patch {
-            status: Some(Status::Done),
-            ..Patch::default()
-        };
-        let done = store.update(op.id, done, None).await.unwrap();
-        let reads = store.reads();
-        let named = FeedChange::Named {
-            event_seq: 2,
+        let mut done = Vec::new();
+        for op in &ops {
+            let patch = Patch {
+                status: Some(Status::Done),
+                ..Patch::default()
+            };
+            done.push(store.update(op.id, patch, None).await.unwrap());
+        }
+        let named = |(k, op): (usize, &opsd_domain::Operation)| FeedChange::Named {
+            event_seq: (OPS + 1 + k) as u64,
             id: op.id,
             project_id: "p".into(),
         };
-        feed.send(named).unwrap();
+        // The first named change starts a read, held until the other changes reached
+        // the dispatcher.
+        let held = store.get_many_gate.write().await;
+        feed.send(named((0, &ops[0]))).unwrap();
+        eventually(Duration::from_secs(10), "the first read", || async {
+            store.get_many_sizes.lock().unwrap().len() == 1
+        })
+        .await;
+        for change in ops.iter().enumerate().skip(1).map(named) {
+            feed.send(change).unwrap();
+        }
+        eventually(
+            Duration::from_secs(10),
+            "the dispatcher to take them",
+            || async { feed.is_empty() },
+        )
+        .await;
+        let reads = store.reads();
+        drop(held);
         (done, reads)
     };
-    let (released, (done, reads)) = tokio::time::timeout(Duration::from_secs(10), async {
+    let (released, (done, reads)) = tokio::time::timeout(Duration::from_secs(20), async {
         tokio::join!(sleeping, finishing)
     })
     .await
-    .expect("the named change did not release the waiter");
-    assert_eq!(released.unwrap(), Some(done));
-    assert_eq!(store.reads(), reads + 1, "one read of the named operation");
+    .expect("the named changes did not release the waiters");
+    let released: Vec<_> = released.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    assert_eq!(released, done);
+    assert_eq!(
+        *store.get_many_sizes.lock().unwrap(),
+        [1, OPS - 1],
+        "one read for the first change, one for those named while it was out"
+    );
+    assert_eq!(
+        store.reads(),
+        reads + 1,
+        "the waiters read nothing themselves"
+    );
 }
