@@ -196,8 +196,10 @@ static BACKFILL_SQL: LazyLock<String> = LazyLock::new(|| {
 /// Every project's events after seq `$1` and before seq `$3`, in order, at most `$2`
 /// (the pump's catch-up): the stored ones and the creations rows stand for, each named
 /// by seq, operation id and project name, as the feed carries other processes' changes
-/// ([`FeedChange::Named`]). Reading the whole rows too doubled the database's work per
-/// create with two replicas writing.
+/// ([`FeedChange::Named`]). It read whole rows until every replica decoded every
+/// other replica's changes a second time for subscribers that mostly need the id. The
+/// plan kept is the same index walks (`events_pkey` and `operations_pkey` ranges), then
+/// a `projects_pkey` lookup per change.
 pub const CATCH_UP_SQL: &str = "SELECT c.seq, c.id, p.name FROM \
      ((SELECT e.seq, o.id, o.project FROM events e JOIN operations o ON o.seq = e.op_seq \
      WHERE e.seq > $1 AND e.seq < $3 ORDER BY e.seq LIMIT $2) \

@@ -420,9 +420,18 @@ async fn changes_named_on_the_feed_release_their_waiters_with_batched_reads() {
         ops.push(store.create(new).await.unwrap().operation);
     }
     let waiters = Arc::new(Waiters::new(Arc::new(Metrics::new())));
-    let _dispatcher = dispatcher::spawn(rx, Arc::downgrade(&waiters), store.clone());
     let (_stop, stopped) = watch::channel(false);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // A dispatcher begins by telling every waiter to read its operation again; one
+    // that did so after the operations below were finished would release their waiters
+    // before any change is named. So a probe waits for that first.
+    let probe = waiters.register(uuid::Uuid::now_v7());
+    let _dispatcher = dispatcher::spawn(rx, Arc::downgrade(&waiters), store.clone());
+    let probed = probe.sleep(&*store, 0, deadline, stopped.clone());
+    tokio::time::timeout(Duration::from_secs(10), probed)
+        .await
+        .expect("the dispatcher started")
+        .unwrap();
     let sleeping = join_all(ops.iter().map(|op| {
         waiters
             .register(op.id)
