@@ -108,17 +108,18 @@ async fn run(
 /// Hands the operations read for named changes to their waiters. One not found (deleted
 /// since) or a failed read sends its waiters to read it themselves: they answer what
 /// they find, or the store's error.
-fn hand_over(waiters: &Waiters, mut ids: Vec<Uuid>, read: opsd_store::Result<Vec<Operation>>) {
+fn hand_over(waiters: &Waiters, ids: Vec<Uuid>, read: opsd_store::Result<Vec<Operation>>) {
+    let mut unread: HashSet<Uuid> = ids.into_iter().collect();
     match read {
         Ok(found) => {
             for op in found {
-                ids.retain(|id| *id != op.id);
+                unread.remove(&op.id);
                 waiters.notify(&Arc::new(op));
             }
         }
         Err(e) => tracing::warn!(error = %e, "wait dispatcher cannot read changed operations"),
     }
-    for id in ids {
+    for id in unread {
         waiters.reread(id);
     }
 }
