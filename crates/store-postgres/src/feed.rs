@@ -207,6 +207,23 @@ pub const CATCH_UP_SQL: &str = "SELECT c.seq, c.id, p.name FROM \
      AND o.seq < $3 AND NOT o.creation_stored ORDER BY o.seq LIMIT $2) \
      ORDER BY 1 LIMIT $2) c JOIN projects p ON p.n = c.project ORDER BY c.seq";
 
+/// The changes with the seqs `$1`, whole, in seq order (the pump's second read, for the
+/// projects a watch stream wants whole): [`BACKFILL_SQL`]'s rows, found by `events_pkey`
+/// and `operations_pkey` lookups. A seq deleted since it was named is simply missing.
+pub static WHOLE_BY_SEQ_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "(SELECT {}, e.seq, {} FROM events e JOIN operations o ON o.seq = e.op_seq \
+         WHERE e.seq = ANY($1::bigint[])) \
+         UNION ALL (SELECT {}, o.seq, {} FROM operations o WHERE o.seq = ANY($1::bigint[]) \
+         AND NOT o.creation_stored) ORDER BY {}",
+        rows::columns_of("o"),
+        *rows::EVENT_VERSION_COLUMNS,
+        rows::columns_of("o"),
+        *rows::CREATION_VERSION_COLUMNS,
+        rows::OPERATION_COLUMN_COUNT + 1,
+    )
+});
+
 /// A change of [`CATCH_UP_SQL`]'s row.
 pub fn named(row: &tokio_postgres::Row) -> Result<FeedChange> {
     Ok(FeedChange::Named {

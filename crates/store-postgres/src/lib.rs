@@ -39,7 +39,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use opsd_domain::{Event, ListFilter, Operation, Page, PageRequest, Sort};
-use opsd_store::{Backfill, Clock, FEED_CAPACITY, FeedChange, Result, Store, StoreError};
+use opsd_store::{
+    Backfill, Clock, FEED_CAPACITY, FeedChange, Result, Store, StoreError, WantWhole, WholeWanted,
+};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
@@ -99,6 +101,8 @@ pub struct PostgresStore {
     signals: Arc<pump::Signals>,
     /// The store's epoch, read at open (only a copy into this database changes it).
     epoch: String,
+    /// Shared with the pump: the projects whose changes watch streams want whole.
+    wanted: Arc<WholeWanted>,
     /// Dropped with the store: stops the listener.
     _stop_listening: tokio::sync::watch::Sender<()>,
 }
@@ -174,12 +178,15 @@ impl PostgresStore {
         // keeps across restarts is in a `Kept`.
         let pumped = opsd_store::supervise::Kept::new((committed_rx, head));
         let (p_pool, p_signals, p_feed) = (pool.clone(), signals.clone(), feed.clone());
+        let wanted = Arc::new(WholeWanted::default());
+        let p_wanted = wanted.clone();
         opsd_store::supervise::task(pump::WORKER, move || {
             pump::run(
                 p_pool.clone(),
                 pumped.clone(),
                 p_signals.clone(),
                 p_feed.clone(),
+                p_wanted.clone(),
             )
         });
         let mut listener = pg.clone();
@@ -216,6 +223,7 @@ impl PostgresStore {
             conflicts,
             signals,
             epoch,
+            wanted,
             _stop_listening: stop_listening,
         })
     }
@@ -275,6 +283,10 @@ impl Store for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
         self.feed.subscribe()
+    }
+
+    fn want_whole(&self, project_id: &str) -> WantWhole {
+        self.wanted.want(project_id)
     }
 
     fn feed_gaps(&self) -> u64 {

@@ -40,6 +40,7 @@ pub mod write;
 
 pub use live::{
     Backfill, Change, Claimed, FEED_CAPACITY, FeedChange, Heartbeat, Preconditions, Renewed,
+    WantWhole, WholeWanted,
 };
 pub use rules::Clock;
 
@@ -216,6 +217,15 @@ pub trait Store: Send + Sync + 'static {
     /// This process's own changes arrive whole, other processes' named only
     /// ([`FeedChange`]).
     fn subscribe(&self) -> broadcast::Receiver<FeedChange>;
+
+    /// Asks the feed for `project_id`'s changes whole, other processes' too, while the
+    /// guard lives (a watch stream holds one: [`WholeWanted`] says why). A change may
+    /// still arrive named when it was read before the guard was taken, or was deleted
+    /// before it could be read whole. The default: this backend's feed carries every
+    /// change whole.
+    fn want_whole(&self, _project_id: &str) -> WantWhole {
+        WantWhole::default()
+    }
 
     /// How many times this process may have missed notifications of other processes'
     /// changes (its listening connection was lost and re-established), for the

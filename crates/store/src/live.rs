@@ -1,7 +1,8 @@
 //! Types of the live-operations part of the [`Store`](crate::Store) trait: the change
 //! feed that wakes waiters and feeds watch streams, watch backfill, and worker leases.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use opsd_domain::Operation;
 use time::OffsetDateTime;
@@ -30,8 +31,10 @@ pub struct Change {
 /// replica cost, and most subscribers need no more (a cache of reads drops the id, a
 /// waiter reads its one operation again). So may, rarely, one of its own, when the
 /// feed met it in the database before the writer handed it over. A subscriber that
-/// needs the whole change, a watch stream, reads the project's history from just
-/// before the seq with [`Store::events_since`](crate::Store::events_since).
+/// needs whole changes, a watch stream, asks for its project's whole
+/// ([`Store::want_whole`](crate::Store::want_whole)), and reads the project's history
+/// from just before the seq ([`Store::events_since`](crate::Store::events_since)) for a
+/// change that arrives named all the same.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedChange {
     /// The change with the operation as it left it.
@@ -69,6 +72,65 @@ impl FeedChange {
         match self {
             Self::Whole(c) => &c.operation.project_id,
             Self::Named { project_id, .. } => project_id,
+        }
+    }
+}
+
+/// The projects whose changes a process's feed should carry whole even when it reads them
+/// back from the database: those with an open watch stream. A stream needs every change
+/// of its project whole; without this, each stream would read the history again for
+/// every batch another process commits to the project, and a fleet of workers watching
+/// one busy project would read it once per worker. With it, the feed reads those
+/// changes whole once for every stream. Kept by a backend that names changes
+/// ([`FeedChange::Named`]); a count per project, taken and given back by [`WantWhole`].
+#[derive(Debug, Default)]
+pub struct WholeWanted {
+    projects: Mutex<HashMap<String, usize>>,
+}
+
+impl WholeWanted {
+    /// Asks for `project_id`'s changes whole until the guard is dropped.
+    pub fn want(self: &Arc<Self>, project_id: &str) -> WantWhole {
+        *self.lock().entry(project_id.to_owned()).or_default() += 1;
+        WantWhole(Some((self.clone(), project_id.to_owned())))
+    }
+
+    /// Whether any project is wanted whole (a cheap check before [`Self::wanted`]).
+    pub fn any(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
+    /// Whether `project_id`'s changes are wanted whole now.
+    pub fn wanted(&self, project_id: &str) -> bool {
+        self.lock().contains_key(project_id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // The map is consistent after every statement: a panic elsewhere cannot spoil it.
+        self.projects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A project's changes wanted whole on the feed while this lives
+/// ([`Store::want_whole`](crate::Store::want_whole)). Empty for a backend whose feed
+/// carries every change whole.
+#[derive(Debug, Default)]
+#[must_use = "the project is wanted whole only while the guard lives"]
+pub struct WantWhole(Option<(Arc<WholeWanted>, String)>);
+
+impl Drop for WantWhole {
+    fn drop(&mut self) {
+        let Some((wanted, project)) = self.0.take() else {
+            return;
+        };
+        let mut projects = wanted.lock();
+        if let Some(count) = projects.get_mut(&project) {
+            *count -= 1;
+            if *count == 0 {
+                projects.remove(&project);
+            }
         }
     }
 }
@@ -124,4 +186,27 @@ pub struct Renewed {
     pub operation: Operation,
     /// The new expiry.
     pub lease_expires_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_project_is_wanted_whole_while_any_guard_for_it_lives() {
+        let wanted = Arc::new(WholeWanted::default());
+        assert!(!wanted.any());
+        let first = wanted.want("p");
+        let second = wanted.want("p");
+        let other = wanted.want("q");
+        drop(first);
+        assert!(wanted.wanted("p"), "one stream of p is still open");
+        drop(second);
+        assert!(!wanted.wanted("p"));
+        assert!(wanted.any() && wanted.wanted("q"));
+        drop(other);
+        assert!(!wanted.any());
+        // A backend that carries every change whole hands out empty guards.
+        drop(WantWhole::default());
+    }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     Backfill, Claimed, Created, FeedChange, Heartbeat, Preconditions, Readiness, Renewed, Result,
-    Store, WriteConflicts, stats,
+    Store, WantWhole, WriteConflicts, stats,
 };
 
 /// A store whose calls become spans named `store.<call>`.
@@ -102,6 +102,10 @@ impl Store for TracedStore {
 
     fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
         self.inner.subscribe()
+    }
+
+    fn want_whole(&self, project_id: &str) -> WantWhole {
+        self.inner.want_whole(project_id)
     }
 
     fn feed_gaps(&self) -> u64 {

@@ -11,11 +11,12 @@
 //! head and continues live from there: the client re-lists and keeps the stream.
 //!
 //! Other processes' changes (PostgreSQL with several replicas) reach the feed named
-//! only, without the operation. One of the watched project sends the stream back to the
-//! history, from just before it: one indexed read per such change, or fewer (a read
-//! covers every change committed by then, and the feed's copies are skipped by seq).
-//! So a watch on a project that other replicas write reads the store; the waiters and
-//! the cache of reads, which need only the id, do not.
+//! only, without the operation, unless a stream wants their project whole: each stream
+//! holds a `WantWhole` for its project, and the feed then reads that project's changes
+//! whole, once for every stream of the process. One that arrives named all the same
+//! (read before the stream began) sends the stream back to the history, from just
+//! before it: one indexed read, which covers every change committed by then (the
+//! feed's copies are skipped by seq).
 //!
 //! Nothing here buffers per stream beyond one backfill page: live changes wait in the
 //! store's shared broadcast ring. A consumer that falls more than the ring's capacity
@@ -26,7 +27,7 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use opsd_domain::ListFilter;
-use opsd_store::{Change, FeedChange, Store};
+use opsd_store::{Change, FeedChange, Store, WantWhole};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
@@ -90,6 +91,7 @@ struct Watch {
     pending: VecDeque<WatchItem>,
     shutdown: watch::Receiver<bool>,
     _open: GaugeGuard,
+    _whole: WantWhole,
 }
 
 /// The stream of `filter`'s changes from `start`.
@@ -102,7 +104,10 @@ pub fn stream(
     shutdown: watch::Receiver<bool>,
     metrics: &Metrics,
 ) -> impl Stream<Item = WatchItem> + Send + use<> {
+    // Wanted whole before subscribing: changes read back after this arrive whole.
+    let whole = store.want_whole(&filter.project_id);
     let watch = Watch {
+        _whole: whole,
         feed: store.subscribe(),
         store,
         filter,

@@ -11,7 +11,7 @@ use opsd_store_open::StoreConfig;
 use opsd_store_suite::{TestBackend, TestDb, backend};
 use tokio::sync::broadcast;
 
-use crate::support::{new_op, status};
+use crate::support::{new_op, status, whole};
 
 fn postgres_only() -> bool {
     let on = backend() == TestBackend::Postgres;
@@ -65,6 +65,62 @@ async fn a_change_written_through_one_process_reaches_the_others_feed() {
         assert_eq!(ids, written, "every change once, in commit order");
         assert!(rx.try_recv().is_err(), "nothing twice");
     }
+}
+
+/// While a watch stream wants a project whole (`Store::want_whole`), the other processes'
+/// changes of that project reach the feed whole, as their writer published them; other
+/// projects' stay named, and so does that project's once nothing wants it any more.
+/// Without it every watch stream of the project reads the history again for each of
+/// those changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_a_watch_wants_whole_arrives_whole_from_the_other_processes() {
+    if !postgres_only() {
+        return;
+    }
+    let db = TestDb::new().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let wanted = a.want_whole("watched");
+    let also_wanted = a.want_whole("watched");
+    let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let project = if i % 3 == 0 { "other" } else { "watched" };
+        let op = b
+            .create(new_op(
+                project,
+                Kind::Vm,
+                OpType::Create,
+                &format!("vm-{i}"),
+            ))
+            .await
+            .unwrap()
+            .operation;
+        ids.push(op.id);
+    }
+    // Stored events too, not only the creations that rows stand for.
+    for id in &ids[..4] {
+        b.update(*id, status(Status::Running), None).await.unwrap();
+    }
+    // One of the two streams ends; the other still wants the project.
+    drop(also_wanted);
+    b.update(ids[1], status(Status::Done), None).await.unwrap();
+    for _ in 0..15 {
+        let published = whole(&*b, next(&mut on_b).await).await;
+        let c = next(&mut on_a).await;
+        assert_eq!(c.event_seq(), published.event_seq, "the same order");
+        if published.operation.project_id == "watched" {
+            assert_eq!(c, FeedChange::Whole(published), "a wanted project's change");
+        } else {
+            assert!(matches!(c, FeedChange::Named { .. }), "{c:?}");
+        }
+    }
+    drop(wanted);
+    b.update(ids[2], status(Status::Done), None).await.unwrap();
+    let c = next(&mut on_a).await;
+    assert!(
+        matches!(c, FeedChange::Named { .. }),
+        "wanted by nobody any more: {c:?}"
+    );
 }
 
 /// A process takes its own changes from its writer and reads only the others' back from

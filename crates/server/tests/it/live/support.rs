@@ -137,6 +137,9 @@ impl Store for CountingStore {
             None => self.inner.subscribe(),
         }
     }
+    fn want_whole(&self, project_id: &str) -> opsd_store::WantWhole {
+        self.inner.want_whole(project_id)
+    }
     async fn events_since(&self, project: &str, after: u64, limit: usize) -> Result<Backfill> {
         self.read();
         let delay = self.backfill_delay_ms.load(Ordering::SeqCst);

@@ -539,3 +539,63 @@ async fn a_change_named_on_the_feed_is_streamed_whole_from_the_history() {
     // none.
     assert_eq!(store.reads(), reads + 1);
 }
+
+/// Watch streams on a project that another process writes (PostgreSQL; skipped on
+/// SQLite, which has one process) read nothing from the store: they want their project
+/// whole, and the feed reads its changes whole once for all of them. Without that, each
+/// stream would go back to the history for every batch of the other process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_on_a_project_another_process_writes_share_one_read_of_its_changes() {
+    if opsd_store_suite::backend() != opsd_store_suite::TestBackend::Postgres {
+        eprintln!("skipped: one process only on SQLite");
+        return;
+    }
+    let db = opsd_store_suite::TestDb::new().await;
+    let here = Arc::new(CountingStore::new(db.open().await));
+    let other = db.open().await;
+    let metrics = Metrics::new();
+    let (_stop, stopped) = watch::channel(false);
+    let mut streams: Vec<_> = (0..3)
+        .map(|_| {
+            let filter = ListFilter {
+                project_id: "p".into(),
+                ..ListFilter::default()
+            };
+            let dyn_store: Arc<dyn Store> = here.clone();
+            Box::pin(stream(
+                dyn_store,
+                filter,
+                Start::Now,
+                stopped.clone(),
+                &metrics,
+            ))
+        })
+        .collect();
+    let reads = here.reads();
+    let mut created = Vec::new();
+    for i in 0..10 {
+        let new = opsd_domain::NewOperation::new(
+            "p",
+            Kind::Vm,
+            opsd_domain::OpType::Create,
+            format!("vm-{i}"),
+        );
+        created.push(other.create(new).await.unwrap().operation.id);
+    }
+    for watching in &mut streams {
+        let mut streamed = Vec::new();
+        while streamed.len() < created.len() {
+            let item = tokio::time::timeout(Duration::from_secs(5), watching.next())
+                .await
+                .expect("another process's change was not streamed");
+            match item {
+                Some(opsd_server::background::watch::WatchItem::Change(c)) => {
+                    streamed.push(c.operation.id)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(streamed, created, "every change once, in commit order");
+    }
+    assert_eq!(here.reads(), reads, "the streams read the store themselves");
+}
