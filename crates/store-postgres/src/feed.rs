@@ -208,7 +208,7 @@ pub const CATCH_UP_SQL: &str = "SELECT c.seq, c.id, p.name FROM \
      ORDER BY 1 LIMIT $2) c JOIN projects p ON p.n = c.project ORDER BY c.seq";
 
 /// The changes with the seqs `$1`, whole, in seq order (the pump's second read, for the
-/// projects a watch stream wants whole): [`BACKFILL_SQL`]'s rows, found by `events_pkey`
+/// projects a watch stream wants whole): `BACKFILL_SQL`'s rows, found by `events_pkey`
 /// and `operations_pkey` lookups. A seq deleted since it was named is simply missing.
 pub static WHOLE_BY_SEQ_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
