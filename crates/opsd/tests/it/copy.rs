@@ -213,8 +213,8 @@ async fn sqlite_to_postgres_to_sqlite_answers_byte_for_byte_the_same() {
         10_000
     );
     // The way back skips the copy's own verification: every answer is compared below,
-    // which is stronger, and reading both stores in full again took a third of this
-    // test's time (the way there verified a PostgreSQL fingerprint already).
+    // which is stronger, and reading both stores in full again took about a quarter of
+    // this test's time (the way there verified a PostgreSQL fingerprint already).
     let back =
         tokio::task::spawn_blocking(move || copy(&pg, &b_arg, &["--no-verify", "-o", "json"]))
             .await
